@@ -1,0 +1,225 @@
+"""Calibrate axes from answers under opposite style instructions, and fingerprint a model's default style."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from styleprobe import stats
+from styleprobe.axes import AxisSet, fit_axes
+from styleprobe.data import load_axes, load_questions, prompt_set_hash
+from styleprobe.extraction import Aggregation
+from styleprobe.generation import SamplingConfig
+from styleprobe.models import ModelHandle
+from styleprobe.pipeline import Item, StageResult, run_stage
+from styleprobe.profiles import Profile
+
+POLES = {+1: "positive", -1: "negative"}
+
+
+@dataclass
+class Calibration:
+    axes: AxisSet
+    result: StageResult  # calibration and evaluation answers with their states
+    evaluation: pd.DataFrame  # per-axis held-out statistics
+
+
+def calibration_items(
+    profile: Profile,
+    axes: list[str] | None = None,
+    instruction_set: str = "A",
+    splits=("calibration", "evaluation"),
+) -> list[Item]:
+    """Every (axis, pole, question) of the protocol. Calibration questions come from the instruction set's
+    own question set (A: the standard one, B and C: their own); evaluation questions are always held out."""
+    specs, bank = load_axes(), load_questions()
+    names = axes or list(specs)
+    items = []
+    for name in names:
+        spec = specs[name]
+        questions = {
+            "calibration": bank.calibration_set(instruction_set)[name][: profile.n_calibration],
+            "evaluation": bank.evaluation[name][: profile.n_evaluation],
+        }
+        for split in splits:
+            for q_index, question in enumerate(questions[split]):
+                for pole, pole_name in POLES.items():
+                    items.append(
+                        Item(
+                            id=f"{instruction_set}/{split}/{name}/{pole_name}/{q_index:02d}",
+                            question=question,
+                            system=spec.instruction(pole, instruction_set),
+                            meta={"axis": name, "pole": pole, "split": split, "q_index": q_index},
+                        )
+                    )
+    return items
+
+
+def fit_from_result(
+    result: StageResult, handle_model_id: str, normalisation: str = "median_iqr", **meta
+) -> tuple[AxisSet, pd.DataFrame]:
+    """Fit axes on the calibration split (non-empty answers only) and score them on the evaluation split."""
+    rec = result.records
+    states = result.states
+    usable = (rec["n_measured"] > 0).to_numpy()
+    specs = load_axes()
+    names = list(dict.fromkeys(rec["axis"]))
+    pole_states = {}
+    for name in names:
+        sel = (rec["axis"] == name).to_numpy() & (rec["split"] == "calibration").to_numpy() & usable
+        pole = rec["pole"].to_numpy()
+        pole_states[name] = (states[sel & (pole == 1)], states[sel & (pole == -1)])
+    axes = fit_axes(
+        pole_states,
+        {n: specs[n].poles for n in names},
+        normalisation=normalisation,
+        model_id=handle_model_id,
+        layers=list(meta.pop("layers")),
+        aggregation=result.aggregation.to_dict(),
+        meta=meta,
+    )
+    rows = []
+    for i, name in enumerate(names):
+        sel = (rec["axis"] == name).to_numpy() & usable
+        values = axes.normalise(states[sel] @ axes.vectors[i].astype(np.float64), clip=False)
+        split, pole = rec["split"].to_numpy()[sel], rec["pole"].to_numpy()[sel]
+        ev = split == "evaluation"
+        pos, neg = values[ev & (pole == 1)], values[ev & (pole == -1)]
+        cal = values[split == "calibration"]
+        rows.append(
+            {
+                "axis": name,
+                "n_eval": int(ev.sum()),
+                "pairwise_accuracy": stats.pairwise_accuracy(pos, neg) if len(pos) and len(neg) else np.nan,
+                "sign_accuracy": stats.sign_accuracy(pos, neg) if len(pos) and len(neg) else np.nan,
+                "dprime": stats.dprime(pos, neg) if len(pos) > 1 and len(neg) > 1 else np.nan,
+                "calibration_clipped": float(np.mean(np.abs(cal) > 1)),
+                "empty_answers": int(((rec["axis"] == name) & ~usable).sum()),
+            }
+        )
+    evaluation = pd.DataFrame(rows).set_index("axis")
+    axes.calibration = evaluation.to_dict(orient="index")
+    return axes, evaluation
+
+
+def calibrate(
+    handle: ModelHandle,
+    profile: Profile,
+    run_dir: Path,
+    *,
+    axes: list[str] | None = None,
+    instruction_set: str = "A",
+    aggregation: Aggregation = Aggregation(),
+    normalisation: str = "median_iqr",
+    sampling: SamplingConfig | None = None,
+    seed: int = 0,
+    batch_size: int | None = None,
+    read_with_system: bool = True,
+    thinking: bool | None = None,
+    progress: bool = True,
+) -> Calibration:
+    """Answer calibration and evaluation questions under both poles' instructions, then fit the axes."""
+    sampling = sampling or SamplingConfig(profile.calibration_tokens)
+    items = calibration_items(profile, axes, instruction_set)
+    context = "instructed" if read_with_system else "uninstructed"
+    stage_dir = Path(run_dir) / f"calibration-{instruction_set}-{context}-{profile.name}"
+    result = run_stage(
+        handle,
+        stage_dir,
+        items,
+        sampling,
+        aggregation,
+        seed=seed,
+        batch_size=batch_size,
+        thinking=thinking,
+        read_with_system=read_with_system,
+        desc=f"calibration {instruction_set}",
+        progress=progress,
+    )
+    axis_set, evaluation = fit_from_result(
+        result,
+        handle.model_id,
+        normalisation,
+        layers=aggregation.absolute_layers(handle.n_layers),
+        profile=profile.to_dict(),
+        instruction_set=instruction_set,
+        context=context,
+        sampling=sampling.__dict__,
+        seed=seed,
+        prompt_set_hash=prompt_set_hash(),
+        model_slug=handle.slug,
+    )
+    return Calibration(axis_set, result, evaluation)
+
+
+def baseline(
+    handle: ModelHandle,
+    profile: Profile,
+    run_dir: Path,
+    *,
+    seeds: tuple[int, ...] | None = None,
+    aggregation: Aggregation = Aggregation(),
+    sampling: SamplingConfig | None = None,
+    batch_size: int | None = None,
+    thinking: bool | None = None,
+    progress: bool = True,
+) -> dict[int, StageResult]:
+    """The model's default answers (no system prompt) to the baseline questions, once per seed."""
+    sampling = sampling or SamplingConfig(profile.baseline_tokens)
+    questions = load_questions().baseline[: profile.n_baseline]
+    items = [Item(f"baseline/{i:02d}", q, meta={"q_index": i}) for i, q in enumerate(questions)]
+    tag = "" if thinking is None else f"-thinking-{'on' if thinking else 'off'}"
+    return {
+        s: run_stage(
+            handle,
+            Path(run_dir) / f"baseline{tag}-{profile.name}" / f"seed-{s}",
+            items,
+            sampling,
+            aggregation,
+            seed=s,
+            batch_size=batch_size,
+            thinking=thinking,
+            desc=f"baseline seed {s}",
+            progress=progress,
+        )
+        for s in (seeds if seeds is not None else profile.seeds)
+    }
+
+
+def project_results(axes: AxisSet, results: dict[int, StageResult], model_id: str) -> pd.DataFrame:
+    """Long table of normalised projections: one row per (seed, question), one column per axis.
+    Empty answers get NaN projections (kept, flagged, never averaged in)."""
+    frames = []
+    for seed, res in results.items():
+        values = axes.project(res.states, model_id)
+        values[(res.records["n_measured"] == 0).to_numpy()] = np.nan
+        frame = pd.DataFrame(values, columns=axes.names)
+        frame.insert(0, "seed", seed)
+        frame.insert(1, "q_index", res.records["q_index"].to_numpy())
+        frame["n_tokens"] = res.records["n_tokens"].to_numpy()
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def fingerprint_table(projections: pd.DataFrame, axes: list[str], seed: int = 0) -> pd.DataFrame:
+    """Per axis: mean over questions (seed-averaged), bootstrap 95 % CI over questions, std, clipped share."""
+    per_question = projections.groupby("q_index")[axes].mean()
+    rows = []
+    for name in axes:
+        v = per_question[name].dropna().to_numpy()
+        lo, hi = stats.bootstrap_ci(np.mean, v, seed=seed) if len(v) > 1 else (np.nan, np.nan)
+        rows.append(
+            {
+                "axis": name,
+                "mean": float(np.mean(v)) if len(v) else np.nan,
+                "ci_low": lo,
+                "ci_high": hi,
+                "std": float(np.std(v, ddof=1)) if len(v) > 1 else np.nan,
+                "clipped": float(np.mean(np.abs(projections[name].dropna()) >= 1)),
+                "n": len(v),
+            }
+        )
+    return pd.DataFrame(rows).set_index("axis")

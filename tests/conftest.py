@@ -1,0 +1,33 @@
+"""Shared fixtures: tiny random-init models (built from configs, cached for the session)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Keep tests away from the user's cache, except for the dequantised embedded model (slow to rebuild).
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def tiny(cache):
+    """`tiny("llama")` -> a loaded ModelHandle of a random-init model of that architecture."""
+    from styleprobe.models import load_model
+    from styleprobe.toy import build_random_model
+
+    loaded = {}
+
+    def get(arch: str):
+        if arch not in loaded:
+            path = build_random_model(arch, cache / arch)
+            loaded[arch] = load_model(str(path))
+        return loaded[arch]
+
+    return get

@@ -1,0 +1,92 @@
+import json
+
+import numpy as np
+import pytest
+from styleprobe.axes import AxesError, AxisSet, axis_direction, centre_and_scale, fit_axes
+
+
+def _planted(rng, direction, n=40, dim=32, shift=3.0):
+    noise = lambda: rng.normal(size=(n, dim))  # noqa: E731
+    return noise() + shift * direction, noise() - shift * direction
+
+
+def _axis_set(rng, dim=32, model_id="org/model"):
+    dirs = np.linalg.qr(rng.normal(size=(dim, 2)))[0].T
+    states = {"warm_cold": _planted(rng, dirs[0], dim=dim), "formal_casual": _planted(rng, dirs[1], dim=dim)}
+    poles = {"warm_cold": ("warm", "cold"), "formal_casual": ("formal", "casual")}
+    return fit_axes(states, poles, model_id=model_id, layers=[1, 2], aggregation={"decay": 0.9}), dirs, states
+
+
+def test_planted_direction_is_recovered():
+    rng = np.random.default_rng(0)
+    direction = np.zeros(64)
+    direction[5] = 1.0
+    pos, neg = _planted(rng, direction, n=200, dim=64)
+    pos[:5] += 100.0  # outliers are trimmed away
+    axis = axis_direction(pos, neg, trim=0.1)
+    assert np.isclose(np.linalg.norm(axis), 1.0, atol=1e-6)
+    assert axis @ direction > 0.98
+
+
+def test_identical_poles_have_no_axis():
+    x = np.ones((5, 3))
+    with pytest.raises(AxesError, match="undefined"):
+        axis_direction(x, x)
+
+
+def test_normalisation_median_iqr_and_clip():
+    raw = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+    assert centre_and_scale(raw) == (2.0, 2.0)  # median 2, IQR 3 - 1
+    assert centre_and_scale(raw, "uncentred_iqr") == (0.0, 2.0)
+    assert centre_and_scale(raw / 100, "uncentred_iqr") == (0.0, 0.1)  # the original's floor
+    rng = np.random.default_rng(1)
+    axes, _, states = _axis_set(rng)
+    pooled = np.concatenate(states["warm_cold"]) @ axes.vectors[0]
+    z = axes.normalise(np.c_[pooled, np.zeros_like(pooled)], clip=False)[:, 0]
+    assert abs(np.median(z)) < 1e-9
+    assert np.isclose(np.subtract(*np.percentile(z, [75, 25])), 1.0)
+    far = 10 * np.concatenate(states["warm_cold"])
+    clipped = axes.project(far)
+    assert clipped.min() == -1 and clipped.max() == 1
+    np.testing.assert_allclose(clipped, np.clip(axes.project(far, clip=False), -1, 1))
+
+
+def test_axes_save_load_roundtrip(tmp_path):
+    axes, _, states = _axis_set(np.random.default_rng(2))
+    path = axes.save(tmp_path / "model")
+    assert path.suffix == ".json" and path.with_suffix(".safetensors").exists()
+    back = AxisSet.load(tmp_path / "model.json")
+    assert back.names == axes.names and back.poles == axes.poles and back.layers == [1, 2]
+    np.testing.assert_array_equal(back.vectors, axes.vectors)
+    x = np.concatenate(states["formal_casual"])
+    np.testing.assert_allclose(back.project(x), axes.project(x))
+
+
+def test_projecting_another_models_states_fails(tmp_path):
+    axes, _, _ = _axis_set(np.random.default_rng(3))
+    with pytest.raises(AxesError, match="hidden size 16"):
+        axes.project(np.zeros((2, 16)))
+    with pytest.raises(AxesError, match="calibrated on 'org/model', not on 'other/model'"):
+        axes.project(np.zeros((2, 32)), model_id="other/model")
+    with pytest.raises(AxesError, match="NaN"):
+        axes.project(np.full((2, 32), np.nan))
+
+
+@pytest.mark.parametrize("damage", ["truncate_tensors", "bad_json", "missing_key", "missing_file"])
+def test_corrupt_axes_files_fail_in_one_line(tmp_path, damage):
+    axes, _, _ = _axis_set(np.random.default_rng(4))
+    js = axes.save(tmp_path / "m")
+    st = js.with_suffix(".safetensors")
+    if damage == "truncate_tensors":
+        st.write_bytes(st.read_bytes()[:100])
+    elif damage == "bad_json":
+        js.write_text(js.read_text()[:50])
+    elif damage == "missing_key":
+        meta = json.loads(js.read_text())
+        del meta["scales"]
+        js.write_text(json.dumps(meta))
+    else:
+        st.unlink()
+    with pytest.raises(AxesError) as err:
+        AxisSet.load(js)
+    assert "\n" not in str(err.value)

@@ -1,0 +1,106 @@
+import json
+
+import numpy as np
+import pytest
+import styleprobe.pipeline as pipeline
+from styleprobe.generation import SamplingConfig
+from styleprobe.pipeline import Item, run_stage
+from styleprobe.store import RunMismatchError
+
+ITEMS = [
+    Item(f"q{i}", q, "Answer warmly." if i % 2 else None, meta={"k": i})
+    for i, q in enumerate(
+        [
+            "Why do cats purr?",
+            "What is bread made of?",
+            "How far is the moon?",
+            "Is tea healthy?",
+            "What is a verb?",
+            "How do magnets work?",
+            "Hi?",
+        ]
+    )
+]
+SAMPLING = SamplingConfig(8)
+
+
+def _run(handle, path, **kw):
+    return run_stage(handle, path, ITEMS, SAMPLING, seed=3, batch_size=2, progress=False, **kw)
+
+
+def test_same_settings_same_responses(tiny, tmp_path):
+    a = _run(tiny("llama"), tmp_path / "a")
+    b = _run(tiny("llama"), tmp_path / "b")
+    assert a.records["response"].tolist() == b.records["response"].tolist()
+    assert a.records["id"].tolist() == [it.id for it in ITEMS]  # back in the caller's order
+    np.testing.assert_array_equal(a.per_layer, b.per_layer)
+    assert a.per_layer.shape == (len(ITEMS), 4, tiny("llama").hidden_size)
+
+
+def test_kill_and_resume_gives_identical_results(tiny, tmp_path, monkeypatch):
+    handle = tiny("llama")
+    whole = _run(handle, tmp_path / "whole")
+    calls = {"n": 0}
+    real = pipeline.extract
+
+    def dying(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # killed while the third batch is being read
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "extract", dying)
+    with pytest.raises(KeyboardInterrupt):
+        _run(handle, tmp_path / "resumed")
+    done = sorted(p.name for p in (tmp_path / "resumed" / "batches").iterdir())
+    assert done == ["00000.safetensors", "00001.safetensors"]  # finished work kept, nothing half-written
+    monkeypatch.setattr(pipeline, "extract", real)
+    resumed = _run(handle, tmp_path / "resumed")
+    assert resumed.records.drop(columns=[]).equals(whole.records)
+    np.testing.assert_array_equal(resumed.per_layer, whole.per_layer)
+
+
+def test_resume_reuses_finished_batches(tiny, tmp_path, monkeypatch):
+    handle = tiny("llama")
+    first = _run(handle, tmp_path / "r")
+    monkeypatch.setattr(pipeline, "generate", lambda *a, **k: pytest.fail("regenerated a finished batch"))
+    again = run_stage(handle, tmp_path / "r", ITEMS, SAMPLING, seed=3, progress=False)  # batch size from disk
+    assert again.records.equals(first.records)
+
+
+def test_other_settings_in_the_same_run_dir_are_refused(tiny, tmp_path):
+    handle = tiny("llama")
+    _run(handle, tmp_path / "r")
+    with pytest.raises(RunMismatchError, match="seed"):
+        run_stage(handle, tmp_path / "r", ITEMS, SAMPLING, seed=4, batch_size=2, progress=False)
+
+
+def test_empty_responses_are_kept_and_flagged(tiny, tmp_path):
+    handle = tiny("gemma2")
+    eot = handle.end_of_turn_ids[0]
+
+    def end_at_once(_module, _inputs, logits):  # the model ends its turn before saying anything
+        logits[..., eot] += 1e4
+        return logits
+
+    hook = handle.model.get_output_embeddings().register_forward_hook(end_at_once)
+    try:
+        result = _run(handle, tmp_path / "g")
+    finally:
+        hook.remove()
+    rec = result.records
+    assert {"empty", "finished", "n_tokens", "n_measured"} <= set(rec.columns)
+    assert rec["empty"].all() and rec["finished"].all() and (rec["n_tokens"] == 0).all()
+    assert (result.per_layer[rec["n_measured"].to_numpy() == 0] == 0).all()
+    manifest = json.loads((tmp_path / "g" / "manifest.json").read_text())
+    assert manifest["settings"]["batch_size"] == 2 and manifest["settings"]["seed"] == 3
+
+
+def test_rereading_without_the_system_prompt_changes_states_not_answers(tiny, tmp_path):
+    handle = tiny("llama")
+    with_sys = _run(handle, tmp_path / "a")
+    without = _run(handle, tmp_path / "b", read_with_system=False)
+    assert with_sys.records["response"].tolist() == without.records["response"].tolist()
+    has_sys = with_sys.records["system"].notna().to_numpy() & (with_sys.records["n_measured"] > 0).to_numpy()
+    assert not np.allclose(with_sys.per_layer[has_sys], without.per_layer[has_sys])
+    np.testing.assert_allclose(with_sys.per_layer[~has_sys], without.per_layer[~has_sys], atol=1e-5)
