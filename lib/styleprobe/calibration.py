@@ -84,7 +84,7 @@ def fit_from_result(
     rows = []
     for i, name in enumerate(names):
         sel = (rec["axis"] == name).to_numpy() & usable
-        values = axes.normalise(states[sel] @ axes.vectors[i].astype(np.float64), clip=False)
+        values = axes.project(states[sel], clip=False)[:, i]
         split, pole = rec["split"].to_numpy()[sel], rec["pole"].to_numpy()[sel]
         ev = split == "evaluation"
         pos, neg = values[ev & (pole == 1)], values[ev & (pole == -1)]

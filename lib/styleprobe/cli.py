@@ -48,6 +48,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="answers per batch (default: the largest that fits)")
     p.add_argument("--runs-dir", type=Path, default=RUNS_DIR, help="where runs are kept (default: runs/)")
     p.add_argument("--axes-dir", type=Path, default=AXES_DIR, help="where axes are kept (default: axes/)")
+    p.add_argument(
+        "--figures-dir", type=Path, default=FIGURES_DIR, help="where figures go (default: figures/)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -198,7 +201,7 @@ def cmd_fingerprint(args) -> pd.DataFrame:
         },
     )
     ax = radar({handle.slug: table["mean"]}, title=f"{handle.slug} default style ({profile.name})")
-    figs = save_figure(ax.figure, FIGURES_DIR / handle.slug / "fingerprint_radar")
+    figs = save_figure(ax.figure, args.figures_dir / handle.slug / "fingerprint_radar")
     print(
         f"\nfingerprint of {handle.model_id} ({profile.name} profile, {table['n'].max()} questions, "
         f"seeds {list(results)}); 0 = calibration midpoint, +1/-1 = towards the first/second pole"

@@ -1,0 +1,182 @@
+"""Load and validate the data files: the style axes (axes.yaml) and the question bank (questions.yaml)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from styleprobe.paths import DATA_DIR
+
+INSTRUCTION_SETS = ("A", "B", "C")
+FORMULATIONS = ("plain", "minimal", "role", "behavioural", "example")
+_QUESTION_SETS = ("calibration", "evaluation", "set_b", "set_c")
+_SET_NAMES = {"A": "calibration", "B": "set_b", "C": "set_c"}
+
+
+class DataError(ValueError):
+    """A data file is missing or malformed; the message is one line naming the file."""
+
+
+@dataclass(frozen=True)
+class AxisSpec:
+    name: str
+    positive: str
+    negative: str
+    description: str
+    instructions: dict[str, tuple[str, str]]
+    formulations: dict[str, tuple[str, str]]
+    nudges: tuple[str, str]
+
+    def instruction(self, pole: int, set_name: str = "A") -> str:
+        """The system prompt for pole +1 (positive) or -1 (negative) from instruction set `set_name`."""
+        if pole not in (1, -1):
+            raise ValueError(f"pole must be +1 or -1, got {pole!r}")
+        if set_name not in self.instructions:
+            raise ValueError(f"unknown instruction set {set_name!r}; expected one of {INSTRUCTION_SETS}")
+        return self.instructions[set_name][0 if pole == 1 else 1]
+
+    @property
+    def poles(self) -> tuple[str, str]:
+        return (self.positive, self.negative)
+
+
+@dataclass(frozen=True)
+class QuestionBank:
+    calibration: dict[str, list[str]]
+    evaluation: dict[str, list[str]]
+    baseline: list[str]
+    set_b: dict[str, list[str]]
+    set_c: dict[str, list[str]]
+
+    def calibration_set(self, name: str) -> dict[str, list[str]]:
+        """Questions per axis of calibration set "A" (the standard one), "B" or "C"."""
+        if name not in _SET_NAMES:
+            raise ValueError(f"unknown calibration set {name!r}; expected one of {INSTRUCTION_SETS}")
+        return getattr(self, _SET_NAMES[name])
+
+    def all_questions(self) -> list[tuple[str, str]]:
+        """Every question with its set label, e.g. ("calibration/warm_cold", q) or ("baseline", q)."""
+        out = [(f"{s}/{ax}", q) for s in _QUESTION_SETS for ax, qs in getattr(self, s).items() for q in qs]
+        return out + [("baseline", q) for q in self.baseline]
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataError(f"{path}: cannot read YAML ({first})") from exc
+
+
+def _get(path: Path, mapping: Any, key: str, where: str, kind: type) -> Any:
+    """mapping[key], checked to be a `kind` (non-empty for strings)."""
+    if not isinstance(mapping, dict) or key not in mapping:
+        raise DataError(f"{path}: missing key {where}{key}")
+    value = mapping[key]
+    if not isinstance(value, kind) or (kind is str and not value.strip()):
+        raise DataError(f"{path}: {where}{key} must be a non-empty {kind.__name__}")
+    return value
+
+
+def _pair(path: Path, mapping: Any, key: str, where: str) -> tuple[str, str]:
+    sub = _get(path, mapping, key, where, dict)
+    where = f"{where}{key}."
+    return (_get(path, sub, "positive", where, str), _get(path, sub, "negative", where, str))
+
+
+def _pairs(
+    path: Path, mapping: Any, key: str, where: str, names: tuple[str, ...]
+) -> dict[str, tuple[str, str]]:
+    sub = _get(path, mapping, key, where, dict)
+    if set(sub) != set(names):
+        raise DataError(f"{path}: {where}{key} must have exactly the keys {list(names)}, got {list(sub)}")
+    return {n: _pair(path, sub, n, f"{where}{key}.") for n in names}
+
+
+def load_axes(path: Path | None = None) -> dict[str, AxisSpec]:
+    """Parse and validate axes.yaml; the axes keep the order of the file."""
+    path = Path(path) if path is not None else DATA_DIR / "axes.yaml"
+    entries = _get(path, _read_yaml(path), "axes", "", list)
+    axes: dict[str, AxisSpec] = {}
+    for i, entry in enumerate(entries):
+        where = f"axes[{i}]."
+        name = _get(path, entry, "name", where, str)
+        if name in axes:
+            raise DataError(f"{path}: duplicate axis {name!r}")
+        axes[name] = AxisSpec(
+            name=name,
+            positive=_get(path, entry, "positive", where, str),
+            negative=_get(path, entry, "negative", where, str),
+            description=_get(path, entry, "description", where, str),
+            instructions=_pairs(path, entry, "instructions", where, INSTRUCTION_SETS),
+            formulations=_pairs(path, entry, "formulations", where, FORMULATIONS),
+            nudges=_pair(path, entry, "nudges", where),
+        )
+    if not axes:
+        raise DataError(f"{path}: 'axes' is empty")
+    return axes
+
+
+def load_questions(path: Path | None = None, axes_path: Path | None = None) -> QuestionBank:
+    """Parse and validate questions.yaml against the axes (axes.yaml next to it, else the default one)."""
+    path = Path(path) if path is not None else DATA_DIR / "questions.yaml"
+    if axes_path is None:
+        sibling = path.with_name("axes.yaml")
+        axes_path = sibling if sibling.exists() else DATA_DIR / "axes.yaml"
+    names = list(load_axes(axes_path))
+    raw = _read_yaml(path)
+    sets: dict[str, dict[str, list[str]]] = {}
+    for set_name in _QUESTION_SETS:
+        by_axis = _get(path, raw, set_name, "", dict)
+        extra, missing = set(by_axis) - set(names), [n for n in names if n not in by_axis]
+        if extra or missing:
+            raise DataError(
+                f"{path}: {set_name} axes do not match {axes_path.name}"
+                f" (unknown: {sorted(extra)}, missing: {missing})"
+            )
+        sets[set_name] = {n: _questions(path, by_axis, n, f"{set_name}.") for n in names}
+    return QuestionBank(baseline=_questions(path, raw, "baseline", ""), **sets)
+
+
+def _questions(path: Path, mapping: Any, key: str, where: str) -> list[str]:
+    items = _get(path, mapping, key, where, list)
+    for i, q in enumerate(items):
+        if not isinstance(q, str) or not q.strip():
+            raise DataError(f"{path}: {where}{key}[{i}] must be a non-empty string")
+    if not items:
+        raise DataError(f"{path}: {where}{key} is empty")
+    return list(items)
+
+
+def normalise_text(text: str) -> str:
+    """Lower-case `text` and keep only letters and digits (drops punctuation, whitespace and symbols)."""
+    return "".join(ch for ch in unicodedata.normalize("NFKC", text).casefold() if ch.isalnum())
+
+
+def find_overlaps(bank: QuestionBank) -> list[tuple[str, str, str]]:
+    """(first set, later set, question) for every question equal to an earlier one after normalisation."""
+    seen: dict[str, str] = {}
+    overlaps = []
+    for label, question in bank.all_questions():
+        key = normalise_text(question)
+        if key in seen:
+            overlaps.append((seen[key], label, question))
+        else:
+            seen[key] = label
+    return overlaps
+
+
+def prompt_set_hash(axes_path: Path | None = None, questions_path: Path | None = None) -> str:
+    """First 16 hex digits of the sha256 of the canonical JSON of both (validated) data files."""
+    axes_path = Path(axes_path) if axes_path is not None else DATA_DIR / "axes.yaml"
+    questions_path = Path(questions_path) if questions_path is not None else DATA_DIR / "questions.yaml"
+    load_questions(questions_path, axes_path)
+    payload = {"axes": _read_yaml(axes_path), "questions": _read_yaml(questions_path)}
+    text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

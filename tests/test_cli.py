@@ -1,0 +1,79 @@
+import json
+
+import pytest
+from styleprobe.axes import AxisSet
+from styleprobe.cli import main
+
+
+@pytest.fixture
+def dirs(tmp_path, cache, monkeypatch):
+    monkeypatch.setenv("STYLEPROBE_CACHE", str(cache / "cli"))
+    return [
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--axes-dir",
+        str(tmp_path / "axes"),
+        "--figures-dir",
+        str(tmp_path / "fig"),
+        "--quiet",
+        "--model",
+        "random:llama",
+    ]
+
+
+def test_help_explains_itself(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("calibrate", "fingerprint", "project", "axes"):
+        assert command in out
+
+
+def test_unknown_model_is_a_one_line_error(capsys, tmp_path):
+    assert main(["calibrate", "--model", "nonexistent-model", "--runs-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("styleprobe: error: unknown model 'nonexistent-model'") and "\n" not in err
+
+
+def test_calibrate_fingerprint_project_and_list(dirs, tmp_path, capsys):
+    two = ["--axes", "warm_cold", "verbose_concise", "--profile", "quick"]
+    assert main(["calibrate", *dirs, *two]) == 0
+    axes = AxisSet.load(tmp_path / "axes" / "random-llama.json")
+    assert axes.names == ["warm_cold", "verbose_concise"] and axes.meta["profile"]["name"] == "quick"
+    assert set(axes.calibration["warm_cold"]) >= {"pairwise_accuracy", "dprime", "sign_accuracy"}
+
+    assert main(["fingerprint", *dirs, "--profile", "quick"]) == 0
+    out = capsys.readouterr().out
+    assert "fingerprint of" in out and "verbose_concise" in out
+    assert (tmp_path / "fig" / "random-llama" / "fingerprint_radar.png").exists()
+    summary = json.loads((tmp_path / "runs" / "random-llama" / "fingerprint-quick.json").read_text())
+    assert [row["axis"] for row in summary["fingerprint"]] == axes.names
+
+    lines = [
+        json.dumps({"question": "What is rain?", "response": "Water falling from clouds."}),
+        "{not json",
+        json.dumps({"question": "x"}),
+        json.dumps({"response": "Sure, here you go."}),
+    ]
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    out_path = tmp_path / "out.jsonl"
+    assert main(["project", str(src), *dirs, "--output", str(out_path)]) == 0
+    err = capsys.readouterr().err
+    assert f"{src}:2: skipped" in err and f"{src}:3: skipped" in err
+    scored = [json.loads(line) for line in out_path.read_text().splitlines()]
+    assert len(scored) == 2 and all(-1 <= v <= 1 for s in scored for v in s["projection"].values())
+
+    assert main(["axes", "list", "--axes-dir", str(tmp_path / "axes")]) == 0
+    assert "random-llama.json" in capsys.readouterr().out
+
+
+def test_project_refuses_axes_of_another_model(dirs, tmp_path, capsys, cache):
+    assert main(["calibrate", *dirs, "--axes", "warm_cold", "--profile", "quick"]) == 0
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"response": "Hello."}) + "\n")
+    axes_file = str(tmp_path / "axes" / "random-llama.json")
+    other = [a if a != "random:llama" else "random:qwen2" for a in dirs]
+    assert main(["project", str(src), *other, "--axes-file", axes_file]) == 2
+    assert "not" in capsys.readouterr().err
