@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+
 from styleprobe.axes import AxesError, AxisSet, axis_direction, centre_and_scale, fit_axes
 
 

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+
 from styleprobe.axes import AxisSet
 from styleprobe.cli import main
 

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+
 from styleprobe.chat import build_prompt
 from styleprobe.extraction import (
     Aggregation,
@@ -18,7 +19,7 @@ QUESTIONS = ["What is rain?", "How do I boil an egg without cracking the shell?"
 
 def _sequences(handle, n_tokens=12, seed=0):
     prompts = [build_prompt(handle, q, "Be brief.") for q in QUESTIONS]
-    gens = generate(handle, tokenize_prompts(handle, prompts), SamplingConfig(n_tokens), seed=seed)
+    gens, _ = generate(handle, tokenize_prompts(handle, prompts), SamplingConfig(n_tokens), [seed] * 3)
     return [
         TokenSequence(g.prompt_ids + g.response_ids, measure_mask(handle, len(g.prompt_ids), g.response_ids))
         for g in gens

@@ -1,4 +1,5 @@
 import pytest
+
 from styleprobe.chat import build_prompt, plain_prompt
 from styleprobe.models import ModelLoadError, end_of_turn_ids, load_model, load_presets, resolve, slugify
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from styleprobe import mood_axis
 from styleprobe.stats import icc
 

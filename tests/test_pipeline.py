@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+
 import styleprobe.pipeline as pipeline
 from styleprobe.generation import SamplingConfig
 from styleprobe.pipeline import Item, run_stage
@@ -41,20 +42,20 @@ def test_kill_and_resume_gives_identical_results(tiny, tmp_path, monkeypatch):
     handle = tiny("llama")
     whole = _run(handle, tmp_path / "whole")
     calls = {"n": 0}
-    real = pipeline.extract
+    real = pipeline.generate
 
     def dying(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:
-            raise KeyboardInterrupt  # killed while the third batch is being read
+            raise KeyboardInterrupt  # killed while the third batch is being generated
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "extract", dying)
+    monkeypatch.setattr(pipeline, "generate", dying)
     with pytest.raises(KeyboardInterrupt):
         _run(handle, tmp_path / "resumed")
     done = sorted(p.name for p in (tmp_path / "resumed" / "batches").iterdir())
     assert done == ["00000.safetensors", "00001.safetensors"]  # finished work kept, nothing half-written
-    monkeypatch.setattr(pipeline, "extract", real)
+    monkeypatch.setattr(pipeline, "generate", real)
     resumed = _run(handle, tmp_path / "resumed")
     assert resumed.records.drop(columns=[]).equals(whole.records)
     np.testing.assert_array_equal(resumed.per_layer, whole.per_layer)
@@ -104,3 +105,13 @@ def test_rereading_without_the_system_prompt_changes_states_not_answers(tiny, tm
     has_sys = with_sys.records["system"].notna().to_numpy() & (with_sys.records["n_measured"] > 0).to_numpy()
     assert not np.allclose(with_sys.per_layer[has_sys], without.per_layer[has_sys])
     np.testing.assert_allclose(with_sys.per_layer[~has_sys], without.per_layer[~has_sys], atol=1e-5)
+
+
+def test_online_and_reforward_stages_agree(tiny, tmp_path):
+    handle = tiny("qwen2")
+    online = _run(handle, tmp_path / "on", extraction="online")
+    reread = _run(handle, tmp_path / "re", extraction="reforward")
+    assert online.records["response"].tolist() == reread.records["response"].tolist()
+    np.testing.assert_allclose(online.per_layer, reread.per_layer, atol=1e-4)
+    with pytest.raises(ValueError, match="generation context"):
+        _run(handle, tmp_path / "x", extraction="online", read_with_system=False)

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from styleprobe import stats
 
 # Shrout & Fleiss (1979), Table 2: 6 targets rated by 4 judges.

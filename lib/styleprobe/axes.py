@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save
-from scipy.stats import iqr, trim_mean
 
 from styleprobe import __version__
+from styleprobe.stats import iqr, trimmed_mean
 from styleprobe.store import atomic_write_bytes, atomic_write_text
 
 NORMALISATIONS = ("median_iqr", "uncentred_iqr")
@@ -24,7 +24,7 @@ class AxesError(ValueError):
 
 def axis_direction(pos: np.ndarray, neg: np.ndarray, trim: float = 0.1) -> np.ndarray:
     """unit(trimmed_mean(pos) - trimmed_mean(neg)); `trim` is cut from each end, per dimension."""
-    diff = trim_mean(pos, trim, axis=0) - trim_mean(neg, trim, axis=0)
+    diff = trimmed_mean(pos, trim, axis=0) - trimmed_mean(neg, trim, axis=0)
     norm = np.linalg.norm(diff)
     if not np.isfinite(norm) or norm == 0:
         raise AxesError("the two poles have identical trimmed means; the axis is undefined")
@@ -36,7 +36,7 @@ def centre_and_scale(raw: np.ndarray, normalisation: str = "median_iqr") -> tupl
 
     median_iqr (default): centre = median, scale = IQR, so 0 is the calibration midpoint and the value
     is comparable across models. uncentred_iqr (the original study): centre = 0, scale = max(IQR, 0.1)."""
-    spread = float(iqr(raw))
+    spread = iqr(raw)
     if normalisation == "median_iqr":
         return float(np.median(raw)), max(spread, 1e-12)
     if normalisation == "uncentred_iqr":

@@ -67,6 +67,8 @@ def measure_mask(handle: ModelHandle, prompt_len: int, response_ids: Sequence[in
     """Response tokens only; for thinking models, only the visible answer after the closing think tag
     (an unclosed think block leaves nothing to measure)."""
     resp = [True] * len(response_ids)
+    if not handle.thinking:
+        return [False] * prompt_len + resp
     vocab = handle.tokenizer.get_vocab()
     close_id, open_id = vocab.get(THINK_CLOSE), vocab.get(THINK_OPEN)
     if close_id is not None and close_id in response_ids:

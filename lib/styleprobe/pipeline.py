@@ -46,8 +46,9 @@ class StageResult:
         return StageResult(self.records[mask].reset_index(drop=True), self.per_layer[mask], self.aggregation)
 
 
-def _batch_seed(seed: int, index: int) -> int:
-    return zlib.crc32(f"{seed}:{index}".encode())
+def row_key(seed: int, item_id: str) -> int:
+    """The sampling key of one answer: depends on the seed and the item, not on its batch."""
+    return zlib.crc32(f"{seed}:{item_id}".encode())
 
 
 def _digest(obj) -> str:
@@ -65,6 +66,7 @@ def run_stage(
     batch_size: int | None = None,
     thinking: bool | None = None,
     read_with_system: bool = True,
+    extraction: str = "auto",
     desc: str = "generating",
     progress: bool = True,
 ) -> StageResult:
@@ -72,7 +74,11 @@ def run_stage(
 
     Items are sorted by prompt length and cut into batches; each finished batch is written atomically with
     its own seed, so a run killed half-way and resumed ends with the same result as an uninterrupted one.
-    `read_with_system=False` re-reads the answers without the system prompt (question + answer only)."""
+    `read_with_system=False` re-reads the answers without the system prompt (question + answer only).
+
+    extraction="online" aggregates hidden states while decoding (no second pass); "reforward" re-reads each
+    batch with a teacher-forced pass; "auto" uses online capture whenever the reading context is the
+    generation context (chat template, system prompt kept, no thinking block) and the re-forward otherwise."""
     if not items:
         raise ValueError("no items to run")
     prompts = [build_prompt(handle, it.question, it.system, it.history, thinking=thinking) for it in items]
@@ -84,6 +90,17 @@ def run_stage(
         read_ids = tokenize_prompts(handle, reads)
     order = sorted(range(len(items)), key=lambda i: (len(prompt_ids[i]), items[i].id))
     layers = aggregation.absolute_layers(handle.n_layers)
+    same_context = (
+        read_with_system
+        and handle.uses_chat_template
+        and not (thinking or (thinking is None and handle.thinking))
+    )
+    if extraction == "auto":
+        extraction = "online" if same_context else "reforward"
+    elif extraction == "online" and not same_context:
+        raise ValueError(
+            "online capture needs the generation context: chat template, system kept, no thinking"
+        )
     settings = {
         "model_id": handle.model_id,
         "sampling": sampling.__dict__,
@@ -92,6 +109,7 @@ def run_stage(
         "seed": seed,
         "thinking": thinking,
         "read_with_system": read_with_system,
+        "extraction": extraction,
         "items": _digest([(it.id, p) for it, p in zip(items, prompts, strict=True)]),
     }
     manifest = Path(stage_dir) / "manifest.json"
@@ -108,14 +126,17 @@ def run_stage(
     bar.update(len(items) - sum(len(batches[b]) for b in todo))
     for b in todo:
         idx = batches[b]
-        gens = generate(handle, [prompt_ids[i] for i in idx], sampling, _batch_seed(seed, b))
+        keys = [row_key(seed, items[i].id) for i in idx]
+        capture = (layers, aggregation.decay) if extraction == "online" else None
+        gens, per_layer = generate(handle, [prompt_ids[i] for i in idx], sampling, keys, capture=capture)
         seqs = [
             TokenSequence(
                 read_ids[i] + g.response_ids, measure_mask(handle, len(read_ids[i]), g.response_ids)
             )
             for i, g in zip(idx, gens, strict=True)
         ]
-        per_layer = extract(handle, seqs, layers, (aggregation.decay,))[:, 0]
+        if per_layer is None:
+            per_layer = extract(handle, seqs, layers, (aggregation.decay,))[:, 0]
         records = [
             {
                 "id": items[i].id,

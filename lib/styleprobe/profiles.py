@@ -23,7 +23,7 @@ class Profile:
 
 PROFILES = {
     "paper": Profile("paper", 30, 10, 30, (0, 1, 2, 3, 4), 200, 384),
-    "quick": Profile("quick", 15, 5, 15, (0,), 64, 96),
+    "quick": Profile("quick", 15, 5, 15, (0,), 128, 128),
 }
 
 

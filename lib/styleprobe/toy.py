@@ -19,8 +19,12 @@ from transformers import PreTrainedTokenizerFast
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n"
-    "{% if enable_thinking is defined and not enable_thinking %}<think>\n\n</think>\n\n{% endif %}{% endif %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+THINKING = CHATML.replace(  # Qwen3: enable_thinking=False writes an empty think block
+    "{% endif %}",
+    "{% if enable_thinking is defined and not enable_thinking %}"
+    "<think>\n\n</think>\n\n{% endif %}{% endif %}",
 )
 GEMMA = (
     "{{ bos_token }}{% if messages[0].role == 'system' %}"
@@ -53,7 +57,7 @@ _TINY = {
 ARCHS = {
     "llama": ("LlamaConfig", CHATML, "<|im_end|>", _TINY),
     "qwen2": ("Qwen2Config", CHATML, "<|im_end|>", _TINY),
-    "qwen3": ("Qwen3Config", CHATML, "<|im_end|>", _TINY),
+    "qwen3": ("Qwen3Config", THINKING, "<|im_end|>", _TINY),
     "gemma2": ("Gemma2Config", GEMMA, "<end_of_turn>", _TINY),
     "gemma3": ("Gemma3TextConfig", GEMMA, "<end_of_turn>", _TINY),
     "qwen2-7b": (

@@ -1,0 +1,113 @@
+import numpy as np
+import pytest
+import torch
+
+from styleprobe.chat import build_prompt
+from styleprobe.extraction import TokenSequence, extract, measure_mask
+from styleprobe.generation import SamplingConfig, generate, tokenize_prompts
+from styleprobe.sampling import sample, sample_full, uniform_noise
+
+QUESTIONS = ["What is rain?", "How do I boil an egg?", "Name a fruit.", "Why do birds sing in the morning?"]
+
+
+def _prompts(handle):
+    return tokenize_prompts(handle, [build_prompt(handle, q, "Be brief.") for q in QUESTIONS])
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma2", "gemma3"])
+def test_greedy_decoding_matches_transformers_generate(tiny, arch):
+    handle = tiny(arch)
+    ours, _ = generate(handle, _prompts(handle), SamplingConfig(12, greedy=True), [0] * 4)
+    for prompt, gen in zip(_prompts(handle), ours, strict=True):
+        ids = torch.tensor([prompt])
+        ref = handle.model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=12,
+            do_sample=False,
+            eos_token_id=handle.end_of_turn_ids,
+            pad_token_id=handle.tokenizer.pad_token_id,
+        )
+        ref_ids = ref[0, len(prompt) :].tolist()
+        cut = next((i for i, t in enumerate(ref_ids) if t in handle.end_of_turn_ids), len(ref_ids))
+        assert gen.response_ids == ref_ids[:cut]
+
+
+def test_sampling_does_not_depend_on_the_batch(tiny):
+    handle = tiny("llama")
+    prompts = _prompts(handle)
+    keys = [11, 12, 13, 14]
+    together, _ = generate(handle, prompts, SamplingConfig(16), keys)
+    alone = [generate(handle, [p], SamplingConfig(16), [k])[0][0] for p, k in zip(prompts, keys, strict=True)]
+    reversed_, _ = generate(handle, prompts[::-1], SamplingConfig(16), keys[::-1])
+    assert [g.response_ids for g in together] == [g.response_ids for g in alone]
+    assert [g.response_ids for g in together] == [g.response_ids for g in reversed_[::-1]]
+    other, _ = generate(handle, prompts, SamplingConfig(16), [21, 22, 23, 24])
+    assert [g.response_ids for g in other] != [g.response_ids for g in together]
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma2"])
+def test_online_capture_equals_teacher_forced_reread(tiny, arch):
+    """States aggregated while decoding equal a second, teacher-forced pass over the same tokens, also for
+    rows dropped from the batch early (end of turn) and rows that hit the budget (atol 1e-4, float32)."""
+    handle = tiny(arch)
+    layers = [2, 3, 4, 5]
+    eot = handle.end_of_turn_ids[0]
+    calls = {"n": 0}
+
+    def end_some_turns(_module, _inputs, logits):  # rows 0 and 2 end their turn after a few tokens
+        calls["n"] += 1
+        if calls["n"] in (4, 7) and logits.shape[0] > 2:
+            logits[0 if calls["n"] == 4 else 2, :, eot] += 1e4
+        return logits
+
+    hook = handle.model.get_output_embeddings().register_forward_hook(end_some_turns)
+    try:
+        gens, online = generate(
+            handle, _prompts(handle), SamplingConfig(14), [1, 2, 3, 4], capture=(layers, 0.9)
+        )
+    finally:
+        hook.remove()
+    assert any(g.finished for g in gens) and not all(g.finished for g in gens)
+    seqs = [
+        TokenSequence(g.prompt_ids + g.response_ids, measure_mask(handle, len(g.prompt_ids), g.response_ids))
+        for g in gens
+    ]
+    reread = extract(handle, seqs, layers, (0.9,))[:, 0]
+    np.testing.assert_allclose(online, reread, atol=1e-4)
+
+
+def test_sampler_draws_from_the_nucleus_distribution():
+    torch.manual_seed(0)
+    logits = torch.randn(1, 50) * 2
+    probs = torch.softmax(logits / 0.7, -1)[0]
+    order = probs.argsort(descending=True)
+    before = probs[order].cumsum(0) - probs[order]
+    nucleus = order[before < 0.9]
+    target = torch.zeros(50)
+    target[nucleus] = probs[nucleus] / probs[nucleus].sum()
+    n = 20000
+    draws = torch.stack([sample(logits, torch.tensor([k]), 0, 0.7, 0.9)[0] for k in range(n)]).squeeze(1)
+    freq = torch.bincount(draws, minlength=50).float() / n
+    assert set(draws.unique().tolist()) <= set(nucleus.tolist())
+    assert (freq - target).abs().max() < 0.015
+
+
+def test_full_sort_fallback_agrees_with_the_fast_path():
+    torch.manual_seed(1)
+    flat = torch.randn(8, 5000) * 0.1  # a flat distribution: the nucleus spans far more than the top-k
+    keys = torch.arange(8)
+    fast, overflow = sample(flat, keys, 3, 0.7, 0.9)
+    assert overflow.all()
+    peaked = torch.randn(8, 5000) * 8
+    fast, overflow = sample(peaked, keys, 3, 0.7, 0.9)
+    assert not overflow.any()
+    assert torch.equal(fast, sample_full(peaked, keys, 3, 0.7, 0.9))
+
+
+def test_noise_is_a_function_of_key_step_and_token():
+    tokens = torch.arange(100)[None].repeat(2, 1)
+    a = uniform_noise(torch.tensor([5, 6]), 2, tokens)
+    assert torch.equal(a, uniform_noise(torch.tensor([5, 6]), 2, tokens))
+    assert not torch.equal(a[0], a[1]) and ((a > 0) & (a < 1)).all()
+    assert not torch.equal(a, uniform_noise(torch.tensor([5, 6]), 3, tokens))

