@@ -54,10 +54,11 @@ class Work:
 def workloads(handle: ModelHandle, args: argparse.Namespace) -> list[Work]:
     bank, specs, out = load_questions(), load_axes(), []
     if args.workload in ("calibration", "both"):
-        rows = [
-            (f"{a}/{p:+d}/{q}", build_prompt(handle, text, specs[a].instruction(p)), a, p)
+        rows = [  # question-major, so that the first K answers (--reference-limit) cover every axis
+            (f"{a}/{p:+d}/{q}", build_prompt(handle, bank.calibration[a][q], specs[a].instruction(p)), a, p)
+            for q in range(args.questions)
             for a in specs
-            for q, text in enumerate(bank.calibration[a][: args.questions])
+            if q < len(bank.calibration[a])
             for p in (1, -1)
         ]
         ids, prompts, axis, pole = map(list, zip(*rows, strict=True))
@@ -95,7 +96,10 @@ def measure(device: torch.device) -> Iterator[dict]:
         torch.cuda.synchronize(device)
     rec["wall_s"] = time.perf_counter() - start
     if device.type == "cuda":
-        rec.update(peak_mb=torch.cuda.max_memory_allocated(device) / 2**20, memory="CUDA max allocated")
+        rec.update(
+            peak_mb=torch.cuda.max_memory_allocated(device) / 2**20,
+            memory="torch.cuda.max_memory_allocated, absolute",
+        )
     else:
         stop.set()
         sampler.join()
@@ -166,7 +170,7 @@ def run_ours(handle: ModelHandle, work: Work, batch_size: int) -> dict:
     online = np.zeros((len(order), len(layers), handle.hidden_size), np.float32)
     counted = [0]  # decoding row-steps seen by a pre-hook on the model, to check the replay above
 
-    def count(_module, _args, kwargs) -> None:
+    def count(_module: torch.nn.Module, _args: tuple, kwargs: dict) -> None:
         if kwargs.get("input_ids") is not None and kwargs["input_ids"].shape[1] == 1:
             counted[0] += kwargs["input_ids"].shape[0]
 
@@ -272,7 +276,7 @@ def cross_device(handle: ModelHandle, args: argparse.Namespace, work: Work, ours
     use = np.array([bool(g.response_ids) for g in ours["gens"]])
     f32_s, gpu_s = AGG.combine(f32[use]), AGG.combine(ours["reforward"][use])
     axis, pole, specs = np.array(work.axis)[use], np.array(work.pole)[use], load_axes()
-    names = list(dict.fromkeys(axis))
+    names = [str(a) for a in dict.fromkeys(axis)]
     axes = fit_axes(
         {a: (f32_s[(axis == a) & (pole == 1)], f32_s[(axis == a) & (pole == -1)]) for a in names},
         {a: specs[a].poles for a in names},
@@ -315,7 +319,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fixed-length", action="store_true", help="no end-of-turn: every answer is max length")
     p.add_argument("--cross-device", action="store_true", help="GPU model dtype vs CPU float32 projections")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (CPU)")
-    p.add_argument("--out", type=Path, help="JSON results (default: benchmarks/results-<device>-<date>.json)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="JSON results (default: benchmarks/results-<device>-<date>-<model>-<workload>.json)",
+    )
     return p.parse_args(argv)
 
 
@@ -405,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     dev = handle.device
     args.questions = args.questions or (30 if dev.type == "cuda" else 5)
     tag = re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(dev).lower()) if dev.type == "cuda" else "cpu"
-    out_path = args.out or Path(__file__).parent / f"results-{tag}-{datetime.date.today():%Y%m%d}.json"
+    name = f"results-{tag}-{datetime.date.today():%Y%m%d}-{handle.slug}-{args.workload}.json"
+    out_path = args.out or Path(__file__).parent / name  # one file per model and workload
     if args.fixed_length:
         handle.end_of_turn_ids = []  # `generate` then never stops early; HF gets eos_token_id=[]
     results: dict = {

@@ -78,3 +78,15 @@ def test_project_refuses_axes_of_another_model(dirs, tmp_path, capsys, cache):
     other = [a if a != "random:llama" else "random:qwen2" for a in dirs]
     assert main(["project", str(src), *other, "--axes-file", axes_file]) == 2
     assert "not" in capsys.readouterr().err
+
+
+def test_reproduce_paper_dry_run_prints_every_step(capsys):
+    from styleprobe.models import load_presets
+
+    assert main(["reproduce", "--all-presets", "--profile", "paper", "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    presets = list(load_presets())
+    assert len(lines) == 3 * len(presets) + 1  # notebooks 01, 02, 04 per model, then the cross-model one
+    assert all(line.startswith("would run: papermill notebooks/") for line in lines)
+    assert "-p model qwen3-8b -p profile paper" in "\n".join(lines)
+    assert lines[-1].startswith("would run: papermill notebooks/10_cross_model.py")

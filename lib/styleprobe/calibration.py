@@ -167,26 +167,33 @@ def baseline(
     thinking: bool | None = None,
     progress: bool = True,
 ) -> dict[int, StageResult]:
-    """The model's default answers (no system prompt) to the baseline questions, once per seed."""
+    """The model's default answers (no system prompt) to the baseline questions, once per seed.
+
+    All seeds run as one stage so they share batches; an answer's sampling key depends only on its seed
+    and question, so seed 0 gives the same answers whichever other seeds run beside it."""
     sampling = sampling or SamplingConfig(profile.baseline_tokens)
+    seeds = tuple(seeds if seeds is not None else profile.seeds)
     questions = load_questions().baseline[: profile.n_baseline]
-    items = [Item(f"baseline/{i:02d}", q, meta={"q_index": i}) for i, q in enumerate(questions)]
+    items = [
+        Item(f"seed-{s}/baseline/{i:02d}", q, meta={"q_index": i, "seed": s}, seed=s)
+        for s in seeds
+        for i, q in enumerate(questions)
+    ]
     tag = "" if thinking is None else f"-thinking-{'on' if thinking else 'off'}"
-    return {
-        s: run_stage(
-            handle,
-            Path(run_dir) / f"baseline{tag}-{profile.name}" / f"seed-{s}",
-            items,
-            sampling,
-            aggregation,
-            seed=s,
-            batch_size=batch_size,
-            thinking=thinking,
-            desc=f"baseline seed {s}",
-            progress=progress,
-        )
-        for s in (seeds if seeds is not None else profile.seeds)
-    }
+    stage_dir = Path(run_dir) / f"baseline{tag}-{profile.name}" / ("seeds-" + "-".join(map(str, seeds)))
+    result = run_stage(
+        handle,
+        stage_dir,
+        items,
+        sampling,
+        aggregation,
+        batch_size=batch_size,
+        thinking=thinking,
+        desc="baseline",
+        progress=progress,
+    )
+    seed_col = result.records["seed"].to_numpy()
+    return {s: result.select(seed_col == s) for s in seeds}
 
 
 def project_results(axes: AxisSet, results: dict[int, StageResult], model_id: str) -> pd.DataFrame:

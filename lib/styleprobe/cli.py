@@ -108,6 +108,34 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--axes-file", type=Path, help="axes to use (default: <axes-dir>/<model>.json)")
     pr.add_argument("--output", type=Path, help="output JSONL (default: print to stdout)")
 
+    rp = sub.add_parser(
+        "reproduce",
+        help="execute the notebooks with papermill for each model",
+        description="Run notebooks 01, 02, 04 for every model (executed copies under "
+        "runs/<model>/notebooks/), then 10_cross_model. Finished generations are reused.",
+    )
+    rp.add_argument("--models", nargs="+", default=[DEFAULT_MODEL], help="models (default: the embedded one)")
+    rp.add_argument("--all-presets", action="store_true", help="every model preset in data/models.yaml")
+    rp.add_argument("--notebooks", nargs="+", metavar="NB", help="only these, e.g. 02 or 02_baseline")
+    rp.add_argument("--profile", choices=list(PROFILES), help="protocol size passed to every notebook")
+    rp.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="extra notebook parameter (value parsed as YAML)",
+    )
+    rp.add_argument("--runs-dir", type=Path, default=RUNS_DIR)
+    rp.add_argument("--out-dir", type=Path, help="write the notebooks here instead of under the run store")
+    rp.add_argument("--dry-run", action="store_true", help="print every step without running it")
+    rp.add_argument(
+        "--prepare-only",
+        action="store_true",
+        help="only inject the parameters (for executing them later, e.g. with nbval)",
+    )
+
     ax = sub.add_parser("axes", help="manage axis files")
     ax_sub = ax.add_subparsers(dest="axes_command", required=True)
     ls = ax_sub.add_parser("list", help="list the axis files and their calibration accuracy")
@@ -289,6 +317,27 @@ def cmd_axes_list(args) -> None:
     print(pd.DataFrame(rows).to_string(index=False) if rows else f"no axes in {args.axes_dir}")
 
 
+def cmd_reproduce(args) -> None:
+    import yaml
+
+    from styleprobe.models import load_presets
+    from styleprobe.reproduce import reproduce
+
+    models = list(load_presets()) if args.all_presets else args.models
+    parameters = {name: yaml.safe_load(value) for name, value in args.parameter}
+    if args.profile:
+        parameters["profile"] = args.profile
+    reproduce(
+        models,
+        parameters,
+        args.notebooks,
+        runs_dir=args.runs_dir,
+        out_dir=args.out_dir,
+        dry_run=args.dry_run,
+        prepare_only=args.prepare_only,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     commands = {
@@ -296,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         "fingerprint": cmd_fingerprint,
         "project": cmd_project,
         "axes": cmd_axes_list,
+        "reproduce": cmd_reproduce,
     }
     try:
         commands[args.command](args)

@@ -10,3 +10,5 @@ DATA_DIR = Path(os.environ.get("STYLEPROBE_DATA_DIR", REPO_ROOT / "data"))
 AXES_DIR = Path(os.environ.get("STYLEPROBE_AXES_DIR", REPO_ROOT / "axes"))
 RUNS_DIR = Path(os.environ.get("STYLEPROBE_RUNS_DIR", REPO_ROOT / "runs"))
 FIGURES_DIR = Path(os.environ.get("STYLEPROBE_FIGURES_DIR", REPO_ROOT / "figures"))
+RESULTS_DIR = Path(os.environ.get("STYLEPROBE_RESULTS_DIR", REPO_ROOT / "results"))
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"

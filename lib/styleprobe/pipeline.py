@@ -28,6 +28,7 @@ class Item:
     system: str | None = None
     history: tuple[tuple[str, str], ...] = ()
     meta: dict = field(default_factory=dict)
+    seed: int | None = None  # sampling seed of this item; None: the stage's seed
 
 
 @dataclass
@@ -126,7 +127,7 @@ def run_stage(
     bar.update(len(items) - sum(len(batches[b]) for b in todo))
     for b in todo:
         idx = batches[b]
-        keys = [row_key(seed, items[i].id) for i in idx]
+        keys = [row_key(seed if items[i].seed is None else items[i].seed, items[i].id) for i in idx]
         capture = (layers, aggregation.decay) if extraction == "online" else None
         gens, per_layer = generate(handle, [prompt_ids[i] for i in idx], sampling, keys, capture=capture)
         seqs = [

@@ -24,6 +24,7 @@ class Profile:
 PROFILES = {
     "paper": Profile("paper", 30, 10, 30, (0, 1, 2, 3, 4), 200, 384),
     "quick": Profile("quick", 15, 5, 15, (0,), 128, 128),
+    "smoke": Profile("smoke", 4, 3, 6, (0,), 12, 12),  # notebooks on tiny random models in CI
 }
 
 

@@ -178,3 +178,26 @@ def spearman(x: ArrayLike, y: ArrayLike) -> tuple[float, float]:
     """Spearman rank correlation and its two-sided p-value (scipy.stats.spearmanr)."""
     res = scipy.stats.spearmanr(_vector(x, "x", 2), _vector(y, "y", 2))
     return float(res.statistic), float(res.pvalue)
+
+
+def regress_out(matrix: ArrayLike, covariate: ArrayLike) -> np.ndarray:
+    """Residuals of each column of `matrix` after least-squares regression on [1, covariate]."""
+    m = _matrix(matrix, "matrix")
+    x = _vector(covariate, "covariate", 2)
+    if x.size != m.shape[0]:
+        raise ValueError(f"covariate has {x.size} values for {m.shape[0]} rows")
+    design = np.column_stack([np.ones_like(x), x])
+    coef, *_ = np.linalg.lstsq(design, m, rcond=None)
+    return m - design @ coef
+
+
+def mean_abs_offdiag(corr: ArrayLike) -> float:
+    """Mean |r| over the off-diagonal entries of a square correlation matrix."""
+    c = np.asarray(corr, dtype=float)
+    return float(np.abs(c[~np.eye(c.shape[0], dtype=bool)]).mean())
+
+
+def pearson(x: ArrayLike, y: ArrayLike) -> tuple[float, float]:
+    """Pearson correlation and its two-sided p-value (scipy.stats.pearsonr)."""
+    res = scipy.stats.pearsonr(_vector(x, "x", 3), _vector(y, "y", 3))
+    return float(res.statistic), float(res.pvalue)

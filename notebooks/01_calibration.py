@@ -1,0 +1,153 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · Calibration: do style instructions leave a readable direction in the residual stream?
+#
+# For each of the 7 axes the model answers the same neutral questions twice, once under the positive and
+# once under the negative style instruction (set A). The answer tokens' residual stream after the last 4
+# decoder blocks is aggregated (decay 0.9 from the last token, layer weights 0.1-0.4), and the axis is the
+# unit difference of the two poles' 10 %-trimmed means. Held-out evaluation questions, never used to fit
+# the axes, tell whether the direction generalises.
+
+# %% tags=["parameters"]
+model = "smollm2-135m-instruct"  # preset, local directory, .gguf file, hub id or random:<arch>
+revision = None
+profile = None  # "quick" (CPU default), "paper" (GPU default) or "smoke" (tiny CI runs)
+device = None
+dtype = None
+seed = 0
+batch_size = None
+normalisation = "median_iqr"  # or "uncentred_iqr" (the original study)
+runs_dir = None  # default: <repo>/runs
+axes_dir = None  # default: <repo>/axes
+figures_dir = None  # default: <repo>/figures
+results_dir = None  # default: <repo>/results
+
+# %%
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from styleprobe import paths
+from styleprobe.calibration import calibrate
+from styleprobe.models import load_model
+from styleprobe.plots import save_figure
+from styleprobe.profiles import get_profile
+from styleprobe.results import update_results
+
+prof = get_profile(profile)
+handle = load_model(model, device=device, dtype=dtype, revision=revision)
+runs = Path(runs_dir or paths.RUNS_DIR) / handle.slug
+figs = Path(figures_dir or paths.FIGURES_DIR) / handle.slug
+print(f"{handle.model_id}: {handle.n_layers} blocks, hidden size {handle.hidden_size}, profile {prof.name}")
+
+# %%
+cal = calibrate(handle, prof, runs, seed=seed, batch_size=batch_size, normalisation=normalisation)
+axes_file = cal.axes.save(Path(axes_dir or paths.AXES_DIR) / handle.slug)
+records, states = cal.result.records, cal.result.states
+print(f"{len(records)} answers, {int(records['empty'].sum())} empty; axes saved to {axes_file}")
+
+# %% [markdown]
+# ## Held-out separation
+# *Pairwise accuracy*: share of (positive, negative) evaluation answers ordered correctly on the axis
+# (0.5 = chance). *Sign accuracy*: share on the correct side of the calibration median. *d′*: mean
+# difference over the pooled standard deviation.
+
+# %%
+evaluation = cal.evaluation
+evaluation
+
+# %%
+assert set(evaluation.index) == set(cal.axes.names)
+assert evaluation["pairwise_accuracy"].between(0, 1).all()
+assert np.isfinite(states).all()
+
+# %% [markdown]
+# ## Geometry: how orthogonal are the axes?
+
+# %%
+cosines = pd.DataFrame(cal.axes.cosine_matrix(), index=cal.axes.names, columns=cal.axes.names)
+fig, ax = plt.subplots(figsize=(6, 5))
+sns.heatmap(cosines, vmin=-1, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", ax=ax, cbar_kws={"shrink": 0.7})
+ax.set_title("cosine between axis vectors")
+save_figure(fig, figs / "axis_cosines")
+off_diag = np.abs(cosines.to_numpy()[~np.eye(len(cosines), dtype=bool)])
+print(f"mean |cosine| between different axes: {off_diag.mean():.3f}")
+
+# %% [markdown]
+# ## PCA of the calibration states, coloured by pole
+# Each point is one calibration answer. If an instruction pair moves the residual stream, its two poles
+# separate along some direction; PCA shows whether that direction is among the largest ones.
+
+# %%
+calib = (records["split"] == "calibration").to_numpy()
+x = states[calib] - states[calib].mean(0)
+_, sv, vt = np.linalg.svd(x, full_matrices=False)
+pcs = x @ vt[:2].T
+explained = sv**2 / np.sum(sv**2)
+frame = records[calib].assign(
+    pc1=pcs[:, 0], pc2=pcs[:, 1], pole=records["pole"][calib].map({1: "+", -1: "−"})
+)
+grid = sns.relplot(data=frame, x="pc1", y="pc2", hue="pole", col="axis", col_wrap=4, height=2.4, s=18)
+grid.set_titles("{col_name}")
+grid.figure.suptitle(f"PC1 {explained[0]:.0%}, PC2 {explained[1]:.0%} of variance", y=1.02)
+save_figure(grid.figure, figs / "calibration_pca")
+
+# %% [markdown]
+# ## Projections per pole (normalised, not clipped)
+
+# %%
+proj = cal.axes.project(states, clip=False)
+long = pd.concat(
+    [
+        records[["axis", "pole", "split"]].assign(value=proj[:, i])[records["axis"] == name]
+        for i, name in enumerate(cal.axes.names)
+    ]
+)
+long["pole"] = long["pole"].map({1: "+", -1: "−"})
+grid = sns.displot(
+    data=long,
+    x="value",
+    hue="pole",
+    col="axis",
+    col_wrap=4,
+    height=2.2,
+    bins=15,
+    element="step",
+    common_norm=False,
+)
+grid.set_titles("{col_name}")
+save_figure(grid.figure, figs / "calibration_histograms")
+
+# %%
+path = update_results(
+    handle.slug,
+    "calibration",
+    {
+        "model_id": handle.model_id,
+        "profile": prof.name,
+        "normalisation": normalisation,
+        "evaluation": evaluation,
+        "axis_cosines": cosines,
+        "mean_abs_axis_cosine": float(off_diag.mean()),
+        "n_answers": len(records),
+        "n_empty": int(records["empty"].sum()),
+        "mean_tokens_by_pole": records.groupby(["axis", "pole"])["n_tokens"].mean().unstack().to_dict(),
+    },
+    results_dir,
+)
+print(f"results: {path}")

@@ -1,0 +1,148 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+
+# %% [markdown]
+# # 02 · Baseline: the model's default style
+#
+# The model answers the baseline questions with **no system prompt**, under several sampling seeds. Each
+# answer is projected onto the axes calibrated in notebook 01 (run it first). We report the per-axis mean
+# with a bootstrap 95 % CI over questions, test-retest reliability across seeds, and how the axes
+# co-vary across questions.
+
+# %% tags=["parameters"]
+model = "smollm2-135m-instruct"
+revision = None
+profile = None  # "quick" (CPU default), "paper" (GPU default) or "smoke" (tiny CI runs)
+device = None
+dtype = None
+seeds = [0, 1, 2, 3, 4]  # test-retest needs several; the CLI fingerprint uses the profile's seeds
+n_boot = 1000  # bootstrap resamples for the ICC confidence intervals
+batch_size = None
+runs_dir = None
+axes_dir = None
+figures_dir = None
+results_dir = None
+
+# %%
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from styleprobe import paths, stats
+from styleprobe.axes import AxisSet
+from styleprobe.calibration import baseline, fingerprint_table, project_results
+from styleprobe.models import load_model
+from styleprobe.plots import radar, save_figure
+from styleprobe.profiles import get_profile
+from styleprobe.results import update_results
+
+prof = get_profile(profile)
+handle = load_model(model, device=device, dtype=dtype, revision=revision)
+axes = AxisSet.load(Path(axes_dir or paths.AXES_DIR) / f"{handle.slug}.json")
+figs = Path(figures_dir or paths.FIGURES_DIR) / handle.slug
+results = baseline(
+    handle, prof, Path(runs_dir or paths.RUNS_DIR) / handle.slug, seeds=tuple(seeds), batch_size=batch_size
+)
+projections = project_results(axes, results, handle.model_id)
+print(f"{len(projections)} answers ({len(seeds)} seeds x {prof.n_baseline} questions)")
+
+# %% [markdown]
+# ## Fingerprint
+# 0 is the calibration midpoint of each axis; +1 and −1 are clipped extremes towards the first and the second
+# pole. The CI resamples questions (values averaged over seeds first).
+
+# %%
+table = fingerprint_table(projections, axes.names)
+table
+
+# %%
+assert table["mean"].between(-1, 1).all() and len(table) == len(axes.names)
+
+# %%
+fig, (ax_radar, ax_heat) = plt.subplots(1, 2, figsize=(11, 4.5), gridspec_kw={"width_ratios": [1, 1.3]})
+ax_radar.remove()
+ax_radar = fig.add_subplot(1, 2, 1, projection="polar")
+radar({handle.slug: table["mean"]}, ax=ax_radar, title="mean projection")
+per_question = projections.groupby("q_index")[axes.names].mean()
+sns.heatmap(per_question.T, cmap="RdBu_r", vmin=-1, vmax=1, ax=ax_heat, cbar_kws={"shrink": 0.7})
+ax_heat.set_xlabel("baseline question")
+ax_heat.set_title("projection per question (mean over seeds)")
+save_figure(fig, figs / "baseline_fingerprint")
+
+# %% [markdown]
+# ## Test-retest reliability across seeds
+# ICC(2,1) per axis on the questions × seeds matrix: two-way random effects (seeds are a random sample of
+# runs), absolute agreement, single run. The CI is a percentile bootstrap over questions. With one seed
+# the ICC is undefined and left out.
+
+# %%
+reliability = {}
+if len(seeds) > 1:
+    for name in axes.names:
+        matrix = projections.pivot(index="q_index", columns="seed", values=name).dropna().to_numpy()
+        lo, hi = stats.bootstrap_ci(lambda m: stats.icc(m, "ICC2"), matrix, n_boot=n_boot)
+        reliability[name] = {"icc": stats.icc(matrix, "ICC2"), "ci_low": lo, "ci_high": hi}
+reliability = pd.DataFrame(reliability).T
+reliability
+
+# %% [markdown]
+# ## Behavioural vs geometric correlation
+# Left: correlation of the axes' projections across questions (do answers that score warm also score
+# verbose?). Right: cosine between the axis vectors themselves. Axes can be geometrically near-orthogonal
+# and still co-vary in behaviour.
+
+# %%
+usable = [n for n in axes.names if per_question[n].nunique() > 1]
+behaviour = per_question[usable].corr()
+geometry = pd.DataFrame(axes.cosine_matrix(), index=axes.names, columns=axes.names).loc[usable, usable]
+fig, (a, b) = plt.subplots(1, 2, figsize=(12, 5))
+for ax_, mat, title in [(a, behaviour, "correlation across questions"), (b, geometry, "axis cosine")]:
+    sns.heatmap(mat, vmin=-1, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", ax=ax_, cbar=False)
+    ax_.set_title(title)
+save_figure(fig, figs / "baseline_correlations")
+
+# %% [markdown]
+# ## How many independent dimensions?
+# PCA of the questions × axes matrix (columns standardised): the share of the first component and the
+# participation ratio (Σλ)²/Σλ², which runs from 1 (one underlying dimension) to the number of axes.
+
+# %%
+spectrum = np.linalg.eigvalsh(np.corrcoef(per_question[usable].to_numpy(), rowvar=False))[::-1]
+pc1 = stats.pc1_share(per_question[usable].to_numpy())
+pr = stats.participation_ratio(per_question[usable].to_numpy())
+print(f"PC1 share {pc1:.2f}, participation ratio {pr:.2f} of {len(usable)} axes")
+assert 1 - 1e-9 <= pr <= len(usable) + 1e-9
+
+# %%
+path = update_results(
+    handle.slug,
+    "baseline",
+    {
+        "profile": prof.name,
+        "seeds": list(seeds),
+        "fingerprint": table,
+        "icc": reliability,
+        "behavioural_correlation": behaviour,
+        "pc1_share": pc1,
+        "participation_ratio": pr,
+        "eigenvalues": spectrum,
+        "per_question": per_question,
+        "n_empty": int(projections[axes.names].isna().any(axis=1).sum()),
+    },
+    results_dir,
+)
+print(f"results: {path}")
