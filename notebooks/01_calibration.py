@@ -26,6 +26,12 @@ revision = None
 profile = None  # "quick" (CPU default), "paper" (GPU default) or "smoke" (tiny CI runs)
 device = None
 dtype = None
+# single sizes overriding the profile (None keeps the profile's value)
+n_calibration = None
+n_evaluation = None
+n_baseline = None
+calibration_tokens = None
+baseline_tokens = None
 seed = 0
 batch_size = None
 normalisation = "median_iqr"  # or "uncentred_iqr" (the original study)
@@ -35,29 +41,36 @@ figures_dir = None  # default: <repo>/figures
 results_dir = None  # default: <repo>/results
 
 # %%
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from styleprobe import paths
 from styleprobe.calibration import calibrate
-from styleprobe.models import load_model
-from styleprobe.plots import save_figure
-from styleprobe.profiles import get_profile
-from styleprobe.results import update_results
+from styleprobe.workspace import Workspace
 
-prof = get_profile(profile)
-handle = load_model(model, device=device, dtype=dtype, revision=revision)
-runs = Path(runs_dir or paths.RUNS_DIR) / handle.slug
-figs = Path(figures_dir or paths.FIGURES_DIR) / handle.slug
-print(f"{handle.model_id}: {handle.n_layers} blocks, hidden size {handle.hidden_size}, profile {prof.name}")
+ws = Workspace.open(
+    model,
+    profile=profile,
+    revision=revision,
+    device=device,
+    dtype=dtype,
+    runs_dir=runs_dir,
+    axes_dir=axes_dir,
+    figures_dir=figures_dir,
+    results_dir=results_dir,
+    n_calibration=n_calibration,
+    n_evaluation=n_evaluation,
+    n_baseline=n_baseline,
+    calibration_tokens=calibration_tokens,
+    baseline_tokens=baseline_tokens,
+)
+handle, prof = ws.handle, ws.profile
+print(ws.describe())
 
 # %%
-cal = calibrate(handle, prof, runs, seed=seed, batch_size=batch_size, normalisation=normalisation)
-axes_file = cal.axes.save(Path(axes_dir or paths.AXES_DIR) / handle.slug)
+cal = calibrate(handle, prof, ws.runs, seed=seed, batch_size=batch_size, normalisation=normalisation)
+axes_file = cal.axes.save(ws.axes_file)
 records, states = cal.result.records, cal.result.states
 print(f"{len(records)} answers, {int(records['empty'].sum())} empty; axes saved to {axes_file}")
 
@@ -84,7 +97,7 @@ cosines = pd.DataFrame(cal.axes.cosine_matrix(), index=cal.axes.names, columns=c
 fig, ax = plt.subplots(figsize=(6, 5))
 sns.heatmap(cosines, vmin=-1, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", ax=ax, cbar_kws={"shrink": 0.7})
 ax.set_title("cosine between axis vectors")
-save_figure(fig, figs / "axis_cosines")
+ws.save_figure(fig, "axis_cosines")
 off_diag = np.abs(cosines.to_numpy()[~np.eye(len(cosines), dtype=bool)])
 print(f"mean |cosine| between different axes: {off_diag.mean():.3f}")
 
@@ -105,7 +118,7 @@ frame = records[calib].assign(
 grid = sns.relplot(data=frame, x="pc1", y="pc2", hue="pole", col="axis", col_wrap=4, height=2.4, s=18)
 grid.set_titles("{col_name}")
 grid.figure.suptitle(f"PC1 {explained[0]:.0%}, PC2 {explained[1]:.0%} of variance", y=1.02)
-save_figure(grid.figure, figs / "calibration_pca")
+ws.save_figure(grid.figure, "calibration_pca")
 
 # %% [markdown]
 # ## Projections per pole (normalised, not clipped)
@@ -131,11 +144,10 @@ grid = sns.displot(
     common_norm=False,
 )
 grid.set_titles("{col_name}")
-save_figure(grid.figure, figs / "calibration_histograms")
+ws.save_figure(grid.figure, "calibration_histograms")
 
 # %%
-path = update_results(
-    handle.slug,
+path = ws.update_results(
     "calibration",
     {
         "model_id": handle.model_id,
@@ -148,6 +160,5 @@ path = update_results(
         "n_empty": int(records["empty"].sum()),
         "mean_tokens_by_pole": records.groupby(["axis", "pole"])["n_tokens"].mean().unstack().to_dict(),
     },
-    results_dir,
 )
 print(f"results: {path}")

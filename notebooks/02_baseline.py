@@ -26,6 +26,12 @@ revision = None
 profile = None  # "quick" (CPU default), "paper" (GPU default) or "smoke" (tiny CI runs)
 device = None
 dtype = None
+# single sizes overriding the profile (None keeps the profile's value)
+n_calibration = None
+n_evaluation = None
+n_baseline = None
+calibration_tokens = None
+baseline_tokens = None
 seeds = [0, 1, 2, 3, 4]  # test-retest needs several; the CLI fingerprint uses the profile's seeds
 n_boot = 1000  # bootstrap resamples for the ICC confidence intervals
 batch_size = None
@@ -35,28 +41,36 @@ figures_dir = None
 results_dir = None
 
 # %%
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from styleprobe import paths, stats
-from styleprobe.axes import AxisSet
+from styleprobe import stats
 from styleprobe.calibration import baseline, fingerprint_table, project_results
-from styleprobe.models import load_model
-from styleprobe.plots import radar, save_figure
-from styleprobe.profiles import get_profile
-from styleprobe.results import update_results
+from styleprobe.plots import radar
+from styleprobe.workspace import Workspace
 
-prof = get_profile(profile)
-handle = load_model(model, device=device, dtype=dtype, revision=revision)
-axes = AxisSet.load(Path(axes_dir or paths.AXES_DIR) / f"{handle.slug}.json")
-figs = Path(figures_dir or paths.FIGURES_DIR) / handle.slug
-results = baseline(
-    handle, prof, Path(runs_dir or paths.RUNS_DIR) / handle.slug, seeds=tuple(seeds), batch_size=batch_size
+ws = Workspace.open(
+    model,
+    profile=profile,
+    revision=revision,
+    device=device,
+    dtype=dtype,
+    runs_dir=runs_dir,
+    axes_dir=axes_dir,
+    figures_dir=figures_dir,
+    results_dir=results_dir,
+    n_calibration=n_calibration,
+    n_evaluation=n_evaluation,
+    n_baseline=n_baseline,
+    calibration_tokens=calibration_tokens,
+    baseline_tokens=baseline_tokens,
 )
+handle, prof = ws.handle, ws.profile
+print(ws.describe())
+axes = ws.axes()
+results = baseline(handle, prof, ws.runs, seeds=tuple(seeds), batch_size=batch_size)
 projections = project_results(axes, results, handle.model_id)
 print(f"{len(projections)} answers ({len(seeds)} seeds x {prof.n_baseline} questions)")
 
@@ -73,15 +87,16 @@ table
 assert table["mean"].between(-1, 1).all() and len(table) == len(axes.names)
 
 # %%
-fig, (ax_radar, ax_heat) = plt.subplots(1, 2, figsize=(11, 4.5), gridspec_kw={"width_ratios": [1, 1.3]})
-ax_radar.remove()
+fig = plt.figure(figsize=(13, 5))
 ax_radar = fig.add_subplot(1, 2, 1, projection="polar")
+ax_heat = fig.add_subplot(1, 2, 2)
+fig.subplots_adjust(wspace=0.5)
 radar({handle.slug: table["mean"]}, ax=ax_radar, title="mean projection")
 per_question = projections.groupby("q_index")[axes.names].mean()
 sns.heatmap(per_question.T, cmap="RdBu_r", vmin=-1, vmax=1, ax=ax_heat, cbar_kws={"shrink": 0.7})
 ax_heat.set_xlabel("baseline question")
 ax_heat.set_title("projection per question (mean over seeds)")
-save_figure(fig, figs / "baseline_fingerprint")
+ws.save_figure(fig, "baseline_fingerprint")
 
 # %% [markdown]
 # ## Test-retest reliability across seeds
@@ -113,7 +128,7 @@ fig, (a, b) = plt.subplots(1, 2, figsize=(12, 5))
 for ax_, mat, title in [(a, behaviour, "correlation across questions"), (b, geometry, "axis cosine")]:
     sns.heatmap(mat, vmin=-1, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", ax=ax_, cbar=False)
     ax_.set_title(title)
-save_figure(fig, figs / "baseline_correlations")
+ws.save_figure(fig, "baseline_correlations")
 
 # %% [markdown]
 # ## How many independent dimensions?
@@ -128,8 +143,7 @@ print(f"PC1 share {pc1:.2f}, participation ratio {pr:.2f} of {len(usable)} axes"
 assert 1 - 1e-9 <= pr <= len(usable) + 1e-9
 
 # %%
-path = update_results(
-    handle.slug,
+path = ws.update_results(
     "baseline",
     {
         "profile": prof.name,
@@ -143,6 +157,5 @@ path = update_results(
         "per_question": per_question,
         "n_empty": int(projections[axes.names].isna().any(axis=1).sum()),
     },
-    results_dir,
 )
 print(f"results: {path}")

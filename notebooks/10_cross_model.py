@@ -34,19 +34,12 @@ import pandas as pd
 import seaborn as sns
 
 from styleprobe import paths
+from styleprobe.data import load_axes
 from styleprobe.mood_axis import load_baseline
 from styleprobe.plots import radar, save_figure
 from styleprobe.results import all_results
 
-AXES = [
-    "warm_cold",
-    "verbose_concise",
-    "confident_cautious",
-    "proactive_reluctant",
-    "empathetic_analytical",
-    "formal_casual",
-    "patient_irritated",
-]
+AXES = list(load_axes())
 figs = Path(figures_dir or paths.FIGURES_DIR) / "cross_model"
 
 per_question: dict[str, pd.DataFrame] = {}

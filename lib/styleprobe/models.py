@@ -6,8 +6,6 @@ import hashlib
 import importlib.metadata
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from platformdirs import user_cache_dir
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from styleprobe.paths import DATA_DIR
+from styleprobe.store import atomic_directory
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 # End-of-turn markers of common chat templates; used when present in the vocabulary as single tokens.
@@ -136,13 +135,9 @@ def dequantised_copy(gguf: Path) -> Path:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".partial-"))
-    try:
+    with atomic_directory(target) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

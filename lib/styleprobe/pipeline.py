@@ -18,6 +18,8 @@ from styleprobe.generation import SamplingConfig, auto_batch_size, generate, tok
 from styleprobe.models import ModelHandle
 from styleprobe.store import Stage
 
+REFORWARD_CHUNK = 1024  # tokens per re-forward chunk: bounds activation memory for long (thinking) answers
+
 
 @dataclass(frozen=True)
 class Item:
@@ -137,7 +139,7 @@ def run_stage(
             for i, g in zip(idx, gens, strict=True)
         ]
         if per_layer is None:
-            per_layer = extract(handle, seqs, layers, (aggregation.decay,))[:, 0]
+            per_layer = extract(handle, seqs, layers, (aggregation.decay,), chunk_size=REFORWARD_CHUNK)[:, 0]
         records = [
             {
                 "id": items[i].id,
@@ -186,5 +188,6 @@ def read_responses(
     out = np.zeros((len(seqs), len(layers), handle.hidden_size), dtype=np.float32)
     for start in tqdm(range(0, len(order), batch_size), desc="reading", disable=not progress):
         idx = order[start : start + batch_size]
-        out[idx] = extract(handle, [seqs[i] for i in idx], layers, (aggregation.decay,))[:, 0]
+        batch = [seqs[i] for i in idx]
+        out[idx] = extract(handle, batch, layers, (aggregation.decay,), chunk_size=REFORWARD_CHUNK)[:, 0]
     return out

@@ -24,6 +24,7 @@ def radar(
     ax.set_xticks(angles, [n.replace("_", "/") for n in names], fontsize=8)
     ax.set_ylim(-1, 1)
     ax.set_yticks([-1, -0.5, 0, 0.5, 1], ["-1", "", "0", "", "1"], fontsize=7)
+    ax.set_rlabel_position(360 / len(names) / 2)  # radial labels between two axes, not on one
     if title:
         ax.set_title(title, fontsize=10)
     if len(fingerprints) > 1:

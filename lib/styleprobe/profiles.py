@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
@@ -28,9 +28,15 @@ PROFILES = {
 }
 
 
-def get_profile(name: str | None) -> Profile:
-    """`None` picks `paper` on a GPU machine and `quick` otherwise."""
+def get_profile(name: str | None, **overrides) -> Profile:
+    """`None` picks `paper` on a GPU machine and `quick` otherwise. Overrides (None ones ignored) change
+    single sizes; the result is then named e.g. `quick+calibration_tokens=64`, so its runs stay apart."""
     name = name or ("paper" if torch.cuda.is_available() else "quick")
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose from {', '.join(PROFILES)}")
-    return PROFILES[name]
+    base = PROFILES[name]
+    changed = {k: v for k, v in overrides.items() if v is not None and getattr(base, k) != v}
+    if not changed:
+        return base
+    label = "+".join([name, *(f"{k}={v}" for k, v in sorted(changed.items()))])
+    return replace(base, name=label, **changed)

@@ -23,8 +23,11 @@ def resolve_notebook(name: str) -> str:
     return matches[0]
 
 
-def execute(name: str, output: Path, parameters: dict, *, prepare_only: bool = False) -> Path:
-    """Run one notebook (or only inject its parameters, for nbval) and write it to `output`."""
+def execute(
+    name: str, output: Path, parameters: dict, *, prepare_only: bool = False, progress: bool = True
+) -> Path:
+    """Run one notebook (or only inject its parameters, for nbval) and write it to `output`; `progress`
+    shows papermill's bar over the notebook's cells."""
     import jupytext
     import papermill
 
@@ -38,7 +41,7 @@ def execute(name: str, output: Path, parameters: dict, *, prepare_only: bool = F
         prepare_only=prepare_only,
         kernel_name="python3",
         cwd=str(NOTEBOOKS_DIR),
-        progress_bar=False,
+        progress_bar=progress,
     )
     return output
 
@@ -86,5 +89,5 @@ def reproduce(
         shown = " ".join(f"-p {k} {v}" for k, v in params.items())
         log(f"{'would run' if dry_run else 'running'}: papermill notebooks/{name}.py {output} {shown}")
         if not dry_run:
-            done.append(execute(name, output, params, prepare_only=prepare_only))
+            done.append(execute(name, output, params, prepare_only=prepare_only, progress=not prepare_only))
     return done

@@ -7,15 +7,14 @@ No download is involved: the tokenizer is built from the 256 bytes plus the temp
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
+
+from styleprobe.store import atomic_directory
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
@@ -112,12 +111,7 @@ def random_model(arch: str, seed: int = 0, dtype: torch.dtype = torch.float32, d
 def build_random_model(arch: str, out_dir: Path, seed: int = 0) -> Path:
     """Write a random-init model and its tokenizer to `out_dir` (atomically) and return it."""
     model, tokenizer = random_model(arch, seed)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=".partial-"))
-    try:
+    with atomic_directory(out_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out_dir

@@ -1,0 +1,213 @@
+"""Dead zones: axes a model cannot express, scored by a composite severity in [0, 1] and classified.
+
+Each input maps to a "badness" in [0, 1] (0 healthy, 1 dead); severity = Σ w_i bad_i / Σ w_i over the
+components whose input is finite. A NaN input skips its component and the remaining weights are renormalised;
+with every input NaN the severity is NaN. Weights must be non-negative and are normalised to sum 1, so only
+their ratios matter (weights not summing to 1 are accepted, not rejected).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import numpy as np
+import pandas as pd
+import scipy.stats
+from numpy.typing import ArrayLike
+
+from styleprobe import stats
+
+ACCURACY_GOOD = 0.9
+"""Held-out pairwise accuracy a with bad = 0 at or above it: bad = clip((0.9 - a) / (0.9 - 0.5), 0, 1)."""
+ACCURACY_CHANCE = 0.5
+"""Chance pairwise accuracy, where bad_accuracy = 1."""
+DPRIME_GOOD = 2.0
+"""d′ at or above which bad_dprime = 0; bad = clip(1 - d / 2, 0, 1) (d ≤ 0 -> 1)."""
+STABILITY_GOOD = 0.9
+"""Mean pairwise cosine c of the A/B/C axes with bad = 0 at or above it: bad = clip((0.9 - c) / 0.9, 0, 1)."""
+SNR_GOOD = 2.0
+"""Baseline signal-to-noise (:func:`baseline_snr`), bad = 0 at or above it: bad = clip(1 - snr / 2, 0, 1)."""
+DEAD_SEVERITY = 0.5
+"""Severity at or above which an axis is flagged dead (sets k in :func:`ranking_stability`)."""
+COMPONENTS = ("accuracy", "dprime", "stability_cosine", "snr")
+DEFAULT_WEIGHTS: Mapping[str, float] = MappingProxyType(
+    {"accuracy": 0.3, "dprime": 0.3, "stability_cosine": 0.2, "snr": 0.2}
+)
+"""The original mood-axis study's weights."""
+
+
+@dataclass(frozen=True)
+class DeadZoneInputs:
+    """Per model-axis inputs; any may be NaN (that component is then skipped)."""
+
+    accuracy: float
+    dprime: float
+    stability_cosine: float
+    snr: float
+
+
+def _badness(values: np.ndarray) -> np.ndarray:
+    """Columns in COMPONENTS order -> badness in [0, 1]; NaN stays NaN (±inf clip to 0 or 1)."""
+    v = np.asarray(values, dtype=float)
+    bad = np.column_stack(
+        [
+            (ACCURACY_GOOD - v[:, 0]) / (ACCURACY_GOOD - ACCURACY_CHANCE),
+            1 - v[:, 1] / DPRIME_GOOD,
+            (STABILITY_GOOD - v[:, 2]) / STABILITY_GOOD,
+            1 - v[:, 3] / SNR_GOOD,
+        ]
+    )
+    return np.clip(bad, 0.0, 1.0)
+
+
+def _weights(weights: Mapping[str, float]) -> np.ndarray:
+    """Weights in COMPONENTS order, normalised to sum 1; wrong keys or negative/zero-sum weights raise."""
+    if set(weights) != set(COMPONENTS):
+        raise ValueError(f"weights must have exactly the keys {list(COMPONENTS)}, got {sorted(weights)}")
+    w = np.array([weights[c] for c in COMPONENTS], dtype=float)
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError(f"weights must be finite, non-negative and not all zero, got {dict(weights)}")
+    return w / w.sum()
+
+
+def _severity(bad: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Σ w bad / Σ w over finite components; ``bad`` is n x 4, ``w`` is 4 or draws x 4 -> n or draws x n."""
+    ok = np.isfinite(bad)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (w @ np.where(ok, bad, 0.0).T) / (w @ ok.T)
+
+
+def components(x: DeadZoneInputs) -> dict[str, float]:
+    """Badness of each input, keyed by COMPONENTS (NaN where the input is NaN)."""
+    bad = _badness(np.array([[getattr(x, c) for c in COMPONENTS]]))[0]
+    return dict(zip(COMPONENTS, map(float, bad), strict=True))
+
+
+def severity(x: DeadZoneInputs, weights: Mapping[str, float] = DEFAULT_WEIGHTS) -> float:
+    """Weighted mean badness over the finite components (0 healthy .. 1 dead)."""
+    bad = _badness(np.array([[getattr(x, c) for c in COMPONENTS]]))
+    return float(_severity(bad, _weights(weights))[0])
+
+
+def baseline_snr(values: ArrayLike) -> float:
+    """Baseline signal-to-noise of a questions x seeds matrix of normalised projections.
+
+    snr = std over questions (ddof=1) of the per-question seed mean / mean over questions of the std across
+    seeds (ddof=1): does the axis separate questions by more than sampling noise? Zero noise gives inf (NaN
+    with no signal either); a NaN value gives NaN, so severity skips the component.
+    """
+    m = np.asarray(values, dtype=float)
+    if m.ndim != 2 or m.shape[0] < 2 or m.shape[1] < 2:
+        raise ValueError(f"values must be a questions x seeds matrix of at least 2 x 2, got shape {m.shape}")
+    signal, noise = m.mean(axis=1).std(ddof=1), m.std(axis=1, ddof=1).mean()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return float(signal / noise)
+
+
+def severity_table(frame: pd.DataFrame, weights: Mapping[str, float] = DEFAULT_WEIGHTS) -> pd.DataFrame:
+    """Copy of ``frame`` (a row per model-axis, columns COMPONENTS) plus bad_<component> and severity."""
+    missing = [c for c in COMPONENTS if c not in frame]
+    if missing:
+        raise ValueError(f"frame lacks columns {missing}")
+    bad = _badness(frame[list(COMPONENTS)].to_numpy(dtype=float))
+    out = frame.copy()
+    for i, c in enumerate(COMPONENTS):
+        out[f"bad_{c}"] = bad[:, i]
+    out["severity"] = _severity(bad, _weights(weights))
+    return out
+
+
+def ranking_stability(frame: pd.DataFrame, n_draws: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """How much the dead-zone ranking depends on the weights.
+
+    Weights are drawn from Dirichlet(1, 1, 1, 1) (uniform over the simplex). Per draw the pairs are ranked by
+    severity (rank 1 = most dead, ties share the best rank). Per pair: severity and rank at default weights,
+    mean rank, 5 % and 95 % rank quantiles, and top_k_share = share of draws ranking it within the top k, with
+    k = number flagged dead (severity >= DEAD_SEVERITY) at default weights, or 3 if none (at most n pairs).
+    ``attrs`` holds k, n_draws and mean_spearman: mean Spearman rho of each draw's severities with the default
+    ones (draws where either is constant are left out).
+    """
+    table = severity_table(frame)
+    default = table["severity"].to_numpy()
+    if len(default) < 2 or not np.all(np.isfinite(default)):
+        raise ValueError("ranking needs >= 2 model-axis pairs, each with at least one finite input")
+    bad = table[[f"bad_{c}" for c in COMPONENTS]].to_numpy()
+    draws = np.random.default_rng(seed).dirichlet(np.ones(len(COMPONENTS)), size=n_draws)
+    sev = _severity(bad, draws)
+    ranks = scipy.stats.rankdata(-sev, method="min", axis=1)
+    n_dead = int(np.sum(default >= DEAD_SEVERITY))
+    k = min(n_dead if n_dead else 3, len(default))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # constant severities: scipy warns and returns NaN
+        rhos = [stats.spearman(row, default)[0] for row in sev]
+    out = table[[c for c in ("model", "axis") if c in table]].copy()
+    out["severity"] = default
+    out["default_rank"] = scipy.stats.rankdata(-default, method="min")
+    out["mean_rank"] = ranks.mean(axis=0)
+    out["rank_p05"], out["rank_p95"] = np.quantile(ranks, [0.05, 0.95], axis=0)
+    out["top_k_share"] = (ranks <= k).mean(axis=0)
+    out.attrs.update(k=k, n_draws=n_draws, mean_spearman=float(np.nanmean(rhos)))
+    return out
+
+
+@dataclass(frozen=True)
+class ClassThresholds:
+    """Thresholds of :func:`classify`, checked in this order: hard, soft, asymmetric, else healthy."""
+
+    hard_accuracy: float = 0.65
+    """hard: pairwise accuracy below this (the instructions do not separate the poles)."""
+    soft_stability: float = 0.7
+    """soft: separable, but the mean A/B/C stability cosine is below this."""
+    asym_min_shift: float = 0.25
+    """asymmetric: the larger pole shift is at least this (normalised units) ..."""
+    asym_ratio: float = 0.25
+    """... and the other shift is below this fraction of it."""
+
+
+DEFAULT_THRESHOLDS = ClassThresholds()
+
+
+def classify(
+    accuracy: float,
+    stability_cosine: float,
+    pos_shift: float,
+    neg_shift: float,
+    *,
+    thresholds: ClassThresholds = DEFAULT_THRESHOLDS,
+) -> str:
+    """ "hard", "soft", "asymmetric" or "healthy" (checked in that order; see ClassThresholds).
+
+    A NaN stability cosine or NaN shift skips that check; a NaN accuracy raises ValueError.
+    """
+    t = thresholds
+    if not np.isfinite(accuracy):
+        raise ValueError(f"cannot classify without a finite accuracy, got {accuracy}")
+    if accuracy < t.hard_accuracy:
+        return "hard"
+    if stability_cosine < t.soft_stability:  # False for NaN
+        return "soft"
+    big, small = max(pos_shift, neg_shift), min(pos_shift, neg_shift)
+    if np.isfinite(big) and np.isfinite(small) and big >= t.asym_min_shift and small < t.asym_ratio * big:
+        return "asymmetric"
+    return "healthy"
+
+
+def pole_shifts(
+    pos_values: ArrayLike, neg_values: ArrayLike, baseline_values: ArrayLike
+) -> tuple[float, float]:
+    """(mean(pos) - mean(base), mean(base) - mean(neg)): movement towards each pole, NaN values ignored."""
+    means = []
+    for name, v in (
+        ("pos_values", pos_values),
+        ("neg_values", neg_values),
+        ("baseline_values", baseline_values),
+    ):
+        a = np.asarray(v, dtype=float).ravel()
+        if not np.any(np.isfinite(a)):
+            raise ValueError(f"{name} has no finite value")
+        means.append(float(np.nanmean(a)))
+    pos, neg, base = means
+    return pos - base, base - neg

@@ -1,0 +1,65 @@
+"""What a notebook works with for one model: the loaded model, its protocol profile and its folders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from styleprobe import paths
+from styleprobe.axes import AxesError, AxisSet
+from styleprobe.models import ModelHandle, load_model
+from styleprobe.plots import save_figure
+from styleprobe.profiles import Profile, get_profile
+from styleprobe.results import update_results
+
+
+@dataclass
+class Workspace:
+    handle: ModelHandle
+    profile: Profile
+    runs: Path  # runs/<model>: the run store
+    figures: Path  # figures/<model>
+    axes_file: Path  # axes/<model>.json
+    results_dir: Path  # results/
+
+    @classmethod
+    def open(
+        cls,
+        model: str,
+        *,
+        profile: str | None = None,
+        revision: str | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        runs_dir: str | None = None,
+        axes_dir: str | None = None,
+        figures_dir: str | None = None,
+        results_dir: str | None = None,
+        **sizes: int | None,
+    ) -> Workspace:
+        """Load `model` and resolve the folders (None: the repository's defaults); `sizes` override single
+        profile sizes (n_calibration, calibration_tokens, ...)."""
+        handle = load_model(model, device=device, dtype=dtype, revision=revision)
+        return cls(
+            handle=handle,
+            profile=get_profile(profile, **sizes),
+            runs=Path(runs_dir or paths.RUNS_DIR) / handle.slug,
+            figures=Path(figures_dir or paths.FIGURES_DIR) / handle.slug,
+            axes_file=Path(axes_dir or paths.AXES_DIR) / f"{handle.slug}.json",
+            results_dir=Path(results_dir or paths.RESULTS_DIR),
+        )
+
+    def axes(self) -> AxisSet:
+        if not self.axes_file.exists():
+            raise AxesError(f"no axes at {self.axes_file}: run notebook 01_calibration for this model first")
+        return AxisSet.load(self.axes_file)
+
+    def save_figure(self, fig, name: str) -> list[Path]:
+        return save_figure(fig, self.figures / name)
+
+    def update_results(self, section: str, payload) -> Path:
+        return update_results(self.handle.slug, section, payload, self.results_dir)
+
+    def describe(self) -> str:
+        h = self.handle
+        return f"{h.model_id}: {h.n_layers} blocks, hidden size {h.hidden_size}, profile {self.profile.name}"

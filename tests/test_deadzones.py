@@ -1,0 +1,180 @@
+"""Hand-computed dead-zone components, severities, ranking stability and classes."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from styleprobe import deadzones as dz
+
+NAN = float("nan")
+
+
+def inputs_for_badness(b: float) -> dict[str, float]:
+    """Inputs whose four components all equal b (inverse of the documented transforms)."""
+    return {
+        "accuracy": 0.9 - 0.4 * b,
+        "dprime": 2 * (1 - b),
+        "stability_cosine": 0.9 * (1 - b),
+        "snr": 2 * (1 - b),
+    }
+
+
+def test_components_and_severity_hand_computed():
+    x = dz.DeadZoneInputs(accuracy=0.8, dprime=0.5, stability_cosine=0.6, snr=1.0)
+    # (0.9-0.8)/0.4 = 0.25; 1-0.5/2 = 0.75; (0.9-0.6)/0.9 = 1/3; 1-1/2 = 0.5
+    assert dz.components(x) == pytest.approx(
+        {"accuracy": 0.25, "dprime": 0.75, "stability_cosine": 1 / 3, "snr": 0.5}
+    )
+    assert dz.severity(x) == pytest.approx(0.3 * 0.25 + 0.3 * 0.75 + 0.2 / 3 + 0.2 * 0.5)
+
+
+def test_nan_component_skipped_and_weights_renormalised():
+    x = dz.DeadZoneInputs(accuracy=0.8, dprime=0.5, stability_cosine=0.6, snr=NAN)
+    assert math.isnan(dz.components(x)["snr"])
+    assert dz.severity(x) == pytest.approx((0.3 * 0.25 + 0.3 * 0.75 + 0.2 / 3) / 0.8)
+    assert math.isnan(dz.severity(dz.DeadZoneInputs(NAN, NAN, NAN, NAN)))
+
+
+def test_extremes_and_clipping():
+    perfect = dz.DeadZoneInputs(accuracy=1.0, dprime=5.0, stability_cosine=1.0, snr=10.0)
+    dead = dz.DeadZoneInputs(accuracy=0.5, dprime=0.0, stability_cosine=0.0, snr=0.0)
+    worse = dz.DeadZoneInputs(accuracy=0.3, dprime=-1.0, stability_cosine=-0.5, snr=0.0)
+    assert dz.severity(perfect) == 0.0
+    assert dz.severity(dead) == 1.0
+    assert dz.severity(worse) == 1.0
+    assert dz.components(dz.DeadZoneInputs(0.9, math.inf, 0.9, math.inf)) == {
+        "accuracy": 0.0,
+        "dprime": 0.0,
+        "stability_cosine": 0.0,
+        "snr": 0.0,
+    }
+
+
+def test_weights_are_normalised_or_rejected():
+    x = dz.DeadZoneInputs(accuracy=0.8, dprime=0.5, stability_cosine=0.6, snr=1.0)
+    scaled = {k: 10 * v for k, v in dz.DEFAULT_WEIGHTS.items()}
+    assert dz.severity(x, scaled) == pytest.approx(dz.severity(x))
+    equal = dict.fromkeys(dz.COMPONENTS, 3.0)
+    assert dz.severity(x, equal) == pytest.approx((0.25 + 0.75 + 1 / 3 + 0.5) / 4)
+    with pytest.raises(ValueError, match="non-negative"):
+        dz.severity(x, {**equal, "snr": -1.0})
+    with pytest.raises(ValueError, match="exactly the keys"):
+        dz.severity(x, {"accuracy": 1.0})
+    with pytest.raises(TypeError):
+        dz.DEFAULT_WEIGHTS["snr"] = 1.0  # read-only constant
+
+
+def test_severity_table_matches_scalar():
+    frame = pd.DataFrame(
+        [
+            {
+                "model": "m",
+                "axis": "warm_cold",
+                "accuracy": 0.8,
+                "dprime": 0.5,
+                "stability_cosine": 0.6,
+                "snr": 1.0,
+            },
+            {
+                "model": "m",
+                "axis": "formal_casual",
+                "accuracy": 0.95,
+                "dprime": NAN,
+                "stability_cosine": 0.9,
+                "snr": 3,
+            },
+        ]
+    )
+    table = dz.severity_table(frame)
+    for row in table.itertuples():
+        x = dz.DeadZoneInputs(row.accuracy, row.dprime, row.stability_cosine, row.snr)
+        assert row.severity == pytest.approx(dz.severity(x))
+        assert row.bad_accuracy == pytest.approx(dz.components(x)["accuracy"])
+    assert "accuracy" in table and "bad_snr" in table
+    with pytest.raises(ValueError, match="lacks columns"):
+        dz.severity_table(frame.drop(columns="snr"))
+
+
+def test_baseline_snr():
+    m = np.array([[0.0, 0.2], [1.0, 1.2], [2.0, 2.2]])  # question means 0.1, 1.1, 2.1 (std 1); seed std √0.02
+    assert dz.baseline_snr(m) == pytest.approx(1 / math.sqrt(0.02))
+    with pytest.raises(ValueError, match="questions x seeds"):
+        dz.baseline_snr([1.0, 2.0])
+
+
+def _frame(badness: list[float]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [{"model": "m", "axis": f"a{i}", **inputs_for_badness(b)} for i, b in enumerate(badness)]
+    )
+
+
+def test_ranking_stability_dominant_pair_and_seed():
+    frame = _frame([0.1, 0.2, 0.05, 0.3, 0.15])
+    frame.loc[len(frame)] = {
+        "model": "m",
+        "axis": "dead",
+        "accuracy": 0.5,
+        "dprime": 0.1,
+        "stability_cosine": 0.1,
+        "snr": 0.2,
+    }
+    out = dz.ranking_stability(frame, n_draws=500, seed=1)
+    assert out.attrs["k"] == 1  # only the dead pair is flagged at default weights
+    dead = out.set_index("axis").loc["dead"]
+    assert dead["top_k_share"] == pytest.approx(1.0)
+    assert dead["mean_rank"] == 1.0 and dead["default_rank"] == 1
+    assert out["top_k_share"].sum() == pytest.approx(1.0)
+    pd.testing.assert_frame_equal(out, dz.ranking_stability(frame, n_draws=500, seed=1))
+    assert out.attrs == dz.ranking_stability(frame, n_draws=500, seed=1).attrs
+
+
+def test_ranking_stability_agreeing_and_conflicting_components():
+    agree = dz.ranking_stability(_frame([0.1, 0.3, 0.2, 0.05]), n_draws=200)
+    assert agree.attrs["mean_spearman"] == pytest.approx(1.0)
+    assert agree.attrs["k"] == 3  # nothing flagged dead -> top 3
+    assert (agree["rank_p05"] == agree["rank_p95"]).all()
+    # each pair bad on a different component: the ranking depends on the weights
+    rows = [inputs_for_badness(0.0) for _ in range(4)]
+    for i, c in enumerate(dz.COMPONENTS):
+        rows[i][c] = inputs_for_badness(0.4 + 0.1 * i)[c]
+    conflict = dz.ranking_stability(pd.DataFrame(rows), n_draws=200)
+    assert conflict.attrs["mean_spearman"] < 0.9
+    assert (conflict["rank_p05"] < conflict["rank_p95"]).any()
+    with pytest.raises(ValueError, match=">= 2"):
+        dz.ranking_stability(_frame([0.5]))
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ((0.60, 0.95, 1.0, 1.0), "hard"),
+        ((0.60, 0.20, 0.0, 1.0), "hard"),  # hard is checked first
+        ((0.80, 0.50, 1.0, 1.0), "soft"),
+        ((0.80, 0.50, 1.0, 0.0), "soft"),  # soft before asymmetric
+        ((0.90, 0.90, 0.5, 0.1), "asymmetric"),  # 0.1 < 0.25 * 0.5
+        ((0.90, 0.90, -0.2, 0.4), "asymmetric"),  # moves away from the positive pole
+        ((0.90, 0.90, 0.5, 0.15), "healthy"),  # 0.15 >= 0.125
+        ((0.90, 0.90, 0.2, 0.0), "healthy"),  # no shift reaches 0.25
+        ((0.90, NAN, 0.5, 0.4), "healthy"),  # NaN stability skips the soft check
+    ],
+)
+def test_classify(args, expected):
+    assert dz.classify(*args) == expected
+
+
+def test_classify_custom_thresholds_and_nan_accuracy():
+    strict = dz.ClassThresholds(hard_accuracy=0.95)
+    assert dz.classify(0.9, 0.9, 0.5, 0.4, thresholds=strict) == "hard"
+    with pytest.raises(ValueError, match="finite accuracy"):
+        dz.classify(NAN, 0.9, 0.5, 0.4)
+
+
+def test_pole_shifts():
+    pos, neg = dz.pole_shifts([1.0, 2.0, 3.0], [-1.0, -3.0], [0.0, 1.0, NAN])
+    assert (pos, neg) == pytest.approx((1.5, 2.5))
+    with pytest.raises(ValueError, match="baseline_values"):
+        dz.pole_shifts([1.0], [0.0], [NAN])

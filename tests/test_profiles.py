@@ -1,0 +1,19 @@
+import pytest
+
+from styleprobe.profiles import PROFILES, get_profile
+
+
+def test_profiles_and_overrides():
+    assert get_profile("paper") is PROFILES["paper"]
+    assert get_profile("quick", n_baseline=None) is PROFILES["quick"]
+    custom = get_profile("quick", calibration_tokens=64, n_baseline=15)
+    assert custom.calibration_tokens == 64 and custom.n_baseline == 15
+    assert custom.name == "quick+calibration_tokens=64"  # n_baseline=15 is the profile's own value
+    with pytest.raises(ValueError, match="unknown profile"):
+        get_profile("huge")
+
+
+def test_paper_profile_is_the_full_protocol():
+    paper = PROFILES["paper"]
+    assert (paper.n_calibration, paper.n_evaluation, paper.n_baseline, len(paper.seeds)) == (30, 10, 30, 5)
+    assert (paper.calibration_tokens, paper.baseline_tokens) == (200, 384)

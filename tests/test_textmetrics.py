@@ -1,0 +1,147 @@
+"""Hand-checked counts and effect sizes for styleprobe.textmetrics."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from styleprobe import textmetrics as tm
+from styleprobe.data import DataError
+
+LEX = {"irritation": ["just", "as I said"], "warmth": ["happy to", "happy", "glad"]}
+
+
+def test_default_lexicon_loads_and_covers_axis_metrics():
+    lexicon = tm.load_lexicon()
+    assert {
+        "hedging",
+        "certainty",
+        "warmth",
+        "empathy",
+        "formal",
+        "casual",
+        "irritation",
+        "proactive",
+    } <= set(lexicon)
+    assert all(20 <= len(v) <= 60 for v in lexicon.values())
+    metrics = tm.text_metrics("Hello there.", lexicon)
+    assert set(tm.AXIS_METRICS.values()) <= set(metrics)
+
+
+def test_word_boundaries_phrases_and_case():
+    assert tm.count_matches("Justice is just.", ["just"]) == 1  # not inside "justice"
+    assert tm.count_matches("JUST do it, just  now", ["just"]) == 2  # case-insensitive
+    assert tm.count_matches("As I said,\nas  i SAID.", ["as I said"]) == 2  # phrase, any whitespace
+    assert (
+        tm.count_matches("I'm happy to help, happy days", ["happy to", "happy"]) == 2
+    )  # overlap counts once
+    assert tm.count_matches("It\u2019s fine", ["it's fine"]) == 1  # curly apostrophe
+    assert tm.count_matches("Don't over-think it", ["don"]) == 0  # not part of a contraction
+    assert tm.count_matches("Next, open it. Next time", ["next,"]) == 1
+
+
+def test_text_metrics_hand_counts():
+    # 10 words, 2 sentences; "just" x2 (not "justice"), "happy to" x1, "glad" x1; 1 contraction; 1 "?", 1 "!"
+    text = "I'm glad and happy to help justice! Just ask, just?"
+    m = tm.text_metrics(text, LEX)
+    assert m["n_words"] == 10
+    assert m["n_sentences"] == 2
+    assert m["mean_sentence_words"] == 5
+    assert m["irritation"] == pytest.approx(20.0)  # 2 per 10 words -> 20 per 100
+    assert m["warmth"] == pytest.approx(20.0)
+    assert m["contractions"] == pytest.approx(10.0)
+    assert m["question_marks"] == pytest.approx(10.0)
+    assert m["exclamations"] == pytest.approx(10.0)
+    assert "formality" not in m  # ingredients missing from this lexicon
+
+
+def test_contractions_and_derived_metrics():
+    lexicon = {
+        "formal": ["therefore"],
+        "casual": ["stuff"],
+        "certainty": ["definitely"],
+        "hedging": ["maybe"],
+    }
+    m = tm.text_metrics("Therefore it's definitely stuff. Ann's cat won't go now, maybe", lexicon)
+    assert m["n_words"] == 10
+    assert m["contractions"] == pytest.approx(20.0)  # it's, won't; not the possessive Ann's
+    assert m["formality"] == pytest.approx(10.0 - 10.0 - 20.0)
+    assert m["certainty_minus_hedging"] == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("text", ["", "   ", "?!", "..."])
+def test_empty_text_gives_zeros(text):
+    m = tm.text_metrics(text)
+    assert m["n_words"] == 0
+    assert all(v == 0.0 and not math.isnan(v) for v in m.values())
+
+
+def test_metrics_frame_one_row_per_text():
+    frame = tm.metrics_frame(["a b", "", "c"], LEX)
+    assert list(frame["n_words"]) == [2, 0, 1]
+    assert list(frame.columns[:6]) == list(tm.BASE_METRICS)
+
+
+def test_pole_effect_sizes_sign():
+    warm = [
+        "I'm so glad you asked, happy to help!",
+        "What a wonderful idea, glad to help.",
+        "Lovely, thanks!",
+    ]
+    cold = ["The value is 4.", "Use the second option.", "It is stored in the table."]
+    frame = pd.DataFrame(
+        {
+            "axis": "warm_cold",
+            "pole": [1, 1, 1, -1, -1, -1],
+            "text": warm + cold,
+            "n_tokens": [10, 12, 11, 9, 8, 10],
+        }
+    )
+    out = tm.pole_effect_sizes(frame).set_index("axis")
+    assert out.loc["warm_cold", "metric"] == "warmth"
+    assert out.loc["warm_cold", "d"] > 1
+    assert out.loc["warm_cold", "d_n_tokens"] > 0
+    swapped = tm.pole_effect_sizes(frame.assign(pole=-frame["pole"])).set_index("axis")
+    assert swapped.loc["warm_cold", "d"] == pytest.approx(-out.loc["warm_cold", "d"])
+    assert "d_n_tokens" not in tm.pole_effect_sizes(frame.drop(columns="n_tokens"))
+
+
+def test_pole_effect_sizes_rejects_bad_frames():
+    with pytest.raises(ValueError, match="no text metric"):
+        tm.pole_effect_sizes(pd.DataFrame({"axis": ["nope"] * 4, "pole": [1, 1, -1, -1], "text": ["x"] * 4}))
+    with pytest.raises(ValueError, match="2 texts per pole"):
+        tm.pole_effect_sizes(pd.DataFrame({"axis": ["warm_cold"] * 3, "pole": [1, 1, -1], "text": ["x"] * 3}))
+
+
+def test_accuracy_vs_text_effect():
+    acc = {"m/a": 0.6, "m/b": 0.7, "m/c": 0.9, "m/d": 0.95, "only/acc": 0.5}
+    eff = {"m/a": 0.1, "m/b": 0.5, "m/c": 1.2, "m/d": 2.0, "only/eff": 3.0}
+    rho, p = tm.accuracy_vs_text_effect(acc, eff)
+    assert rho == pytest.approx(1.0)
+    assert 0 <= p <= 1
+    with pytest.raises(ValueError, match=">= 3"):
+        tm.accuracy_vs_text_effect({"m/a": 0.6, "m/b": float("nan")}, eff)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "categories: [a, b]\n",
+        "words:\n  hedging: [might]\n",
+        "categories:\n  hedging: []\n",
+        "categories:\n  hedging: [might, 3]\n",
+        "categories:\n  hedging: [might, Might]\n",
+        "categories:\n  n_words: [might]\n",
+        "categories: {hedging: [might\n",
+    ],
+)
+def test_malformed_lexicon_raises_one_line(tmp_path, content):
+    path = tmp_path / "lexicon.yaml"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError) as err:
+        tm.load_lexicon(path)
+    assert isinstance(err.value, DataError)
+    message = str(err.value)
+    assert str(path) in message and "\n" not in message
