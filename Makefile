@@ -50,7 +50,7 @@ test-notebooks: install
 	STYLEPROBE_CACHE=$(NBVAL_DIR)/cache $(BIN)/styleprobe reproduce --models random:qwen2 --profile smoke \
 		--prepare-only --out-dir $(NBVAL_DIR)/notebooks -p runs_dir $(abspath $(NBVAL_DIR))/runs \
 		-p axes_dir $(abspath $(NBVAL_DIR))/axes -p figures_dir $(abspath $(NBVAL_DIR))/figures \
-		-p results_dir $(abspath $(NBVAL_DIR))/results -p seeds "[0, 1, 2]"
+		-p results_dir $(abspath $(NBVAL_DIR))/results -p seeds "[0, 1, 2]" -p n_boot 100
 	STYLEPROBE_CACHE=$(NBVAL_DIR)/cache $(BIN)/pytest --nbval-lax -p no:cacheprovider $(NBVAL_DIR)/notebooks
 
 test-slow: install
