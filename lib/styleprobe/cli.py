@@ -18,7 +18,7 @@ from styleprobe.extraction import Aggregation, NonFiniteStatesError
 from styleprobe.models import DEFAULT_MODEL, ModelLoadError, load_model
 from styleprobe.paths import AXES_DIR, FIGURES_DIR, RUNS_DIR
 from styleprobe.profiles import PROFILES, get_profile
-from styleprobe.store import RunMismatchError, write_json
+from styleprobe.store import RunMismatchError, atomic_write_text, write_json
 
 KNOWN_ERRORS = (
     ModelLoadError,
@@ -218,7 +218,7 @@ def cmd_fingerprint(args) -> pd.DataFrame:
     projections = project_results(axes, results, handle.model_id)
     table = fingerprint_table(projections, axes.names)
     out_dir = args.runs_dir / handle.slug
-    projections.to_csv(out_dir / f"baseline-{profile.name}-projections.csv", index=False)
+    atomic_write_text(out_dir / f"baseline-{profile.name}-projections.csv", projections.to_csv(index=False))
     write_json(
         out_dir / f"fingerprint-{profile.name}.json",
         {
@@ -286,8 +286,6 @@ def cmd_project(args) -> None:
     ]
     text = "\n".join(lines) + "\n"
     if args.output:
-        from styleprobe.store import atomic_write_text
-
         atomic_write_text(args.output, text)
         print(f"{len(lines)} lines scored into {args.output}", file=sys.stderr)
     else:

@@ -21,11 +21,6 @@ class SamplingConfig:
     top_p: float = 0.9
     greedy: bool = False
 
-    def generate_kwargs(self) -> dict:
-        if self.greedy:
-            return {"do_sample": False}
-        return {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p, "top_k": 0}
-
 
 @dataclass
 class Generation:
