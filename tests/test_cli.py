@@ -90,3 +90,9 @@ def test_reproduce_paper_dry_run_prints_every_step(capsys):
     assert all(line.startswith("would run: papermill notebooks/") for line in lines)
     assert "-p model qwen3-8b -p profile paper" in "\n".join(lines)
     assert lines[-1].startswith("would run: papermill notebooks/10_cross_model.py")
+
+
+def test_a_subset_calibration_does_not_block_the_full_one(dirs, tmp_path):
+    assert main(["calibrate", *dirs, "--axes", "warm_cold", "--profile", "smoke"]) == 0
+    assert main(["calibrate", *dirs, "--profile", "smoke"]) == 0
+    assert len(AxisSet.load(tmp_path / "axes" / "random-llama.json").names) == 7

@@ -125,7 +125,8 @@ def calibrate(
     sampling = sampling or SamplingConfig(profile.calibration_tokens)
     items = calibration_items(profile, axes, instruction_set)
     context = "instructed" if read_with_system else "uninstructed"
-    stage_dir = Path(run_dir) / f"calibration-{instruction_set}-{context}-{profile.name}"
+    subset = "" if axes is None else "-" + "+".join(axes)  # a subset of axes is a run of its own
+    stage_dir = Path(run_dir) / f"calibration-{instruction_set}-{context}-{profile.name}{subset}"
     result = run_stage(
         handle,
         stage_dir,
