@@ -17,8 +17,6 @@ from transformers import DynamicCache
 
 from styleprobe.models import ModelHandle, decoder_layers
 
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
-
 
 class NonFiniteStatesError(FloatingPointError):
     """Hidden states hold NaN or inf (fp16 overflow is the usual cause)."""
@@ -69,8 +67,7 @@ def measure_mask(handle: ModelHandle, prompt_len: int, response_ids: Sequence[in
     resp = [True] * len(response_ids)
     if not handle.thinking:
         return [False] * prompt_len + resp
-    vocab = handle.tokenizer.get_vocab()
-    close_id, open_id = vocab.get(THINK_CLOSE), vocab.get(THINK_OPEN)
+    open_id, close_id = handle.think_ids
     if close_id is not None and close_id in response_ids:
         end = len(response_ids) - 1 - list(reversed(response_ids)).index(close_id)
         resp[: end + 1] = [False] * (end + 1)

@@ -7,6 +7,7 @@ import importlib.metadata
 import os
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -61,6 +62,12 @@ class ModelHandle:
     @property
     def hidden_size(self) -> int:
         return int(self.model.get_input_embeddings().weight.shape[1])
+
+    @cached_property
+    def think_ids(self) -> tuple[int | None, int | None]:
+        """Token ids of `<think>` and `</think>` (None where the vocabulary lacks them), looked up once."""
+        vocab = self.tokenizer.get_vocab()
+        return vocab.get("<think>"), vocab.get("</think>")
 
     @property
     def uses_chat_template(self) -> bool:
