@@ -109,8 +109,9 @@ reliability = {}
 if len(seeds) > 1:
     for name in axes.names:
         matrix = projections.pivot(index="q_index", columns="seed", values=name).dropna().to_numpy()
-        lo, hi = stats.bootstrap_ci(lambda m: stats.icc(m, "ICC2"), matrix, n_boot=n_boot)
-        reliability[name] = {"icc": stats.icc(matrix, "ICC2"), "ci_low": lo, "ci_high": hi}
+        reliability[name] = dict(
+            zip(("icc", "ci_low", "ci_high"), stats.icc_with_ci(matrix, n_boot), strict=True)
+        )
 reliability = pd.DataFrame(reliability).T
 reliability
 

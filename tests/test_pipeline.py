@@ -115,3 +115,42 @@ def test_online_and_reforward_stages_agree(tiny, tmp_path):
     np.testing.assert_allclose(online.per_layer, reread.per_layer, atol=1e-4)
     with pytest.raises(ValueError, match="generation context"):
         _run(handle, tmp_path / "x", extraction="online", read_with_system=False)
+
+
+def test_reread_matches_online_capture_and_resumes_from_its_store(tiny, tmp_path, monkeypatch):
+    handle = tiny("qwen2")
+    online = _run(handle, tmp_path / "online", extraction="online")
+    layers = online.aggregation.absolute_layers(handle.n_layers)
+    ids = list(online.records["response_ids"])
+    states = pipeline.reread(
+        handle, ITEMS, ids, layers, (0.9, 1.0), stage_dir=tmp_path / "re", progress=False
+    )
+    assert states.shape == (len(ITEMS), 2, len(layers), handle.hidden_size)
+    np.testing.assert_allclose(states[:, 0], online.per_layer, atol=1e-4)
+    assert not np.allclose(states[:, 0], states[:, 1])  # decay 0.9 and the plain mean differ
+
+    monkeypatch.setattr(pipeline, "extract", lambda *a, **k: pytest.fail("stored batches must be reused"))
+    again = pipeline.reread(handle, ITEMS, ids, layers, (0.9, 1.0), stage_dir=tmp_path / "re", progress=False)
+    np.testing.assert_array_equal(again, states)
+    with pytest.raises(RunMismatchError):  # another reading context never mixes with the stored one
+        pipeline.reread(
+            handle,
+            ITEMS,
+            ids,
+            layers,
+            (0.9, 1.0),
+            keep_system=False,
+            stage_dir=tmp_path / "re",
+            progress=False,
+        )
+
+
+def test_reread_without_the_system_prompt_reads_other_states(tiny):
+    handle = tiny("qwen2")
+    ids = [handle.tokenizer("Sure, here it is.", add_special_tokens=False)["input_ids"]] * 2
+    items = [Item("a", "Why?", "Be warm."), Item("b", "Why?", "Be warm.")]
+    kept = pipeline.reread(handle, items, ids, [handle.n_layers - 1], progress=False)
+    dropped = pipeline.reread(handle, items, ids, [handle.n_layers - 1], keep_system=False, progress=False)
+    assert not np.allclose(kept, dropped)
+    with pytest.raises(ValueError, match="one response per item"):
+        pipeline.reread(handle, items, ids[:1], [0], progress=False)

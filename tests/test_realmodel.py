@@ -12,7 +12,14 @@ from styleprobe.profiles import Profile
 pytestmark = pytest.mark.realmodel
 
 SMALL = Profile(
-    "ci", n_calibration=12, n_evaluation=8, n_baseline=0, seeds=(), calibration_tokens=128, baseline_tokens=0
+    "ci",
+    n_calibration=12,
+    n_evaluation=8,
+    n_baseline=0,
+    seeds=(),
+    calibration_tokens=128,
+    baseline_tokens=0,
+    n_benchmark=0,
 )
 
 

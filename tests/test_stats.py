@@ -158,3 +158,14 @@ def test_nan_inputs_raise():
         stats.dprime([1.0, 2.0], [np.nan, 0.0])
     with pytest.raises(ValueError, match="at least 2"):
         stats.cohens_d([1.0], [0.0, 1.0])
+
+
+def test_batched_icc2_equals_pingouin_and_its_ci_brackets_the_estimate():
+    rng = np.random.default_rng(3)
+    subjects = rng.normal(size=(12, 1))
+    ratings = subjects + 0.5 * rng.normal(size=(12, 4)) + rng.normal(size=(1, 4)) * 0.3
+    stack = np.stack([ratings, ratings[::-1] * 2 + 1, rng.normal(size=(12, 4))])
+    expected = [stats.icc(m, "ICC2") for m in stack]
+    np.testing.assert_allclose(stats.icc2_batch(stack), expected, atol=1e-10)
+    point, lo, hi = stats.icc_with_ci(ratings, n_boot=300)
+    assert point == pytest.approx(expected[0]) and lo < point < hi

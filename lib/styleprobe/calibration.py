@@ -81,10 +81,21 @@ def fit_from_result(
         aggregation=result.aggregation.to_dict(),
         meta=meta,
     )
+    evaluation = heldout_scores(axes, result)
+    axes.calibration = evaluation.to_dict(orient="index")
+    return axes, evaluation
+
+
+def heldout_scores(axes: AxisSet, result: StageResult) -> pd.DataFrame:
+    """Per axis of `axes`: pairwise and sign accuracy and d' on the evaluation split of `result` (unclipped
+    projections), the share of clipped calibration projections and the number of empty answers."""
+    rec = result.records
+    usable = (rec["n_measured"] > 0).to_numpy()
+    values_all = axes.project(result.states, clip=False)
     rows = []
-    for i, name in enumerate(names):
+    for i, name in enumerate(axes.names):
         sel = (rec["axis"] == name).to_numpy() & usable
-        values = axes.project(states[sel], clip=False)[:, i]
+        values = values_all[sel, i]
         split, pole = rec["split"].to_numpy()[sel], rec["pole"].to_numpy()[sel]
         ev = split == "evaluation"
         pos, neg = values[ev & (pole == 1)], values[ev & (pole == -1)]
@@ -96,13 +107,11 @@ def fit_from_result(
                 "pairwise_accuracy": stats.pairwise_accuracy(pos, neg) if len(pos) and len(neg) else np.nan,
                 "sign_accuracy": stats.sign_accuracy(pos, neg) if len(pos) and len(neg) else np.nan,
                 "dprime": stats.dprime(pos, neg) if len(pos) > 1 and len(neg) > 1 else np.nan,
-                "calibration_clipped": float(np.mean(np.abs(cal) > 1)),
+                "calibration_clipped": float(np.mean(np.abs(cal) > 1)) if len(cal) else np.nan,
                 "empty_answers": int(((rec["axis"] == name) & ~usable).sum()),
             }
         )
-    evaluation = pd.DataFrame(rows).set_index("axis")
-    axes.calibration = evaluation.to_dict(orient="index")
-    return axes, evaluation
+    return pd.DataFrame(rows).set_index("axis")
 
 
 def calibrate(

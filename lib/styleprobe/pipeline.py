@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,6 +166,62 @@ def run_stage(
     return StageResult(frame, arrays["per_layer"][back], aggregation)
 
 
+def reread(
+    handle: ModelHandle,
+    items: list[Item],
+    response_ids: Sequence[Sequence[int]],
+    layers: Sequence[int],
+    decays: Sequence[float] = (0.9,),
+    *,
+    keep_system: bool = True,
+    thinking: bool | None = None,
+    stage_dir: Path | None = None,
+    batch_size: int = 16,
+    desc: str = "re-reading",
+    progress: bool = True,
+) -> np.ndarray:
+    """Teacher-forced aggregates [n, n_decays, n_layers, hidden] of given answers in their conversation:
+    nothing is generated, and every requested layer (absolute indices) and token decay comes from one pass.
+
+    `keep_system=False` drops the system prompt from the context (question + answer only). With
+    `stage_dir`, finished batches are stored there and reused, so a long re-read resumes."""
+    if len(items) != len(response_ids) or not items:
+        raise ValueError(f"need one response per item, got {len(items)} items, {len(response_ids)} responses")
+    prompts = [
+        build_prompt(handle, it.question, it.system if keep_system else None, it.history, thinking=thinking)
+        for it in items
+    ]
+    prompt_ids = tokenize_prompts(handle, prompts)
+    seqs = [
+        TokenSequence(p + list(r), measure_mask(handle, len(p), r))
+        for p, r in zip(prompt_ids, response_ids, strict=True)
+    ]
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i].ids))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    stage = None
+    if stage_dir is not None:
+        settings = {
+            "model_id": handle.model_id,
+            "layers": list(layers),
+            "decays": list(decays),
+            "keep_system": keep_system,
+            "thinking": thinking,
+            "batch_size": batch_size,
+            "items": _digest([s.ids for s in seqs]),
+        }
+        stage = Stage(Path(stage_dir), settings)
+    out = np.zeros((len(seqs), len(decays), len(layers), handle.hidden_size), dtype=np.float32)
+    for b, idx in enumerate(tqdm(batches, desc=desc, disable=not progress, unit="batch")):
+        if stage is not None and stage.is_done(b):
+            out[idx] = stage.read(b)[1]["states"]
+            continue
+        states = extract(handle, [seqs[i] for i in idx], layers, decays, chunk_size=REFORWARD_CHUNK)
+        if stage is not None:
+            stage.write(b, [{"id": items[i].id} for i in idx], {"states": states})
+        out[idx] = states
+    return out
+
+
 def read_responses(
     handle: ModelHandle,
     conversations: list[Item],
@@ -176,18 +233,16 @@ def read_responses(
 ) -> np.ndarray:
     """Teacher-forced states [n, n_layers, hidden] of given responses in their conversation context
     (imported or hand-written answers; nothing is generated)."""
-    layers = aggregation.absolute_layers(handle.n_layers)
-    prompts = [build_prompt(handle, c.question, c.system, c.history) for c in conversations]
-    prompt_ids = tokenize_prompts(handle, prompts)
     response_ids = handle.tokenizer(responses, add_special_tokens=False)["input_ids"]
-    seqs = [
-        TokenSequence(p + list(r), measure_mask(handle, len(p), r))
-        for p, r in zip(prompt_ids, response_ids, strict=True)
-    ]
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i].ids))
-    out = np.zeros((len(seqs), len(layers), handle.hidden_size), dtype=np.float32)
-    for start in tqdm(range(0, len(order), batch_size), desc="reading", disable=not progress):
-        idx = order[start : start + batch_size]
-        batch = [seqs[i] for i in idx]
-        out[idx] = extract(handle, batch, layers, (aggregation.decay,), chunk_size=REFORWARD_CHUNK)[:, 0]
-    return out
+    layers = aggregation.absolute_layers(handle.n_layers)
+    states = reread(
+        handle,
+        conversations,
+        response_ids,
+        layers,
+        (aggregation.decay,),
+        batch_size=batch_size,
+        desc="reading",
+        progress=progress,
+    )
+    return states[:, 0]

@@ -16,15 +16,16 @@ class Profile:
     seeds: tuple[int, ...]  # baseline repetitions (test-retest)
     calibration_tokens: int  # new-token budget for calibration and evaluation answers
     baseline_tokens: int  # new-token budget for baseline answers
+    n_benchmark: int  # questions per benchmark scenario (instruction-following check, notebook 07)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 PROFILES = {
-    "paper": Profile("paper", 30, 10, 30, (0, 1, 2, 3, 4), 200, 384),
-    "quick": Profile("quick", 15, 5, 15, (0,), 128, 128),
-    "smoke": Profile("smoke", 4, 3, 6, (0,), 12, 12),  # notebooks on tiny random models in CI
+    "paper": Profile("paper", 30, 10, 30, (0, 1, 2, 3, 4), 200, 384, 10),
+    "quick": Profile("quick", 15, 5, 15, (0,), 128, 128, 5),
+    "smoke": Profile("smoke", 4, 3, 6, (0,), 12, 12, 2),  # notebooks on tiny random models in CI
 }
 
 

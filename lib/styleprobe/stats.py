@@ -105,6 +105,33 @@ def icc(ratings: ArrayLike, form: str = "ICC2") -> float:
     raise ValueError(f"pingouin returned no row for ICC form {form!r}")  # pragma: no cover
 
 
+def icc2_batch(ratings: np.ndarray) -> np.ndarray:
+    """ICC(2,1) of a stack of subjects x raters matrices [..., n, k] at once (the formula in :func:`icc`;
+    tested equal to pingouin's). Constant matrices give NaN."""
+    m = np.asarray(ratings, dtype=float)
+    n, k = m.shape[-2:]
+    grand = m.mean(axis=(-2, -1), keepdims=True)
+    ss_r = k * ((m.mean(-1, keepdims=True) - grand) ** 2).sum(axis=(-2, -1))
+    ss_c = n * ((m.mean(-2, keepdims=True) - grand) ** 2).sum(axis=(-2, -1))
+    ss_e = ((m - grand) ** 2).sum(axis=(-2, -1)) - ss_r - ss_c
+    ms_r, ms_c, ms_e = ss_r / (n - 1), ss_c / (k - 1), ss_e / ((n - 1) * (k - 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (ms_r - ms_e) / (ms_r + (k - 1) * ms_e + k * (ms_c - ms_e) / n)
+
+
+def icc_with_ci(
+    ratings: ArrayLike, n_boot: int = 1000, ci: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """ICC(2,1) of a subjects x raters matrix (pingouin) with a percentile bootstrap CI over subjects,
+    computed for all resamples at once; degenerate resamples (constant) are left out of the quantiles."""
+    m = np.asarray(ratings, dtype=float)
+    point = icc(m, "ICC2")
+    idx = np.random.default_rng(seed).integers(0, m.shape[0], (n_boot, m.shape[0]))
+    reps = icc2_batch(m[idx])
+    lo, hi = np.nanquantile(reps, [(1 - ci) / 2, (1 + ci) / 2])
+    return point, float(lo), float(hi)
+
+
 def bootstrap_ci(
     statistic: Callable[..., float],
     *arrays: ArrayLike,

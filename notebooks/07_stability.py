@@ -1,0 +1,416 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+
+# %% [markdown]
+# # 07 · Stability and validity of the axes
+#
+# The fingerprint means something only if the axes do not hinge on one set of questions, one wording of
+# the instruction or one extraction setting, and if instructions really move the projection. This
+# notebook checks each in turn, for one model:
+#
+# 1. **Calibration sets**: axes calibrated from three independent sets (A: the standard questions and
+#    instructions; B and C: other questions, paraphrased instructions) — cosines and agreement on the
+#    baseline answers;
+# 2. **Convergence**: axes from random subsets of 5 … 30 calibration questions against the full-set axis;
+# 3. **Test-retest**: ICC(2,1) across sampling seeds of the baseline and of the benchmark;
+# 4. **Benchmark**: do a style system prompt, or a mid-conversation request, move the projection?
+# 5. **Prompt robustness**: five wordings of each pole's instruction;
+# 6. **Configuration ablation**: 150+ extraction settings scored from one re-read of the answers;
+# 7. **Calibration context**: axes read with and without the style instruction in context.
+#
+# Run notebooks 01 and 02 first (their run store is reused, nothing is generated twice).
+
+# %% tags=["parameters"]
+model = "smollm2-135m-instruct"
+revision = None
+profile = None  # "quick" (CPU default), "paper" (GPU default) or "smoke" (tiny CI runs)
+device = None
+dtype = None
+n_calibration = None
+n_evaluation = None
+n_baseline = None
+calibration_tokens = None
+baseline_tokens = None
+n_benchmark = None
+seeds = [
+    0,
+    1,
+    2,
+    3,
+    4,
+]  # baseline seeds for test-retest: the same as notebook 02's, so its answers are reused
+benchmark_seeds = [0, 1, 2]
+convergence_sizes = [5, 10, 15, 20, 30]
+n_repeats = 20  # random subsets per size
+n_boot = 1000
+batch_size = None
+runs_dir = None
+axes_dir = None
+figures_dir = None
+results_dir = None
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from styleprobe import ablation, benchmark, stability, stats
+from styleprobe.calibration import baseline, calibrate, calibration_items, fit_from_result, heldout_scores
+from styleprobe.data import INSTRUCTION_SETS, load_questions
+from styleprobe.generation import SamplingConfig
+from styleprobe.pipeline import StageResult, reread, run_stage
+from styleprobe.textmetrics import AXIS_METRICS, metrics_frame
+from styleprobe.workspace import Workspace
+
+ws = Workspace.open(
+    model,
+    profile=profile,
+    revision=revision,
+    device=device,
+    dtype=dtype,
+    runs_dir=runs_dir,
+    axes_dir=axes_dir,
+    figures_dir=figures_dir,
+    results_dir=results_dir,
+    n_calibration=n_calibration,
+    n_evaluation=n_evaluation,
+    n_baseline=n_baseline,
+    calibration_tokens=calibration_tokens,
+    baseline_tokens=baseline_tokens,
+    n_benchmark=n_benchmark,
+)
+handle, prof = ws.handle, ws.profile
+print(ws.describe())
+cal = {
+    s: calibrate(handle, prof, ws.runs, instruction_set=s, batch_size=batch_size) for s in INSTRUCTION_SETS
+}
+standard = cal["A"].axes
+names = standard.names
+base_runs = baseline(handle, prof, ws.runs, seeds=tuple(seeds), batch_size=batch_size)
+base0 = base_runs[seeds[0]]
+
+# %% [markdown]
+# ## 1 · Agreement across calibration sets
+# Each set is calibrated on its own questions (sets B and C hold 20 per axis, so the `paper` profile uses 20
+# there against 30 for A) and scored on the same held-out evaluation questions, answered under its own
+# instructions. Left: cosine between the sets' axis vectors. Right: Pearson r between the projections of
+# the baseline answers (seed 0) under each set — the question that matters for a fingerprint.
+
+# %%
+set_scores = pd.concat({s: c.evaluation["pairwise_accuracy"] for s, c in cal.items()}, axis=1)
+cosines = stability.set_cosines({s: c.axes for s, c in cal.items()})
+agreement = stability.projection_agreement(
+    {s: pd.DataFrame(c.axes.project(base0.states, clip=False), columns=names) for s, c in cal.items()}
+)
+print("held-out pairwise accuracy per set")
+print(set_scores.round(2).to_string())
+fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
+sns.heatmap(cosines, vmin=-1, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", ax=a, cbar=False)
+a.set_title("axis cosine between calibration sets")
+sns.heatmap(agreement, vmin=-1, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", ax=b, cbar=False)
+b.set_title("baseline projection r between sets")
+ws.save_figure(fig, "stability_sets")
+assert cosines.to_numpy().min() >= -1 - 1e-6 and cosines.to_numpy().max() <= 1 + 1e-6
+
+# %% [markdown]
+# ## 2 · Convergence with the number of calibration questions
+# Random subsets of n calibration questions (both poles of each), `n_repeats` per size; cosine to the axis
+# fitted on all of set A, and held-out accuracy of the subset axis. The full set's cosine is 1 by design;
+# the curve shows how fast smaller sets approach it and whether held-out accuracy still rises.
+
+# %%
+conv = stability.convergence(cal["A"].result, standard, convergence_sizes, n_repeats=n_repeats)
+conv_summary = conv.groupby(["n", "axis"])[["cosine", "pairwise_accuracy"]].mean().unstack("axis")
+fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4))
+sns.lineplot(conv, x="n", y="cosine", hue="axis", errorbar=("pi", 90), ax=a)
+a.set_title("cosine to the full-set axis (90 % of subsets)")
+sns.lineplot(conv, x="n", y="pairwise_accuracy", hue="axis", errorbar=None, ax=b, legend=False)
+b.axhline(0.5, color="grey", lw=0.8, ls=":")
+b.set_title("held-out pairwise accuracy")
+ws.save_figure(fig, "stability_convergence")
+conv_summary.round(3)
+
+# %% [markdown]
+# ## 3 · Benchmark: do instructions move the projection?
+# Scenarios per axis, each paired with a control on the same question and seed:
+# *system_positive / system_negative*: a style system prompt (instruction set B, a wording the standard axes
+# were not fitted on) vs no system prompt; *increase / decrease*: after a neutral first turn the user asks
+# for more of one pole along with a new question, vs the new question alone. The shift is signed so that
+# the expected direction is positive (normalised units, unclipped).
+#
+# **Pass rule**: the mean shift over questions (seed-averaged) has a bootstrap 95 % CI above 0. The lenient
+# rule (mean shift > 0) is closer to the original study's single-conversation checks. "N/9" counts the
+# study's subset: warm, confident and verbose × system prompt, increase, decrease.
+
+# %%
+bank = load_questions()
+n_b = prof.n_benchmark
+questions, follow_ups = bank.baseline[:n_b], bank.baseline[n_b : 2 * n_b]
+bench_dir = ws.runs / f"benchmark-{prof.name}" / ("seeds-" + "-".join(map(str, benchmark_seeds)))
+sampling = SamplingConfig(prof.baseline_tokens)
+turn1 = run_stage(
+    handle,
+    bench_dir / "turn-1",
+    benchmark.first_turn_items(questions, names, benchmark_seeds),
+    sampling,
+    batch_size=batch_size,
+    desc="benchmark turn 1",
+)
+turn2 = run_stage(
+    handle,
+    bench_dir / "turn-2",
+    benchmark.second_turn_items(turn1, follow_ups, names, benchmark_seeds),
+    sampling,
+    batch_size=batch_size,
+    desc="benchmark turn 2",
+)
+shifts = benchmark.paired_shifts(standard, [turn1, turn2])
+scenarios = benchmark.scenario_table(shifts)
+rates = benchmark.pass_rates(scenarios)
+print(
+    f"study subset: {rates.attrs['study_passed']}/{rates.attrs['study_total']} passed "
+    f"({rates.attrs['study_passed_lenient']}/{rates.attrs['study_total']} by the lenient rule)"
+)
+rates
+
+# %%
+fig, ax = plt.subplots(figsize=(10, 4.5))
+order = list(benchmark.SCENARIOS)
+for k, scenario in enumerate(order):
+    sub = scenarios[scenarios["scenario"] == scenario].set_index("axis").reindex(names)
+    x = np.arange(len(names)) + (k - 1.5) * 0.2
+    ax.errorbar(
+        x,
+        sub["shift"],
+        yerr=[sub["shift"] - sub["ci_low"], sub["ci_high"] - sub["shift"]],
+        fmt="o",
+        label=scenario,
+        capsize=2,
+    )
+ax.axhline(0, color="grey", lw=0.8)
+ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+ax.set_ylabel("signed shift (normalised units)")
+ax.legend(fontsize=8)
+ax.set_title("instruction benchmark: shift towards the instructed pole, 95 % CI")
+ws.save_figure(fig, "benchmark_shifts")
+assert scenarios["passed"].dtype == bool and len(scenarios) == len(names) * len(benchmark.SCENARIOS)
+
+# %% [markdown]
+# ## 4 · Test-retest reliability
+# ICC(2,1): two-way random effects, absolute agreement, single rater. Seeds are a random sample of possible
+# runs (random raters), and a fingerprint is one run, so single-run absolute agreement is the relevant form;
+# ICC(3,1) would ignore systematic seed offsets. Baseline: subjects = questions, raters = seeds. Benchmark:
+# subjects = scenario × question answers on the scenario's axis, raters = benchmark seeds. 95 % CIs are
+# percentile bootstraps over subjects.
+
+# %%
+base_proj = {s: standard.project(r.states, clip=False) for s, r in base_runs.items()}
+retest = {}
+for i, name in enumerate(names):
+    m = np.column_stack([base_proj[s][:, i] for s in seeds])
+    m = m[np.isfinite(m).all(axis=1)]
+    if len(seeds) > 1:
+        retest[name] = dict(
+            zip(("baseline_icc", "ci_low", "ci_high"), stats.icc_with_ci(m, n_boot), strict=True)
+        )
+retest = pd.DataFrame(retest).T
+bench_icc = benchmark.retest_icc(shifts, n_boot=n_boot)
+retest = retest.join(bench_icc.add_prefix("benchmark_"))
+retest.round(3)
+
+# %% [markdown]
+# ## 5 · Prompt robustness
+# The five formulations per pole (plain, minimal, role, behavioural, example) answered on the held-out
+# evaluation questions. Per formulation and axis: how well the **standard** axis separates the two poles'
+# answers (pairwise accuracy, d′), and the cosine between the formulation's own direction (difference of
+# pole means) and the standard axis. A dead zone that persists across phrasings is a property of the model,
+# not of our wording.
+
+# %%
+forms = run_stage(
+    handle,
+    ws.runs / f"formulations-{prof.name}",
+    stability.formulation_items(prof, names),
+    SamplingConfig(prof.calibration_tokens),
+    batch_size=batch_size,
+    desc="formulations",
+)
+robust = stability.formulation_scores(standard, cal["A"].result, forms)
+robust_acc = robust.pivot(index="axis", columns="formulation", values="pairwise_accuracy").loc[names]
+robust_cos = robust.pivot(index="axis", columns="formulation", values="cosine").loc[names]
+persistence = (robust_acc < 0.65).mean(axis=1).rename("share_of_wordings_below_0.65")
+fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.5))
+sns.heatmap(robust_acc, vmin=0, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", ax=a, cbar=False)
+a.set_title("pairwise accuracy of the standard axis")
+sns.heatmap(robust_cos, vmin=-1, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", ax=b, cbar=False)
+b.set_title("cosine: formulation direction vs standard axis")
+ws.save_figure(fig, "robustness_formulations")
+persistence.to_frame()
+
+# %% [markdown]
+# ## 6 · Configuration ablation
+# The calibration answers (set A) are re-read once, keeping every decoder block and four token
+# aggregations (last token, mean, decay 0.9, decay 0.8). From those, axes are refitted for every single
+# block and for the last k ∈ {2, 3, 4, 6, 8} blocks with equal or increasing weights (1..k; for k = 4 this
+# is the default 0.1-0.4), and scored on the held-out questions. Nothing is regenerated.
+
+# %%
+items_a = calibration_items(prof, names, "A")
+ids_a = list(cal["A"].result.records["response_ids"])
+all_layers = list(range(handle.n_layers))
+states_all = reread(
+    handle,
+    items_a,
+    ids_a,
+    all_layers,
+    tuple(ablation.TOKEN_AGGREGATIONS.values()),
+    stage_dir=ws.runs / f"reread-all-layers-A-{prof.name}",
+    desc="re-reading (all blocks)",
+)
+configs = ablation.configurations(handle.n_layers)
+config_scores = ablation.score_configurations(
+    cal["A"].result.records, states_all, all_layers, configs, handle.model_id
+)
+ranking = ablation.rank_configurations(config_scores)
+default_row = ranking[ranking["configuration"] == ablation.DEFAULT_NAME].iloc[0]
+print(
+    f"{len(configs)} configurations; the default ({ablation.DEFAULT_NAME}) ranks {int(default_row['rank'])} "
+    f"with mean d' {default_row['dprime']:.2f} (best: {ranking.iloc[0]['configuration']}, "
+    f"{ranking.iloc[0]['dprime']:.2f})"
+)
+ranking.head(10).round(3)
+
+# %%
+single = ranking[ranking["weighting"] == "single"].assign(layer=lambda d: d["layers"].astype(int))
+fig, ax = plt.subplots(figsize=(9, 4))
+sns.lineplot(single, x="layer", y="dprime", hue="token", marker="o", ax=ax)
+ax.axhline(default_row["dprime"], color="k", ls="--", lw=1, label="default (last 4, 0.1-0.4, decay 0.9)")
+ax.set_xlabel("decoder block")
+ax.set_ylabel("mean held-out d′ over axes")
+ax.legend(fontsize=8)
+ws.save_figure(fig, "config_ablation_layers")
+assert len(configs) == (handle.n_layers + 2 * sum(k <= handle.n_layers for k in ablation.LAST_K)) * 4
+
+# %% [markdown]
+# ## 7 · Calibration context: reading the answers with and without the instruction
+# By default the answer tokens are read with the style instruction still in the context, so an axis could
+# partly encode "the system prompt said warm" rather than "this text is warm". Here the same answers of
+# sets A, B and C are re-read as question + answer only, axes are refitted, and both readings are compared:
+# held-out accuracy (each on its own reading of the evaluation answers, plus the instructed axes on the
+# uninstructed reading: does an axis detect the style from the text alone?), stability across sets, and
+# agreement of the baseline projections with text-level metrics. Judge agreement for both readings is in
+# notebook 05, which picks up the uninstructed axes saved here.
+
+# %%
+agg = cal["A"].result.aggregation
+layers = agg.absolute_layers(handle.n_layers)
+plain = {}
+for s in INSTRUCTION_SETS:
+    items = calibration_items(prof, names, s)
+    res = cal[s].result
+    per_layer = reread(
+        handle,
+        items,
+        list(res.records["response_ids"]),
+        layers,
+        (agg.decay,),
+        keep_system=False,
+        stage_dir=ws.runs / f"reread-uninstructed-{s}-{prof.name}",
+        desc=f"re-reading {s} without instruction",
+    )[:, 0]
+    plain[s] = StageResult(res.records, per_layer, agg)
+uninstructed = {
+    s: fit_from_result(plain[s], handle.model_id, layers=layers, instruction_set=s, context="uninstructed")[0]
+    for s in INSTRUCTION_SETS
+}
+uninstructed["A"].save(ws.runs / "axes-uninstructed.json")
+
+baseline_text = metrics_frame(list(base0.records["response"]))
+
+
+def text_agreement(axes):
+    """Spearman rho between each axis's baseline projection and its text metric (seed 0 answers)."""
+    values = axes.project(base0.states, clip=False)
+    out = {}
+    for i, name in enumerate(names):
+        x, y = values[:, i], baseline_text[AXIS_METRICS[name]].to_numpy(float)
+        out[name] = stats.spearman(x, y)[0] if np.ptp(x) > 0 and np.ptp(y) > 0 else np.nan
+    return pd.Series(out)
+
+
+context = pd.DataFrame(
+    {
+        "acc_instructed": cal["A"].evaluation["pairwise_accuracy"],
+        "acc_uninstructed": heldout_scores(uninstructed["A"], plain["A"])["pairwise_accuracy"],
+        "acc_instructed_axes_on_plain_text": heldout_scores(standard, plain["A"])["pairwise_accuracy"],
+        "dprime_instructed": cal["A"].evaluation["dprime"],
+        "dprime_uninstructed": heldout_scores(uninstructed["A"], plain["A"])["dprime"],
+        "stability_instructed": cosines["mean"],
+        "stability_uninstructed": stability.set_cosines(uninstructed)["mean"],
+        "cosine_between_readings": np.sum(standard.vectors * uninstructed["A"].vectors, axis=1),
+        "text_rho_instructed": text_agreement(standard),
+        "text_rho_uninstructed": text_agreement(uninstructed["A"]),
+    }
+)
+context.round(3)
+
+# %%
+means = context.mean(numeric_only=True)
+print(
+    f"mean held-out accuracy: instructed {means['acc_instructed']:.3f}, uninstructed "
+    f"{means['acc_uninstructed']:.3f}, instructed axes on uninstructed reading "
+    f"{means['acc_instructed_axes_on_plain_text']:.3f}\n"
+    f"mean A/B/C stability cosine: instructed {means['stability_instructed']:.3f}, uninstructed "
+    f"{means['stability_uninstructed']:.3f}\n"
+    f"mean rho with text metrics: instructed {means['text_rho_instructed']:.3f}, uninstructed "
+    f"{means['text_rho_uninstructed']:.3f}"
+)
+assert context[["acc_instructed", "acc_uninstructed"]].stack().between(0, 1).all()
+
+# %%
+path = ws.update_results(
+    "stability",
+    {
+        "profile": prof.name,
+        "set_accuracy": set_scores,
+        "set_cosines": cosines,
+        "baseline_projection_r": agreement,
+        "convergence": conv.groupby(["n", "axis"], as_index=False)[["cosine", "pairwise_accuracy"]].mean(),
+        "retest": retest,
+        "seeds": list(seeds),
+    },
+)
+ws.update_results(
+    "benchmark",
+    {
+        "seeds": list(benchmark_seeds),
+        "n_questions": n_b,
+        "scenarios": scenarios,
+        "pass_rates": rates,
+        "study_subset": dict(rates.attrs),
+    },
+)
+ws.update_results("robustness", {"scores": robust, "persistence": persistence})
+ws.update_results(
+    "config_ablation",
+    {
+        "n_configurations": len(configs),
+        "default": ablation.DEFAULT_NAME,
+        "default_rank": int(default_row["rank"]),
+        "ranking": ranking,
+    },
+)
+ws.update_results("context_ablation", {"per_axis": context, "means": means})
+print(f"results: {path}")
