@@ -66,11 +66,11 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from styleprobe import ablation, benchmark, stability, stats
-from styleprobe.calibration import baseline, calibrate, calibration_items, fit_from_result, heldout_scores
+from styleprobe import ablation, benchmark, deadzones, stability, stats
+from styleprobe.calibration import baseline, calibrate, calibration_items, heldout_scores
 from styleprobe.data import INSTRUCTION_SETS, load_questions
 from styleprobe.generation import SamplingConfig
-from styleprobe.pipeline import StageResult, reread, run_stage
+from styleprobe.pipeline import reread, run_stage
 from styleprobe.textmetrics import AXIS_METRICS, metrics_frame
 from styleprobe.workspace import Workspace
 
@@ -213,21 +213,21 @@ assert scenarios["passed"].dtype == bool and len(scenarios) == len(names) * len(
 # runs (random raters), and a fingerprint is one run, so single-run absolute agreement is the relevant form;
 # ICC(3,1) would ignore systematic seed offsets. Baseline: subjects = questions, raters = seeds. Benchmark:
 # subjects = scenario × question answers on the scenario's axis, raters = benchmark seeds. 95 % CIs are
-# percentile bootstraps over subjects.
+# percentile bootstraps over subjects. `snr` (used by the dead-zone score in notebook 08) is the spread of
+# the questions' seed means over the mean spread across seeds: does the axis tell questions apart by more
+# than sampling noise?
 
 # %%
 base_proj = {s: standard.project(r.states, clip=False) for s, r in base_runs.items()}
-retest = {}
+retest = pd.DataFrame(
+    index=pd.Index(names, name="axis"), columns=["baseline_icc", "ci_low", "ci_high", "snr"]
+)
 for i, name in enumerate(names):
     m = np.column_stack([base_proj[s][:, i] for s in seeds])
     m = m[np.isfinite(m).all(axis=1)]
     if len(seeds) > 1:
-        retest[name] = dict(
-            zip(("baseline_icc", "ci_low", "ci_high"), stats.icc_with_ci(m, n_boot), strict=True)
-        )
-retest = pd.DataFrame(retest).T
-bench_icc = benchmark.retest_icc(shifts, n_boot=n_boot)
-retest = retest.join(bench_icc.add_prefix("benchmark_"))
+        retest.loc[name] = [*stats.icc_with_ci(m, n_boot), deadzones.baseline_snr(m)]
+retest = retest.astype(float).join(benchmark.retest_icc(shifts, n_boot=n_boot).add_prefix("benchmark_"))
 retest.round(3)
 
 # %% [markdown]
@@ -314,27 +314,11 @@ assert len(configs) == (handle.n_layers + 2 * sum(k <= handle.n_layers for k in 
 # notebook 05, which picks up the uninstructed axes saved here.
 
 # %%
-agg = cal["A"].result.aggregation
-layers = agg.absolute_layers(handle.n_layers)
-plain = {}
-for s in INSTRUCTION_SETS:
-    items = calibration_items(prof, names, s)
-    res = cal[s].result
-    per_layer = reread(
-        handle,
-        items,
-        list(res.records["response_ids"]),
-        layers,
-        (agg.decay,),
-        keep_system=False,
-        stage_dir=ws.runs / f"reread-uninstructed-{s}-{prof.name}",
-        desc=f"re-reading {s} without instruction",
-    )[:, 0]
-    plain[s] = StageResult(res.records, per_layer, agg)
-uninstructed = {
-    s: fit_from_result(plain[s], handle.model_id, layers=layers, instruction_set=s, context="uninstructed")[0]
+plain = {
+    s: calibrate(handle, prof, ws.runs, instruction_set=s, read_with_system=False, batch_size=batch_size)
     for s in INSTRUCTION_SETS
 }
+uninstructed = {s: c.axes for s, c in plain.items()}
 uninstructed["A"].save(ws.runs / "axes-uninstructed.json")
 
 baseline_text = metrics_frame(list(base0.records["response"]))
@@ -353,10 +337,10 @@ def text_agreement(axes):
 context = pd.DataFrame(
     {
         "acc_instructed": cal["A"].evaluation["pairwise_accuracy"],
-        "acc_uninstructed": heldout_scores(uninstructed["A"], plain["A"])["pairwise_accuracy"],
-        "acc_instructed_axes_on_plain_text": heldout_scores(standard, plain["A"])["pairwise_accuracy"],
+        "acc_uninstructed": plain["A"].evaluation["pairwise_accuracy"],
+        "acc_instructed_axes_on_plain_text": heldout_scores(standard, plain["A"].result)["pairwise_accuracy"],
         "dprime_instructed": cal["A"].evaluation["dprime"],
-        "dprime_uninstructed": heldout_scores(uninstructed["A"], plain["A"])["dprime"],
+        "dprime_uninstructed": plain["A"].evaluation["dprime"],
         "stability_instructed": cosines["mean"],
         "stability_uninstructed": stability.set_cosines(uninstructed)["mean"],
         "cosine_between_readings": np.sum(standard.vectors * uninstructed["A"].vectors, axis=1),

@@ -178,3 +178,47 @@ def test_pole_shifts():
     assert (pos, neg) == pytest.approx((1.5, 2.5))
     with pytest.raises(ValueError, match="baseline_values"):
         dz.pole_shifts([1.0], [0.0], [NAN])
+
+
+def _results_file():
+    """A results file as notebooks 01 and 07 write it (tables through results.update_results)."""
+    from styleprobe.results import _plain
+
+    evaluation = pd.DataFrame(
+        {"pairwise_accuracy": [0.95, 0.55], "dprime": [2.5, 0.1]}, index=["warm_cold", "formal_casual"]
+    )
+    cosines = pd.DataFrame({"A~B": [0.95, 0.2], "mean": [0.93, 0.3]}, index=evaluation.index)
+    retest = pd.DataFrame({"baseline_icc": [0.8, 0.4], "snr": [3.0, 0.5]}, index=evaluation.index)
+    scenarios = pd.DataFrame(
+        {
+            "axis": ["warm_cold", "warm_cold", "formal_casual", "formal_casual"],
+            "scenario": ["system_positive", "system_negative", "system_positive", "system_negative"],
+            "shift": [0.6, 0.05, 0.3, 0.2],
+        }
+    )
+    return _plain(
+        {
+            "model": "m",
+            "calibration": {"evaluation": evaluation},
+            "stability": {"set_cosines": cosines, "retest": retest},
+            "benchmark": {"scenarios": scenarios},
+        }
+    )
+
+
+def test_inputs_from_results_reads_every_component_and_classifies():
+    inputs = dz.inputs_from_results(_results_file())
+    assert inputs.loc["warm_cold"].tolist() == [0.95, 2.5, 0.93, 3.0, 0.6, 0.05]
+    table = dz.severity_table(inputs)
+    assert table.loc["warm_cold", "severity"] == 0.0 and table.loc["formal_casual", "severity"] > 0.5
+    classes = dz.classify_table(inputs)
+    assert classes.to_dict() == {"warm_cold": "asymmetric", "formal_casual": "hard"}
+
+
+def test_inputs_from_results_without_later_sections_leaves_nan_and_needs_calibration():
+    partial = {k: v for k, v in _results_file().items() if k in ("model", "calibration")}
+    inputs = dz.inputs_from_results(partial)
+    assert inputs[["stability_cosine", "snr", "pos_shift", "neg_shift"]].isna().all().all()
+    assert np.isfinite(dz.severity_table(inputs)["severity"]).all()  # from accuracy and d' alone
+    with pytest.raises(ValueError, match="run notebook 01 first"):
+        dz.inputs_from_results({"model": "m"})

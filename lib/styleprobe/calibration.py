@@ -14,7 +14,7 @@ from styleprobe.data import load_axes, load_questions, prompt_set_hash
 from styleprobe.extraction import Aggregation
 from styleprobe.generation import SamplingConfig
 from styleprobe.models import ModelHandle
-from styleprobe.pipeline import Item, StageResult, run_stage
+from styleprobe.pipeline import Item, StageResult, reread, run_stage
 from styleprobe.profiles import Profile
 
 POLES = {+1: "positive", -1: "negative"}
@@ -130,25 +130,41 @@ def calibrate(
     thinking: bool | None = None,
     progress: bool = True,
 ) -> Calibration:
-    """Answer calibration and evaluation questions under both poles' instructions, then fit the axes."""
+    """Answer calibration and evaluation questions under both poles' instructions, then fit the axes.
+
+    The answers' states are read with the instruction in context (generation context, online capture) or,
+    with `read_with_system=False`, re-read from the same answers as question + answer only."""
     sampling = sampling or SamplingConfig(profile.calibration_tokens)
     items = calibration_items(profile, axes, instruction_set)
     context = "instructed" if read_with_system else "uninstructed"
     subset = "" if axes is None else "-" + "+".join(axes)  # a subset of axes is a run of its own
-    stage_dir = Path(run_dir) / f"calibration-{instruction_set}-{context}-{profile.name}{subset}"
+    stage = f"calibration-{instruction_set}-{{}}-{profile.name}{subset}"
     result = run_stage(
         handle,
-        stage_dir,
+        Path(run_dir) / stage.format("instructed"),
         items,
         sampling,
         aggregation,
         seed=seed,
         batch_size=batch_size,
         thinking=thinking,
-        read_with_system=read_with_system,
         desc=f"calibration {instruction_set}",
         progress=progress,
     )
+    if not read_with_system:  # the same answers, re-read as question + answer only
+        per_layer = reread(
+            handle,
+            items,
+            list(result.records["response_ids"]),
+            aggregation.absolute_layers(handle.n_layers),
+            (aggregation.decay,),
+            keep_system=False,
+            thinking=thinking,
+            stage_dir=Path(run_dir) / stage.format(context),
+            desc=f"re-reading {instruction_set} without instruction",
+            progress=progress,
+        )
+        result = StageResult(result.records, per_layer[:, 0], aggregation)
     axis_set, evaluation = fit_from_result(
         result,
         handle.model_id,

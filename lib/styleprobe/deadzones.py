@@ -211,3 +211,46 @@ def pole_shifts(
         means.append(float(np.nanmean(a)))
     pos, neg, base = means
     return pos - base, base - neg
+
+
+def _table(section: Mapping | None, key: str) -> pd.DataFrame:
+    """A table stored by results.update_results (a DataFrame as {row: {column: value}}), or an empty one."""
+    data = (section or {}).get(key)
+    return pd.DataFrame.from_dict(data, orient="index") if data else pd.DataFrame()
+
+
+def inputs_from_results(results: Mapping) -> pd.DataFrame:
+    """Per axis of one model's results file: the severity inputs (COMPONENTS) and the benchmark's pole shifts.
+
+    accuracy, dprime: held-out, set A (section `calibration`); stability_cosine: mean cosine of the A/B/C axes
+    and snr: baseline signal-to-noise (section `stability`); pos_shift / neg_shift: mean shift of the
+    system_positive / system_negative benchmark answers towards their pole against no system prompt
+    (section `benchmark`). A missing section leaves its columns NaN."""
+    calibration = _table(results.get("calibration"), "evaluation")
+    if calibration.empty:
+        model = results.get("model", "?")
+        raise ValueError(f"results of {model} have no calibration section: run notebook 01 first")
+    out = pd.DataFrame(index=pd.Index(calibration.index, name="axis"))
+    out["accuracy"] = calibration["pairwise_accuracy"].astype(float)
+    out["dprime"] = calibration["dprime"].astype(float)
+    cosines = _table(results.get("stability"), "set_cosines")
+    retest = _table(results.get("stability"), "retest")
+    out["stability_cosine"] = cosines["mean"].astype(float) if "mean" in cosines else np.nan
+    out["snr"] = retest["snr"].astype(float) if "snr" in retest else np.nan
+    scenarios = _table(results.get("benchmark"), "scenarios")
+    for column, scenario in (("pos_shift", "system_positive"), ("neg_shift", "system_negative")):
+        shifts = scenarios[scenarios["scenario"] == scenario] if len(scenarios) else scenarios
+        out[column] = shifts.set_index("axis")["shift"].astype(float) if len(shifts) else np.nan
+    return out
+
+
+def classify_table(inputs: pd.DataFrame, thresholds: ClassThresholds = DEFAULT_THRESHOLDS) -> pd.Series:
+    """:func:`classify` of each row of an :func:`inputs_from_results` table."""
+    return pd.Series(
+        [
+            classify(r.accuracy, r.stability_cosine, r.pos_shift, r.neg_shift, thresholds=thresholds)
+            for r in inputs.itertuples()
+        ],
+        index=inputs.index,
+        name="class",
+    )
