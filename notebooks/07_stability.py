@@ -71,6 +71,7 @@ from styleprobe.calibration import baseline, calibrate, calibration_items, heldo
 from styleprobe.data import INSTRUCTION_SETS, load_questions
 from styleprobe.generation import SamplingConfig
 from styleprobe.pipeline import reread, run_stage
+from styleprobe.results import all_results
 from styleprobe.textmetrics import AXIS_METRICS, metrics_frame
 from styleprobe.workspace import Workspace
 
@@ -104,12 +105,14 @@ base0 = base_runs[seeds[0]]
 # %% [markdown]
 # ## 1 · Agreement across calibration sets
 # Each set is calibrated on its own questions (sets B and C hold 20 per axis, so the `paper` profile uses 20
-# there against 30 for A) and scored on the same held-out evaluation questions, answered under its own
-# instructions. Left: cosine between the sets' axis vectors. Right: Pearson r between the projections of
-# the baseline answers (seed 0) under each set — the question that matters for a fingerprint.
+# there against 30 for A), and all three are scored on the same held-out data: set A's evaluation answers.
+# Left: cosine between the sets' axis vectors. Right: Pearson r between the projections of the baseline
+# answers (seed 0) under each set — the question that matters for a fingerprint.
 
 # %%
-set_scores = pd.concat({s: c.evaluation["pairwise_accuracy"] for s, c in cal.items()}, axis=1)
+set_scores = pd.concat(
+    {s: heldout_scores(c.axes, cal["A"].result)["pairwise_accuracy"] for s, c in cal.items()}, axis=1
+)
 cosines = stability.set_cosines({s: c.axes for s, c in cal.items()})
 agreement = stability.projection_agreement(
     {s: pd.DataFrame(c.axes.project(base0.states, clip=False), columns=names) for s, c in cal.items()}
@@ -304,6 +307,25 @@ ws.save_figure(fig, "config_ablation_layers")
 assert len(configs) == (handle.n_layers + 2 * sum(k <= handle.n_layers for k in ablation.LAST_K)) * 4
 
 # %% [markdown]
+# Across every model with an ablation in `results/` (this one included once its results are written): the
+# mean over models of each configuration's rank. A setting that wins on one model only is noise; one that
+# ranks above the default on every model is a candidate for a new default.
+
+# %%
+rankings = {
+    slug: pd.DataFrame.from_dict(res["config_ablation"]["ranking"], orient="index")
+    for slug, res in all_results(ws.results_dir).items()
+    if "config_ablation" in res
+}
+rankings[handle.slug] = ranking  # this run, whether or not its results were saved before
+across = pd.concat({slug: r.set_index("configuration")["rank"] for slug, r in rankings.items()}, axis=1)
+across["mean_rank"] = across.mean(axis=1)
+across = across.sort_values("mean_rank")
+default_mean_rank = across.loc[ablation.DEFAULT_NAME, "mean_rank"]
+print(f"{len(rankings)} model(s); mean rank of the default: {default_mean_rank:.1f} of {len(across)}")
+across.head(10)
+
+# %% [markdown]
 # ## 7 · Calibration context: reading the answers with and without the instruction
 # By default the answer tokens are read with the style instruction still in the context, so an axis could
 # partly encode "the system prompt said warm" rather than "this text is warm". Here the same answers of
@@ -393,8 +415,173 @@ ws.update_results(
         "n_configurations": len(configs),
         "default": ablation.DEFAULT_NAME,
         "default_rank": int(default_row["rank"]),
+        "default_mean_rank_across_models": default_mean_rank,
         "ranking": ranking,
     },
 )
 ws.update_results("context_ablation", {"per_axis": context, "means": means})
 print(f"results: {path}")
+
+# %% [markdown]
+# ## Paper outputs
+# The numbers, tables and figure PDFs the paper reads (`paper/generated/<model>/`), all from this run.
+
+# %%
+by_size = conv.groupby("n")[["cosine", "pairwise_accuracy"]].mean()
+best = ranking.iloc[0]
+ws.paper_numbers(
+    "07_stability",
+    {
+        "profile": prof.name,
+        "set_accuracy_mean": set_scores.mean().to_dict(),
+        "mean_set_cosine": cosines["mean"].mean(),
+        "min_set_cosine_axis": cosines["mean"].idxmin().replace("_", "/"),
+        "min_set_cosine": cosines["mean"].min(),
+        "max_set_cosine_axis": cosines["mean"].idxmax().replace("_", "/"),
+        "max_set_cosine": cosines["mean"].max(),
+        "mean_projection_r": agreement["mean"].mean(),
+        "convergence_smallest_n": int(by_size.index.min()),
+        "convergence_largest_n": int(by_size.index.max()),
+        "convergence_cosine_smallest": by_size["cosine"].iloc[0],
+        "convergence_cosine_largest": by_size["cosine"].iloc[-1],
+        "convergence_accuracy_smallest": by_size["pairwise_accuracy"].iloc[0],
+        "convergence_accuracy_largest": by_size["pairwise_accuracy"].iloc[-1],
+        "n_repeats": n_repeats,
+        "benchmark_questions": n_b,
+        "benchmark_seeds": len(benchmark_seeds),
+        "scenarios_passed": int(scenarios["passed"].sum()),
+        "scenarios_passed_lenient": int(scenarios["passed_lenient"].sum()),
+        "scenarios_total": len(scenarios),
+        "study_passed": rates.attrs["study_passed"],
+        "study_passed_lenient": rates.attrs["study_passed_lenient"],
+        "study_total": rates.attrs["study_total"],
+        "mean_baseline_icc": retest["baseline_icc"].mean(),
+        "mean_benchmark_icc": retest["benchmark_icc"].mean(),
+        "mean_snr": retest["snr"].mean(),
+        "robustness_accuracy": robust_acc.to_numpy().mean(),
+        "robustness_cosine": robust_cos.to_numpy().mean(),
+        "robustness_n_formulations": robust_acc.shape[1],
+        "robustness_persistent_axes": ", ".join(
+            a.replace("_", "/") for a in persistence.index[persistence == 1]
+        )
+        or "none",
+        "n_configurations": len(configs),
+        "default": ablation.DEFAULT_NAME,
+        "default_rank": int(default_row["rank"]),
+        "default_mean_rank_across_models": default_mean_rank,
+        "ranking": ranking,
+    },
+)
+ws.update_results("context_ablation", {"per_axis": context, "means": means})
+print(f"results: {path}")
+
+# %% [markdown]
+# ## Paper outputs
+# The numbers, tables and figure PDFs the paper reads (`paper/generated/<model>/`), all from this run.
+
+# %%
+by_size = conv.groupby("n")[["cosine", "pairwise_accuracy"]].mean()
+best = ranking.iloc[0]
+ws.paper_numbers(
+    "07_stability",
+    {
+        "profile": prof.name,
+        "set_accuracy_mean": set_scores.mean().to_dict(),
+        "mean_set_cosine": cosines["mean"].mean(),
+        "min_set_cosine_axis": cosines["mean"].idxmin().replace("_", "/"),
+        "min_set_cosine": cosines["mean"].min(),
+        "max_set_cosine_axis": cosines["mean"].idxmax().replace("_", "/"),
+        "max_set_cosine": cosines["mean"].max(),
+        "mean_projection_r": agreement["mean"].mean(),
+        "convergence_smallest_n": int(by_size.index.min()),
+        "convergence_largest_n": int(by_size.index.max()),
+        "convergence_cosine_smallest": by_size["cosine"].iloc[0],
+        "convergence_cosine_largest": by_size["cosine"].iloc[-1],
+        "convergence_accuracy_smallest": by_size["pairwise_accuracy"].iloc[0],
+        "convergence_accuracy_largest": by_size["pairwise_accuracy"].iloc[-1],
+        "n_repeats": n_repeats,
+        "benchmark_questions": n_b,
+        "benchmark_seeds": len(benchmark_seeds),
+        "scenarios_passed": int(scenarios["passed"].sum()),
+        "scenarios_passed_lenient": int(scenarios["passed_lenient"].sum()),
+        "scenarios_total": len(scenarios),
+        "study_passed": rates.attrs["study_passed"],
+        "study_passed_lenient": rates.attrs["study_passed_lenient"],
+        "study_total": rates.attrs["study_total"],
+        "mean_baseline_icc": retest["baseline_icc"].mean(),
+        "mean_benchmark_icc": retest["benchmark_icc"].mean(),
+        "mean_snr": retest["snr"].mean(),
+        "robustness_accuracy": robust_acc.to_numpy().mean(),
+        "robustness_cosine": robust_cos.to_numpy().mean(),
+        "robustness_n_formulations": robust_acc.shape[1],
+        "robustness_persistent_axes": ", ".join(
+            a.replace("_", "/") for a in persistence.index[persistence >= 0.6]
+        )
+        or "none",
+        "n_configurations": len(configs),
+        "default_rank": int(default_row["rank"]),
+        "default_dprime": default_row["dprime"],
+        "best_configuration": best["configuration"],
+        "best_dprime": best["dprime"],
+        "context": means.to_dict(),
+    },
+)
+ws.paper_table(
+    "stability_sets_table",
+    set_scores.add_prefix("acc. ")
+    .join(cosines.add_prefix("cos "))
+    .join(agreement[["mean"]].add_prefix("r ")),
+)
+ws.paper_table(
+    "benchmark_table",
+    scenarios.pivot(index="axis", columns="scenario", values="shift")
+    .reindex(index=names, columns=list(benchmark.SCENARIOS))
+    .join(rates[["passed", "passed_lenient"]]),
+    columns={"passed_lenient": "lenient"},
+)
+ws.paper_table(
+    "retest_table",
+    retest[["baseline_icc", "ci_low", "ci_high", "snr", "benchmark_icc"]],
+    columns={
+        "baseline_icc": "baseline ICC",
+        "ci_low": "low",
+        "ci_high": "high",
+        "benchmark_icc": "benchmark ICC",
+    },
+)
+ws.paper_table(
+    "ablation_table",
+    ranking.head(8).set_index("configuration")[["rank", "dprime", "pairwise_accuracy"]],
+    columns={"dprime": "mean d'", "pairwise_accuracy": "mean acc."},
+)
+ws.paper_table(
+    "context_table",
+    context[
+        [
+            "acc_instructed",
+            "acc_uninstructed",
+            "acc_instructed_axes_on_plain_text",
+            "stability_instructed",
+            "stability_uninstructed",
+            "cosine_between_readings",
+        ]
+    ],
+    columns={
+        "acc_instructed": "acc. instr.",
+        "acc_uninstructed": "acc. plain",
+        "acc_instructed_axes_on_plain_text": "instr. axes on plain",
+        "stability_instructed": "cos instr.",
+        "stability_uninstructed": "cos plain",
+        "cosine_between_readings": "cos between",
+    },
+)
+written = ws.paper_figures(
+    [
+        "stability_sets",
+        "stability_convergence",
+        "benchmark_shifts",
+        "robustness_formulations",
+        "config_ablation_layers",
+    ]
+)
+assert all(p.exists() for p in written)

@@ -34,3 +34,15 @@ def test_instruction_in_context_separates_answers_whose_text_has_no_style(both_r
     leak = instructed.evaluation["pairwise_accuracy"].mean()
     text_only = plain.evaluation["pairwise_accuracy"].mean()
     assert leak > 0.8 and leak - text_only > 0.2
+
+
+def test_only_set_a_answers_the_held_out_questions():
+    from styleprobe.calibration import calibration_items
+
+    prof = get_profile("smoke")
+    a = calibration_items(prof, AXES, "A")
+    b = calibration_items(prof, AXES, "B")
+    assert {it.meta["split"] for it in a} == {"calibration", "evaluation"}
+    assert {it.meta["split"] for it in b} == {"calibration"}
+    assert not {it.question for it in a} & {it.question for it in b}  # B asks its own questions
+    assert len(b) == len(AXES) * 2 * prof.n_calibration

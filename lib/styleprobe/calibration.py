@@ -31,10 +31,14 @@ def calibration_items(
     profile: Profile,
     axes: list[str] | None = None,
     instruction_set: str = "A",
-    splits=("calibration", "evaluation"),
+    splits: tuple[str, ...] | None = None,
 ) -> list[Item]:
     """Every (axis, pole, question) of the protocol. Calibration questions come from the instruction set's
-    own question set (A: the standard one, B and C: their own); evaluation questions are always held out."""
+    own question set (A: the standard one, B and C: their own). The held-out evaluation questions belong to
+    set A's protocol: by default only set A answers them, and axes of sets B and C are scored on set A's
+    evaluation answers (the same held-out data for all three)."""
+    if splits is None:
+        splits = ("calibration", "evaluation") if instruction_set == "A" else ("calibration",)
     specs, bank = load_axes(), load_questions()
     names = axes or list(specs)
     items = []
