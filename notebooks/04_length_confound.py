@@ -102,7 +102,7 @@ print(f"mean |r| between axes: {mean_before:.3f} before, {mean_after:.3f} after 
 assert np.isfinite([mean_before, mean_after]).all()
 
 # %%
-fig, (a, b) = plt.subplots(1, 2, figsize=(12, 5))
+fig, (a, b) = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
 for ax_, mat, title in [(a, before, "raw"), (b, after, "length regressed out")]:
     sns.heatmap(
         pd.DataFrame(mat, usable, usable),
@@ -128,3 +128,30 @@ path = ws.update_results(
     },
 )
 print(f"results: {path}")
+
+# %% [markdown]
+# ## Paper outputs
+# The numbers, the table and the figure PDFs the paper reads (`paper/generated/<model>/`), all from this run.
+
+# %%
+alpha = 0.05
+strongest = per_axis["r"].abs().idxmax()
+ws.paper_numbers(
+    "04_length_confound",
+    {
+        "n_answers": len(answers),
+        "n_usable_axes": len(usable),
+        "mean_length": lengths.mean(),
+        "per_axis": per_axis.to_dict(orient="index"),
+        "alpha": alpha,
+        "n_significant": int((per_axis["p"] < alpha).sum()),
+        "strongest_axis": strongest.replace("_", "/"),
+        "strongest_r": per_axis.loc[strongest, "r"],
+        "mean_abs_r_before": mean_before,
+        "mean_abs_r_after": mean_after,
+        "change_percent": round(100 * change),
+    },
+)
+ws.paper_table("length_confound_table", per_axis, digits=3, columns={"r": "Pearson r"}, index_name="axis")
+written = ws.paper_figures(["length_confound"])
+assert all(p.exists() for p in written)

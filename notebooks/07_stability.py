@@ -54,6 +54,7 @@ benchmark_seeds = [0, 1, 2]
 convergence_sizes = [5, 10, 15, 20, 30]
 n_repeats = 20  # random subsets per size
 n_boot = 1000
+read_with_instruction = False  # True: read answers with the style instruction in context (the original way)
 batch_size = None
 runs_dir = None
 axes_dir = None
@@ -70,7 +71,7 @@ from styleprobe import ablation, benchmark, deadzones, stability, stats
 from styleprobe.calibration import baseline, calibrate, calibration_items, heldout_scores
 from styleprobe.data import INSTRUCTION_SETS, load_questions
 from styleprobe.generation import SamplingConfig
-from styleprobe.pipeline import reread, run_stage
+from styleprobe.pipeline import reread, run_stage, without_system
 from styleprobe.results import all_results
 from styleprobe.textmetrics import AXIS_METRICS, metrics_frame
 from styleprobe.workspace import Workspace
@@ -94,9 +95,16 @@ ws = Workspace.open(
 )
 handle, prof = ws.handle, ws.profile
 print(ws.describe())
-cal = {
-    s: calibrate(handle, prof, ws.runs, instruction_set=s, batch_size=batch_size) for s in INSTRUCTION_SETS
+contexts = {"instructed": True, "uninstructed": False}
+both = {  # both readings of the same answers; the re-read without the instruction is stored and resumes
+    ctx: {
+        s: calibrate(handle, prof, ws.runs, instruction_set=s, read_with_system=keep, batch_size=batch_size)
+        for s in INSTRUCTION_SETS
+    }
+    for ctx, keep in contexts.items()
 }
+default_context = "instructed" if read_with_instruction else "uninstructed"
+cal = both[default_context]
 standard = cal["A"].axes
 names = standard.names
 base_runs = baseline(handle, prof, ws.runs, seeds=tuple(seeds), batch_size=batch_size)
@@ -119,7 +127,7 @@ agreement = stability.projection_agreement(
 )
 print("held-out pairwise accuracy per set")
 print(set_scores.round(2).to_string())
-fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
+fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
 sns.heatmap(cosines, vmin=-1, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", ax=a, cbar=False)
 a.set_title("axis cosine between calibration sets")
 sns.heatmap(agreement, vmin=-1, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", ax=b, cbar=False)
@@ -135,7 +143,7 @@ assert cosines.to_numpy().min() >= -1 - 1e-6 and cosines.to_numpy().max() <= 1 +
 
 # %%
 conv = stability.convergence(cal["A"].result, standard, convergence_sizes, n_repeats=n_repeats)
-conv_summary = conv.groupby(["n", "axis"])[["cosine", "pairwise_accuracy"]].mean().unstack("axis")
+conv_summary = conv.groupby(["n", "axis"])["cosine"].mean().unstack("n")  # axes x sizes
 fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4))
 sns.lineplot(conv, x="n", y="cosine", hue="axis", errorbar=("pi", 90), ax=a)
 a.set_title("cosine to the full-set axis (90 % of subsets)")
@@ -163,14 +171,17 @@ n_b = prof.n_benchmark
 questions, follow_ups = bank.baseline[:n_b], bank.baseline[n_b : 2 * n_b]
 bench_dir = ws.runs / f"benchmark-{prof.name}" / ("seeds-" + "-".join(map(str, benchmark_seeds)))
 sampling = SamplingConfig(prof.baseline_tokens)
+first_items = benchmark.first_turn_items(questions, names, benchmark_seeds)
 turn1 = run_stage(
     handle,
     bench_dir / "turn-1",
-    benchmark.first_turn_items(questions, names, benchmark_seeds),
+    first_items,
     sampling,
     batch_size=batch_size,
     desc="benchmark turn 1",
 )
+if not read_with_instruction:  # the system-prompt scenarios read as question + answer, like the axes
+    turn1 = without_system(handle, first_items, turn1, bench_dir / "turn-1-uninstructed")
 turn2 = run_stage(
     handle,
     bench_dir / "turn-2",
@@ -242,19 +253,22 @@ retest.round(3)
 # not of our wording.
 
 # %%
+form_items = stability.formulation_items(prof, names)
 forms = run_stage(
     handle,
     ws.runs / f"formulations-{prof.name}",
-    stability.formulation_items(prof, names),
+    form_items,
     SamplingConfig(prof.calibration_tokens),
     batch_size=batch_size,
     desc="formulations",
 )
+if not read_with_instruction:
+    forms = without_system(handle, form_items, forms, ws.runs / f"formulations-{prof.name}-uninstructed")
 robust = stability.formulation_scores(standard, cal["A"].result, forms)
 robust_acc = robust.pivot(index="axis", columns="formulation", values="pairwise_accuracy").loc[names]
 robust_cos = robust.pivot(index="axis", columns="formulation", values="cosine").loc[names]
 persistence = (robust_acc < 0.65).mean(axis=1).rename("share_of_wordings_below_0.65")
-fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.5))
+fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.5), sharey=True)
 sns.heatmap(robust_acc, vmin=0, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", ax=a, cbar=False)
 a.set_title("pairwise accuracy of the standard axis")
 sns.heatmap(robust_cos, vmin=-1, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", ax=b, cbar=False)
@@ -264,10 +278,11 @@ persistence.to_frame()
 
 # %% [markdown]
 # ## 6 · Configuration ablation
-# The calibration answers (set A) are re-read once, keeping every decoder block and four token
-# aggregations (last token, mean, decay 0.9, decay 0.8). From those, axes are refitted for every single
-# block and for the last k ∈ {2, 3, 4, 6, 8} blocks with equal or increasing weights (1..k; for k = 4 this
-# is the default 0.1-0.4), and scored on the held-out questions. Nothing is regenerated.
+# The calibration answers (set A) are re-read once in the default reading context, keeping every decoder
+# block and four token aggregations (last token, mean, decay 0.9, decay 0.8). From those, axes are refitted
+# for every single block and for the last k ∈ {2, 3, 4, 6, 8} blocks with equal or increasing weights
+# (1..k; for k = 4 this is the default 0.1-0.4), and scored on the held-out questions. Nothing is
+# regenerated.
 
 # %%
 items_a = calibration_items(prof, names, "A")
@@ -279,7 +294,8 @@ states_all = reread(
     ids_a,
     all_layers,
     tuple(ablation.TOKEN_AGGREGATIONS.values()),
-    stage_dir=ws.runs / f"reread-all-layers-A-{prof.name}",
+    keep_system=read_with_instruction,
+    stage_dir=ws.runs / f"reread-all-layers-A-{default_context}-{prof.name}",
     desc="re-reading (all blocks)",
 )
 configs = ablation.configurations(handle.n_layers)
@@ -327,21 +343,20 @@ across.head(10)
 
 # %% [markdown]
 # ## 7 · Calibration context: reading the answers with and without the instruction
-# By default the answer tokens are read with the style instruction still in the context, so an axis could
-# partly encode "the system prompt said warm" rather than "this text is warm". Here the same answers of
-# sets A, B and C are re-read as question + answer only, axes are refitted, and both readings are compared:
-# held-out accuracy (each on its own reading of the evaluation answers, plus the instructed axes on the
-# uninstructed reading: does an axis detect the style from the text alone?), stability across sets, and
-# agreement of the baseline projections with text-level metrics. Judge agreement for both readings is in
-# notebook 05, which picks up the uninstructed axes saved here.
+# The answers are generated under a style instruction. Read with the instruction still in context (the
+# original study's way), an axis can partly encode "the system prompt said warm" rather than "this text is
+# warm" — and its calibration centre then sits in a context the baseline answers, which have no
+# instruction, are never read in. Our default re-reads the same answers as question + answer only. Both
+# readings of sets A, B and C are compared here: held-out accuracy (each on its own reading of the
+# evaluation answers, plus the instructed axes on the uninstructed reading: does an axis detect the style
+# from the text alone?), stability across sets, and agreement of the baseline projections with text-level
+# metrics. Judge agreement for both readings is in notebook 05, which picks up the other reading's axes
+# saved here.
 
 # %%
-plain = {
-    s: calibrate(handle, prof, ws.runs, instruction_set=s, read_with_system=False, batch_size=batch_size)
-    for s in INSTRUCTION_SETS
-}
-uninstructed = {s: c.axes for s, c in plain.items()}
-uninstructed["A"].save(ws.runs / "axes-uninstructed.json")
+other_context = "instructed" if default_context == "uninstructed" else "uninstructed"
+both[other_context]["A"].axes.save(ws.runs / f"axes-{other_context}.json")
+instructed, uninstructed = ({s: c.axes for s, c in both[ctx].items()} for ctx in contexts)
 
 baseline_text = metrics_frame(list(base0.records["response"]))
 
@@ -358,15 +373,17 @@ def text_agreement(axes):
 
 context = pd.DataFrame(
     {
-        "acc_instructed": cal["A"].evaluation["pairwise_accuracy"],
-        "acc_uninstructed": plain["A"].evaluation["pairwise_accuracy"],
-        "acc_instructed_axes_on_plain_text": heldout_scores(standard, plain["A"].result)["pairwise_accuracy"],
-        "dprime_instructed": cal["A"].evaluation["dprime"],
-        "dprime_uninstructed": plain["A"].evaluation["dprime"],
-        "stability_instructed": cosines["mean"],
+        "acc_instructed": both["instructed"]["A"].evaluation["pairwise_accuracy"],
+        "acc_uninstructed": both["uninstructed"]["A"].evaluation["pairwise_accuracy"],
+        "acc_instructed_axes_on_plain_text": heldout_scores(
+            instructed["A"], both["uninstructed"]["A"].result
+        )["pairwise_accuracy"],
+        "dprime_instructed": both["instructed"]["A"].evaluation["dprime"],
+        "dprime_uninstructed": both["uninstructed"]["A"].evaluation["dprime"],
+        "stability_instructed": stability.set_cosines(instructed)["mean"],
         "stability_uninstructed": stability.set_cosines(uninstructed)["mean"],
-        "cosine_between_readings": np.sum(standard.vectors * uninstructed["A"].vectors, axis=1),
-        "text_rho_instructed": text_agreement(standard),
+        "cosine_between_readings": np.sum(instructed["A"].vectors * uninstructed["A"].vectors, axis=1),
+        "text_rho_instructed": text_agreement(instructed["A"]),
         "text_rho_uninstructed": text_agreement(uninstructed["A"]),
     }
 )
@@ -412,59 +429,6 @@ ws.update_results("robustness", {"scores": robust, "persistence": persistence})
 ws.update_results(
     "config_ablation",
     {
-        "n_configurations": len(configs),
-        "default": ablation.DEFAULT_NAME,
-        "default_rank": int(default_row["rank"]),
-        "default_mean_rank_across_models": default_mean_rank,
-        "ranking": ranking,
-    },
-)
-ws.update_results("context_ablation", {"per_axis": context, "means": means})
-print(f"results: {path}")
-
-# %% [markdown]
-# ## Paper outputs
-# The numbers, tables and figure PDFs the paper reads (`paper/generated/<model>/`), all from this run.
-
-# %%
-by_size = conv.groupby("n")[["cosine", "pairwise_accuracy"]].mean()
-best = ranking.iloc[0]
-ws.paper_numbers(
-    "07_stability",
-    {
-        "profile": prof.name,
-        "set_accuracy_mean": set_scores.mean().to_dict(),
-        "mean_set_cosine": cosines["mean"].mean(),
-        "min_set_cosine_axis": cosines["mean"].idxmin().replace("_", "/"),
-        "min_set_cosine": cosines["mean"].min(),
-        "max_set_cosine_axis": cosines["mean"].idxmax().replace("_", "/"),
-        "max_set_cosine": cosines["mean"].max(),
-        "mean_projection_r": agreement["mean"].mean(),
-        "convergence_smallest_n": int(by_size.index.min()),
-        "convergence_largest_n": int(by_size.index.max()),
-        "convergence_cosine_smallest": by_size["cosine"].iloc[0],
-        "convergence_cosine_largest": by_size["cosine"].iloc[-1],
-        "convergence_accuracy_smallest": by_size["pairwise_accuracy"].iloc[0],
-        "convergence_accuracy_largest": by_size["pairwise_accuracy"].iloc[-1],
-        "n_repeats": n_repeats,
-        "benchmark_questions": n_b,
-        "benchmark_seeds": len(benchmark_seeds),
-        "scenarios_passed": int(scenarios["passed"].sum()),
-        "scenarios_passed_lenient": int(scenarios["passed_lenient"].sum()),
-        "scenarios_total": len(scenarios),
-        "study_passed": rates.attrs["study_passed"],
-        "study_passed_lenient": rates.attrs["study_passed_lenient"],
-        "study_total": rates.attrs["study_total"],
-        "mean_baseline_icc": retest["baseline_icc"].mean(),
-        "mean_benchmark_icc": retest["benchmark_icc"].mean(),
-        "mean_snr": retest["snr"].mean(),
-        "robustness_accuracy": robust_acc.to_numpy().mean(),
-        "robustness_cosine": robust_cos.to_numpy().mean(),
-        "robustness_n_formulations": robust_acc.shape[1],
-        "robustness_persistent_axes": ", ".join(
-            a.replace("_", "/") for a in persistence.index[persistence == 1]
-        )
-        or "none",
         "n_configurations": len(configs),
         "default": ablation.DEFAULT_NAME,
         "default_rank": int(default_row["rank"]),
@@ -574,14 +538,7 @@ ws.paper_table(
         "stability_uninstructed": "cos plain",
         "cosine_between_readings": "cos between",
     },
+    index_name="axis",
 )
-written = ws.paper_figures(
-    [
-        "stability_sets",
-        "stability_convergence",
-        "benchmark_shifts",
-        "robustness_formulations",
-        "config_ablation_layers",
-    ]
-)
+written = ws.paper_figures(["stability_sets", "benchmark_shifts", "robustness_formulations"])
 assert all(p.exists() for p in written)

@@ -195,3 +195,44 @@ path = ws.update_results(
     {"effects": effects, "spearman_rho": rho, "spearman_p": p, "n_pairs": len(pooled)},
 )
 print(f"results: {path}")
+
+# %% [markdown]
+# ## Paper outputs
+# The numbers, tables and figure PDFs the paper reads (`paper/generated/<model>/`), all from this run.
+
+# %%
+classes = table["class"].value_counts()
+ws.paper_numbers(
+    "08_dead_zones",
+    {
+        "n_dead": int(table["dead"].sum()),
+        "dead_axes": ", ".join(a.replace("_", "/") for a in table.index[table["dead"]]) or "none",
+        "dead_threshold": deadzones.DEAD_SEVERITY,
+        "classes": {c: int(classes.get(c, 0)) for c in ("hard", "soft", "asymmetric", "healthy")},
+        "most_severe_axis": table["severity"].idxmax().replace("_", "/"),
+        "max_severity": table["severity"].max(),
+        "n_draws": n_draws,
+        "n_pairs": len(pairs),
+        "n_models": pairs["model"].nunique(),
+        "ranking_spearman": ranking.attrs["mean_spearman"],
+        "ranking_k": ranking.attrs["k"],
+        "text_rho": rho,
+        "text_p": f"{p:.2g}",
+        "text_n_pairs": len(pooled),
+        "verbose_text_d": effects.loc["verbose_concise", "d"]
+        if "verbose_concise" in effects.index
+        else np.nan,
+    },
+)
+ws.paper_table(
+    "dead_zone_table",
+    table[["accuracy", "dprime", "stability_cosine", "snr", "severity", "class"]],
+    columns={"dprime": "d'", "stability_cosine": "A/B/C cosine", "snr": "SNR"},
+)
+ws.paper_table(
+    "text_effects_table",
+    effects[["metric", "d", "d_n_tokens", "accuracy"]],
+    columns={"d": "text d", "d_n_tokens": "length d", "accuracy": "probe acc."},
+)
+written = ws.paper_figures(["dead_zone_ranking", "text_vs_probe"])
+assert all(p.exists() for p in written)

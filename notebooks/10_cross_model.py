@@ -97,9 +97,61 @@ sns.lineplot(
     data=spectrum, x="component", y="share", hue="model", marker="o", ax=ax, legend=len(per_question) < 20
 )
 ax.set_ylabel("share of variance")
+if ax.get_legend() is not None:
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), fontsize=7)
 save_figure(fig, figs / "pca_spectra")
 summary = spectrum[spectrum["component"] == 1].set_index("model")["share"].rename("pc1_share")
 summary.round(3)
 
 # %%
 assert means.index.is_unique and spectrum["share"].between(0, 1).all()
+
+# %% [markdown]
+# ## Paper outputs
+# The numbers, tables and figure PDFs the paper reads (`paper/generated/cross_model/`): the mean projections
+# above, and the held-out accuracy of every model of ours with a calibration in `results/`.
+
+# %%
+from styleprobe import paper
+
+root = paper.generated_dir(results_dir)
+accuracy = pd.DataFrame(
+    {
+        slug: pd.DataFrame(res["calibration"]["evaluation"]).T["pairwise_accuracy"]
+        for slug, res in all_results(results_dir).items()
+        if "calibration" in res
+    }
+).T.reindex(columns=AXES)
+accuracy["mean"] = accuracy.mean(axis=1)
+pc1 = summary.reindex(list(means.index))
+paper.write_numbers(
+    paper.CROSS_MODEL,
+    "10_cross_model",
+    {
+        "n_ours": len(ours),
+        "n_imported": len(per_question) - len(ours),
+        "ours": ", ".join(ours),
+        "pc1_percent_min": round(100 * pc1.min()),
+        "pc1_percent_max": round(100 * pc1.max()),
+        "pc1_percent_median": round(100 * pc1.median()),
+    },
+    root=root,
+)
+paper.write_table(
+    paper.CROSS_MODEL,
+    "cross_model_means",
+    means.join(pc1.rename("PC1")),
+    root=root,
+    index_name="model",
+    columns={n: n.split("_")[0] for n in AXES},  # the first pole: positive values lean towards it
+)
+paper.write_table(
+    paper.CROSS_MODEL,
+    "cross_model_accuracy",
+    accuracy,
+    root=root,
+    index_name="model",
+    columns={n: n.split("_")[0] for n in AXES},
+)
+written = paper.copy_figures(paper.CROSS_MODEL, figs, ["fingerprint_heatmap", "pca_spectra"], root=root)
+assert all(p.exists() for p in written) and len(accuracy) >= 1

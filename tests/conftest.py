@@ -6,9 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 # Keep tests away from the user's cache, except for the dequantised embedded model (slow to rebuild).
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tiny models run fastest on one thread (thread start-up dominates); real-model tests ask for more.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

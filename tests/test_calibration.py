@@ -13,14 +13,14 @@ def both_readings(tiny, tmp_path_factory):
     """A tiny random model calibrated with the instruction in context and without it."""
     handle, runs = tiny("qwen2"), tmp_path_factory.mktemp("runs")
     prof = get_profile("smoke", n_evaluation=6)
-    instructed = calibrate(handle, prof, runs, axes=AXES, progress=False)
+    instructed = calibrate(handle, prof, runs, axes=AXES, read_with_system=True, progress=False)
     return handle, prof, runs, instructed
 
 
-def test_uninstructed_calibration_rereads_the_same_answers(both_readings, monkeypatch):
+def test_the_default_calibration_rereads_the_same_answers_without_the_instruction(both_readings, monkeypatch):
     handle, prof, runs, instructed = both_readings
     monkeypatch.setattr(pipeline, "generate", lambda *a, **k: pytest.fail("answers must be reused"))
-    plain = calibrate(handle, prof, runs, axes=AXES, read_with_system=False, progress=False)
+    plain = calibrate(handle, prof, runs, axes=AXES, progress=False)
     assert plain.result.records["response"].tolist() == instructed.result.records["response"].tolist()
     assert not np.allclose(plain.result.per_layer, instructed.result.per_layer)
     assert plain.axes.meta["context"] == "uninstructed" and instructed.axes.meta["context"] == "instructed"

@@ -82,11 +82,14 @@ def test_project_refuses_axes_of_another_model(dirs, tmp_path, capsys, cache):
 
 def test_reproduce_paper_dry_run_prints_every_step(capsys):
     from styleprobe.models import load_presets
+    from styleprobe.reproduce import PER_MODEL
 
     assert main(["reproduce", "--all-presets", "--profile", "paper", "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    presets = list(load_presets())
-    assert len(lines) == 3 * len(presets) + 1  # notebooks 01, 02, 04 per model, then the cross-model one
+    presets = load_presets()
+    pairs = sum(p.base is not None for p in presets.values())  # notebook 03
+    thinking = sum(p.thinking for p in presets.values())  # notebook 06
+    assert len(lines) == len(PER_MODEL) * len(presets) + pairs + thinking + 1  # then the cross-model one
     assert all(line.startswith("would run: papermill notebooks/") for line in lines)
     assert "-p model qwen3-8b -p profile paper" in "\n".join(lines)
     assert lines[-1].startswith("would run: papermill notebooks/10_cross_model.py")

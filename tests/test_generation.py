@@ -111,3 +111,17 @@ def test_noise_is_a_function_of_key_step_and_token():
     assert torch.equal(a, uniform_noise(torch.tensor([5, 6]), 2, tokens))
     assert not torch.equal(a[0], a[1]) and ((a > 0) & (a < 1)).all()
     assert not torch.equal(a, uniform_noise(torch.tensor([5, 6]), 3, tokens))
+
+
+def test_wide_and_full_fallbacks_draw_the_same_token():
+    """A nucleus wider than the top 64 but within the top 1024 is drawn from the wide tier, and the result is
+    what the full sort gives (the draw depends on (key, step, token) only)."""
+    from styleprobe import sampling
+
+    torch.manual_seed(0)
+    logits = torch.randn(6, 5000) * 1.5  # flat: the nucleus spans hundreds of tokens
+    keys = torch.arange(6)
+    wide = sample_full(logits, keys, 2, 1.0, 0.5)
+    assert torch.equal(wide, sampling._sample_sorted(logits, keys, 2, 1.0, 0.5))
+    assert sample(logits, keys, 2, 1.0, 0.5)[1].all()  # wider than the top 64 ...
+    assert not sample(logits, keys, 2, 1.0, 0.5, candidates=1024)[1].any()  # ... but within the top 1024

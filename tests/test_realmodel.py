@@ -2,7 +2,10 @@
 
 The first load dequantises the GGUF (about 35 s) into the user cache; later loads take seconds."""
 
+import os
+
 import pytest
+import torch
 
 from styleprobe.calibration import calibrate
 from styleprobe.generation import SamplingConfig
@@ -25,7 +28,10 @@ SMALL = Profile(
 
 @pytest.fixture(scope="module")
 def smollm():
-    return load_model("smollm2-135m-instruct")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    yield load_model("smollm2-135m-instruct")
+    torch.set_num_threads(threads)
 
 
 def test_verbose_concise_separates_held_out_answers(smollm, tmp_path):

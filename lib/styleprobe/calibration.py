@@ -14,7 +14,7 @@ from styleprobe.data import load_axes, load_questions, prompt_set_hash
 from styleprobe.extraction import Aggregation
 from styleprobe.generation import SamplingConfig
 from styleprobe.models import ModelHandle
-from styleprobe.pipeline import Item, StageResult, reread, run_stage
+from styleprobe.pipeline import Item, StageResult, run_stage, without_system
 from styleprobe.profiles import Profile
 
 POLES = {+1: "positive", -1: "negative"}
@@ -118,6 +118,14 @@ def heldout_scores(axes: AxisSet, result: StageResult) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("axis")
 
 
+def default_thinking(handle: ModelHandle, thinking: bool | None) -> bool | None:
+    """Models with a thinking switch calibrate and answer with thinking off unless told otherwise (their
+    think block would otherwise eat the token budget); notebook 06 compares the two modes."""
+    if thinking is None and handle.thinking:
+        return False
+    return thinking
+
+
 def calibrate(
     handle: ModelHandle,
     profile: Profile,
@@ -130,19 +138,23 @@ def calibrate(
     sampling: SamplingConfig | None = None,
     seed: int = 0,
     batch_size: int | None = None,
-    read_with_system: bool = True,
+    read_with_system: bool = False,
     thinking: bool | None = None,
     progress: bool = True,
 ) -> Calibration:
     """Answer calibration and evaluation questions under both poles' instructions, then fit the axes.
 
-    The answers' states are read with the instruction in context (generation context, online capture) or,
-    with `read_with_system=False`, re-read from the same answers as question + answer only."""
+    The answers are generated with the instruction, then re-read as question + answer only (default), so
+    an axis reads the style of the text, not the instruction, and its centre sits in the context the
+    baseline answers are read in. `read_with_system=True` keeps the states read with the instruction in
+    context while generating (the original study's way; online capture, no second pass)."""
     sampling = sampling or SamplingConfig(profile.calibration_tokens)
     items = calibration_items(profile, axes, instruction_set)
+    thinking = default_thinking(handle, thinking)
     context = "instructed" if read_with_system else "uninstructed"
     subset = "" if axes is None else "-" + "+".join(axes)  # a subset of axes is a run of its own
-    stage = f"calibration-{instruction_set}-{{}}-{profile.name}{subset}"
+    tag = "-thinking" if thinking else ""
+    stage = f"calibration-{instruction_set}-{{}}-{profile.name}{subset}{tag}"
     result = run_stage(
         handle,
         Path(run_dir) / stage.format("instructed"),
@@ -155,20 +167,10 @@ def calibrate(
         desc=f"calibration {instruction_set}",
         progress=progress,
     )
-    if not read_with_system:  # the same answers, re-read as question + answer only
-        per_layer = reread(
-            handle,
-            items,
-            list(result.records["response_ids"]),
-            aggregation.absolute_layers(handle.n_layers),
-            (aggregation.decay,),
-            keep_system=False,
-            thinking=thinking,
-            stage_dir=Path(run_dir) / stage.format(context),
-            desc=f"re-reading {instruction_set} without instruction",
-            progress=progress,
+    if not read_with_system:  # the same answers, re-read without the instruction
+        result = without_system(
+            handle, items, result, Path(run_dir) / stage.format(context), thinking=thinking, progress=progress
         )
-        result = StageResult(result.records, per_layer[:, 0], aggregation)
     axis_set, evaluation = fit_from_result(
         result,
         handle.model_id,
@@ -203,6 +205,7 @@ def baseline(
     and question, so seed 0 gives the same answers whichever other seeds run beside it."""
     sampling = sampling or SamplingConfig(profile.baseline_tokens)
     seeds = tuple(seeds if seeds is not None else profile.seeds)
+    thinking = default_thinking(handle, thinking)
     questions = load_questions().baseline[: profile.n_baseline]
     items = [
         Item(f"seed-{s}/baseline/{i:02d}", q, meta={"q_index": i, "seed": s}, seed=s)

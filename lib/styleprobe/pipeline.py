@@ -222,6 +222,33 @@ def reread(
     return out
 
 
+def without_system(
+    handle: ModelHandle,
+    items: list[Item],
+    result: StageResult,
+    stage_dir: Path,
+    *,
+    thinking: bool | None = None,
+    progress: bool = True,
+) -> StageResult:
+    """`result` with its answers' states re-read as conversation + answer, the system prompt dropped
+    (nothing is generated; the re-read is stored in `stage_dir` and resumes)."""
+    agg = result.aggregation
+    per_layer = reread(
+        handle,
+        items,
+        list(result.records["response_ids"]),
+        agg.absolute_layers(handle.n_layers),
+        (agg.decay,),
+        keep_system=False,
+        thinking=thinking,
+        stage_dir=stage_dir,
+        desc="re-reading without the system prompt",
+        progress=progress,
+    )
+    return StageResult(result.records, per_layer[:, 0], agg)
+
+
 def read_responses(
     handle: ModelHandle,
     conversations: list[Item],

@@ -1,7 +1,10 @@
 """Execute the notebooks with papermill: every per-model notebook for each model, then the cross-model one.
 
 Notebook sources are jupytext py:percent files in `notebooks/`; each run writes an executed copy to
-`runs/<model>/notebooks/`. Generations are resumed from the run store, so a second run is fast."""
+`runs/<model>/notebooks/`. Generations are resumed from the run store, so a second run is fast.
+Two notebooks run only for some models: 03 (base vs instruct) for a model with a base model to compare
+with (its preset's `base`, or a `base_model` parameter), 06 (thinking mode) for a model with a thinking
+switch. Asked for by name (`notebooks`), they run for every model given."""
 
 from __future__ import annotations
 
@@ -10,9 +13,32 @@ from pathlib import Path
 
 from styleprobe.paths import NOTEBOOKS_DIR, RUNS_DIR
 
-PER_MODEL = ("01_calibration", "02_baseline", "04_length_confound")
+PER_MODEL = (
+    "01_calibration",
+    "02_baseline",
+    "04_length_confound",
+    "07_stability",
+    "08_dead_zones",
+    "05_judge",
+    "09_drift",
+)
+BASE_PAIR = ("03_base_vs_instruct",)  # an instruct model beside its base model
+THINKING = ("06_thinking_mode",)  # models with a thinking switch only
 CROSS_MODEL = ("10_cross_model",)
-ORDER = PER_MODEL + CROSS_MODEL
+# Execution order: 05 (judge) after 07 and 08, whose uninstructed axes and dead zones it compares with.
+ORDER = (
+    "01_calibration",
+    "02_baseline",
+    "03_base_vs_instruct",
+    "04_length_confound",
+    "06_thinking_mode",
+    "07_stability",
+    "08_dead_zones",
+    "05_judge",
+    "09_drift",
+    "10_cross_model",
+)
+assert sorted(ORDER) == sorted(PER_MODEL + BASE_PAIR + THINKING + CROSS_MODEL)
 
 
 def resolve_notebook(name: str) -> str:
@@ -56,6 +82,7 @@ def plan(
     """The (notebook, output, parameters) steps of a reproduction, in order. With `out_dir` (one model),
     the notebooks are written there as `<notebook>.ipynb` instead of under the run store."""
     from styleprobe.models import load_presets, slugify
+    from styleprobe.toy import THINKING_ARCHS
 
     names = [resolve_notebook(n) for n in notebooks] if notebooks else list(ORDER)
     runs = Path(runs_dir or RUNS_DIR)
@@ -65,7 +92,16 @@ def plan(
         folder = (
             Path(out_dir) if out_dir else runs / (model if model in presets else slugify(model)) / "notebooks"
         )
-        steps += [(n, folder / f"{n}.ipynb", {"model": model, **parameters}) for n in names if n in PER_MODEL]
+        preset = presets.get(model)
+        base = parameters.get("base_model") or (preset.base if preset else None)
+        toy = model.startswith("random:") and model.removeprefix("random:") in THINKING_ARCHS
+        thinks = preset.thinking if preset else toy
+        for n in names:
+            if n in PER_MODEL or (n in THINKING and (thinks or notebooks)):
+                steps.append((n, folder / f"{n}.ipynb", {"model": model, **parameters}))
+            elif n in BASE_PAIR and (base or notebooks):
+                pair = {"instruct_model": model, **({"base_model": base} if base else {})}
+                steps.append((n, folder / f"{n}.ipynb", {**pair, **parameters}))
     cross = {k: v for k, v in parameters.items() if k in ("results_dir", "figures_dir")}
     folder = Path(out_dir) if out_dir else runs / "cross_model" / "notebooks"
     steps += [(n, folder / f"{n}.ipynb", cross) for n in names if n in CROSS_MODEL]

@@ -13,9 +13,10 @@ from __future__ import annotations
 import torch
 
 _MASK32 = 0xFFFFFFFF
-# Tokens examined before falling back to a full sort; the nucleus of a chat model at T = 0.7 is almost
-# always far smaller.
+# Tokens examined before falling back to a wider search; the nucleus of a chat model at T = 0.7 is almost
+# always far smaller. Base models' flatter distributions may need the second tier before a full sort.
 TOP_CANDIDATES = 64
+WIDE_CANDIDATES = 1024
 
 
 def _mix32(x: torch.Tensor) -> torch.Tensor:
@@ -42,11 +43,17 @@ def _gumbel_pick(scores: torch.Tensor, tokens: torch.Tensor, keys: torch.Tensor,
 
 
 def sample(
-    logits: torch.Tensor, keys: torch.Tensor, step: int, temperature: float, top_p: float
+    logits: torch.Tensor,
+    keys: torch.Tensor,
+    step: int,
+    temperature: float,
+    top_p: float,
+    candidates: int = TOP_CANDIDATES,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Next token per row, and a flag per row that needed the full-vocabulary fallback (rare)."""
+    """Next token per row from its `candidates` most likely tokens, and a flag per row whose nucleus reaches
+    past them (those rows need :func:`sample_full`)."""
     scores = logits.float() / temperature
-    k = min(TOP_CANDIDATES, scores.shape[-1])
+    k = min(candidates, scores.shape[-1])
     top, idx = scores.topk(k, dim=-1)
     log_norm = torch.logsumexp(scores, dim=-1, keepdim=True)
     probs = (top - log_norm).exp()
@@ -60,7 +67,18 @@ def sample(
 def sample_full(
     logits: torch.Tensor, keys: torch.Tensor, step: int, temperature: float, top_p: float
 ) -> torch.Tensor:
-    """The same draw over the whole sorted vocabulary (used for rows whose nucleus exceeds the top-k)."""
+    """The same draw for rows whose nucleus exceeds the top-k: over the top WIDE_CANDIDATES tokens, and over
+    the whole sorted vocabulary for rows whose nucleus is wider still (a full sort of a 262k vocabulary
+    costs seconds per step on a CPU)."""
+    picked, overflow = sample(logits, keys, step, temperature, top_p, WIDE_CANDIDATES)
+    if bool(overflow.any()):
+        picked[overflow] = _sample_sorted(logits[overflow], keys[overflow], step, temperature, top_p)
+    return picked
+
+
+def _sample_sorted(
+    logits: torch.Tensor, keys: torch.Tensor, step: int, temperature: float, top_p: float
+) -> torch.Tensor:
     scores = logits.float() / temperature
     top, idx = scores.sort(dim=-1, descending=True)
     probs = torch.softmax(top, dim=-1)

@@ -1,8 +1,12 @@
 """Random-init models built from a config, for tests, notebook CI runs and GPU benchmarks.
 
 `random:<arch>` (llama, qwen2, qwen3, gemma2, gemma3) names a tiny model with a byte-level tokenizer and a
-chat template in that family's style; `random:qwen2-7b` a Qwen2-7B-sized one (for throughput only).
+chat template in that family's style; `random:gemma3-base` one with no chat template (a base model, so the
+plain prompt format is used); `random:qwen2-7b` a Qwen2-7B-sized one (for throughput only).
 No download is involved: the tokenizer is built from the 256 bytes plus the template's special tokens.
+
+The tiny qwen3 model thinks like Qwen3 does (see `ForcedThinking`): with thinking on it opens a think block
+and closes it after a number of tokens that depends on the prompt, so some answers never leave it.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ ARCHS = {
     "qwen3": ("Qwen3Config", THINKING, "<|im_end|>", _TINY),
     "gemma2": ("Gemma2Config", GEMMA, "<end_of_turn>", _TINY),
     "gemma3": ("Gemma3TextConfig", GEMMA, "<end_of_turn>", _TINY),
+    "gemma3-base": ("Gemma3TextConfig", None, "<eos>", _TINY),
     "qwen2-7b": (
         "Qwen2Config",
         CHATML,
@@ -76,7 +81,12 @@ ARCHS = {
 }
 
 
-def byte_tokenizer(template: str, eos: str) -> PreTrainedTokenizerFast:
+# Think lengths of the tiny qwen3 model: from THINK_LENGTHS[0] to THINK_LENGTHS[1] - 1 tokens, by prompt.
+THINK_LENGTHS = (2, 32)
+THINKING_ARCHS = ("qwen3",)
+
+
+def byte_tokenizer(template: str | None, eos: str) -> PreTrainedTokenizerFast:
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     vocab = {tok: i for i, tok in enumerate(SPECIALS + sorted(alphabet))}
     core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
@@ -102,6 +112,8 @@ def random_model(arch: str, seed: int = 0, dtype: torch.dtype = torch.float32, d
         tie_word_embeddings=True,
         **sizes,
     )
+    if arch in THINKING_ARCHS:
+        config.toy_think_lengths = list(THINK_LENGTHS)  # saved with the model; load_model attaches the hook
     torch.manual_seed(seed)
     with torch.device(device):
         model = transformers.AutoModelForCausalLM.from_config(config, dtype=dtype)
@@ -115,3 +127,52 @@ def build_random_model(arch: str, out_dir: Path, seed: int = 0) -> Path:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return out_dir
+
+
+class ForcedThinking:
+    """Makes a random-init model write a think block the way Qwen3 does, for testing the thinking path.
+
+    When the prompt leaves the think block to the model (it holds no `</think>`, i.e. thinking is on), the
+    first generated token is `<think>` and token number L is `</think>`, with L between `lengths[0]` and
+    `lengths[1] - 1` set by the prompt's length; other tokens are the model's own, never a think tag. An
+    answer whose budget ends before L never reaches a visible answer. Only the causal LM's logits are
+    changed, so teacher-forced reads of the decoder are untouched. The rule needs no per-row memory: the
+    step and each row's prompt length follow from the attention mask, so it survives rows being dropped
+    from the batch."""
+
+    def __init__(self, model, open_id: int, close_id: int, lengths: tuple[int, int] = THINK_LENGTHS):
+        self.open_id, self.close_id, self.lengths = open_id, close_id, lengths
+        self.thinking, self.prompt_width = False, 0
+        self.handle = model.register_forward_hook(self._hook, with_kwargs=True)
+
+    def close_step(self, prompt_len: torch.Tensor) -> torch.Tensor:
+        low, high = self.lengths
+        return low + (prompt_len * 7919) % (high - low)
+
+    def _hook(self, _module, _args, kwargs, output):
+        ids, mask = kwargs.get("input_ids"), kwargs.get("attention_mask")
+        if ids is None or mask is None or getattr(output, "logits", None) is None:
+            return
+        logits = output.logits[:, -1]
+        if ids.shape[1] > 1:  # the prefill: is the think block left to the model?
+            self.thinking = not bool((ids == self.close_id).any())
+            self.prompt_width = ids.shape[1]
+            if self.thinking:
+                logits[:] = -1e4
+                logits[:, self.open_id] = 0.0
+            return
+        if not self.thinking:
+            return
+        step = mask.shape[1] - self.prompt_width  # tokens generated so far; this call picks token `step`
+        close = self.close_step(mask.sum(-1) - step) == step
+        logits[:, [self.open_id, self.close_id]] = -1e4
+        logits[close] = -1e4
+        logits[close, self.close_id] = 0.0
+
+
+def attach_toy_behaviour(model, tokenizer) -> None:
+    """Re-attach what a saved random-init model does beyond its weights (the qwen3 think block)."""
+    lengths = getattr(model.config, "toy_think_lengths", None)
+    if lengths:
+        vocab = tokenizer.get_vocab()
+        ForcedThinking(model, vocab["<think>"], vocab["</think>"], tuple(lengths))

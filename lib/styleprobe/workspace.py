@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from styleprobe import paths
+from styleprobe import paper, paths
 from styleprobe.axes import AxesError, AxisSet
 from styleprobe.models import ModelHandle, load_model
 from styleprobe.plots import save_figure
@@ -21,6 +21,7 @@ class Workspace:
     figures: Path  # figures/<model>
     axes_file: Path  # axes/<model>.json
     results_dir: Path  # results/
+    paper_dir: Path  # paper/generated: the paper's numbers, tables and figure PDFs, one folder per model
 
     @classmethod
     def open(
@@ -47,6 +48,7 @@ class Workspace:
             figures=Path(figures_dir or paths.FIGURES_DIR) / handle.slug,
             axes_file=Path(axes_dir or paths.AXES_DIR) / f"{handle.slug}.json",
             results_dir=Path(results_dir or paths.RESULTS_DIR),
+            paper_dir=paper.generated_dir(results_dir),
         )
 
     def axes(self) -> AxisSet:
@@ -59,6 +61,18 @@ class Workspace:
 
     def update_results(self, section: str, payload) -> Path:
         return update_results(self.handle.slug, section, payload, self.results_dir)
+
+    def paper_numbers(self, notebook: str, values, digits: int = 2) -> Path:
+        """Numbers for the paper, read there as `\\result{<model>/<notebook>/<key>}`."""
+        return paper.write_numbers(self.handle.slug, notebook, values, digits=digits, root=self.paper_dir)
+
+    def paper_table(self, name: str, frame, **options) -> Path:
+        """A booktabs table for the paper (options: digits, columns, index_name)."""
+        return paper.write_table(self.handle.slug, name, frame, root=self.paper_dir, **options)
+
+    def paper_figures(self, names: list[str]) -> list[Path]:
+        """Copy figures saved with `save_figure` (their PDFs) to the paper's folder."""
+        return paper.copy_figures(self.handle.slug, self.figures, names, root=self.paper_dir)
 
     def describe(self) -> str:
         h = self.handle

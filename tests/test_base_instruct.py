@@ -1,0 +1,120 @@
+"""Base vs instruct comparison: per-item correctness, McNemar, std ratios, the plain format, the plan."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from styleprobe import compare_models as cm
+from styleprobe.calibration import Calibration, fit_from_result
+from styleprobe.chat import PLAIN_ASSISTANT, build_prompt, plain_prompt
+from styleprobe.extraction import Aggregation
+from styleprobe.pipeline import StageResult
+from styleprobe.reproduce import plan
+
+AXES = ("warm_cold", "formal_casual")
+
+
+def planted_calibration(flip_evaluation: str, n_cal=8, n_eval=6, dim=16, seed=0) -> Calibration:
+    """States with one planted direction per axis; on `flip_evaluation`'s evaluation questions the poles
+    are swapped, so every one of its items is ordered wrongly."""
+    rng = np.random.default_rng(seed)
+    directions = {name: rng.normal(size=dim) for name in AXES}
+    rows, states = [], []
+    for name in AXES:
+        for split, n in (("calibration", n_cal), ("evaluation", n_eval)):
+            for q in range(n):
+                for pole in (1, -1):
+                    sign = -pole if (split == "evaluation" and name == flip_evaluation) else pole
+                    states.append(rng.normal(size=dim) * 0.3 + sign * directions[name])
+                    rows.append({"axis": name, "pole": pole, "split": split, "q_index": q, "n_measured": 5})
+    per_layer = np.repeat(np.array(states, dtype=np.float32)[:, None], 4, axis=1)
+    result = StageResult(pd.DataFrame(rows), per_layer, Aggregation())
+    axes, evaluation = fit_from_result(result, "planted", layers=[0, 1, 2, 3])
+    return Calibration(axes, result, evaluation)
+
+
+def test_items_are_correct_when_the_positive_answer_projects_higher():
+    cal = planted_calibration(flip_evaluation="formal_casual")
+    items = cm.evaluation_items(cal)
+    assert len(items) == 2 * 6 and items["correct"].notna().all()
+    by_axis = items.groupby("axis")["correct"].mean()
+    assert by_axis["warm_cold"] == 1.0 and by_axis["formal_casual"] == 0.0
+    assert ((items["positive"] > items["negative"]) == items["correct"].astype(bool)).all()
+    table = cm.separability(items)
+    assert table.loc["warm_cold", "separable"] and not table.loc["formal_casual", "separable"]
+    assert table.loc["warm_cold", "p_value"] == pytest.approx(0.5**6)
+
+
+def test_empty_answers_leave_their_item_undecided():
+    cal = planted_calibration(flip_evaluation="formal_casual")
+    rec = cal.result.records
+    first_eval = rec.index[(rec["split"] == "evaluation") & (rec["axis"] == "warm_cold")][0]
+    rec.loc[first_eval, "n_measured"] = 0
+    items = cm.evaluation_items(cal)
+    assert items["correct"].isna().sum() == 1
+    assert cm.separability(items).loc["warm_cold", "n"] == 5
+
+
+def test_mcnemar_counts_discordant_pairs_and_matches_statsmodels():
+    first = np.array([1, 1, 1, 1, 1, 1, 1, 0, 0, 1, np.nan, 1], dtype=float)
+    second = np.array([0, 0, 0, 0, 0, 0, 1, 0, 1, 1, 1, np.nan], dtype=float)
+    out = cm.mcnemar(first, second)
+    assert (out["n_pairs"], out["only_first"], out["only_second"]) == (10, 6, 1)
+    assert out["both_correct"] + out["only_first"] + out["only_second"] + out["neither"] == out["n_pairs"]
+    contingency = pytest.importorskip("statsmodels.stats.contingency_tables")
+    table = [[out["both_correct"], out["only_first"]], [out["only_second"], out["neither"]]]
+    assert out["p_value"] == pytest.approx(contingency.mcnemar(table, exact=True).pvalue)
+    assert cm.mcnemar([1, 0], [1, 0])["p_value"] == 1.0  # no discordant pair
+    with pytest.raises(ValueError, match="differ in length"):
+        cm.mcnemar([1, 0], [1])
+
+
+def test_std_ratio_of_a_rescaled_copy_is_exact_under_the_paired_bootstrap():
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=20)
+    ratio, lo, hi = cm.std_ratio(0.5 * base + 3, base, n_boot=200)
+    assert ratio == pytest.approx(0.5) and lo == pytest.approx(0.5) and hi == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="at least 3"):
+        cm.std_ratio([1.0, np.nan, 2.0], [1.0, 2.0, np.nan])
+
+
+def test_variability_table_flags_axes_that_lose_variability():
+    rng = np.random.default_rng(2)
+    base = pd.DataFrame(rng.normal(size=(30, 2)), columns=list(AXES))
+    instruct = pd.DataFrame({"warm_cold": 0.2 * base["warm_cold"], "formal_casual": rng.normal(size=30)})
+    table = cm.variability_table(base, instruct, n_boot=300)
+    assert table.loc["warm_cold", "after_tuning"] == "lower"
+    assert table.loc["warm_cold", "ci_high"] < 1
+    assert (table["ci_low"] <= table["ratio"]).all() and (table["ratio"] <= table["ci_high"]).all()
+    dims = cm.effective_dimensionality(base)
+    assert 1 <= dims["participation_ratio"] <= 2 and dims["n_questions"] == 30
+
+
+def test_separation_change_labels():
+    base = pd.DataFrame({"separable": [False, True, False, True]}, index=list("abcd"))
+    instruct = pd.DataFrame({"separable": [True, True, False, False]}, index=list("abcd"))
+    labels = cm.separation_change(base, instruct)
+    assert labels.tolist() == ["only after tuning", "both", "neither", "only base"]
+
+
+def test_a_model_without_chat_template_is_a_base_model_with_the_plain_format(tiny):
+    handle = tiny("gemma3-base")
+    assert handle.kind == "base" and not handle.uses_chat_template
+    prompt = build_prompt(handle, "What is rain?", "Be warm.")
+    assert prompt == plain_prompt("What is rain?", "Be warm.") and prompt.endswith(PLAIN_ASSISTANT)
+
+
+def test_notebook_03_is_planned_for_instruct_models_with_a_base():
+    steps = plan(["qwen2.5-7b-instruct", "phi-4", "qwen2.5-7b"], {"profile": "paper"})
+    pairs = [params for name, _, params in steps if name == "03_base_vs_instruct"]
+    assert pairs == [
+        {"instruct_model": "qwen2.5-7b-instruct", "base_model": "qwen2.5-7b", "profile": "paper"}
+    ]
+    asked = plan(["Org/Chat-Model"], {"base_model": "Org/Base-Model"}, notebooks=["03"])
+    assert [(n, p) for n, _, p in asked] == [
+        ("03_base_vs_instruct", {"instruct_model": "Org/Chat-Model", "base_model": "Org/Base-Model"})
+    ]
+    default = plan(["smollm2-135m-instruct"], {}, notebooks=["03"])
+    assert default[0][2]["base_model"] == "gemma3-270m-base"

@@ -1,0 +1,112 @@
+"""Thinking on vs off on the tiny qwen3 model, which writes a think block when thinking is on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from styleprobe import thinking as th
+from styleprobe.chat import build_prompt
+from styleprobe.extraction import Aggregation
+from styleprobe.generation import SamplingConfig, tokenize_prompts
+from styleprobe.pipeline import Item, run_stage
+from styleprobe.profiles import get_profile
+from styleprobe.reproduce import plan
+from styleprobe.toy import THINK_LENGTHS
+
+QUESTIONS = ["What is rain?", "Why is the sky blue?", "How do I boil an egg?", "Name a colour.", "Tides?"]
+BUDGET = 24
+
+
+@pytest.fixture(scope="module")
+def qwen3(tiny):
+    return tiny("qwen3")
+
+
+def _run(handle, path, thinking: bool, aggregation=Aggregation()):
+    items = [Item(f"q{i}", q, meta={"q_index": i}) for i, q in enumerate(QUESTIONS)]
+    return run_stage(
+        handle, path, items, SamplingConfig(BUDGET), aggregation, thinking=thinking, progress=False
+    )
+
+
+def test_the_tiny_model_thinks_only_when_thinking_is_on(qwen3, tmp_path):
+    open_id, close_id = qwen3.think_ids
+    hook = next(iter(qwen3.model._forward_hooks.values())).__self__
+    on = _run(qwen3, tmp_path / "on", thinking=True).records
+    prompts = [build_prompt(qwen3, q, thinking=True) for q in QUESTIONS]
+    expected_close = hook.close_step(pd.Series(map(len, tokenize_prompts(qwen3, prompts))))
+    for row, close in zip(on.itertuples(), expected_close, strict=True):
+        assert row.response_ids[0] == open_id and open_id not in row.response_ids[1:]
+        if close < row.n_tokens:
+            assert row.response_ids.index(close_id) == close and row.response_ids.count(close_id) == 1
+            assert row.n_measured == row.n_tokens - close - 1  # the visible answer only
+        else:
+            assert close_id not in row.response_ids and row.n_measured == 0
+    assert ((expected_close >= THINK_LENGTHS[0]) & (expected_close < THINK_LENGTHS[1])).all()
+    off = _run(qwen3, tmp_path / "off", thinking=False).records
+    assert not any(open_id in ids or close_id in ids for ids in off["response_ids"])
+    assert (off["n_measured"] == off["n_tokens"]).all()
+
+
+def test_answer_status_counts_runs_without_visible_answer(qwen3):
+    open_id, close_id = qwen3.think_ids
+    records = pd.DataFrame(
+        {
+            "response_ids": [
+                [open_id, 70, close_id, 71],
+                [open_id, 70, 72],
+                [open_id, close_id],
+                [71, 72],
+                [],
+            ],
+            "n_measured": [1, 0, 0, 2, 0],
+            "n_tokens": [4, 3, 2, 2, 0],
+        }
+    )
+    status = th.answer_status(qwen3, records).tolist()
+    assert status == ["visible", "unclosed", "empty after think", "no think block", "empty"]
+
+
+def test_reading_with_thinking_changes_only_which_tokens_are_measured(qwen3, tmp_path):
+    """With decay 0 only the last token counts, which is the same in both reads: the states agree, so both
+    reads see the same context (the think block). With decay 0.9 the think tokens move the state."""
+    last_only = _run(qwen3, tmp_path / "last", True, Aggregation(decay=0.0))
+    visible = last_only.records["n_measured"].to_numpy() > 0
+    assert visible.any() and (~visible).any(), "the fixture should give both kinds of answers"
+    included = th.read_with_thinking(qwen3, last_only, progress=False)
+    np.testing.assert_allclose(included.per_layer[visible], last_only.per_layer[visible], atol=1e-4)
+    assert (included.records["n_measured"] == included.records["n_tokens"]).all()
+    decayed = _run(qwen3, tmp_path / "decayed", True)
+    again = th.read_with_thinking(qwen3, decayed, progress=False)
+    gap = np.abs(again.per_layer[visible] - decayed.per_layer[visible]).max(axis=(1, 2))
+    assert (gap > 1e-3).all()
+
+
+def test_paired_shift_pairs_questions_and_drops_missing_ones():
+    rng = np.random.default_rng(0)
+    off = pd.DataFrame(rng.normal(size=(8, 2)), columns=["a", "b"])
+    on = off + np.array([0.3, -0.1])
+    on.loc[7, "a"] = np.nan
+    shift = th.paired_shift(on.drop(index=6), off, n_boot=200)
+    assert shift.loc["a", "shift"] == pytest.approx(0.3) and shift.loc["a", "n"] == 6
+    assert shift.loc["b", "ci_low"] == pytest.approx(-0.1) and shift.loc["b", "ci_high"] == pytest.approx(
+        -0.1
+    )
+    assert shift.loc["b", "n"] == 7
+
+
+def test_thinking_profile_keeps_its_runs_apart():
+    prof = th.thinking_profile(get_profile("smoke"), 4096)
+    assert prof.baseline_tokens == 4096 and prof.name == "smoke+thinking_tokens=4096"
+    with pytest.raises(ValueError, match="positive"):
+        th.thinking_profile(get_profile("smoke"), 0)
+
+
+def test_notebook_06_is_planned_for_models_with_a_thinking_switch():
+    steps = plan(["qwen3-8b", "smollm2-135m-instruct", "random:qwen3", "random:qwen2"], {})
+    thinking = [params["model"] for name, _, params in steps if name == "06_thinking_mode"]
+    assert thinking == ["qwen3-8b", "random:qwen3"]
+    asked = plan(["Qwen/Qwen3-14B"], {}, notebooks=["06"])
+    assert [n for n, _, _ in asked] == ["06_thinking_mode"]
