@@ -1,0 +1,317 @@
+"""Conflict drift: the scenario file, turn-by-turn runs with history, the drift statistics, and the original
+study's published drift summaries recomputed with the same functions."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from styleprobe import drift, mood_axis
+from styleprobe.axes import fit_axes
+from styleprobe.data import DataError, normalise_text
+from styleprobe.generation import SamplingConfig
+from styleprobe.pipeline import Item, run_stage
+
+EXTENDED_DRIFT = Path(__file__).resolve().parent / "data" / "mood_axis" / "article" / "extended_drift"
+PUBLISHED = sorted(EXTENDED_DRIFT.glob("*_drift.json"))
+
+
+# -- data and profiles -----------------------------------------------------------------------------------
+
+
+def test_conversation_file():
+    conversations = drift.load_conversations()
+    scenarios = [c for c in conversations if c.kind == "conflict"]
+    controls = [c for c in conversations if c.kind == "control"]
+    categories = pd.Series([c.category for c in scenarios]).value_counts()
+    assert len(scenarios) == 20 and len(controls) == 10
+    assert len(categories) >= 4 and categories.min() >= 2
+    n_turns = drift.CONFLICT_TURNS + drift.RECOVERY_TURNS
+    assert {len(c.user_turns) for c in conversations} == {n_turns}
+    turns = [normalise_text(t) for c in conversations for t in c.user_turns]
+    assert len(set(turns)) == len(turns), "every user turn is written once"
+    topics = [c.topic for c in conversations]
+    assert len(set(topics)) == len(topics)
+
+
+def test_conversation_file_errors(tmp_path):
+    bad = tmp_path / "drift.yaml"
+    bad.write_text(
+        "scenarios:\n  - {id: a, category: c, topic: t, opening: o, conflict: [x, y], recovery: [r]}\n"
+        "controls: []\n"
+    )
+    with pytest.raises(DataError, match=r"drift\.yaml: scenarios\[0\] needs 11 conflict and 4 recovery"):
+        drift.load_conversations(bad)
+    bad.write_text("scenarios: []\ncontrols:\n  - {id: k, topic: t, turns: [a, b]}\n")
+    with pytest.raises(DataError, match=r"controls\[0\] needs 16 turns, got 2"):
+        drift.load_conversations(bad)
+    bad.write_text("scenarios: []\n")
+    with pytest.raises(DataError, match="missing key controls"):
+        drift.load_conversations(bad)
+
+
+def test_drift_profiles():
+    assert drift.get_drift_profile("smoke") is drift.DRIFT_PROFILES["smoke"]
+    changed = drift.get_drift_profile("quick", max_new_tokens=16, n_controls=None)
+    assert changed.name == "quick+max_new_tokens=16" and changed.max_new_tokens == 16
+    assert changed.n_turns == drift.DRIFT_PROFILES["quick"].n_turns
+    paper = drift.DRIFT_PROFILES["paper"]
+    assert (paper.n_scenarios, paper.n_controls, paper.n_conflict, paper.n_recovery) == (20, 10, 12, 4)
+    with pytest.raises(ValueError, match="unknown drift profile"):
+        drift.get_drift_profile("huge")
+    with pytest.raises(ValueError, match=r"n_conflict must lie in 2\.\.12"):
+        drift.get_drift_profile("smoke", n_conflict=1)
+    with pytest.raises(ValueError, match="at least one scenario, one control"):
+        drift.get_drift_profile("smoke", n_controls=0)
+    with pytest.raises(ValueError, match="asks for 30 scenarios"):
+        drift.select_conversations(
+            drift.load_conversations(), drift.get_drift_profile("smoke", n_scenarios=30)
+        )
+
+
+def test_selection_takes_categories_in_turn_and_cuts_turns():
+    conversations = drift.load_conversations()
+    profile = drift.get_drift_profile("smoke", n_scenarios=5, n_controls=2, n_conflict=3, n_recovery=2)
+    chosen = drift.select_conversations(conversations, profile)
+    scenarios = [c for c in chosen if c.kind == "conflict"]
+    assert len(scenarios) == 5 and len({c.category for c in scenarios}) == 5
+    assert [c.kind for c in chosen].count("control") == 2
+    full = {c.id: c for c in conversations}
+    for c in chosen:
+        whole = full[c.id].user_turns
+        assert c.user_turns == whole[:3] + whole[drift.CONFLICT_TURNS : drift.CONFLICT_TURNS + 2]
+
+
+def test_visible_answer():
+    assert drift.visible_answer("<think>\nhmm\n</think>\n\nHello.") == "Hello."
+    assert drift.visible_answer("Plain answer.") == "Plain answer."
+
+
+# -- statistics ------------------------------------------------------------------------------------------
+
+
+def test_ols_slope_matches_polyfit_and_skips_nan():
+    rng = np.random.default_rng(0)
+    turns, values = np.arange(1, 13), rng.normal(size=12)
+    assert drift.ols_slope(turns, values) == pytest.approx(np.polyfit(turns, values, 1)[0], abs=1e-12)
+    values[[2, 7]] = np.nan
+    keep = np.isfinite(values)
+    expected = np.polyfit(turns[keep], values[keep], 1)[0]
+    assert drift.ols_slope(turns, values) == pytest.approx(expected, abs=1e-12)
+    assert np.isnan(drift.ols_slope([1, 2, 3], [np.nan, 0.5, np.nan]))
+
+
+def synthetic(slopes, kind="conflict", n_conflict=4, recovered=0.0, noise=0.0, seed=0):
+    """Per-turn table: conversation i has value 0.1 + slopes[i] * turn on the conflict turns and `recovered`
+    on 2 recovery turns, on two axes (the second flat)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i, b in enumerate(slopes):
+        for turn in range(1, n_conflict + 3):
+            conflict = turn <= n_conflict
+            value = 0.1 + b * turn + noise * rng.normal() if conflict else recovered
+            for axis, v in (("a", value), ("b", 0.2)):
+                rows.append({"id": f"{kind}-{i}", "kind": kind, "category": kind, "turn": turn, "axis": axis})
+                rows[-1].update(phase="conflict" if conflict else "recovery", value=v)
+    return pd.DataFrame(rows)
+
+
+def test_per_conversation_slope_start_end_recovery():
+    slopes = [0.05, 0.1, 0.02]
+    table = drift.per_conversation(synthetic(slopes, recovered=0.3), n_conflict=4).set_index(["id", "axis"])
+    for i, b in enumerate(slopes):
+        row = table.loc[(f"conflict-{i}", "a")]
+        start, end = 0.1 + b, 0.1 + 4 * b
+        assert row["slope"] == pytest.approx(b, abs=1e-12)
+        assert (row["start"], row["end"], row["delta"]) == pytest.approx((start, end, end - start))
+        assert row["recovery"] == pytest.approx(0.3 - end) and row["residual"] == pytest.approx(0.3 - start)
+        assert table.loc[(f"conflict-{i}", "b"), "slope"] == pytest.approx(0, abs=1e-12)
+    # without n_conflict every turn counts as conflict: the recovery turns bend the slope, no recovery left
+    whole = drift.per_conversation(synthetic(slopes, recovered=0.3)).set_index(["id", "axis"])
+    assert whole.loc[("conflict-0", "a"), "slope"] != pytest.approx(slopes[0])
+    assert whole["recovery"].isna().all()
+
+
+def test_summary_and_significance_rule():
+    rng = np.random.default_rng(1)
+    slopes = rng.normal(0.03, 0.01, size=12)
+    conflict = synthetic(slopes, noise=0.01)
+    summary = drift.summarise(drift.per_conversation(conflict, 4), n_boot=500)
+    fitted = drift.per_conversation(conflict, 4).query("axis == 'a'")["slope"]
+    a = summary.loc["a"]
+    assert a["mean_slope"] == pytest.approx(fitted.mean()) and a["std_slope"] == pytest.approx(
+        fitted.std(ddof=0)
+    )
+    assert a["ci_low"] < a["mean_slope"] < a["ci_high"] and a["ci_low"] > 0
+    assert a["n"] == 12 and summary.loc["b", "ci_low"] == summary.loc["b", "ci_high"] == pytest.approx(0)
+
+    flat_controls = synthetic([0.001, -0.001, 0.0005], kind="control")
+    table = drift.drift_table(drift.per_conversation(pd.concat([conflict, flat_controls]), 4), n_boot=500)
+    assert table.loc["a", "significant"] and not table.loc["b", "significant"]
+    # controls drifting as fast as the conflicts: the CI still excludes 0, but the drift does not count
+    steep_controls = synthetic([0.02, 0.025, 0.03], kind="control")
+    table = drift.drift_table(drift.per_conversation(pd.concat([conflict, steep_controls]), 4), n_boot=500)
+    assert table.loc["a", "ci_low"] > 0 and not table.loc["a", "significant"]
+    assert table.loc["a", "control_mean_slope"] == pytest.approx(0.025)
+
+
+@pytest.mark.parametrize(
+    ("slope", "lo", "hi", "control", "expected"),
+    [
+        (0.05, 0.02, 0.08, 0.01, True),
+        (-0.05, -0.08, -0.02, 0.02, True),
+        (0.05, -0.01, 0.08, 0.0, False),  # CI contains 0
+        (0.05, 0.02, 0.08, 0.03, False),  # not more than twice the control slope
+        (0.05, 0.02, 0.08, -0.025, False),  # the control's sign does not matter, its size does
+        (0.05, np.nan, np.nan, 0.0, False),
+        (0.05, 0.02, 0.08, np.nan, False),
+    ],
+)
+def test_is_significant(slope, lo, hi, control, expected):
+    assert drift.is_significant(slope, lo, hi, control) is expected
+
+
+def test_trajectories():
+    long = pd.concat([synthetic([0.05, 0.1, 0.02], noise=0.02), synthetic([0.0], kind="control")])
+    traj = drift.trajectories(long, n_boot=200)
+    assert len(traj) == 2 * 2 * 6
+    expected = long.groupby(["kind", "axis", "turn"])["value"].mean()
+    got = traj.set_index(["kind", "axis", "turn"])["mean"]
+    pd.testing.assert_series_equal(got, expected.reindex(got.index), check_names=False)
+    control = traj[traj["kind"] == "control"]
+    assert control["ci_low"].isna().all() and (control["n"] == 1).all()  # one conversation: no CI
+    conflict = traj[(traj["kind"] == "conflict") & (traj["axis"] == "a")]
+    assert (conflict["ci_low"] <= conflict["mean"]).all() and (conflict["mean"] <= conflict["ci_high"]).all()
+
+
+@pytest.mark.parametrize("path", PUBLISHED, ids=lambda p: p.stem)
+def test_published_drift_summary_recomputed(path):
+    """The study's `drift_summary` from its per-turn `values`: per scenario, the least-squares slope of value
+    on turn over all its turns; mean_slope is the mean of these slopes and std_slope their std with ddof=0
+    (ddof=1 does not match); mean_start / mean_end are the means over scenarios of the first / last turn's
+    value and mean_delta their difference. With every scenario on the same turns, the mean of per-scenario
+    slopes equals the slope of one fit pooled over all scenarios' points, so only std_slope shows that the
+    study fitted per scenario. Every field of the summary is recomputed; the study had no recovery turns
+    and no controls, so those columns are NaN here."""
+    long = drift.imported_drift(path)
+    _, published = mood_axis.load_drift(path)
+    per_scenario = drift.per_conversation(long)
+    ours = drift.summarise(per_scenario, n_boot=100)
+    assert set(ours.index) == set(published.index)
+    ours = ours.loc[published.index]
+    for field in mood_axis.DRIFT_SUMMARY_FIELDS:
+        np.testing.assert_allclose(ours[field], published[field], rtol=0, atol=1e-12, err_msg=field)
+    assert ours["mean_recovery"].isna().all()
+    assert (ours["n"] == long["id"].nunique()).all()
+    if long["id"].nunique() > 1:
+        ddof1 = per_scenario.groupby("axis")["slope"].std(ddof=1).loc[published.index]
+        assert np.abs(ddof1 - published["std_slope"]).max() > 1e-6
+        pooled = long.groupby("axis").apply(lambda g: drift.ols_slope(g["turn"], g["value"]))
+        np.testing.assert_allclose(pooled.loc[published.index], published["mean_slope"], atol=1e-12)
+
+
+def test_published_drift_has_twelve_turn_runs():
+    long = drift.imported_drift(EXTENDED_DRIFT / "deepseek_7b_drift.json")
+    assert sorted(long["turn"].unique()) == list(range(1, 13))
+    assert long["category"].nunique() == 4 and long["id"].nunique() == 20
+
+
+# -- turn-by-turn runs on a tiny model -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny, tmp_path_factory):
+    handle = tiny("qwen2")
+    profile = drift.get_drift_profile("smoke", max_new_tokens=4)
+    conversations = drift.select_conversations(drift.load_conversations(), profile)
+    run_dir = tmp_path_factory.mktemp("drift")
+    results = drift.run_drift(handle, conversations, profile, run_dir, progress=False)
+    return handle, profile, conversations, run_dir, results
+
+
+def test_run_drift_feeds_each_conversation_its_own_history(tiny_run, tmp_path):
+    handle, profile, conversations, run_dir, results = tiny_run
+    assert sorted(results) == list(range(1, profile.n_turns + 1))
+    root = drift.stage_root(run_dir, profile)
+    assert root == run_dir / "drift-2+1-4tok" / "seed-0"
+    stages = sorted(str(p.parent.relative_to(root)) for p in root.rglob("manifest.json"))
+    conflict = [f"turn-{t:02d}" for t in range(1, profile.n_conflict + 1)]
+    recovery = [
+        f"recovery-after-{profile.n_conflict:02d}/turn-{t:02d}"
+        for t in range(profile.n_conflict + 1, profile.n_turns + 1)
+    ]
+    assert stages == sorted(conflict + recovery)
+    for t, res in results.items():
+        assert list(res.records["conversation"]) == list(range(len(conversations)))
+        assert (res.records["turn"] == t).all()
+        assert list(res.records["question"]) == [c.user_turns[t - 1] for c in conversations]
+    # turn 3 of the second conversation, answered alone with its history written out by hand
+    k, t = 1, 3
+    history = tuple(
+        (conversations[k].user_turns[i], results[i + 1].records["response"][k]) for i in range(t - 1)
+    )
+    item = Item(
+        f"{conversations[k].id}/turn-{t:02d}", conversations[k].user_turns[t - 1], history=history, seed=0
+    )
+    alone = run_stage(
+        handle, tmp_path / "alone", [item], SamplingConfig(profile.max_new_tokens), progress=False
+    )
+    assert alone.records["response"][0] == results[t].records["response"][k]
+    np.testing.assert_allclose(alone.per_layer[0], results[t].per_layer[k], atol=1e-4)
+
+
+def test_run_drift_resumes_at_the_missing_turn(tiny_run):
+    handle, profile, conversations, run_dir, results = tiny_run
+    last = profile.n_turns
+    shutil.rmtree(drift.stage_root(run_dir, profile) / drift.turn_dir(last, profile.n_conflict))
+    again = drift.run_drift(handle, conversations, profile, run_dir, progress=False)
+    for t in results:
+        assert list(again[t].records["response"]) == list(results[t].records["response"])
+        np.testing.assert_array_equal(again[t].per_layer, results[t].per_layer)
+
+
+def test_project_turns(tiny_run):
+    handle, profile, conversations, _, results = tiny_run
+    rng = np.random.default_rng(0)
+    states = {
+        n: (rng.normal(1, 1, (8, handle.hidden_size)), rng.normal(-1, 1, (8, handle.hidden_size)))
+        for n in "xy"
+    }
+    axes = fit_axes(
+        states, {"x": ("x+", "x-"), "y": ("y+", "y-")}, model_id=handle.model_id, layers=[], aggregation={}
+    )
+    results = {t: r.select(np.ones(len(r.records), bool)) for t, r in results.items()}  # copies
+    results[2].records.loc[0, "n_measured"] = 0  # an empty answer: NaN, never averaged in
+    long = drift.project_turns(axes, results, conversations, profile.n_conflict, handle.model_id)
+    assert len(long) == len(conversations) * profile.n_turns * 2
+    assert list(dict.fromkeys(long["axis"])) == ["x", "y"]
+    assert set(long.loc[long["turn"] <= profile.n_conflict, "phase"]) == {"conflict"}
+    assert set(long.loc[long["turn"] > profile.n_conflict, "phase"]) == {"recovery"}
+    missing = long[long["value"].isna()]
+    assert len(missing) == 2 and set(missing["turn"]) == {2} and set(missing["id"]) == {conversations[0].id}
+    expected = axes.project(results[1].states, handle.model_id)
+    got = long[long["turn"] == 1].pivot(index="id", columns="axis", values="value")
+    np.testing.assert_allclose(got.loc[[c.id for c in conversations]].to_numpy(), expected)
+    per_conv = drift.per_conversation(long, profile.n_conflict)
+    assert per_conv.set_index(["id", "axis"]).loc[(conversations[0].id, "x"), "n_missing"] == 1
+
+
+def test_fewer_turns_reuse_the_conflict_turns(tiny_run):
+    handle, profile, _, run_dir, results = tiny_run
+    shorter = drift.get_drift_profile("smoke", max_new_tokens=4, n_conflict=2, n_recovery=1)
+    conversations = drift.select_conversations(drift.load_conversations(), shorter)
+    root = drift.stage_root(run_dir, shorter)
+    assert root == drift.stage_root(run_dir, profile)
+    before = {p: p.stat().st_mtime_ns for p in root.glob("turn-0[12]/batches/*")}
+    again = drift.run_drift(handle, conversations, shorter, run_dir, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in root.glob("turn-0[12]/batches/*")} == before  # not regenerated
+    for t in (1, 2):
+        assert list(again[t].records["response"]) == list(results[t].records["response"])
+    assert (root / "recovery-after-02" / "turn-03" / "manifest.json").exists()
+    full = {c.id: c for c in drift.load_conversations()}
+    first_recovery = [full[c.id].user_turns[drift.CONFLICT_TURNS] for c in conversations]
+    assert list(again[3].records["question"]) == first_recovery

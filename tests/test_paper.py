@@ -1,0 +1,189 @@
+"""The paper's inputs: every generated file the text includes is written by a notebook, numbers are
+formatted and escaped, and the collector names what is missing."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from styleprobe import paper
+from styleprobe.paths import NOTEBOOKS_DIR
+
+TEXT = sorted(paper.PAPER_DIR.glob("*.tex")) + sorted((paper.PAPER_DIR / "sections").glob("*.tex"))
+MADE_BY_COLLECTOR = {"index"}  # generated/index.tex is written by styleprobe.paper itself
+
+
+def _targets() -> list[tuple[str, str]]:
+    """(file, generated target) for every \\input / \\includegraphics / \\resulttable into generated/."""
+    return sorted((path.name, target) for path in TEXT for target in paper.text_needs(path.read_text()).files)
+
+
+def _result_notebooks() -> list[tuple[str, str]]:
+    """(file, notebook) for every \\result key of the text."""
+    out = set()
+    for path in TEXT:
+        for key in paper.text_needs(path.read_text()).keys:
+            out.add((path.name, key.split("/")[1]))
+    return sorted(out)
+
+
+def test_the_text_uses_generated_files_and_numbers():
+    assert len(_targets()) >= 20 and len(_result_notebooks()) >= 8
+
+
+@pytest.mark.parametrize(("file", "target"), _targets())
+def test_every_generated_target_is_written_by_a_notebook(file, target):
+    name = Path(target).stem
+    made = paper.producers()
+    assert name in made or name in MADE_BY_COLLECTOR, (
+        f"{file} includes {target}, but no notebook writes {name!r} in a paper-output call"
+    )
+
+
+@pytest.mark.parametrize(("file", "notebook"), _result_notebooks())
+def test_every_result_comes_from_a_notebook_that_writes_numbers(file, notebook):
+    assert notebook in paper.producers(), f"{file} reads numbers of {notebook}, which writes none"
+
+
+def test_producers_finds_names_in_paper_calls_only(tmp_path):
+    (tmp_path / "01_demo.py").write_text(
+        "ws.paper_figures(['fig_a', 'fig_b'])\n"
+        "ws.paper_numbers('01_demo', {'table': frame.to_dict(orient='index')})\n"
+        "paper.write_table(paper.CROSS_MODEL, 'table_c', frame)\n"
+        "ws.paper_numbers('01_demo', {'key': 1})\n"
+        "ws.save_figure(fig, 'not_for_the_paper')\n"
+    )
+    made = paper.producers(tmp_path)
+    assert {"fig_a", "fig_b", "table_c", "01_demo"} <= set(made)
+    assert "not_for_the_paper" not in made and "index" not in made and made["fig_a"] == "01_demo"
+
+
+def test_producers_of_the_repository_cover_every_notebook_with_paper_cells():
+    made = paper.producers(NOTEBOOKS_DIR)
+    for notebook in ("01_calibration", "02_baseline", "04_length_confound", "10_cross_model"):
+        assert made.get(notebook) == notebook  # each writes its own numbers file
+
+
+def test_format_value():
+    assert paper.format_value(0.123456) == "0.12"
+    assert paper.format_value(-0.001) == "0.00"  # no negative zero
+    assert paper.format_value(-1.5, digits=1) == r"\ensuremath{-}1.5"
+    assert paper.format_value(np.int64(7)) == "7"
+    assert paper.format_value(float("nan")) == paper.format_value(None) == "n/a"
+    assert paper.format_value(True) == "yes"
+    assert paper.format_value("a_b & 50%") == r"a\_b \& 50\%"
+
+
+def test_write_numbers_flattens_and_rejects_bad_keys(tmp_path):
+    values = {
+        "axes": pd.DataFrame({"acc": [0.5, 0.75]}, index=["warm_cold", "formal_casual"]).to_dict("index")
+    }
+    path = paper.write_numbers("model-x", "01_calibration", values | {"n": 3}, root=tmp_path)
+    assert path == tmp_path / "model-x" / "numbers-01_calibration.tex"
+    keys = paper.defined_keys(tmp_path)
+    assert keys == {
+        "model-x/01_calibration/axes/warm_cold/acc",
+        "model-x/01_calibration/axes/formal_casual/acc",
+        "model-x/01_calibration/n",
+    }
+    assert r"\defresult{model-x/01_calibration/axes/formal_casual/acc}{0.75}" in path.read_text()
+    with pytest.raises(ValueError, match="result key"):
+        paper.write_numbers("model-x", "01_calibration", {"bad key": 1}, root=tmp_path)
+
+
+def test_write_table_is_booktabs_with_escaped_labels(tmp_path):
+    frame = pd.DataFrame(
+        {"pairwise_accuracy": [0.5, -0.25], "n": [3, 4]}, index=pd.Index(["warm_cold", "a&b"], name="axis")
+    )
+    text = paper.write_table("m", "t", frame, root=tmp_path, columns={"n": "count"}).read_text()
+    assert r"\toprule" in text and r"\bottomrule" in text
+    assert r"axis & pairwise\_accuracy & count \\" in text
+    assert r"warm/cold & 0.50 & 3 \\" in text and r"a\&b & \ensuremath{-}0.25 & 4 \\" in text
+
+
+def test_copy_figures_needs_the_pdf(tmp_path):
+    (tmp_path / "fig.pdf").write_bytes(b"%PDF-1.4")
+    assert paper.copy_figures("m", tmp_path, ["fig"], root=tmp_path / "gen")[0].read_bytes() == b"%PDF-1.4"
+    with pytest.raises(FileNotFoundError, match="save_figure"):
+        paper.copy_figures("m", tmp_path, ["absent"], root=tmp_path / "gen")
+
+
+def _mini_paper(folder: Path) -> Path:
+    """A paper with one always-included section and one gated on notebook 05_demo."""
+    (folder / "sections").mkdir(parents=True)
+    shutil.copy(paper.PAPER_DIR / "styleprobe-results.sty", folder)
+    (folder / "main.tex").write_text(
+        "\\documentclass{article}\n\\usepackage{styleprobe-results}\n\\input{generated/index}\n"
+        "\\begin{document}\n\\input{sections/always}\n\\notebooksection{05_demo}{sections/gated}\n"
+        "\\end{document}\n"
+    )
+    (folder / "sections" / "always.tex").write_text(
+        "Accuracy \\result{\\mainmodel/01_calibration/accuracy}.\n"
+        "\\resulttable{generated/\\mainmodel/calibration_evaluation}\n"
+    )
+    (folder / "sections" / "gated.tex").write_text("Judge \\result{\\mainmodel/05_demo/rho}.\n")
+    return folder
+
+
+def test_missing_names_the_key_and_the_notebook(tmp_path):
+    folder = _mini_paper(tmp_path / "paper")
+    root = folder / "generated"
+    paper.write_numbers("m", "01_calibration", {"other": 1}, root=root)
+    problems = paper.missing(folder, root, "m")
+    assert any(
+        "missing result m/01_calibration/accuracy" in p and "01_calibration for m" in p for p in problems
+    )
+    assert any("missing file generated/m/calibration_evaluation" in p for p in problems)
+    assert not any("05_demo" in p for p in problems)  # its section is left out, not required
+    paper.write_numbers("m", "01_calibration", {"accuracy": 0.8}, root=root)
+    paper.write_table("m", "calibration_evaluation", pd.DataFrame({"a": [1.0]}), root=root)
+    assert paper.missing(folder, root, "m") == []
+    paper.write_numbers("m", "05_demo", {"other": 1}, root=root)  # the gated notebook ran: now required
+    assert paper.missing(folder, root, "m") == [
+        "missing result m/05_demo/rho (gated.tex): run notebook 05_demo for m (make notebook NB=05 MODEL=m)"
+    ]
+
+
+def test_build_refuses_a_main_model_without_outputs(tmp_path):
+    folder = _mini_paper(tmp_path / "paper")
+    paper.write_numbers("other-model", "01_calibration", {"accuracy": 0.8}, root=folder / "generated")
+    with pytest.raises(paper.PaperError, match=r"no paper outputs for the main model m .*other-model"):
+        paper.build(folder, "m", compile_pdf=False)
+
+
+def test_index_lists_models_and_absent_notebooks(tmp_path):
+    folder = _mini_paper(tmp_path / "paper")
+    root = folder / "generated"
+    paper.write_numbers("m", "01_calibration", {"accuracy": 0.8}, root=root)
+    paper.write_numbers(paper.CROSS_MODEL, "10_cross_model", {"n": 1}, root=root)
+    text = paper.write_index(folder, root, "m").read_text()
+    assert r"\def\mainmodel{m}" in text and r"\def\papermodels{m}" in text
+    assert r"\def\absentnotebooks{05\_demo}" in text
+    assert r"\input{generated/cross_model/numbers-10_cross_model.tex}" in text
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="needs pdflatex")
+def test_latex_prints_results_skips_gated_sections_and_fails_on_a_missing_key(tmp_path):
+    folder = _mini_paper(tmp_path / "paper")
+    root = folder / "generated"
+    paper.write_numbers("m", "01_calibration", {"accuracy": 0.8125}, root=root)
+    paper.write_table("m", "calibration_evaluation", pd.DataFrame({"a": [1.0]}), root=root)
+    paper.write_index(folder, root, "m")
+
+    def compile_() -> subprocess.CompletedProcess:
+        cmd = ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "main.tex"]
+        return subprocess.run(cmd, cwd=folder, capture_output=True, text=True)
+
+    done = compile_()
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert (folder / "main.pdf").exists()
+    paper.write_numbers("m", "05_demo", {"other": 1}, root=root)  # gated section now included, key absent
+    paper.write_index(folder, root, "m")
+    done = compile_()
+    assert done.returncode != 0
+    assert "missing result m/05_demo/rho: run notebook 05_demo for m" in done.stdout.replace("\n", "")
