@@ -75,6 +75,8 @@ class AxisSet:
             raise AxesError(f"inconsistent axis set: {n} names, vectors {self.vectors.shape}")
 
     def index(self, name: str) -> int:
+        if name not in self.names:
+            raise AxesError(f"no axis {name!r} in this axis set; it holds {', '.join(self.names)}")
         return self.names.index(name)
 
     def check_states(self, states: np.ndarray, model_id: str | None = None) -> None:

@@ -141,6 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
     ax_sub = ax.add_subparsers(dest="axes_command", required=True)
     ls = ax_sub.add_parser("list", help="list the axis files and their calibration accuracy")
     ls.add_argument("--axes-dir", type=Path, default=AXES_DIR)
+    ex = ax_sub.add_parser("export-gguf", help="write one axis as a llama.cpp control vector (GGUF)")
+    ex.add_argument("axes_file", type=Path, help="an axes .json file (e.g. axes/<model>.json)")
+    ex.add_argument("--axis", required=True)
+    ex.add_argument("--out", type=Path, required=True)
+    ex.add_argument("--layers", type=int, nargs="+", help="decoder blocks, 0-based (default: the axes' own)")
+    ex.add_argument("--strength", type=float, help="vector length (default: the axis's normalisation scale)")
+    im = ax_sub.add_parser("import-study", help="the original study's .npz axes as an axes file")
+    im.add_argument("npz", type=Path, help="<model>_set_<X>_axes.npz")
+    im.add_argument("--out", type=Path, required=True, help="axes .json file to write")
+    im.add_argument("--model-id", help="the model's id (default: from the file name, qwen_7b or llama_8b)")
+    im.add_argument("--n-layers", type=int, help="decoder blocks of the model (default: from the file name)")
     return parser
 
 
@@ -316,6 +327,22 @@ def cmd_axes_list(args) -> None:
     print(pd.DataFrame(rows).to_string(index=False) if rows else f"no axes in {args.axes_dir}")
 
 
+def cmd_axes(args) -> None:
+    from styleprobe import interop
+
+    if args.axes_command == "list":
+        cmd_axes_list(args)
+    elif args.axes_command == "export-gguf":
+        axes = AxisSet.load(args.axes_file)
+        path = interop.export_control_vector(
+            axes, args.axis, args.out, layers=args.layers, strength=args.strength
+        )
+        print(f"control vector for {args.axis} written to {path}")
+    else:
+        axes = interop.import_study_axes(args.npz, args.model_id, args.n_layers)
+        print(f"{len(axes.names)} axes for {axes.model_id} written to {axes.save(args.out)}")
+
+
 def cmd_reproduce(args) -> None:
     import yaml
 
@@ -343,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         "calibrate": cmd_calibrate,
         "fingerprint": cmd_fingerprint,
         "project": cmd_project,
-        "axes": cmd_axes_list,
+        "axes": cmd_axes,
         "reproduce": cmd_reproduce,
     }
     try:

@@ -1,0 +1,100 @@
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+
+from styleprobe import interop
+from styleprobe.axes import AxesError, AxisSet
+from styleprobe.data import load_axes
+from styleprobe.extraction import Aggregation
+
+STUDY_NPZ = Path(__file__).parent / "data/mood_axis/article/axis_stability/qwen_7b_set_A_axes.npz"
+
+
+def _axes(hidden=32):
+    rng = np.random.default_rng(0)
+    names = ["warm_cold", "formal_casual"]
+    vectors = rng.normal(size=(2, hidden))
+    specs = load_axes()
+    return AxisSet(
+        names=names,
+        poles=[specs[n].poles for n in names],
+        vectors=vectors / np.linalg.norm(vectors, axis=1, keepdims=True),
+        centres=np.array([0.1, -0.2]),
+        scales=np.array([2.5, 4.0]),
+        model_id="some/model",
+        hidden_size=hidden,
+        layers=[4, 5, 6, 7],
+        aggregation=Aggregation().to_dict(),
+    )
+
+
+def test_control_vector_round_trip_in_llama_cpp_layout(tmp_path):
+    axes = _axes()
+    path = interop.export_control_vector(axes, "formal_casual", tmp_path / "formal.gguf")
+    reader = gguf.GGUFReader(str(path))  # the gguf package's own reader sees the llama.cpp layout
+    assert bytes(reader.fields["general.architecture"].parts[-1]).decode() == "controlvector"
+    assert sorted(t.name for t in reader.tensors) == [f"direction.{b + 1}" for b in (4, 5, 6, 7)]
+    cv = interop.read_control_vector(path)
+    assert (
+        list(cv.directions) == [4, 5, 6, 7] and cv.model_hint == "some/model" and cv.axis == "formal_casual"
+    )
+    np.testing.assert_allclose(cv.directions[6], axes.vectors[1] * 4.0, rtol=1e-6)
+    back = interop.control_vector_axis(cv)
+    np.testing.assert_allclose(back.vectors[0], axes.vectors[1], atol=1e-6)
+    assert back.scales[0] == pytest.approx(4.0) and back.names == ["formal_casual"]
+
+
+def test_a_chosen_strength_and_layers(tmp_path):
+    path = interop.export_control_vector(
+        _axes(), "warm_cold", tmp_path / "w.gguf", layers=[0, 9], strength=0.5
+    )
+    cv = interop.read_control_vector(path)
+    assert list(cv.directions) == [0, 9]
+    assert np.linalg.norm(cv.directions[9]) == pytest.approx(0.5)
+
+
+def test_malformed_control_vectors_give_one_line_errors(tmp_path):
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"not a gguf file at all")
+    with pytest.raises(AxesError, match="not a readable GGUF"):
+        interop.read_control_vector(junk)
+    other = tmp_path / "other.gguf"
+    writer = gguf.GGUFWriter(str(other), "llama")
+    writer.add_tensor("direction.1", np.ones(4, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(AxesError, match="not a control vector"):
+        interop.read_control_vector(other)
+
+
+def test_the_study_axes_import_with_their_uncentred_scale():
+    axes = interop.import_study_axes(STUDY_NPZ)
+    assert axes.model_id == "Qwen/Qwen2.5-7B-Instruct" and axes.layers == [24, 25, 26, 27]
+    assert axes.normalisation == "uncentred_iqr" and np.all(axes.centres == 0)
+    np.testing.assert_allclose(np.linalg.norm(axes.vectors, axis=1), 1.0, atol=1e-6)
+    with np.load(STUDY_NPZ) as z:
+        scale = float(z["warm_cold_scale"])
+        h = np.random.default_rng(1).normal(size=(3, axes.hidden_size)).astype(np.float32) * 50
+        expected = np.clip(h @ (z["warm_cold"] / np.linalg.norm(z["warm_cold"])) / scale, -1, 1)
+    np.testing.assert_allclose(axes.project(h)[:, axes.index("warm_cold")], expected, rtol=1e-4, atol=1e-6)
+    assert "final norm" in axes.meta["convention"]
+    with pytest.raises(AxesError, match="unknown study model"):
+        interop.import_study_axes(STUDY_NPZ.with_name("other_set_A_axes.npz"))
+
+
+def test_cli_imports_the_study_axes_and_exports_a_control_vector(tmp_path, capsys):
+    from styleprobe.cli import main
+
+    out = tmp_path / "qwen-study.json"
+    assert main(["axes", "import-study", str(STUDY_NPZ), "--out", str(out)]) == 0
+    assert (
+        main(["axes", "export-gguf", str(out), "--axis", "warm_cold", "--out", str(tmp_path / "w.gguf")]) == 0
+    )
+    cv = interop.read_control_vector(tmp_path / "w.gguf")
+    assert list(cv.directions) == [24, 25, 26, 27] and cv.model_hint == "Qwen/Qwen2.5-7B-Instruct"
+    assert main(["axes", "export-gguf", str(out), "--axis", "nope", "--out", str(tmp_path / "x.gguf")]) == 2
+    assert "nope" in capsys.readouterr().err
