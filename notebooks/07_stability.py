@@ -267,7 +267,7 @@ if not read_with_instruction:
 robust = stability.formulation_scores(standard, cal["A"].result, forms)
 robust_acc = robust.pivot(index="axis", columns="formulation", values="pairwise_accuracy").loc[names]
 robust_cos = robust.pivot(index="axis", columns="formulation", values="cosine").loc[names]
-persistence = (robust_acc < 0.65).mean(axis=1).rename("share_of_wordings_below_0.65")
+persistence = (robust_acc.drop(columns="standard") < 0.65).mean(axis=1).rename("share_of_wordings_below_0.65")
 fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.5), sharey=True)
 sns.heatmap(robust_acc, vmin=0, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", ax=a, cbar=False)
 a.set_title("pairwise accuracy of the standard axis")
@@ -475,9 +475,9 @@ ws.paper_numbers(
         "mean_baseline_icc": retest["baseline_icc"].mean(),
         "mean_benchmark_icc": retest["benchmark_icc"].mean(),
         "mean_snr": retest["snr"].mean(),
-        "robustness_accuracy": robust_acc.to_numpy().mean(),
-        "robustness_cosine": robust_cos.to_numpy().mean(),
-        "robustness_n_formulations": robust_acc.shape[1],
+        "robustness_accuracy": robust_acc.drop(columns="standard").to_numpy().mean(),
+        "robustness_cosine": robust_cos.drop(columns="standard").to_numpy().mean(),
+        "robustness_n_formulations": robust_acc.shape[1] - 1,  # the five wordings, not the standard set
         "robustness_persistent_axes": ", ".join(
             a.replace("_", "/") for a in persistence.index[persistence >= 0.6]
         )
