@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,22 +198,27 @@ def baseline(
     sampling: SamplingConfig | None = None,
     batch_size: int | None = None,
     thinking: bool | None = None,
+    system: str | None = None,
     progress: bool = True,
 ) -> dict[int, StageResult]:
     """The model's default answers (no system prompt) to the baseline questions, once per seed.
 
     All seeds run as one stage so they share batches; an answer's sampling key depends only on its seed
-    and question, so seed 0 gives the same answers whichever other seeds run beside it."""
+    and question, so seed 0 gives the same answers whichever other seeds run beside it. With `system`, the
+    answers are written under that system prompt (e.g. to check that `styleprobe compare` sees a style
+    shift) and read without it, like calibration answers."""
     sampling = sampling or SamplingConfig(profile.baseline_tokens)
     seeds = tuple(seeds if seeds is not None else profile.seeds)
     thinking = default_thinking(handle, thinking)
     questions = load_questions().baseline[: profile.n_baseline]
     items = [
-        Item(f"seed-{s}/baseline/{i:02d}", q, meta={"q_index": i, "seed": s}, seed=s)
+        Item(f"seed-{s}/baseline/{i:02d}", q, system, meta={"q_index": i, "seed": s}, seed=s)
         for s in seeds
         for i, q in enumerate(questions)
     ]
     tag = "" if thinking is None else f"-thinking-{'on' if thinking else 'off'}"
+    if system is not None:
+        tag += "-system-" + hashlib.sha256(system.encode()).hexdigest()[:10]
     stage_dir = Path(run_dir) / f"baseline{tag}-{profile.name}" / ("seeds-" + "-".join(map(str, seeds)))
     result = run_stage(
         handle,
@@ -222,6 +228,7 @@ def baseline(
         aggregation,
         batch_size=batch_size,
         thinking=thinking,
+        read_with_system=system is None,
         desc="baseline",
         progress=progress,
     )

@@ -96,6 +96,22 @@ def build_parser() -> argparse.ArgumentParser:
     _common(fp)
     fp.add_argument("--axes-file", type=Path, help="use these axes instead of <axes-dir>/<model>.json")
     fp.add_argument("--seeds", type=int, nargs="+", help="baseline seeds (default: the profile's)")
+    fp.add_argument(
+        "--system", help="answer under this system prompt (read without it), e.g. to test `compare`"
+    )
+
+    cp = sub.add_parser(
+        "compare",
+        help="compare two fingerprints; exit status 1 when a shift is flagged",
+        description="Per axis, the difference B - A with a bootstrap 95 %% CI; a shift is flagged when the "
+        "CI excludes 0 and |difference| exceeds the threshold. A and B are results/<model>.json files or "
+        "projections .csv files written by `styleprobe fingerprint`.",
+    )
+    cp.add_argument("a", type=Path)
+    cp.add_argument("b", type=Path)
+    cp.add_argument("--threshold", type=float, default=0.2, help="flag |difference| above this (default 0.2)")
+    cp.add_argument("--n-boot", type=int, default=2000)
+    cp.add_argument("--figure", type=Path, help="also draw the differences with their CIs (png and pdf)")
 
     pr = sub.add_parser(
         "project",
@@ -225,12 +241,16 @@ def cmd_fingerprint(args) -> pd.DataFrame:
         args.runs_dir / handle.slug,
         seeds=tuple(args.seeds or profile.seeds),
         batch_size=args.batch_size,
+        system=args.system,
         progress=not args.quiet,
     )
     projections = project_results(axes, results, handle.model_id)
     table = fingerprint_table(projections, axes.names)
     out_dir = args.runs_dir / handle.slug
-    atomic_write_text(out_dir / f"baseline-{profile.name}-projections.csv", projections.to_csv(index=False))
+    label = "" if args.system is None else "-system"
+    csv = out_dir / f"baseline-{profile.name}{label}-projections.csv"
+    atomic_write_text(csv, projections.to_csv(index=False))
+    print(f"projections: {csv}")
     write_json(
         out_dir / f"fingerprint-{profile.name}.json",
         {
@@ -327,6 +347,36 @@ def cmd_axes_list(args) -> None:
     print(pd.DataFrame(rows).to_string(index=False) if rows else f"no axes in {args.axes_dir}")
 
 
+def cmd_compare(args) -> int:
+    from styleprobe.compare import compare_fingerprints, load_fingerprint
+
+    table = compare_fingerprints(
+        load_fingerprint(args.a), load_fingerprint(args.b), threshold=args.threshold, n_boot=args.n_boot
+    )
+    print(
+        f"B = {args.b}\nA = {args.a}\n(difference B - A, bootstrap 95 % CI, paired: {table.attrs['paired']})"
+    )
+    print(table.round(3).to_string())
+    if args.figure:
+        import matplotlib.pyplot as plt
+
+        from styleprobe.plots import save_figure
+
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        err = [table["difference"] - table["ci_low"], table["ci_high"] - table["difference"]]
+        colours = ["C3" if f else "C0" for f in table["flagged"]]
+        ax.bar(range(len(table)), table["difference"], yerr=err, color=colours, capsize=3)
+        ax.axhline(0, color="k", lw=0.8)
+        for sign in (-1, 1):
+            ax.axhline(sign * args.threshold, color="grey", ls=":", lw=0.8)
+        ax.set_xticks(range(len(table)), table.index, rotation=30, ha="right")
+        ax.set_ylabel("difference B - A")
+        print(f"figure: {save_figure(fig, args.figure.with_suffix(''))[0]}")
+    flagged = list(table.index[table["flagged"]])
+    print(f"flagged: {', '.join(flagged) if flagged else 'none'}")
+    return 1 if flagged else 0
+
+
 def cmd_axes(args) -> None:
     from styleprobe import interop
 
@@ -372,13 +422,14 @@ def main(argv: list[str] | None = None) -> int:
         "project": cmd_project,
         "axes": cmd_axes,
         "reproduce": cmd_reproduce,
+        "compare": cmd_compare,
     }
     try:
-        commands[args.command](args)
+        status = commands[args.command](args)
     except KNOWN_ERRORS as err:
         print(f"styleprobe: error: {err}", file=sys.stderr)
         return 2
-    return 0
+    return status if isinstance(status, int) else 0  # only compare returns an exit status
 
 
 if __name__ == "__main__":

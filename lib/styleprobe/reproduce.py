@@ -21,6 +21,7 @@ PER_MODEL = (
     "08_dead_zones",
     "05_judge",
     "09_drift",
+    "11_steering",
 )
 BASE_PAIR = ("03_base_vs_instruct",)  # an instruct model beside its base model
 THINKING = ("06_thinking_mode",)  # models with a thinking switch only
@@ -36,6 +37,7 @@ ORDER = (
     "08_dead_zones",
     "05_judge",
     "09_drift",
+    "11_steering",
     "10_cross_model",
 )
 assert sorted(ORDER) == sorted(PER_MODEL + BASE_PAIR + THINKING + CROSS_MODEL)
