@@ -101,9 +101,8 @@ for name in axes.names:
         frames.append(frame)
 answers = pd.concat(frames, ignore_index=True)
 answers["repetition"] = answers["response"].map(steering.repetition)
-answers["metric"] = [
-    metrics_frame([r.response]).iloc[0][AXIS_METRICS[r.axis]] for r in answers.itertuples(index=False)
-]
+text = metrics_frame(list(answers["response"]))  # one pass over all answers, rows aligned
+answers["metric"] = [text.at[k, AXIS_METRICS[axis]] for k, axis in enumerate(answers["axis"])]
 unsteered = answers[answers["alpha"] == 0].set_index(["axis", "q_index"])  # the same answers, per axis
 same = pd.MultiIndex.from_frame(answers[["axis", "q_index"]])
 answers["shift"] = answers["value"].to_numpy() - unsteered["value"].reindex(same).to_numpy()
