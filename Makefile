@@ -20,7 +20,7 @@ NBVAL_PARAMS := -p runs_dir $(abspath $(NBVAL_DIR))/runs -p axes_dir $(abspath $
 	-p seeds "[0, 1, 2]" -p n_boot 100
 REPRODUCE = $(BIN)/styleprobe reproduce $(PROFILE_FLAG)
 
-.PHONY: install test test-unit test-notebooks test-slow lint reproduce reproduce-paper notebook lab bench paper clean-runs help
+.PHONY: install test test-unit test-notebooks test-slow lint reproduce reproduce-paper notebook lab colab bench paper clean-runs help
 
 help:
 	@echo "make install     create .venv and install styleprobe with its dependencies"
@@ -30,6 +30,7 @@ help:
 	@echo "make reproduce-paper   every preset model with the paper profile (GPU machine with the hub)"
 	@echo "make notebook NB=02 MODEL=...   run one notebook for one model"
 	@echo "make lab         JupyterLab on the paired notebooks"
+	@echo "make colab       rewrite notebooks/colab/*.ipynb (what Colab opens) from the notebooks"
 	@echo "make bench       the pipeline benchmark (see benchmarks/README.md)"
 	@echo "make paper       paper/main.pdf from the notebooks' outputs in paper/generated/ (MAIN_MODEL=...)"
 
@@ -60,7 +61,10 @@ test-notebooks: install
 		--prepare-only --out-dir $(NBVAL_DIR)/notebooks $(NBVAL_PARAMS) -p base_model random:gemma3-base
 	$(NBVAL_ENV) $(BIN)/styleprobe reproduce --models random:qwen3 --notebooks 01 06 --profile smoke \
 		--prepare-only --out-dir $(NBVAL_DIR)/thinking $(NBVAL_PARAMS) -p thinking_tokens 24
-	$(NBVAL_ENV) $(BIN)/pytest --nbval-lax -p no:cacheprovider $(NBVAL_DIR)/notebooks $(NBVAL_DIR)/thinking
+	$(NBVAL_ENV) $(BIN)/styleprobe reproduce --models random:qwen2 --notebooks 00 --profile smoke \
+		--prepare-only --out-dir $(NBVAL_DIR)/explore $(NBVAL_PARAMS) -p compare_with random:llama
+	$(NBVAL_ENV) $(BIN)/pytest --nbval-lax -p no:cacheprovider $(NBVAL_DIR)/notebooks $(NBVAL_DIR)/thinking \
+		$(NBVAL_DIR)/explore
 
 test-slow: install
 	$(BIN)/pytest -m "slow or not slow"
@@ -73,6 +77,9 @@ reproduce-paper: install
 
 notebook: install
 	$(REPRODUCE) --models $(MODEL) --notebooks $(NB)
+
+colab: install
+	$(BIN)/python -m styleprobe.colab
 
 lab: install
 	$(BIN)/jupyter lab notebooks/

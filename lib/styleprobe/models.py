@@ -105,7 +105,10 @@ def default_device() -> str:
 
 
 def default_dtype(device: str) -> torch.dtype:
-    return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    """float32 on a CPU; bfloat16 on a GPU that computes in it natively, float16 on older ones (e.g. T4)."""
+    if not device.startswith("cuda"):
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
 
 
 def cache_dir() -> Path:

@@ -4,7 +4,8 @@ Notebook sources are jupytext py:percent files in `notebooks/`; each run writes 
 `runs/<model>/notebooks/`. Generations are resumed from the run store, so a second run is fast.
 Two notebooks run only for some models: 03 (base vs instruct) for a model with a base model to compare
 with (its preset's `base`, or a `base_model` parameter), 06 (thinking mode) for a model with a thinking
-switch. Asked for by name (`notebooks`), they run for every model given."""
+switch. Asked for by name (`notebooks`), they run for every model given. 00 (the explore app) runs only
+when asked for by name."""
 
 from __future__ import annotations
 
@@ -26,8 +27,10 @@ PER_MODEL = (
 BASE_PAIR = ("03_base_vs_instruct",)  # an instruct model beside its base model
 THINKING = ("06_thinking_mode",)  # models with a thinking switch only
 CROSS_MODEL = ("10_cross_model",)
+INTERACTIVE = ("00_explore",)  # the widget app: run headless only when asked for by name
 # Execution order: 05 (judge) after 07 and 08, whose uninstructed axes and dead zones it compares with.
 ORDER = (
+    "00_explore",
     "01_calibration",
     "02_baseline",
     "03_base_vs_instruct",
@@ -40,7 +43,7 @@ ORDER = (
     "11_steering",
     "10_cross_model",
 )
-assert sorted(ORDER) == sorted(PER_MODEL + BASE_PAIR + THINKING + CROSS_MODEL)
+assert sorted(ORDER) == sorted(PER_MODEL + BASE_PAIR + THINKING + CROSS_MODEL + INTERACTIVE)
 
 
 def resolve_notebook(name: str) -> str:
@@ -99,7 +102,11 @@ def plan(
         toy = model.startswith("random:") and model.removeprefix("random:") in THINKING_ARCHS
         thinks = preset.thinking if preset else toy
         for n in names:
-            if n in PER_MODEL or (n in THINKING and (thinks or notebooks)):
+            if (
+                n in PER_MODEL
+                or (n in THINKING and (thinks or notebooks))
+                or (n in INTERACTIVE and notebooks)
+            ):
                 steps.append((n, folder / f"{n}.ipynb", {"model": model, **parameters}))
             elif n in BASE_PAIR and (base or notebooks):
                 pair = {"instruct_model": model, **({"base_model": base} if base else {})}

@@ -1,0 +1,56 @@
+"""The Colab path: every notebook's guarded install cell, and the .ipynb copies Colab opens."""
+
+from __future__ import annotations
+
+import site
+import subprocess
+import sys
+
+import jupytext
+import nbformat
+
+from styleprobe.colab import COLAB_DIR, INSTALL_CELL, colab_notebook, sources
+from styleprobe.paths import REPO_ROOT
+
+
+def test_every_notebook_starts_with_the_guarded_install_cell():
+    assert len(sources()) >= 12
+    for source in sources():
+        code = [c for c in jupytext.read(source).cells if c.cell_type == "code"]
+        assert code[0].source == INSTALL_CELL, f"{source.name}: first code cell is not the install cell"
+        assert "parameters" in code[1].metadata.get("tags", []), source.name
+
+
+def test_the_colab_copies_are_the_current_notebooks():
+    for source in sources():
+        copy = COLAB_DIR / f"{source.stem}.ipynb"
+        assert copy.exists(), f"{copy} missing: run `make colab`"
+        nb = nbformat.read(copy, as_version=4)
+        expected = colab_notebook(source)
+        assert [(c.cell_type, c.source) for c in nb.cells] == [
+            (c.cell_type, c.source) for c in expected.cells
+        ], f"{copy.name} is out of date: run `make colab`"
+        assert nb.metadata["accelerator"] == "GPU" and not any(c.get("outputs") for c in nb.cells)
+
+
+def test_the_install_cell_installs_styleprobe_where_it_is_missing(tmp_path):
+    """A fresh environment that sees the dependencies but not styleprobe: the cell clones the repository,
+    installs it and makes it importable in the same process."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    (next((venv / "lib").glob("python*")) / "site-packages" / "deps.pth").write_text(
+        site.getsitepackages()[0]
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    check = "\nimport styleprobe.paths\nprint(styleprobe.paths.REPO_ROOT)"
+    out = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", INSTALL_CELL + check],
+        cwd=work,
+        env={"PATH": "/usr/bin:/bin", "STYLEPROBE_REPOSITORY": str(REPO_ROOT), "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == str(work / "styleprobe")

@@ -1,0 +1,120 @@
+"""The explore engine and its widget app, driven headless on tiny random models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from styleprobe.axes import AxesError
+from styleprobe.explore import Explorer, axes_files
+from styleprobe.explore_app import ExploreApp
+from styleprobe.pipeline import Item, reread
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("explore")
+    return {"axes_dir": root / "axes", "runs_dir": root / "runs"}
+
+
+@pytest.fixture(scope="module")
+def explorer(tiny, dirs):
+    return Explorer.open(tiny("qwen2"), profile="smoke", calibrate_missing=True, progress=False, **dirs)
+
+
+def test_missing_axes_are_a_one_line_error_unless_calibration_is_asked_for(tiny, tmp_path):
+    with pytest.raises(AxesError, match=r"no axes for .* run notebook 01"):
+        Explorer.open(tiny("qwen2"), profile="smoke", axes_dir=tmp_path, runs_dir=tmp_path)
+
+
+def test_axes_of_another_model_are_refused(tiny, explorer):
+    with pytest.raises(AxesError, match="belong to"):
+        Explorer.open(tiny("llama"), axes_file=explorer.axes_file, profile="smoke")
+
+
+def test_a_reply_is_scored_as_read_without_its_system_prompt(explorer):
+    turn = explorer.ask("How do tides work?", "Answer like a pirate.", max_new_tokens=8)
+    assert turn.response_ids and turn.system == "Answer like a pirate."
+    agg = explorer.aggregation
+    layers = agg.absolute_layers(explorer.handle.n_layers)
+
+    def scores(keep_system: bool) -> np.ndarray:
+        item = Item("x", turn.message, turn.system)
+        states = reread(
+            explorer.handle,
+            [item],
+            [turn.response_ids],
+            layers,
+            (agg.decay,),
+            keep_system=keep_system,
+            progress=False,
+        )[:, 0]
+        return explorer.axes.project(agg.combine(states), explorer.handle.model_id)[0]
+
+    np.testing.assert_allclose(turn.scores.to_numpy(), scores(False), atol=1e-5)
+    assert not np.allclose(scores(True), scores(False), atol=1e-5)  # the system prompt would change them
+    assert np.all(np.abs(turn.scores) <= 1)
+
+
+def test_a_continued_conversation_reads_the_earlier_turns(explorer):
+    explorer.history.clear()
+    first = explorer.ask("Name a colour.", max_new_tokens=6)
+    second = explorer.ask("And another one?", continue_conversation=True, max_new_tokens=6)
+    alone = explorer.ask("And another one?", max_new_tokens=6)
+    table = explorer.history_table()
+    assert list(table["message"]) == [first.message, second.message, alone.message]
+    assert table[explorer.axes.names].notna().all().all()
+    assert not np.allclose(second.scores, alone.scores)  # same seed and key, different context
+
+
+def test_empty_messages_are_refused(explorer):
+    with pytest.raises(ValueError, match="empty message"):
+        explorer.ask("   ")
+
+
+def test_the_baseline_fingerprint_is_computed_once_under_the_chosen_axes(explorer):
+    base = explorer.baseline(progress=False)
+    assert list(base.index) == explorer.axes.names and base.notna().all()
+    assert explorer.baseline(progress=False) is base
+    assert axes_files(
+        explorer.name, explorer.handle.model_id, explorer.axes_file.parent, explorer.runs.parent
+    )
+
+
+def test_the_app_callbacks_work_without_a_browser(tiny, dirs):
+    def loader(model, axes_file):
+        handle = tiny(model) if model in ("qwen2", "llama") else model  # a name or a loaded handle
+        return Explorer.open(
+            handle, axes_file=axes_file, profile="smoke", calibrate_missing=True, progress=False, **dirs
+        )
+
+    app = ExploreApp("qwen2", loader, models=["qwen2", "llama"])
+    assert app.on_load()
+    assert "baseline over 6 questions" in app.status.value
+    assert app.axes.value.endswith(".json")
+
+    app.message.value = "What is a prime number?"
+    turn = app.on_send()
+    assert turn is not None and turn.model in app.reply.value
+    assert bytes(app.chart.value).startswith(b"\x89PNG")
+    assert "What is a prime number?" in app.table.value
+
+    app.other.value = "llama"
+    pair = app.on_compare()
+    assert pair is not None and pair[0].model != pair[1].model
+    assert [t.message for t in app.history].count("What is a prime number?") == 3
+
+    app.message.value = ""
+    assert app.on_send() is None and "empty message" in app.status.value  # shown, not raised
+    app.model.value = "no-such-model"
+    assert app.on_send() is None and "unknown model" in app.status.value
+
+    app.on_clear()
+    assert app.history == [] and app.table.value == ""
+
+
+def test_a_stored_baseline_run_is_reused_rather_than_generated_again(explorer):
+    from styleprobe.calibration import baseline, stored_baseline_seeds
+
+    baseline(explorer.handle, explorer.profile, explorer.runs, seeds=(0, 1), progress=False)
+    assert stored_baseline_seeds(explorer.handle, explorer.profile, explorer.runs) == (0, 1)
