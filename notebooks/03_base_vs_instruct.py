@@ -275,9 +275,13 @@ summary = pd.DataFrame(
     }
 )
 lose = summary.index[summary["variability"] == "lower"].tolist()
+gain = summary.index[summary["variability"] == "higher"].tolist()
 only_after = summary.index[summary["separable"] == "only after tuning"].tolist()
+only_before = summary.index[summary["separable"] == "only base"].tolist()
 print(f"axes whose baseline variability is lower after tuning (CI below 1): {', '.join(lose) or 'none'}")
+print(f"axes whose baseline variability is higher after tuning (CI above 1): {', '.join(gain) or 'none'}")
 print(f"axes separable only after tuning (alpha = {alpha}): {', '.join(only_after) or 'none'}")
+print(f"axes separable only in the base model: {', '.join(only_before) or 'none'}")
 if not same_family:
     print("Reminder: the two models are of different families, so these are not effects of tuning alone.")
 summary
@@ -301,6 +305,7 @@ path = workspaces["instruct"].update_results(
         "dimensionality": dimensionality,
         "summary": summary,
         "lower_variability_after_tuning": lose,
+        "higher_variability_after_tuning": gain,
         "separable_only_after_tuning": only_after,
     },
 )
@@ -331,7 +336,9 @@ paper_ws.paper_numbers(
         "only_instruct": int(pooled["only_second"]),
         "mcnemar_p": f"{pooled['p_value']:.2g}",
         "lower_variability": ", ".join(n.replace("_", "/") for n in lose) or "none",
+        "higher_variability": ", ".join(n.replace("_", "/") for n in gain) or "none",
         "separable_only_after": ", ".join(n.replace("_", "/") for n in only_after) or "none",
+        "separable_only_before": ", ".join(n.replace("_", "/") for n in only_before) or "none",
         "participation_ratio": dimensionality["participation_ratio"].to_dict(),
     },
 )
@@ -340,7 +347,7 @@ paper_ws.paper_table(
     evaluation.xs("pairwise_accuracy", axis=1, level=1)
     .add_prefix("acc. ")
     .join(variability[["ratio", "ci_low", "ci_high"]].add_prefix("std ratio ")),
-    columns={"std ratio ci_low": "low", "std ratio ci_high": "high"},
+    columns={"std ratio ratio": "std ratio", "std ratio ci_low": "low", "std ratio ci_high": "high"},
 )
 written = paper_ws.paper_figures(["base_vs_instruct_separation", "base_vs_instruct_variability"])
 assert all(p.exists() for p in written)

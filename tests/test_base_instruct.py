@@ -45,6 +45,9 @@ def test_items_are_correct_when_the_positive_answer_projects_higher():
     table = cm.separability(items)
     assert table.loc["warm_cold", "separable"] and not table.loc["formal_casual", "separable"]
     assert table.loc["warm_cold", "p_value"] == pytest.approx(0.5**6)
+    warm = items[items["axis"] == "warm_cold"]
+    two = cm.separability(pd.concat([warm, warm.assign(axis="patient_irritated")]))
+    assert two["separable"].sum() == 2  # a count, not a logical OR of object-typed numpy booleans
 
 
 def test_empty_answers_leave_their_item_undecided():

@@ -74,7 +74,8 @@ def separability(items: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
             "p_value": p,
             "separable": p < alpha,
         }
-    return pd.DataFrame(rows).T.astype({"correct": int, "n": int, "share": float, "p_value": float})
+    frame = pd.DataFrame(rows).T
+    return frame.astype({"correct": int, "n": int, "share": float, "p_value": float, "separable": bool})
 
 
 def question_means(axes: AxisSet, results: dict[int, StageResult], model_id: str) -> pd.DataFrame:
