@@ -40,6 +40,8 @@ def colab_notebook(source: Path):
     import jupytext
 
     nb = jupytext.read(source)
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"cell-{i:02d}"  # fixed ids: `make colab` rewrites only what changed
     nb.metadata.pop("jupytext", None)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["accelerator"] = "GPU"
