@@ -118,3 +118,25 @@ def test_a_stored_baseline_run_is_reused_rather_than_generated_again(explorer):
 
     baseline(explorer.handle, explorer.profile, explorer.runs, seeds=(0, 1), progress=False)
     assert stored_baseline_seeds(explorer.handle, explorer.profile, explorer.runs) == (0, 1)
+
+
+def test_switching_the_axis_set_rescores_under_the_new_axes(tiny, explorer, dirs):
+    import dataclasses
+
+    shifted = dataclasses.replace(explorer.axes, centres=explorer.axes.centres + 5 * explorer.axes.scales)
+    other = shifted.save(explorer.runs / "axes-shifted.json")
+
+    def loader(model, axes_file):
+        handle = tiny("qwen2") if model == "qwen2" else model
+        return Explorer.open(handle, axes_file=axes_file, profile="smoke", progress=False, **dirs)
+
+    app = ExploreApp("qwen2", loader, axes_file=explorer.axes_file, models=["qwen2"])
+    assert app.on_load()
+    assert [v for _, v in app.axes.options] == [str(explorer.axes_file), str(other)]
+    app.message.value = "Hello"
+    first = app.on_send()
+    app.axes.value = str(other)  # the dropdown's observer loads the other axes, not the model again
+    assert "axes-shifted.json" in app.status.value
+    second = app.on_send()
+    assert app.explorer("qwen2", str(other)).handle is app.explorer("qwen2", str(explorer.axes_file)).handle
+    assert (second.scores < first.scores).all() or (second.scores == -1).all()  # centres moved up by 5 IQRs
