@@ -15,9 +15,7 @@ MODEL ?= smollm2-135m-instruct
 NBVAL_DIR := build/nbval
 # tiny models: one thread each is faster than two competing ones
 NBVAL_ENV := STYLEPROBE_CACHE=$(NBVAL_DIR)/cache OMP_NUM_THREADS=1
-NBVAL_PARAMS := -p runs_dir $(abspath $(NBVAL_DIR))/runs -p axes_dir $(abspath $(NBVAL_DIR))/axes \
-	-p figures_dir $(abspath $(NBVAL_DIR))/figures -p results_dir $(abspath $(NBVAL_DIR))/results \
-	-p seeds "[0, 1, 2]" -p n_boot 100
+NBVAL_PARAMS := -p root $(abspath $(NBVAL_DIR)) -p seeds "[0, 1, 2]" -p n_boot 100
 REPRODUCE = $(BIN)/styleprobe reproduce $(PROFILE_FLAG)
 
 .PHONY: install test test-unit test-notebooks test-slow lint reproduce reproduce-paper notebook lab colab bench paper clean-runs help

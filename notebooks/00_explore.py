@@ -56,8 +56,7 @@ dtype = None
 calibrate_missing = True  # calibrate a model that has no axes yet (minutes on a CPU)
 message = "I have a job interview tomorrow and I am nervous. Any advice?"
 system = "Answer in one short sentence."  # the headless demo's second turn
-runs_dir = None
-axes_dir = None
+root = None  # folder for runs/ and axes/ (None: the repository's)
 
 # %%
 from IPython.display import display
@@ -75,8 +74,7 @@ loader = default_loader(
     profile=profile,
     device=device,
     dtype=dtype,
-    axes_dir=axes_dir,
-    runs_dir=runs_dir,
+    root=root,
     calibrate_missing=calibrate_missing,
 )
 app = ExploreApp(model, loader, axes_file=axes_file, compare_with=compare_with)

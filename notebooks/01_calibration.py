@@ -45,20 +45,12 @@ revision = None
 profile = None  # "quick" (CPU default), "paper" (GPU default) or "smoke" (tiny CI runs)
 device = None
 dtype = None
-# single sizes overriding the profile (None keeps the profile's value)
-n_calibration = None
-n_evaluation = None
-n_baseline = None
-calibration_tokens = None
-baseline_tokens = None
+sizes = {}  # profile sizes to override, e.g. {"n_baseline": 10, "calibration_tokens": 64}
 seed = 0
 batch_size = None
 normalisation = "median_iqr"  # or "uncentred_iqr" (the original study)
 read_with_instruction = False  # True: read the answers with the style instruction in context (the original)
-runs_dir = None  # default: <repo>/runs
-axes_dir = None  # default: <repo>/axes
-figures_dir = None  # default: <repo>/figures
-results_dir = None  # default: <repo>/results
+root = None  # folder for runs/, axes/, figures/, results/ (None: the repository's)
 
 # %%
 import matplotlib.pyplot as plt
@@ -70,20 +62,7 @@ from styleprobe.calibration import calibrate
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(
-    model,
-    profile=profile,
-    revision=revision,
-    device=device,
-    dtype=dtype,
-    runs_dir=runs_dir,
-    axes_dir=axes_dir,
-    figures_dir=figures_dir,
-    results_dir=results_dir,
-    n_calibration=n_calibration,
-    n_evaluation=n_evaluation,
-    n_baseline=n_baseline,
-    calibration_tokens=calibration_tokens,
-    baseline_tokens=baseline_tokens,
+    model, profile=profile, revision=revision, device=device, dtype=dtype, root=root, sizes=sizes
 )
 handle, prof = ws.handle, ws.profile
 print(ws.describe())

@@ -58,21 +58,13 @@ revision = None  # of the instruct model; the base model loads its default revis
 profile = None  # "quick" (CPU default), "paper" (GPU default) or "smoke" (tiny CI runs)
 device = None
 dtype = None
-# single sizes overriding the profile (None keeps the profile's value)
-n_calibration = None
-n_evaluation = None
-n_baseline = None
-calibration_tokens = None
-baseline_tokens = None
+sizes = {}  # profile sizes to override, e.g. {"n_baseline": 10, "calibration_tokens": 64}
 seeds = [0, 1, 2, 3, 4]  # baseline repetitions, averaged per question (as in notebook 02)
 seed = 0  # calibration sampling seed
 alpha = 0.05  # level of the per-axis separability test and of McNemar's test
 n_boot = 2000  # bootstrap resamples for the std-ratio CIs
 batch_size = None
-runs_dir = None
-axes_dir = None
-figures_dir = None
-results_dir = None
+root = None  # folder for runs/, axes/, figures/, results/ (None: the repository's)
 
 # %%
 import matplotlib.pyplot as plt
@@ -85,18 +77,10 @@ from styleprobe.chat import PLAIN_ASSISTANT, build_prompt
 from styleprobe.data import load_axes, load_questions
 from styleprobe.workspace import Workspace
 
-sizes = {
-    "n_calibration": n_calibration,
-    "n_evaluation": n_evaluation,
-    "n_baseline": n_baseline,
-    "calibration_tokens": calibration_tokens,
-    "baseline_tokens": baseline_tokens,
-}
-folders = {"runs_dir": runs_dir, "axes_dir": axes_dir, "figures_dir": figures_dir, "results_dir": results_dir}
 workspaces = {
-    "base": Workspace.open(base_model, profile=profile, device=device, dtype=dtype, **folders, **sizes),
+    "base": Workspace.open(base_model, profile=profile, device=device, dtype=dtype, root=root, sizes=sizes),
     "instruct": Workspace.open(
-        instruct_model, profile=profile, revision=revision, device=device, dtype=dtype, **folders, **sizes
+        instruct_model, profile=profile, revision=revision, device=device, dtype=dtype, root=root, sizes=sizes
     ),
 }
 prof = workspaces["instruct"].profile

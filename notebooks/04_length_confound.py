@@ -42,18 +42,10 @@ revision = None
 profile = None
 device = None
 dtype = None
-# single sizes overriding the profile (None keeps the profile's value)
-n_calibration = None
-n_evaluation = None
-n_baseline = None
-calibration_tokens = None
-baseline_tokens = None
+sizes = {}  # profile sizes to override, e.g. {"n_baseline": 10, "calibration_tokens": 64}
 seeds = [0, 1, 2, 3, 4]
 batch_size = None
-runs_dir = None
-axes_dir = None
-figures_dir = None
-results_dir = None
+root = None  # folder for runs/, axes/, figures/, results/ (None: the repository's)
 
 # %%
 import matplotlib.pyplot as plt
@@ -66,20 +58,7 @@ from styleprobe.calibration import baseline, project_results
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(
-    model,
-    profile=profile,
-    revision=revision,
-    device=device,
-    dtype=dtype,
-    runs_dir=runs_dir,
-    axes_dir=axes_dir,
-    figures_dir=figures_dir,
-    results_dir=results_dir,
-    n_calibration=n_calibration,
-    n_evaluation=n_evaluation,
-    n_baseline=n_baseline,
-    calibration_tokens=calibration_tokens,
-    baseline_tokens=baseline_tokens,
+    model, profile=profile, revision=revision, device=device, dtype=dtype, root=root, sizes=sizes
 )
 handle, prof = ws.handle, ws.profile
 print(ws.describe())

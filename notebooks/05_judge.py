@@ -64,12 +64,7 @@ revision = None
 profile = None  # "quick" (CPU default), "paper" (GPU default) or "smoke" (tiny CI runs)
 device = None
 dtype = None
-# single sizes overriding the profile (None keeps the profile's value)
-n_calibration = None
-n_evaluation = None
-n_baseline = None
-calibration_tokens = None
-baseline_tokens = None
+sizes = {}  # profile sizes to override, e.g. {"n_baseline": 10, "calibration_tokens": 64}
 seeds = [0, 1, 2, 3, 4]  # notebook 02's baseline stage, reused; the judge reads the first seed's answers
 seed = 0  # the calibration seed of notebook 01 (its held-out answers are the compliance pairs)
 batch_size = None
@@ -82,10 +77,7 @@ max_attempts = 3  # asks per judgement when the reply is malformed; then the rat
 n_responses = 8  # baseline answers to rate
 n_pairs = None  # held-out pairs per axis for the compliance check (None: all)
 n_boot = 1000  # bootstrap resamples
-runs_dir = None
-axes_dir = None
-figures_dir = None
-results_dir = None
+root = None  # folder for runs/, axes/, figures/, results/ (None: the repository's)
 
 # %%
 import matplotlib.pyplot as plt
@@ -101,20 +93,7 @@ from styleprobe.results import all_results, load_results
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(
-    model,
-    profile=profile,
-    revision=revision,
-    device=device,
-    dtype=dtype,
-    runs_dir=runs_dir,
-    axes_dir=axes_dir,
-    figures_dir=figures_dir,
-    results_dir=results_dir,
-    n_calibration=n_calibration,
-    n_evaluation=n_evaluation,
-    n_baseline=n_baseline,
-    calibration_tokens=calibration_tokens,
-    baseline_tokens=baseline_tokens,
+    model, profile=profile, revision=revision, device=device, dtype=dtype, root=root, sizes=sizes
 )
 handle, prof = ws.handle, ws.profile
 print(ws.describe())

@@ -50,21 +50,13 @@ revision = None
 profile = None  # "quick" (CPU default), "paper" (GPU default) or "smoke" (tiny CI runs)
 device = None
 dtype = None
-# single sizes overriding the profile (None keeps the profile's value)
-n_calibration = None
-n_evaluation = None
-n_baseline = None
-calibration_tokens = None
-baseline_tokens = None  # budget of the answers without thinking
+sizes = {}  # profile sizes to override, e.g. {"n_baseline": 10, "calibration_tokens": 64}
 thinking_tokens = 4096  # budget of the answers with thinking on: think block and visible answer together
 seeds = None  # None: the profile's seeds
 n_boot = 2000  # bootstrap resamples for the shift CIs
 batch_size = None
 read_batch_size = 8  # answers per teacher-forced pass when re-reading with the think block included
-runs_dir = None
-axes_dir = None
-figures_dir = None
-results_dir = None
+root = None  # folder for runs/, axes/, figures/, results/ (None: the repository's)
 
 # %%
 import matplotlib.pyplot as plt
@@ -78,20 +70,7 @@ from styleprobe.data import load_questions
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(
-    model,
-    profile=profile,
-    revision=revision,
-    device=device,
-    dtype=dtype,
-    runs_dir=runs_dir,
-    axes_dir=axes_dir,
-    figures_dir=figures_dir,
-    results_dir=results_dir,
-    n_calibration=n_calibration,
-    n_evaluation=n_evaluation,
-    n_baseline=n_baseline,
-    calibration_tokens=calibration_tokens,
-    baseline_tokens=baseline_tokens,
+    model, profile=profile, revision=revision, device=device, dtype=dtype, root=root, sizes=sizes
 )
 handle, prof = ws.handle, ws.profile
 print(ws.describe())

@@ -54,29 +54,16 @@ revision = None
 profile = None  # "quick" (CPU default), "paper" (GPU default) or "smoke" (tiny CI runs)
 device = None
 dtype = None
-n_calibration = None
-n_evaluation = None
-n_baseline = None
-calibration_tokens = None
-baseline_tokens = None
-n_benchmark = None
-seeds = [
-    0,
-    1,
-    2,
-    3,
-    4,
-]  # baseline seeds for test-retest: the same as notebook 02's, so its answers are reused
+sizes = {}  # profile sizes to override, e.g. {"n_baseline": 10, "calibration_tokens": 64}
+# baseline seeds for test-retest: the same as notebook 02's, so its answers are reused
+seeds = [0, 1, 2, 3, 4]
 benchmark_seeds = [0, 1, 2]
 convergence_sizes = [5, 10, 15, 20, 30]
 n_repeats = 20  # random subsets per size
 n_boot = 1000
 read_with_instruction = False  # True: read answers with the style instruction in context (the original way)
 batch_size = None
-runs_dir = None
-axes_dir = None
-figures_dir = None
-results_dir = None
+root = None  # folder for runs/, axes/, figures/, results/ (None: the repository's)
 
 # %%
 import matplotlib.pyplot as plt
@@ -94,21 +81,7 @@ from styleprobe.textmetrics import AXIS_METRICS, metrics_frame
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(
-    model,
-    profile=profile,
-    revision=revision,
-    device=device,
-    dtype=dtype,
-    runs_dir=runs_dir,
-    axes_dir=axes_dir,
-    figures_dir=figures_dir,
-    results_dir=results_dir,
-    n_calibration=n_calibration,
-    n_evaluation=n_evaluation,
-    n_baseline=n_baseline,
-    calibration_tokens=calibration_tokens,
-    baseline_tokens=baseline_tokens,
-    n_benchmark=n_benchmark,
+    model, profile=profile, revision=revision, device=device, dtype=dtype, root=root, sizes=sizes
 )
 handle, prof = ws.handle, ws.profile
 print(ws.describe())

@@ -50,6 +50,7 @@ revision = None
 profile = None  # "quick" (CPU default), "paper" (GPU default) or "smoke" (tiny CI runs)
 device = None
 dtype = None
+sizes = {}  # profile sizes to override, e.g. {"n_baseline": 10, "calibration_tokens": 64}
 # single sizes overriding the profile's drift sizes (None keeps the profile's value)
 n_scenarios = None
 n_controls = None
@@ -60,10 +61,7 @@ seed = 0
 factor = 2.0  # significance needs |mean slope| > factor * |control mean slope|
 n_boot = 1000  # bootstrap resamples for the confidence intervals
 batch_size = None
-runs_dir = None
-axes_dir = None
-figures_dir = None
-results_dir = None
+root = None  # folder for runs/, axes/, figures/, results/ (None: the repository's)
 imported_dir = None  # the original study's extended_drift files; None: the copy in the repository
 
 # %%
@@ -81,15 +79,7 @@ from styleprobe.results import all_results
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(
-    model,
-    profile=profile,
-    revision=revision,
-    device=device,
-    dtype=dtype,
-    runs_dir=runs_dir,
-    axes_dir=axes_dir,
-    figures_dir=figures_dir,
-    results_dir=results_dir,
+    model, profile=profile, revision=revision, device=device, dtype=dtype, root=root, sizes=sizes
 )
 handle = ws.handle
 prof = drift.get_drift_profile(

@@ -38,12 +38,10 @@ if importlib.util.find_spec("styleprobe") is None:
     site.addsitedir(site.getsitepackages()[0])  # the new install, importable without a kernel restart
 
 # %% tags=["parameters"]
-results_dir = None  # default: <repo>/results
-figures_dir = None  # default: <repo>/figures
+root = None  # folder holding results/ and figures/ (None: the repository's)
 include_imported = True
 
 # %%
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -57,10 +55,11 @@ from styleprobe.plots import radar, save_figure
 from styleprobe.results import all_results
 
 AXES = list(load_axes())
-figs = Path(figures_dir or paths.FIGURES_DIR) / "cross_model"
+where = paths.folders(root)
+figs = where.figures / "cross_model"
 
 per_question: dict[str, pd.DataFrame] = {}
-for slug, res in all_results(results_dir).items():
+for slug, res in all_results(where.results).items():
     if "baseline" in res:
         per_question[slug] = pd.DataFrame(res["baseline"]["per_question"]).T.astype(float)
 ours = list(per_question)
@@ -131,11 +130,11 @@ assert means.index.is_unique and spectrum["share"].between(0, 1).all()
 # %%
 from styleprobe import paper
 
-root = paper.generated_dir(results_dir)
+generated = paper.generated_dir(where.results)
 accuracy = pd.DataFrame(
     {
         slug: pd.DataFrame(res["calibration"]["evaluation"]).T["pairwise_accuracy"]
-        for slug, res in all_results(results_dir).items()
+        for slug, res in all_results(where.results).items()
         if "calibration" in res
     }
 ).T.reindex(columns=AXES)
@@ -152,13 +151,13 @@ paper.write_numbers(
         "pc1_percent_max": round(100 * pc1.max()),
         "pc1_percent_median": round(100 * pc1.median()),
     },
-    root=root,
+    root=generated,
 )
 paper.write_table(
     paper.CROSS_MODEL,
     "cross_model_means",
     means.join(pc1.rename("PC1")),
-    root=root,
+    root=generated,
     index_name="model",
     columns={n: n.split("_")[0] for n in AXES},  # the first pole: positive values lean towards it
 )
@@ -166,9 +165,9 @@ paper.write_table(
     paper.CROSS_MODEL,
     "cross_model_accuracy",
     accuracy,
-    root=root,
+    root=generated,
     index_name="model",
     columns={n: n.split("_")[0] for n in AXES},
 )
-written = paper.copy_figures(paper.CROSS_MODEL, figs, ["fingerprint_heatmap", "pca_spectra"], root=root)
+written = paper.copy_figures(paper.CROSS_MODEL, figs, ["fingerprint_heatmap", "pca_spectra"], root=generated)
 assert all(p.exists() for p in written) and len(accuracy) >= 1

@@ -52,15 +52,12 @@ revision = None
 profile = None  # "quick" (CPU default), "paper" (GPU default) or "smoke" (tiny CI runs)
 device = None
 dtype = None
-n_benchmark = None  # questions per alpha (the profile's benchmark size)
+sizes = {}  # profile sizes to override; questions per alpha: {"n_benchmark": 10}
 alphas = [-1.0, -0.5, 0.0, 0.5, 1.0]  # per block, in calibration IQRs (±1.5 degraded most SmolLM2 answers)
 steer_layers = None  # decoder blocks to steer (None: the blocks the axes read)
 max_new_tokens = None  # None: the profile's baseline budget
 batch_size = None
-runs_dir = None
-axes_dir = None
-figures_dir = None
-results_dir = None
+root = None  # folder for runs/, axes/, figures/, results/ (None: the repository's)
 
 # %%
 import matplotlib.pyplot as plt
@@ -77,16 +74,7 @@ from styleprobe.textmetrics import AXIS_METRICS, metrics_frame
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(
-    model,
-    profile=profile,
-    revision=revision,
-    device=device,
-    dtype=dtype,
-    runs_dir=runs_dir,
-    axes_dir=axes_dir,
-    figures_dir=figures_dir,
-    results_dir=results_dir,
-    n_benchmark=n_benchmark,
+    model, profile=profile, revision=revision, device=device, dtype=dtype, root=root, sizes=sizes
 )
 handle, prof = ws.handle, ws.profile
 axes = ws.axes()

@@ -14,7 +14,7 @@ from styleprobe.pipeline import Item, reread
 @pytest.fixture(scope="module")
 def dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("explore")
-    return {"axes_dir": root / "axes", "runs_dir": root / "runs"}
+    return {"root": root}
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def explorer(tiny, dirs):
 
 def test_missing_axes_are_a_one_line_error_unless_calibration_is_asked_for(tiny, tmp_path):
     with pytest.raises(AxesError, match=r"no axes for .* run notebook 01"):
-        Explorer.open(tiny("qwen2"), profile="smoke", axes_dir=tmp_path, runs_dir=tmp_path)
+        Explorer.open(tiny("qwen2"), profile="smoke", root=tmp_path)
 
 
 def test_axes_of_another_model_are_refused(tiny, explorer):
@@ -76,9 +76,7 @@ def test_the_baseline_fingerprint_is_computed_once_under_the_chosen_axes(explore
     base = explorer.baseline(progress=False)
     assert list(base.index) == explorer.axes.names and base.notna().all()
     assert explorer.baseline(progress=False) is base
-    assert axes_files(
-        explorer.name, explorer.handle.model_id, explorer.axes_file.parent, explorer.runs.parent
-    )
+    assert axes_files(explorer.name, explorer.handle.model_id, explorer.folders)[0] == explorer.axes_file
 
 
 def test_the_app_callbacks_work_without_a_browser(tiny, dirs):

@@ -17,3 +17,8 @@ def test_paper_profile_is_the_full_protocol():
     paper = PROFILES["paper"]
     assert (paper.n_calibration, paper.n_evaluation, paper.n_baseline, len(paper.seeds)) == (30, 10, 30, 5)
     assert (paper.calibration_tokens, paper.baseline_tokens) == (200, 384)
+
+
+def test_a_misspelt_size_is_a_one_line_error():
+    with pytest.raises(ValueError, match="unknown profile size n_calib; choose from n_calibration"):
+        get_profile("quick", n_calib=8)

@@ -44,13 +44,10 @@ class Turn:
     index: int = field(default_factory=itertools.count().__next__)  # order of asking, across explorers
 
 
-def axes_files(
-    slug: str, model_id: str, axes_dir: Path | None = None, runs_dir: Path | None = None
-) -> list[Path]:
+def axes_files(slug: str, model_id: str, where: paths.Folders) -> list[Path]:
     """Axis files calibrated on this model: `axes/<slug>.json` first, then the run store's variants
     (e.g. `runs/<slug>/axes-instructed.json` from notebook 07)."""
-    candidates = [Path(axes_dir or paths.AXES_DIR) / f"{slug}.json"]
-    candidates += sorted((Path(runs_dir or paths.RUNS_DIR) / slug).glob("axes*.json"))
+    candidates = [where.axes / f"{slug}.json", *sorted((where.runs / slug).glob("axes*.json"))]
     found = []
     for path in candidates:
         try:
@@ -67,7 +64,7 @@ class Explorer:
     axes: AxisSet
     axes_file: Path
     profile: Profile
-    runs: Path  # runs/<slug>: where the baseline answers are kept
+    folders: paths.Folders  # runs/<slug> keeps the baseline answers
     history: list[Turn] = field(default_factory=list)
     _baseline: pd.Series | None = None
 
@@ -80,33 +77,37 @@ class Explorer:
         profile: str | None = None,
         device: str | None = None,
         dtype: str | None = None,
-        axes_dir: str | Path | None = None,
-        runs_dir: str | Path | None = None,
+        root: str | Path | None = None,
         calibrate_missing: bool = False,
         progress: bool = True,
     ) -> Explorer:
         """Load the model (or take a loaded handle) and its axes: `axes_file`, else the first of
-        `axes_files`; with none, calibrate (`calibrate_missing`) or raise a one-line `AxesError`."""
+        `axes_files` under `root` (None: the repository's folders); with none, calibrate
+        (`calibrate_missing`) or raise a one-line `AxesError`."""
         handle = model if isinstance(model, ModelHandle) else load_model(model, device=device, dtype=dtype)
         prof = get_profile(profile)
-        runs = Path(runs_dir or paths.RUNS_DIR) / handle.slug
+        where = paths.folders(root)
         if axes_file is None:
-            found = axes_files(handle.slug, handle.model_id, axes_dir, runs_dir)
-            axes_file = found[0] if found else Path(axes_dir or paths.AXES_DIR) / f"{handle.slug}.json"
+            found = axes_files(handle.slug, handle.model_id, where)
+            axes_file = found[0] if found else where.axes / f"{handle.slug}.json"
         axes_file = Path(axes_file)
         if not axes_file.exists():
             if not calibrate_missing:
                 raise AxesError(f"no axes for {handle.model_id} at {axes_file}: run notebook 01 or calibrate")
-            cal = calibrate(handle, prof, runs, progress=progress)
+            cal = calibrate(handle, prof, where.runs / handle.slug, progress=progress)
             cal.axes.save(axes_file)
         axes = AxisSet.load(axes_file)
         if axes.model_id != handle.model_id:
             raise AxesError(f"axes in {axes_file} belong to {axes.model_id!r}, not {handle.model_id!r}")
-        return cls(handle, axes, axes_file, prof, runs)
+        return cls(handle, axes, axes_file, prof, where)
 
     @property
     def name(self) -> str:
         return self.handle.slug
+
+    @property
+    def runs(self) -> Path:
+        return self.folders.runs / self.handle.slug
 
     @property
     def aggregation(self) -> Aggregation:

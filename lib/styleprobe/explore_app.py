@@ -27,7 +27,7 @@ EXPECTED = (AxesError, ModelLoadError, DataError, ValueError, FileNotFoundError)
 
 
 def default_loader(**options) -> Loader:
-    """`Explorer.open` with fixed options (profile, device, axes_dir, runs_dir, calibrate_missing)."""
+    """`Explorer.open` with fixed options (profile, device, dtype, root, calibrate_missing)."""
     return lambda model, axes_file: Explorer.open(model, axes_file=axes_file, **options)
 
 
@@ -110,9 +110,7 @@ class ExploreApp:
         if model == self._loaded:
             return self.explorer(model, self.axes.value or None)
         e = self.explorer(model, self._first[1] if model == self._first[0] else None)
-        files = axes_files(e.handle.slug, e.handle.model_id, e.axes_file.parent, e.runs.parent) or [
-            e.axes_file
-        ]
+        files = axes_files(e.handle.slug, e.handle.model_id, e.folders) or [e.axes_file]
         self._explorers[(model, str(e.axes_file))] = e
         self.axes.unobserve(self.on_axes, names="value")
         self.axes.options = [(f.name if f.parent == e.axes_file.parent else str(f), str(f)) for f in files]

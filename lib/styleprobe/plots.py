@@ -38,5 +38,7 @@ def save_figure(fig: plt.Figure, stem: Path, formats: tuple[str, ...] = ("png", 
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(f".{fmt}") for fmt in formats]
     for path in paths:
-        fig.savefig(path, bbox_inches="tight", dpi=150)
+        # no creation date in PDFs, so a re-run that draws the same figure writes the same file
+        metadata = {"CreationDate": None} if path.suffix == ".pdf" else None
+        fig.savefig(path, bbox_inches="tight", dpi=150, metadata=metadata)
     return paths

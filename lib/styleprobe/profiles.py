@@ -36,6 +36,10 @@ def get_profile(name: str | None, **overrides) -> Profile:
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose from {', '.join(PROFILES)}")
     base = PROFILES[name]
+    unknown = set(overrides) - set(base.to_dict()) - {"name"}
+    if unknown:
+        sizes = ", ".join(k for k in base.to_dict() if k != "name")
+        raise ValueError(f"unknown profile size {', '.join(sorted(unknown))}; choose from {sizes}")
     changed = {k: v for k, v in overrides.items() if v is not None and getattr(base, k) != v}
     if not changed:
         return base

@@ -111,7 +111,7 @@ def plan(
             elif n in BASE_PAIR and (base or notebooks):
                 pair = {"instruct_model": model, **({"base_model": base} if base else {})}
                 steps.append((n, folder / f"{n}.ipynb", {**pair, **parameters}))
-    cross = {k: v for k, v in parameters.items() if k in ("results_dir", "figures_dir")}
+    cross = {k: v for k, v in parameters.items() if k == "root"}
     folder = Path(out_dir) if out_dir else runs / "cross_model" / "notebooks"
     steps += [(n, folder / f"{n}.ipynb", cross) for n in names if n in CROSS_MODEL]
     return steps

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,23 +33,21 @@ class Workspace:
         revision: str | None = None,
         device: str | None = None,
         dtype: str | None = None,
-        runs_dir: str | None = None,
-        axes_dir: str | None = None,
-        figures_dir: str | None = None,
-        results_dir: str | None = None,
-        **sizes: int | None,
+        root: str | Path | None = None,
+        sizes: Mapping[str, int | None] | None = None,
     ) -> Workspace:
-        """Load `model` and resolve the folders (None: the repository's defaults); `sizes` override single
-        profile sizes (n_calibration, calibration_tokens, ...)."""
+        """Load `model` and resolve its folders under `root` (None: the repository's); `sizes` override
+        single profile sizes (n_calibration, calibration_tokens, ...)."""
         handle = load_model(model, device=device, dtype=dtype, revision=revision)
+        where = paths.folders(root)
         return cls(
             handle=handle,
-            profile=get_profile(profile, **sizes),
-            runs=Path(runs_dir or paths.RUNS_DIR) / handle.slug,
-            figures=Path(figures_dir or paths.FIGURES_DIR) / handle.slug,
-            axes_file=Path(axes_dir or paths.AXES_DIR) / f"{handle.slug}.json",
-            results_dir=Path(results_dir or paths.RESULTS_DIR),
-            paper_dir=paper.generated_dir(results_dir),
+            profile=get_profile(profile, **dict(sizes or {})),
+            runs=where.runs / handle.slug,
+            figures=where.figures / handle.slug,
+            axes_file=where.axes / f"{handle.slug}.json",
+            results_dir=where.results,
+            paper_dir=paper.generated_dir(where.results),
         )
 
     def axes(self) -> AxisSet:

@@ -1,0 +1,14 @@
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from styleprobe.plots import radar, save_figure
+
+
+def test_the_same_figure_saved_at_two_times_gives_the_same_files(tmp_path, monkeypatch):
+    written = []
+    for run, when in enumerate(["0", "86400"]):
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", when)  # the time matplotlib would stamp into the PDF
+        ax = radar({"m": pd.Series([0.1, -0.2, 0.3], index=["a_b", "c_d", "e_f"])})
+        written.append([p.read_bytes() for p in save_figure(ax.figure, tmp_path / str(run) / "radar")])
+        plt.close(ax.figure)
+    assert written[0] == written[1] and written[0][1].startswith(b"%PDF")
