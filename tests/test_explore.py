@@ -32,27 +32,26 @@ def test_axes_of_another_model_are_refused(tiny, explorer):
         Explorer.open(tiny("llama"), axes_file=explorer.axes_file, profile="smoke")
 
 
+def read_scores(explorer: Explorer, item: Item, response_ids, keep_system: bool = False) -> np.ndarray:
+    """The normalised projection of given answer tokens in the item's context, computed independently."""
+    agg = explorer.aggregation
+    layers = agg.absolute_layers(explorer.handle.n_layers)
+    states = reread(
+        explorer.handle, [item], [response_ids], layers, (agg.decay,), keep_system=keep_system, progress=False
+    )[:, 0]
+    return explorer.axes.project(agg.combine(states), explorer.handle.model_id)[0]
+
+
 def test_a_reply_is_scored_as_read_without_its_system_prompt(explorer):
     turn = explorer.ask("How do tides work?", "Answer like a pirate.", max_new_tokens=8)
     assert turn.response_ids and turn.system == "Answer like a pirate."
-    agg = explorer.aggregation
-    layers = agg.absolute_layers(explorer.handle.n_layers)
-
-    def scores(keep_system: bool) -> np.ndarray:
-        item = Item("x", turn.message, turn.system)
-        states = reread(
-            explorer.handle,
-            [item],
-            [turn.response_ids],
-            layers,
-            (agg.decay,),
-            keep_system=keep_system,
-            progress=False,
-        )[:, 0]
-        return explorer.axes.project(agg.combine(states), explorer.handle.model_id)[0]
-
-    np.testing.assert_allclose(turn.scores.to_numpy(), scores(False), atol=1e-5)
-    assert not np.allclose(scores(True), scores(False), atol=1e-5)  # the system prompt would change them
+    item = Item("x", turn.message, turn.system)
+    without = read_scores(explorer, item, turn.response_ids)
+    np.testing.assert_allclose(turn.scores.to_numpy(), without, atol=1e-5)
+    # the system prompt in context would have changed them
+    assert not np.allclose(
+        read_scores(explorer, item, turn.response_ids, keep_system=True), without, atol=1e-5
+    )
     assert np.all(np.abs(turn.scores) <= 1)
 
 
@@ -60,11 +59,14 @@ def test_a_continued_conversation_reads_the_earlier_turns(explorer):
     explorer.history.clear()
     first = explorer.ask("Name a colour.", max_new_tokens=6)
     second = explorer.ask("And another one?", continue_conversation=True, max_new_tokens=6)
-    alone = explorer.ask("And another one?", max_new_tokens=6)
+    history = ((first.message, first.response),)
+    in_context = read_scores(explorer, Item("x", second.message, None, history), second.response_ids)
+    alone = read_scores(explorer, Item("x", second.message), second.response_ids)
+    np.testing.assert_allclose(second.scores.to_numpy(), in_context, atol=1e-5)
+    assert not np.allclose(in_context, alone, atol=1e-5)
     table = explorer.history_table()
-    assert list(table["message"]) == [first.message, second.message, alone.message]
+    assert list(table["message"]) == [first.message, second.message]
     assert table[explorer.axes.names].notna().all().all()
-    assert not np.allclose(second.scores, alone.scores)  # same seed and key, different context
 
 
 def test_empty_messages_are_refused(explorer):
