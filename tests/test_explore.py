@@ -140,3 +140,12 @@ def test_switching_the_axis_set_rescores_under_the_new_axes(tiny, explorer, dirs
     second = app.on_send()
     assert app.explorer("qwen2", str(other)).handle is app.explorer("qwen2", str(explorer.axes_file)).handle
     assert (second.scores < first.scores).all() or (second.scores == -1).all()  # centres moved up by 5 IQRs
+
+
+def test_a_reply_with_nothing_to_measure_is_kept_unscored(explorer, monkeypatch):
+    import styleprobe.explore
+
+    # what an answer whose think block never closes looks like to the reader
+    monkeypatch.setattr(styleprobe.explore, "measure_mask", lambda handle, n, ids: [False] * (n + len(ids)))
+    turn = explorer.ask("Anything?", max_new_tokens=4)
+    assert turn.scores.isna().all() and turn in explorer.history

@@ -25,7 +25,7 @@ from styleprobe.calibration import (
     stored_baseline_seeds,
 )
 from styleprobe.chat import build_prompt
-from styleprobe.extraction import Aggregation
+from styleprobe.extraction import Aggregation, measure_mask
 from styleprobe.generation import SamplingConfig, generate, tokenize_prompts
 from styleprobe.models import ModelHandle, load_model
 from styleprobe.pipeline import Item, reread, row_key
@@ -154,7 +154,8 @@ class Explorer:
             self.handle, tokenize_prompts(self.handle, [prompt]), sampling, [row_key(seed, item.id)]
         )
         scores = pd.Series(np.nan, index=self.axes.names)
-        if gen.response_ids and not gen.empty:
+        # nothing to measure (empty, or a think block never closed): NaN, like unmeasured baseline answers
+        if any(measure_mask(self.handle, 0, gen.response_ids)) and not gen.empty:
             agg = self.aggregation
             per_layer = reread(
                 self.handle,

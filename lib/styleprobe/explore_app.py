@@ -15,15 +15,14 @@ import ipywidgets as w
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from styleprobe.axes import AxesError
-from styleprobe.data import DataError
+from styleprobe.cli import KNOWN_ERRORS
 from styleprobe.explore import Explorer, Turn, axes_files, history_table
-from styleprobe.models import ModelHandle, ModelLoadError, load_presets
+from styleprobe.models import ModelHandle, load_presets
 from styleprobe.plots import radar
 
 # (model name or an already loaded handle, axes file or None for the model's default) -> Explorer
 Loader = Callable[[str | ModelHandle, Path | None], Explorer]
-EXPECTED = (AxesError, ModelLoadError, DataError, ValueError, FileNotFoundError)  # shown, not raised
+EXPECTED = (*KNOWN_ERRORS, ValueError)  # the command line's one-line errors, and bad input: shown, not raised
 
 
 def default_loader(**options) -> Loader:
