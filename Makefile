@@ -60,7 +60,7 @@ test-notebooks: install
 	$(NBVAL_ENV) $(BIN)/styleprobe reproduce --models random:qwen3 --notebooks 01 06 --profile smoke \
 		--prepare-only --out-dir $(NBVAL_DIR)/thinking $(NBVAL_PARAMS) -p thinking_tokens 24
 	$(NBVAL_ENV) $(BIN)/styleprobe reproduce --models random:qwen2 --notebooks 00 --profile smoke \
-		--prepare-only --out-dir $(NBVAL_DIR)/explore $(NBVAL_PARAMS) -p compare_with random:llama
+		--prepare-only --out-dir $(NBVAL_DIR)/explore -p root $(abspath $(NBVAL_DIR)) -p compare_with random:llama
 	$(NBVAL_ENV) $(BIN)/pytest --nbval-lax -p no:cacheprovider $(NBVAL_DIR)/notebooks $(NBVAL_DIR)/thinking \
 		$(NBVAL_DIR)/explore
 

@@ -57,6 +57,7 @@ import seaborn as sns
 
 from styleprobe import stats
 from styleprobe.calibration import baseline, fingerprint_table, project_results
+from styleprobe.compare import axes_id
 from styleprobe.plots import radar
 from styleprobe.workspace import Workspace
 
@@ -145,6 +146,8 @@ path = ws.update_results(
     {
         "profile": prof.name,
         "seeds": list(seeds),
+        "model_id": handle.model_id,
+        "axes_id": axes_id(axes),  # `styleprobe compare` refuses fingerprints made with other axes
         "fingerprint": table,
         "icc": reliability,
         "behavioural_correlation": behaviour,

@@ -73,7 +73,9 @@ def test_projecting_another_models_states_fails(tmp_path):
         axes.project(np.full((2, 32), np.nan))
 
 
-@pytest.mark.parametrize("damage", ["truncate_tensors", "bad_json", "missing_key", "missing_file"])
+@pytest.mark.parametrize(
+    "damage", ["truncate_tensors", "bad_json", "missing_key", "missing_file", "json_list"]
+)
 def test_corrupt_axes_files_fail_in_one_line(tmp_path, damage):
     axes, _, _ = _axis_set(np.random.default_rng(4))
     js = axes.save(tmp_path / "m")
@@ -86,8 +88,68 @@ def test_corrupt_axes_files_fail_in_one_line(tmp_path, damage):
         meta = json.loads(js.read_text())
         del meta["scales"]
         js.write_text(json.dumps(meta))
+    elif damage == "json_list":
+        js.write_text("[1, 2]")
     else:
         st.unlink()
     with pytest.raises(AxesError) as err:
         AxisSet.load(js)
     assert "\n" not in str(err.value)
+
+
+def test_every_preset_name_round_trips_to_its_own_file(tmp_path):
+    from styleprobe.models import load_presets
+
+    names = list(dict.fromkeys([*load_presets(), "tiny-v1.5", "tiny-v1.6", "qwen2.5-7b", "llama-3.1-8b"]))
+    base, _, _ = _axis_set(np.random.default_rng(5))
+    folder = tmp_path / "axes"
+    for i, name in enumerate(names):
+        axes = AxisSet(**{**base._fields(), "model_id": name, "vectors": base.vectors * (1 if i % 2 else -1)})
+        assert axes.save(folder / f"{name}.json") == folder / f"{name}.json"
+    assert sorted(p.name for p in folder.glob("*.json")) == sorted(f"{n}.json" for n in names)
+    assert sorted(p.name for p in folder.glob("*.safetensors")) == sorted(f"{n}.safetensors" for n in names)
+    for i, name in enumerate(names):
+        for given in (f"{name}.json", f"{name}.safetensors", name):  # either file, or the bare name
+            back = AxisSet.load(folder / given)
+            assert back.model_id == name
+            np.testing.assert_array_equal(back.vectors, base.vectors * (1 if i % 2 else -1))
+
+
+def test_a_bare_name_gets_both_suffixes_appended(tmp_path):
+    axes, _, _ = _axis_set(np.random.default_rng(6))
+    assert axes.save(tmp_path / "yi-1.5-9b-chat") == tmp_path / "yi-1.5-9b-chat.json"
+    assert axes.save(tmp_path / "yi-1.5-9b-chat.safetensors") == tmp_path / "yi-1.5-9b-chat.json"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".lock") == [
+        "yi-1.5-9b-chat.json",
+        "yi-1.5-9b-chat.safetensors",
+    ]
+
+
+def test_identical_axes_give_identical_bytes(tmp_path):
+    axes, _, _ = _axis_set(np.random.default_rng(7))
+    blobs = set()
+    for i in range(20):  # safetensors orders its metadata differently from one call to the next
+        js = axes.save(tmp_path / f"run{i}.json")
+        blobs.add((js.read_bytes(), js.with_suffix(".safetensors").read_bytes()))
+    assert len(blobs) == 1
+
+
+def test_a_pair_mixed_from_two_saves_is_refused_in_one_line(tmp_path):
+    rng = np.random.default_rng(8)
+    first, _, _ = _axis_set(rng)
+    second, _, _ = _axis_set(rng)
+    js = first.save(tmp_path / "m.json")
+    other = second.save(tmp_path / "other.json")
+    js.with_suffix(".safetensors").write_bytes(other.with_suffix(".safetensors").read_bytes())
+    with pytest.raises(AxesError, match="do not belong together") as err:
+        AxisSet.load(js)
+    assert "\n" not in str(err.value)
+
+
+def test_axes_files_written_before_the_checksum_still_load(tmp_path):
+    axes, _, _ = _axis_set(np.random.default_rng(9))
+    js = axes.save(tmp_path / "old.json")
+    meta = json.loads(js.read_text())
+    del meta["tensors_sha256"]
+    js.write_text(json.dumps(meta))
+    np.testing.assert_array_equal(AxisSet.load(js).vectors, axes.vectors)

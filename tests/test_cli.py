@@ -60,7 +60,7 @@ def test_calibrate_fingerprint_project_and_list(dirs, tmp_path, capsys):
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(lines) + "\n")
     out_path = tmp_path / "out.jsonl"
-    assert main(["project", str(src), *dirs, "--output", str(out_path)]) == 0
+    assert main(["project", str(src), *dirs, "--output", str(out_path)]) == 1  # 1: lines were skipped
     err = capsys.readouterr().err
     assert f"{src}:2: skipped" in err and f"{src}:3: skipped" in err
     scored = [json.loads(line) for line in out_path.read_text().splitlines()]
@@ -99,3 +99,53 @@ def test_a_subset_calibration_does_not_block_the_full_one(dirs, tmp_path):
     assert main(["calibrate", *dirs, "--axes", "warm_cold", "--profile", "smoke"]) == 0
     assert main(["calibrate", *dirs, "--profile", "smoke"]) == 0
     assert len(AxisSet.load(tmp_path / "axes" / "random-llama.json").names) == 7
+
+
+def test_project_scores_chat_logs_as_the_plain_format_and_skips_bad_lines(dirs, tmp_path, capsys):
+    assert main(["calibrate", *dirs, "--axes", "warm_cold", "--profile", "smoke"]) == 0
+    history = [["Hi!", "Hello, how can I help?"]]
+    plain = {"question": "What is rain?", "system": "Be brief.", "history": history, "response": "Water."}
+    chat = {
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Hi!"},
+            {"role": "assistant", "content": "Hello, how can I help?"},
+            {"role": "user", "content": "What is rain?"},
+            {"role": "assistant", "content": "Water."},
+        ]
+    }
+    unanswered = {"messages": [{"role": "user", "content": "What is rain?"}]}
+    src = tmp_path / "log.jsonl"
+    src.write_bytes(
+        b"\xef\xbb\xbf"  # a UTF-8 BOM must not cost line 1
+        + "\n".join(json.dumps(r) for r in (plain, chat, unanswered)).encode()
+        + b"\n\xff\xfe broken bytes\n"
+    )
+    out = tmp_path / "scored.jsonl"
+    assert main(["project", str(src), *dirs, "--output", str(out)]) == 1  # some lines were skipped
+    err = capsys.readouterr().err
+    assert f"{src}:3: skipped: conversation must end with an assistant message" in err
+    assert f"{src}:4: skipped: line is not valid UTF-8" in err and "2 of 4 lines skipped" in err
+    scored = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [set(s) - {"projection"} for s in scored] == [set(plain), set(chat)]  # the rows as given
+    assert scored[0]["projection"] == scored[1]["projection"]  # one conversation, two formats
+
+    src.write_text(json.dumps(chat) + "\n")
+    assert main(["project", str(src), *dirs, "--output", str(out)]) == 0  # 0: every line scored
+
+
+def test_dotted_local_model_names_keep_their_own_axes(tmp_path, cache, capsys, monkeypatch):
+    """`tiny-v1.5` and `tiny-v1.6` once shared `axes/tiny-v1.json`; fingerprint then recalibrated."""
+    from styleprobe.toy import build_random_model
+
+    monkeypatch.setenv("STYLEPROBE_CACHE", str(cache / "cli"))
+    folders = ["--runs-dir", str(tmp_path / "runs"), "--axes-dir", str(tmp_path / "axes"), "--quiet"]
+    folders += ["--figures-dir", str(tmp_path / "fig"), "--profile", "smoke"]
+    for version in ("1.5", "1.6"):
+        model = build_random_model("llama", tmp_path / f"tiny-v{version}")
+        assert main(["calibrate", "--model", str(model), *folders, "--axes", "warm_cold"]) == 0
+    assert sorted(p.name for p in (tmp_path / "axes").glob("*.json")) == ["tiny-v1.5.json", "tiny-v1.6.json"]
+    assert AxisSet.load(tmp_path / "axes" / "tiny-v1.5.json").model_id == "tiny-v1.5"
+    capsys.readouterr()
+    assert main(["fingerprint", "--model", str(tmp_path / "tiny-v1.5"), *folders]) == 0
+    assert "calibrating first" not in capsys.readouterr().out

@@ -4,10 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from styleprobe.axes import AxesError
+from styleprobe.axes import AxesError, AxisSet
+from styleprobe.calibration import project_results
 from styleprobe.cli import main
-from styleprobe.compare import compare_fingerprints, load_fingerprint
+from styleprobe.compare import axes_id, compare_fingerprints, load_fingerprint
 from styleprobe.data import load_axes
+from styleprobe.extraction import Aggregation
+from styleprobe.pipeline import StageResult
 
 AXES = ["warm_cold", "verbose_concise", "formal_casual"]
 
@@ -58,7 +61,209 @@ def test_cli_exit_status_gates_on_a_flagged_shift(tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert "flagged: verbose_concise" in out and (tmp_path / "f.png").exists()
-    assert main(["compare", str(tmp_path / "a.csv"), str(tmp_path / "missing.csv")]) == 2
+    assert _status(["compare", str(tmp_path / "a.csv"), str(tmp_path / "missing.csv")]) == 2
+
+
+def _status(argv):
+    """The CLI's exit status, whether it returns it or argparse exits with it."""
+    try:
+        return main(argv)
+    except SystemExit as stop:
+        return stop.code
+
+
+def _csv(frame, path, **identity):
+    frame.reset_index().assign(seed=0, **identity).to_csv(path, index=False)
+    return path
+
+
+# -- an axis without data ------------------------------------------------------------------------------------
+def test_an_axis_with_no_data_on_one_side_is_not_comparable_and_the_gate_does_not_pass(tmp_path, capsys):
+    a, b = _frame(), _frame(seed=1)
+    b["verbose_concise"] = np.nan
+    table = compare_fingerprints(a, b)
+    assert table.loc["verbose_concise", "status"] == "no data in B"
+    assert not table.loc["verbose_concise", "flagged"] and np.isnan(
+        table.loc["verbose_concise", "difference"]
+    )
+    assert table.attrs["not_comparable"] == {"verbose_concise": "no data in B"}
+    assert (table.drop("verbose_concise")["status"] == "ok").all()
+    assert compare_fingerprints(b, b).attrs["not_comparable"] == {"verbose_concise": "no data in A and B"}
+    ids = {"model_id": "m", "axes_id": "x1"}
+    status = _status(
+        ["compare", str(_csv(a, tmp_path / "a.csv", **ids)), str(_csv(b, tmp_path / "b.csv", **ids))]
+    )
+    out, err = capsys.readouterr()
+    assert status == 2 and "no data in B" in out  # the table is printed, the axis marked
+    assert err.strip().splitlines() == [
+        f"styleprobe: error: not comparable: verbose_concise (no data in B) (A = {tmp_path / 'a.csv'}, "
+        f"B = {tmp_path / 'b.csv'})"
+    ]
+
+
+def test_an_axis_with_one_paired_value_is_not_comparable():
+    a, b = _frame(n=5), _frame(seed=1, n=5)
+    a.loc[1:, "warm_cold"] = np.nan
+    table = compare_fingerprints(a, b)
+    assert table.loc["warm_cold", "status"] == "fewer than 2 questions" and table.loc["warm_cold", "n_a"] == 1
+    assert list(table.attrs["not_comparable"]) == ["warm_cold"]
+
+
+# -- settings ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"threshold": float("nan")},
+        {"threshold": float("inf")},
+        {"threshold": -0.1},
+        {"threshold": "0.2"},
+        {"n_boot": 10},
+        {"n_boot": 2000.0},
+        {"n_boot": True},
+    ],
+)
+def test_threshold_and_n_boot_are_checked(options):
+    with pytest.raises(
+        AxesError, match=r"threshold must be a finite number >= 0|n_boot must be an integer >= 100"
+    ):
+        compare_fingerprints(_frame(), _frame(shift=1.0), **options)
+
+
+def test_a_zero_threshold_and_the_fewest_resamples_are_accepted():
+    table = compare_fingerprints(_frame(), _frame(shift=-0.5, seed=3), threshold=0, n_boot=100)
+    assert table.loc["verbose_concise", "flagged"] and table.attrs["n_boot"] == 100
+
+
+# -- pairing -------------------------------------------------------------------------------------------------
+def test_one_shared_question_among_others_is_refused():
+    a, b = _frame(n=10), _frame(seed=1, n=10)
+    b.index = b.index + 9  # shares q_index 9 only
+    with pytest.raises(AxesError, match=r"share only one question \(q_index 9\)"):
+        compare_fingerprints(a, b)
+
+
+def test_a_partial_overlap_is_paired_over_the_shared_questions_and_reported(tmp_path, capsys):
+    a, b = _frame(n=20), _frame(shift=0.05, n=20)
+    b.index = b.index + 5  # questions 5..19 shared, 0..4 only in A, 20..24 only in B
+    table = compare_fingerprints(a, b)
+    assert table.attrs["paired"] and table.attrs["n_questions"] == 15 and table.attrs["left_out"] == (5, 5)
+    assert (table["n_a"] == 15).all() and (table["n_b"] == 15).all()
+    expected = (b.loc[5:19] - a.loc[5:19]).mean()
+    np.testing.assert_allclose(table["difference"], expected[table.index])
+    np.testing.assert_allclose(table["mean_a"], a.loc[5:19].mean()[table.index])
+    assert any(
+        "paired over the 15 shared questions" in n and "5 questions" in n for n in table.attrs["notes"]
+    )
+    ids = {"model_id": "m", "axes_id": "x1"}
+    main(["compare", str(_csv(a, tmp_path / "a.csv", **ids)), str(_csv(b, tmp_path / "b.csv", **ids))])
+    assert "paired over the 15 shared questions; left out: 5 questions" in capsys.readouterr().out
+
+
+def test_disjoint_question_sets_are_compared_unpaired_and_said_so():
+    a, b = _frame(n=10), _frame(seed=1, n=10)
+    b.index = b.index + 100
+    table = compare_fingerprints(a, b)
+    assert not table.attrs["paired"] and table.attrs["n_questions"] == (10, 10)
+    assert any("no shared questions: unpaired" in n for n in table.attrs["notes"])
+
+
+def test_questions_without_any_value_do_not_count_as_shared():
+    a, b = _frame(n=10), _frame(seed=1, n=10)
+    a.loc[3] = np.nan  # an empty answer in A
+    table = compare_fingerprints(a, b)
+    assert table.attrs["paired"] and table.attrs["n_questions"] == 9 and table.attrs["left_out"] == (0, 1)
+
+
+# -- identity ------------------------------------------------------------------------------------------------
+def _axes(model_id="org/parent", centre=0.0):
+    rng = np.random.default_rng(7)
+    vectors = rng.normal(size=(3, 4)).astype(np.float32)
+    return AxisSet(
+        names=list(AXES),
+        poles=[("a", "b")] * 3,
+        vectors=vectors / np.linalg.norm(vectors, axis=1, keepdims=True),
+        centres=np.full(3, centre),
+        scales=np.ones(3),
+        model_id=model_id,
+        hidden_size=4,
+        layers=[0],
+        aggregation={"layers": [0], "layer_weights": [1.0], "decay": 0.9},
+    )
+
+
+def _results(shift=0.0, n=12):
+    rng = np.random.default_rng(3)
+    records = pd.DataFrame({"q_index": range(n), "n_measured": 5, "n_tokens": 5})
+    states = rng.normal(scale=0.3, size=(n, 1, 4)).astype(np.float32) + shift
+    return {0: StageResult(records, states, Aggregation((0,), (1.0,), 0.9))}
+
+
+def test_axes_id_follows_the_axes_content_not_the_object(tmp_path):
+    axes = _axes()
+    assert axes_id(axes) == axes_id(_axes()) == axes_id(AxisSet.load(axes.save(tmp_path / "copy.json")))
+    assert axes_id(_axes(centre=0.1)) != axes_id(axes) != axes_id(_axes(model_id="org/child"))
+    assert axes_id(axes.subset(["warm_cold"])) != axes_id(axes)
+
+
+def test_projections_csv_carries_model_and_axes_identity(tmp_path):
+    axes = _axes()
+    projections = project_results(axes, _results(), "org/parent")
+    assert list(projections.columns) == ["seed", "q_index", *AXES, "n_tokens", "model_id", "axes_id"]
+    projections.to_csv(tmp_path / "p.csv", index=False)
+    frame = load_fingerprint(tmp_path / "p.csv")
+    assert list(frame.columns) == AXES
+    assert frame.attrs["model_id"] == "org/parent" and frame.attrs["axes_id"] == axes_id(axes)
+
+
+def test_fingerprints_on_different_axes_are_refused(tmp_path):
+    project_results(_axes(), _results(), "org/parent").to_csv(tmp_path / "a.csv", index=False)
+    project_results(_axes(centre=0.3), _results(), "org/parent").to_csv(tmp_path / "b.csv", index=False)
+    with pytest.raises(AxesError, match=r"projected on different axes \(axes id"):
+        compare_fingerprints(load_fingerprint(tmp_path / "a.csv"), load_fingerprint(tmp_path / "b.csv"))
+    assert _status(["compare", str(tmp_path / "a.csv"), str(tmp_path / "b.csv")]) == 2
+
+
+def test_a_csv_mixing_two_axes_sets_is_refused(tmp_path):
+    mixed = pd.concat(
+        [
+            project_results(_axes(), _results(), "org/parent"),
+            project_results(_axes(centre=0.3), _results(), "org/parent").assign(seed=1),
+        ]
+    )
+    mixed.to_csv(tmp_path / "m.csv", index=False)
+    with pytest.raises(AxesError, match=r"m\.csv: the projections mix several axes_id values"):
+        load_fingerprint(tmp_path / "m.csv")
+
+
+def test_different_models_on_the_same_axes_are_compared_and_named(tmp_path, capsys):
+    axes = _axes()
+    project_results(axes, _results(), "org/parent").to_csv(tmp_path / "a.csv", index=False)
+    child = project_results(axes, _results(shift=0.0), "org/parent").assign(model_id="org/child")
+    child.to_csv(tmp_path / "b.csv", index=False)  # the fine-tuned model read with its parent's axes
+    assert main(["compare", str(tmp_path / "a.csv"), str(tmp_path / "b.csv")]) == 0
+    out = capsys.readouterr().out
+    assert f"B = {tmp_path / 'b.csv'} (model org/child, axes id {axes_id(axes)})" in out
+    assert "A and B are different models (org/parent vs org/child), projected on the same axes" in out
+    assert "warning" not in out
+
+
+def test_files_without_identity_load_with_a_warning(tmp_path, capsys):
+    frame = _frame()
+    (tmp_path / "old.json").write_text(
+        json.dumps(
+            {
+                "model": "m",
+                "calibration": {"model_id": "org/m"},
+                "baseline": {"per_question": frame.to_dict(orient="index")},
+            }
+        )
+    )
+    _csv(frame, tmp_path / "old.csv")
+    old = load_fingerprint(tmp_path / "old.json")
+    assert old.attrs["model_id"] == "org/m" and old.attrs["axes_id"] is None
+    assert main(["compare", str(tmp_path / "old.json"), str(tmp_path / "old.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "whether A and B share axes cannot be checked" in out and "B: no record of the model" in out
 
 
 @pytest.mark.realmodel

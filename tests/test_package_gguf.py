@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 
 import pytest
 
@@ -57,7 +58,19 @@ def test_split_parts_are_reassembled_once_and_verified(split_model, tmp_path):
     assert path.read_bytes() == whole
     stamp = path.stat().st_mtime_ns
     assert package_gguf("fake-gguf") == path and path.stat().st_mtime_ns == stamp  # not written again
-    assert [p.name for p in path.parent.iterdir()] == [NAME]  # no temporary file left
+    assert [p.name for p in path.parent.iterdir() if p.suffix != ".lock"] == [NAME]  # no temporary file left
+
+
+def test_a_file_of_the_right_size_in_the_cache_is_checked_not_trusted(split_model, tmp_path):
+    _, whole = split_model
+    target = tmp_path / "cache" / "gguf" / NAME
+    target.parent.mkdir(parents=True)
+    target.write_bytes(bytes(len(whole)))  # zero-filled, same size: e.g. a disk that lost the data
+    assert package_gguf("fake-gguf").read_bytes() == whole
+    index = json.loads((tmp_path / "cache" / "file-hashes.json").read_text())
+    assert index[str(target)]["sha256"] == hashlib.sha256(whole).hexdigest()  # remembered, not re-read
+    target.write_bytes(bytes(len(whole)))  # changed again: its stamp no longer matches the index
+    assert package_gguf("fake-gguf").read_bytes() == whole
 
 
 def test_a_corrupted_part_fails_in_one_line_and_leaves_nothing(split_model, tmp_path):
@@ -69,7 +82,7 @@ def test_a_corrupted_part_fails_in_one_line_and_leaves_nothing(split_model, tmp_
     with pytest.raises(ModelLoadError, match="SHA-256") as err:
         package_gguf("fake-gguf")
     assert "\n" not in str(err.value)
-    assert not list((tmp_path / "cache" / "gguf").iterdir())
+    assert not [p for p in (tmp_path / "cache" / "gguf").iterdir() if p.suffix != ".lock"]
 
 
 def test_a_missing_part_package_names_it(split_model):

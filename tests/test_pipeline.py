@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import styleprobe.pipeline as pipeline
+from styleprobe.errors import UsageError
 from styleprobe.generation import SamplingConfig
 from styleprobe.pipeline import Item, run_stage
 from styleprobe.store import RunMismatchError
@@ -154,3 +155,39 @@ def test_reread_without_the_system_prompt_reads_other_states(tiny):
     assert not np.allclose(kept, dropped)
     with pytest.raises(ValueError, match="one response per item"):
         pipeline.reread(handle, items, ids[:1], [0], progress=False)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5, True])
+def test_a_bad_batch_size_is_refused_before_anything_is_written(tiny, tmp_path, batch_size):
+    with pytest.raises(UsageError, match="batch size"):
+        run_stage(tiny("llama"), tmp_path / "s", ITEMS, SAMPLING, batch_size=batch_size, progress=False)
+    assert not (tmp_path / "s").exists()  # no manifest holds the rejected setting
+    with pytest.raises(UsageError, match="batch size"):
+        pipeline.read_responses(tiny("llama"), ITEMS, ["Yes."] * len(ITEMS), batch_size=0, progress=False)
+
+
+def test_a_conversation_past_the_model_context_is_warned_about(tiny, monkeypatch):
+    handle = tiny("llama")
+    monkeypatch.setattr(handle.model.config, "max_position_embeddings", 40)
+    long, short = "word " * 60, "Fine."
+    with pytest.warns(
+        pipeline.ContextWarning, match=r"1 of 2 conversations exceed .* context of 40 tokens: a "
+    ):
+        pipeline.read_responses(handle, [Item("a", "Q?"), Item("b", "Q?")], [long, short], progress=False)
+
+
+def test_a_concurrent_first_run_adopts_the_automatic_batch_size_that_won(tiny, tmp_path, monkeypatch):
+    """Two first runs both find no manifest and choose a batch size each; the one that loses the race to
+    write the manifest takes the winner's size instead of failing (only an automatic size is adopted)."""
+    winner = _run(tiny("llama"), tmp_path / "s")  # batch size 2, as if chosen by the other process
+    looked, read = [], pipeline.read_manifest
+
+    def missed_once(path):  # our look happened before the other process wrote its manifest
+        looked.append(path)
+        return None if len(looked) == 1 else read(path)
+
+    monkeypatch.setattr(pipeline, "read_manifest", missed_once)
+    late = run_stage(tiny("llama"), tmp_path / "s", ITEMS, SAMPLING, seed=3, progress=False)
+    assert late.records["response"].tolist() == winner.records["response"].tolist()
+    with pytest.raises(RunMismatchError, match="batch_size"):  # a size the user asked for is not changed
+        run_stage(tiny("llama"), tmp_path / "s", ITEMS, SAMPLING, seed=3, batch_size=5, progress=False)

@@ -22,3 +22,12 @@ def test_paper_profile_is_the_full_protocol():
 def test_a_misspelt_size_is_a_one_line_error():
     with pytest.raises(ValueError, match="unknown profile size n_calib; choose from n_calibration"):
         get_profile("quick", n_calib=8)
+
+
+@pytest.mark.parametrize(
+    ("size", "value"), [("n_baseline", 0), ("n_baseline", -3), ("calibration_tokens", 1.5), ("seeds", [])]
+)
+def test_a_size_that_is_not_a_positive_count_is_refused(size, value):
+    with pytest.raises(ValueError, match=f"profile size {size} must be"):
+        get_profile("quick", **{size: value})
+    assert get_profile("quick", seeds=[0, 1]).seeds == (0, 1)

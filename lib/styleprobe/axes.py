@@ -1,4 +1,8 @@
-"""Axis vectors, their normalisation, and the AxisSet file format (`.safetensors` + `.json`)."""
+"""Axis vectors, their normalisation, and the AxisSet file format (`<name>.safetensors` + `<name>.json`).
+
+The pair is one unit: `save` writes both under the lock `<name>.lock` and records the safetensors file's
+SHA-256 in the json; `load` reads both under that lock and checks the hash, so concurrent writers never
+leave a mixed pair that loads. Identical axes give identical bytes."""
 
 from __future__ import annotations
 
@@ -8,17 +12,24 @@ from pathlib import Path
 
 import numpy as np
 from safetensors import SafetensorError
-from safetensors.numpy import load_file, save
+from safetensors.numpy import load, save
 
 from styleprobe import __version__
+from styleprobe.errors import StyleprobeError
 from styleprobe.stats import iqr, trimmed_mean
-from styleprobe.store import atomic_write_bytes, atomic_write_text
+from styleprobe.store import (
+    atomic_write_bytes,
+    atomic_write_text,
+    canonical_safetensors,
+    locked,
+    sha256_bytes,
+)
 
 NORMALISATIONS = ("median_iqr", "uncentred_iqr")
 ORIGINAL_SCALE_FLOOR = 0.1  # the original study's floor on the IQR, in raw projection units
 
 
-class AxesError(ValueError):
+class AxesError(StyleprobeError, ValueError):
     """An axes file is missing, malformed, or made for another model; the message is one line."""
 
 
@@ -73,6 +84,20 @@ class AxisSet:
             or self.scales.shape != (n,)
         ):
             raise AxesError(f"inconsistent axis set: {n} names, vectors {self.vectors.shape}")
+        if not (np.isfinite(self.vectors).all() and np.isfinite(self.centres).all()):
+            raise AxesError("axis vectors or centres hold NaN or inf")
+        if not (np.isfinite(self.scales).all() and (self.scales > 0).all()):
+            raise AxesError(f"scales must be finite and > 0, got {self.scales.tolist()}")
+        if self.normalisation not in NORMALISATIONS:
+            raise AxesError(
+                f"unknown normalisation {self.normalisation!r}; expected {', '.join(NORMALISATIONS)}"
+            )
+        from styleprobe.extraction import Aggregation  # the reading recipe is checked where it is defined
+
+        try:
+            Aggregation(**self.aggregation)
+        except (TypeError, ValueError) as err:
+            raise AxesError(f"invalid aggregation {self.aggregation}: {err}") from None
 
     def index(self, name: str) -> int:
         if name not in self.names:
@@ -124,37 +149,66 @@ class AxisSet:
 
     # -- files ---------------------------------------------------------------------------------------------
     def save(self, path: Path) -> Path:
-        """Write `<stem>.safetensors` (vectors) and `<stem>.json` (everything else); returns the json path."""
-        path = Path(path).with_suffix("")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write `<name>.safetensors` (vectors) and `<name>.json` (everything else, with the SHA-256 of the
+        safetensors file) as one unit under the lock `<name>.lock`; returns the json path. `path` may end in
+        `.json` or `.safetensors` or neither; nothing else is cut (`qwen2.5-7b` stays whole)."""
+        js, st, base = axes_pair(path)
         tensors = {name: self.vectors[i] for i, name in enumerate(self.names)}
-        blob = save(tensors, metadata={"model_id": self.model_id, "format": "styleprobe-axes"})
-        atomic_write_bytes(path.with_suffix(".safetensors"), blob)
+        blob = canonical_safetensors(
+            save(tensors, metadata={"model_id": self.model_id, "format": "styleprobe-axes"})
+        )
         meta = {k: v for k, v in self._fields().items() if k != "vectors"}
         meta.update(
-            centres=self.centres.tolist(), scales=self.scales.tolist(), poles=[list(p) for p in self.poles]
+            centres=self.centres.tolist(),
+            scales=self.scales.tolist(),
+            poles=[list(p) for p in self.poles],
+            tensors_sha256=sha256_bytes(blob),
         )
-        atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2, default=_json_default))
-        return path.with_suffix(".json")
+        text = json.dumps(meta, indent=2, default=_json_default)
+        with locked(base):
+            atomic_write_bytes(st, blob)
+            atomic_write_text(js, text)
+        return js
 
     @classmethod
     def load(cls, path: Path) -> AxisSet:
-        path = Path(path).with_suffix("")
-        js, st = path.with_suffix(".json"), path.with_suffix(".safetensors")
+        """Read the pair written by `save` (under its lock, so never half of two writers' pairs)."""
+        js, st, base = axes_pair(path)
         for f in (js, st):
             if not f.exists():
                 raise AxesError(f"axes file not found: {f}")
         try:
-            meta = json.loads(js.read_text())
-            tensors = load_file(str(st))
+            with locked(base, optional=True):
+                text, blob = js.read_text(), st.read_bytes()
+            meta = json.loads(text)
+            if not isinstance(meta, dict):
+                raise AxesError(f"corrupt axes file {js}: not a JSON object")
+            expected = meta.pop("tensors_sha256", None)  # absent in files written before it was recorded
+            if expected is not None and expected != sha256_bytes(blob):
+                raise AxesError(
+                    f"axes files {js} and {st.name} do not belong together (SHA-256 mismatch): "
+                    "one was replaced without the other; calibrate again"
+                )
+            tensors = load(blob)
             vectors = np.stack([tensors[n] for n in meta["names"]])
             meta["poles"] = [tuple(p) for p in meta["poles"]]
             return cls(vectors=vectors, **meta)
         except (json.JSONDecodeError, SafetensorError, KeyError, TypeError, ValueError, OSError) as err:
             if isinstance(err, AxesError):
-                raise
+                raise err if str(js) in str(err) else AxesError(f"{js}: {err}") from None
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise AxesError(f"corrupt or truncated axes file {path}: {reason}") from None
+            raise AxesError(f"corrupt or truncated axes file {base}: {reason}") from None
+
+
+def axes_pair(path: Path) -> tuple[Path, Path, Path]:
+    """(`<name>.json`, `<name>.safetensors`, `<name>`) of an axes pair given by either file or its name.
+
+    Only a trailing `.json` or `.safetensors` is taken off: `axes/qwen2.5-7b-instruct` and
+    `axes/qwen2.5-7b-instruct.json` both name `axes/qwen2.5-7b-instruct.json`."""
+    path = Path(path)
+    if path.suffix in (".json", ".safetensors"):
+        path = path.with_suffix("")
+    return path.with_name(path.name + ".json"), path.with_name(path.name + ".safetensors"), path
 
 
 def _json_default(obj):

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from styleprobe import stats
-from styleprobe.axes import AxisSet, fit_axes
+from styleprobe.axes import AxesError, AxisSet, fit_axes
 from styleprobe.data import load_axes, load_questions, prompt_set_hash
 from styleprobe.extraction import Aggregation
 from styleprobe.generation import SamplingConfig
@@ -42,6 +42,9 @@ def calibration_items(
         splits = ("calibration", "evaluation") if instruction_set == "A" else ("calibration",)
     specs, bank = load_axes(), load_questions()
     names = axes or list(specs)
+    unknown = [n for n in names if n not in specs]
+    if unknown:
+        raise AxesError(f"unknown axis {unknown[0]!r}; choose from {', '.join(specs)}")
     items = []
     for name in names:
         spec = specs[name]
@@ -250,7 +253,12 @@ def baseline(
 
 def project_results(axes: AxisSet, results: dict[int, StageResult], model_id: str) -> pd.DataFrame:
     """Long table of normalised projections: one row per (seed, question), one column per axis.
-    Empty answers get NaN projections (kept, flagged, never averaged in)."""
+    Empty answers get NaN projections (kept, flagged, never averaged in). The last two columns name what
+    was projected, so a saved table keeps its identity (`styleprobe compare` checks it): `model_id` (the
+    model that answered; "" when not given) and `axes_id` (`styleprobe.compare.axes_id` of `axes`)."""
+    from styleprobe.compare import axes_id
+
+    identity = axes_id(axes)
     frames = []
     for seed, res in results.items():
         values = axes.project(res.states, model_id)
@@ -259,6 +267,8 @@ def project_results(axes: AxisSet, results: dict[int, StageResult], model_id: st
         frame.insert(0, "seed", seed)
         frame.insert(1, "q_index", res.records["q_index"].to_numpy())
         frame["n_tokens"] = res.records["n_tokens"].to_numpy()
+        frame["model_id"] = model_id if model_id is not None else ""
+        frame["axes_id"] = identity
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,21 +13,98 @@ import pandas as pd
 
 from styleprobe import __version__
 from styleprobe.axes import NORMALISATIONS, AxesError, AxisSet
-from styleprobe.data import DataError
-from styleprobe.extraction import Aggregation, NonFiniteStatesError
-from styleprobe.models import DEFAULT_MODEL, ModelLoadError, load_model
+from styleprobe.errors import StyleprobeError, UsageError
+from styleprobe.extraction import Aggregation
+from styleprobe.models import (
+    DEFAULT_MODEL,
+    DTYPES,
+    ModelLoadError,
+    check_device,
+    load_model,
+    load_presets,
+    slugify,
+)
 from styleprobe.paths import AXES_DIR, FIGURES_DIR, RUNS_DIR
 from styleprobe.profiles import PROFILES, get_profile
-from styleprobe.store import RunMismatchError, atomic_write_text, write_json
+from styleprobe.store import atomic_write_text, write_json
 
-KNOWN_ERRORS = (
-    ModelLoadError,
-    AxesError,
-    DataError,
-    RunMismatchError,
-    NonFiniteStatesError,
-    FileNotFoundError,
-)
+KNOWN_ERRORS = (StyleprobeError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+"""What the user can cause: printed as one line, exit status 2. Anything else is a bug (traceback)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block) and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# -- option types: every numeric option and path is checked before any work ---------------------------------
+def _integer(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    return _integer(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    return _integer(text, 0)
+
+
+def finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def device(text: str) -> str:
+    try:
+        return check_device(text)
+    except ModelLoadError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def input_file(text: str) -> Path:
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a directory, not a file")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {path}")
+    return path
+
+
+def output_file(text: str) -> Path:
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a directory, not a file")
+    if any(p.exists() and not p.is_dir() for p in path.parents):
+        raise argparse.ArgumentTypeError(f"cannot write {path}: a parent of it is a file")
+    return path
+
+
+def folder(text: str) -> Path:
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a file, not a folder")
+    return path
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -41,21 +118,27 @@ def _common(p: argparse.ArgumentParser) -> None:
         choices=list(PROFILES),
         help="protocol size: paper (full) or quick (default on a machine without a GPU)",
     )
-    p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
-    p.add_argument("--dtype", help="bfloat16, float16, float32 (default: bfloat16 on CUDA, float32 on CPU)")
+    p.add_argument("--device", type=device, help="cuda, cuda:1, cpu, mps (default: cuda when available)")
+    p.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        help="default: bfloat16 on CUDA (float16 without native bf16), float32 on CPU",
+    )
     p.add_argument("--revision", help="hub revision (branch, tag or commit)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code from the hub")
-    p.add_argument("--batch-size", type=int, help="answers per batch (default: the largest that fits)")
-    p.add_argument("--runs-dir", type=Path, default=RUNS_DIR, help="where runs are kept (default: runs/)")
-    p.add_argument("--axes-dir", type=Path, default=AXES_DIR, help="where axes are kept (default: axes/)")
     p.add_argument(
-        "--figures-dir", type=Path, default=FIGURES_DIR, help="where figures go (default: figures/)"
+        "--batch-size", type=positive_int, help="answers per batch (default: the largest that fits)"
+    )
+    p.add_argument("--runs-dir", type=folder, default=RUNS_DIR, help="where runs are kept (default: runs/)")
+    p.add_argument("--axes-dir", type=folder, default=AXES_DIR, help="where axes are kept (default: axes/)")
+    p.add_argument(
+        "--figures-dir", type=folder, default=FIGURES_DIR, help="where figures go (default: figures/)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="styleprobe",
         description="Measure the default response style of a chat model on 7 bipolar axes from its hidden "
         "states. Start with `styleprobe fingerprint` (embedded SmolLM2-135M, runs on a CPU).",
@@ -84,8 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="read the answers with the style instruction still in context (the original study's way); "
         "default: question + answer only",
     )
-    cal.add_argument("--out", type=Path, help="axes file to write (default: <axes-dir>/<model>.json)")
-    cal.add_argument("--seed", type=int, default=0)
+    cal.add_argument("--out", type=output_file, help="axes file to write (default: <axes-dir>/<model>.json)")
+    cal.add_argument("--seed", type=non_negative_int, default=0)
 
     fp = sub.add_parser(
         "fingerprint",
@@ -94,8 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
         "with no system prompt, print the 7-axis table and draw a radar chart.",
     )
     _common(fp)
-    fp.add_argument("--axes-file", type=Path, help="use these axes instead of <axes-dir>/<model>.json")
-    fp.add_argument("--seeds", type=int, nargs="+", help="baseline seeds (default: the profile's)")
+    fp.add_argument("--axes-file", type=input_file, help="use these axes instead of <axes-dir>/<model>.json")
+    fp.add_argument(
+        "--seeds", type=non_negative_int, nargs="+", help="baseline seeds (default: the profile's)"
+    )
     fp.add_argument(
         "--system", help="answer under this system prompt (read without it), e.g. to test `compare`"
     )
@@ -107,11 +192,15 @@ def build_parser() -> argparse.ArgumentParser:
         "CI excludes 0 and |difference| exceeds the threshold. A and B are results/<model>.json files or "
         "projections .csv files written by `styleprobe fingerprint`.",
     )
-    cp.add_argument("a", type=Path)
-    cp.add_argument("b", type=Path)
-    cp.add_argument("--threshold", type=float, default=0.2, help="flag |difference| above this (default 0.2)")
-    cp.add_argument("--n-boot", type=int, default=2000)
-    cp.add_argument("--figure", type=Path, help="also draw the differences with their CIs (png and pdf)")
+    cp.add_argument("a", type=input_file)
+    cp.add_argument("b", type=input_file)
+    cp.add_argument(
+        "--threshold", type=non_negative_float, default=0.2, help="flag |difference| above this (default 0.2)"
+    )
+    cp.add_argument("--n-boot", type=positive_int, default=2000)
+    cp.add_argument(
+        "--figure", type=output_file, help="also draw the differences with their CIs (png and pdf)"
+    )
 
     pr = sub.add_parser(
         "project",
@@ -121,9 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
         "lines with a `projection` object added; malformed lines are reported and skipped.",
     )
     _common(pr)
-    pr.add_argument("input", type=Path, help="JSONL file")
-    pr.add_argument("--axes-file", type=Path, help="axes to use (default: <axes-dir>/<model>.json)")
-    pr.add_argument("--output", type=Path, help="output JSONL (default: print to stdout)")
+    pr.add_argument("input", type=input_file, help="JSONL file")
+    pr.add_argument("--axes-file", type=input_file, help="axes to use (default: <axes-dir>/<model>.json)")
+    pr.add_argument("--output", type=output_file, help="output JSONL (default: print to stdout)")
 
     rp = sub.add_parser(
         "reproduce",
@@ -144,8 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("NAME", "VALUE"),
         help="extra notebook parameter (value parsed as YAML)",
     )
-    rp.add_argument("--runs-dir", type=Path, default=RUNS_DIR)
-    rp.add_argument("--out-dir", type=Path, help="write the notebooks here instead of under the run store")
+    rp.add_argument("--runs-dir", type=folder, default=RUNS_DIR)
+    rp.add_argument("--out-dir", type=folder, help="write the notebooks here instead of under the run store")
     rp.add_argument("--dry-run", action="store_true", help="print every step without running it")
     rp.add_argument(
         "--prepare-only",
@@ -156,22 +245,32 @@ def build_parser() -> argparse.ArgumentParser:
     ax = sub.add_parser("axes", help="manage axis files")
     ax_sub = ax.add_subparsers(dest="axes_command", required=True)
     ls = ax_sub.add_parser("list", help="list the axis files and their calibration accuracy")
-    ls.add_argument("--axes-dir", type=Path, default=AXES_DIR)
+    ls.add_argument("--axes-dir", type=folder, default=AXES_DIR)
     ex = ax_sub.add_parser("export-gguf", help="write one axis as a llama.cpp control vector (GGUF)")
-    ex.add_argument("axes_file", type=Path, help="an axes .json file (e.g. axes/<model>.json)")
+    ex.add_argument("axes_file", type=input_file, help="an axes .json file (e.g. axes/<model>.json)")
     ex.add_argument("--axis", required=True)
-    ex.add_argument("--out", type=Path, required=True)
-    ex.add_argument("--layers", type=int, nargs="+", help="decoder blocks, 0-based (default: the axes' own)")
-    ex.add_argument("--strength", type=float, help="vector length (default: the axis's normalisation scale)")
+    ex.add_argument("--out", type=output_file, required=True)
+    ex.add_argument(
+        "--layers", type=non_negative_int, nargs="+", help="decoder blocks, 0-based (default: the axes' own)"
+    )
+    ex.add_argument(
+        "--strength", type=finite_float, help="vector length (default: the axis's normalisation scale)"
+    )
     im = ax_sub.add_parser("import-study", help="the original study's .npz axes as an axes file")
-    im.add_argument("npz", type=Path, help="<model>_set_<X>_axes.npz")
-    im.add_argument("--out", type=Path, required=True, help="axes .json file to write")
+    im.add_argument("npz", type=input_file, help="<model>_set_<X>_axes.npz")
+    im.add_argument("--out", type=output_file, required=True, help="axes .json file to write")
     im.add_argument("--model-id", help="the model's id (default: from the file name, qwen_7b or llama_8b)")
-    im.add_argument("--n-layers", type=int, help="decoder blocks of the model (default: from the file name)")
+    im.add_argument(
+        "--n-layers", type=positive_int, help="decoder blocks of the model (default: from the file name)"
+    )
     return parser
 
 
 def _load(args) -> object:
+    if args.quiet:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Loading weights" and the like
     return load_model(
         args.model,
         device=args.device,
@@ -181,21 +280,24 @@ def _load(args) -> object:
     )
 
 
-def _axes_path(args, handle) -> Path:
-    return (
-        getattr(args, "axes_file", None)
-        or getattr(args, "out", None)
-        or args.axes_dir / f"{handle.slug}.json"
-    )
+def model_slug(model: str) -> str:
+    """The name a model's files go under (axes/<slug>.json, runs/<slug>/), known before it loads."""
+    return model if model in load_presets() else slugify(model)
+
+
+def _axes_path(args, slug: str) -> Path:
+    return getattr(args, "axes_file", None) or getattr(args, "out", None) or args.axes_dir / f"{slug}.json"
 
 
 def cmd_calibrate(args, handle=None) -> AxisSet:
-    from styleprobe.calibration import calibrate
+    from styleprobe.calibration import calibrate, calibration_items
 
+    profile = get_profile(args.profile)
+    calibration_items(profile, args.axes, args.set)  # unknown axes fail here, before the model loads
     handle = handle or _load(args)
     cal = calibrate(
         handle,
-        get_profile(args.profile),
+        profile,
         args.runs_dir / handle.slug,
         axes=args.axes,
         instruction_set=args.set,
@@ -205,7 +307,7 @@ def cmd_calibrate(args, handle=None) -> AxisSet:
         read_with_system=args.instructed,
         progress=not args.quiet,
     )
-    path = cal.axes.save(_axes_path(args, handle))
+    path = cal.axes.save(_axes_path(args, handle.slug))
     print(cal.evaluation.round(3).to_string())
     print(f"axes written to {path}")
     return cal.axes
@@ -218,8 +320,8 @@ def cmd_fingerprint(args) -> pd.DataFrame:
     start = time.perf_counter()
     handle = _load(args)
     profile = get_profile(args.profile)
-    path = _axes_path(args, handle)
-    if path.with_suffix(".json").exists():
+    path = _axes_path(args, handle.slug)
+    if path.exists():
         axes = AxisSet.load(path)
     else:
         print(f"no axes at {path}: calibrating first")
@@ -271,57 +373,43 @@ def cmd_fingerprint(args) -> pd.DataFrame:
     return table
 
 
-def cmd_project(args) -> None:
+def cmd_project(args) -> int:
+    from styleprobe.conversations import output_line, read_conversations
     from styleprobe.pipeline import Item, read_responses
 
+    conversations, bad = read_conversations(args.input)  # every line checked on its own, before any work
+    for line in bad:
+        print(f"{args.input}:{line.line}: skipped: {line.reason}", file=sys.stderr)
+    if not conversations:
+        raise UsageError(f"{args.input}: no line can be scored ({len(bad)} malformed, see above)")
+    path = _axes_path(args, model_slug(args.model))
+    axes = AxisSet.load(path)
     handle = _load(args)
-    axes = AxisSet.load(_axes_path(args, handle))
     if axes.model_id != handle.model_id:
-        raise AxesError(
-            f"axes in {_axes_path(args, handle)} belong to {axes.model_id!r}, not {handle.model_id!r}"
-        )
-    rows, items, responses = [], [], []
-    for number, line in enumerate(args.input.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            response = row["response"]
-            if not isinstance(response, str) or not response.strip():
-                raise ValueError("empty `response`")
-            item = Item(
-                str(number),
-                row.get("question", ""),
-                row.get("system"),
-                tuple(tuple(t) for t in row.get("history", ())),
-            )
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as err:
-            print(f"{args.input}:{number}: skipped: {err}", file=sys.stderr)
-            continue
-        rows.append(row)
-        items.append(item)
-        responses.append(response)
-    if not rows:
-        raise AxesError(f"{args.input} has no valid lines")
+        raise AxesError(f"axes in {path} belong to {axes.model_id!r}, not {handle.model_id!r}")
+    items = [Item(f"{args.input}:{c.line}", c.question, c.system, c.history) for c in conversations]
+    aggregation = Aggregation(**axes.aggregation)
     per_layer = read_responses(
         handle,
         items,
-        responses,
-        Aggregation(**axes.aggregation),
+        [c.response for c in conversations],
+        aggregation,
         batch_size=args.batch_size or 16,
         progress=not args.quiet,
     )
-    values = axes.project(Aggregation(**axes.aggregation).combine(per_layer), handle.model_id)
-    lines = [
-        json.dumps({**r, "projection": dict(zip(axes.names, np.round(v, 4).tolist(), strict=True))})
-        for r, v in zip(rows, values, strict=True)
-    ]
-    text = "\n".join(lines) + "\n"
+    values = axes.project(aggregation.combine(per_layer), handle.model_id)
+    text = "".join(
+        output_line(c.row, dict(zip(axes.names, v.tolist(), strict=True))) + "\n"
+        for c, v in zip(conversations, values, strict=True)
+    )
     if args.output:
         atomic_write_text(args.output, text)
-        print(f"{len(lines)} lines scored into {args.output}", file=sys.stderr)
+        print(f"{len(conversations)} lines scored into {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+    if bad:
+        print(f"{len(bad)} of {len(bad) + len(conversations)} lines skipped", file=sys.stderr)
+    return 1 if bad else 0
 
 
 def cmd_axes_list(args) -> None:
@@ -353,9 +441,11 @@ def cmd_compare(args) -> int:
     table = compare_fingerprints(
         load_fingerprint(args.a), load_fingerprint(args.b), threshold=args.threshold, n_boot=args.n_boot
     )
-    print(
-        f"B = {args.b}\nA = {args.a}\n(difference B - A, bootstrap 95 % CI, paired: {table.attrs['paired']})"
-    )
+    models, ids = table.attrs["models"], table.attrs["axes_ids"]
+    for side, path, i in (("B", args.b, 1), ("A", args.a, 0)):
+        print(f"{side} = {path} (model {models[i] or 'not recorded'}, axes id {ids[i] or 'not recorded'})")
+    print(f"(difference B - A, bootstrap 95 % CI, paired: {table.attrs['paired']})")
+    print("\n".join(table.attrs["notes"]) or "A and B: same model, same axes")
     print(table.round(3).to_string())
     if args.figure:
         import matplotlib.pyplot as plt
@@ -374,6 +464,9 @@ def cmd_compare(args) -> int:
         print(f"figure: {save_figure(fig, args.figure.with_suffix(''))[0]}")
     flagged = list(table.index[table["flagged"]])
     print(f"flagged: {', '.join(flagged) if flagged else 'none'}")
+    if table.attrs["not_comparable"]:  # exit status 2: the gate cannot pass on an axis it could not check
+        reasons = "; ".join(f"{axis} ({status})" for axis, status in table.attrs["not_comparable"].items())
+        raise AxesError(f"not comparable: {reasons} (A = {args.a}, B = {args.b})")
     return 1 if flagged else 0
 
 
@@ -396,11 +489,16 @@ def cmd_axes(args) -> None:
 def cmd_reproduce(args) -> None:
     import yaml
 
-    from styleprobe.models import load_presets
     from styleprobe.reproduce import reproduce
 
     models = list(load_presets()) if args.all_presets else args.models
-    parameters = {name: yaml.safe_load(value) for name, value in args.parameter}
+    parameters = {}
+    for name, value in args.parameter:
+        try:
+            parameters[name] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            reason = " ".join(str(getattr(err, "problem", None) or err).split())
+            raise UsageError(f"-p {name} {value!r}: not valid YAML ({reason})") from None
     if args.profile:
         parameters["profile"] = args.profile
     reproduce(
@@ -414,6 +512,25 @@ def cmd_reproduce(args) -> None:
     )
 
 
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (an OSError's message names its file)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, OSError) and err.filename is not None and str(err.filename) not in text:
+        text = f"{err.filename}: {text}"
+    return text
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings meant for the user (ContextWarning and the like) as one `styleprobe: warning:` line."""
+    if issubclass(category, UserWarning) and category.__module__.startswith("styleprobe"):
+        print(f"styleprobe: warning: {message}", file=sys.stderr)
+    else:
+        _default_show_warning(message, category, filename, lineno, file, line)
+
+
+_default_show_warning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     commands = {
@@ -424,12 +541,14 @@ def main(argv: list[str] | None = None) -> int:
         "reproduce": cmd_reproduce,
         "compare": cmd_compare,
     }
-    try:
-        status = commands[args.command](args)
-    except KNOWN_ERRORS as err:
-        print(f"styleprobe: error: {err}", file=sys.stderr)
-        return 2
-    return status if isinstance(status, int) else 0  # only compare returns an exit status
+    with warnings.catch_warnings():  # restores the usual warning display when the command ends
+        warnings.showwarning = _show_warning
+        try:
+            status = commands[args.command](args)
+        except KNOWN_ERRORS as err:
+            print(f"styleprobe: error: {one_line(err)}", file=sys.stderr)
+            return 2
+    return status if isinstance(status, int) else 0  # compare and project return their own status
 
 
 if __name__ == "__main__":

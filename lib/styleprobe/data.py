@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from styleprobe.errors import StyleprobeError
 from styleprobe.paths import DATA_DIR
 
 INSTRUCTION_SETS = ("A", "B", "C")
@@ -19,7 +20,7 @@ _QUESTION_SETS = ("calibration", "evaluation", "set_b", "set_c")
 _SET_NAMES = {"A": "calibration", "B": "set_b", "C": "set_c"}
 
 
-class DataError(ValueError):
+class DataError(StyleprobeError, ValueError):
     """A data file is missing or malformed; the message is one line naming the file."""
 
 

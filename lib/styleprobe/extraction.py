@@ -15,10 +15,11 @@ import numpy as np
 import torch
 from transformers import DynamicCache
 
+from styleprobe.errors import StyleprobeError
 from styleprobe.models import ModelHandle, decoder_layers
 
 
-class NonFiniteStatesError(FloatingPointError):
+class NonFiniteStatesError(StyleprobeError, FloatingPointError):
     """Hidden states hold NaN or inf (fp16 overflow is the usual cause)."""
 
 
@@ -33,8 +34,15 @@ class Aggregation:
     decay: float = 0.9
 
     def __post_init__(self) -> None:
-        if len(self.layers) != len(self.layer_weights):
-            raise ValueError("layers and layer_weights differ in length")
+        if len(self.layers) != len(self.layer_weights) or not self.layers:
+            raise ValueError("layers and layer_weights must be non-empty and of one length")
+        if any(isinstance(i, bool) or not isinstance(i, int | np.integer) for i in self.layers):
+            raise ValueError(f"layers must be integers, got {list(self.layers)}")
+        w = np.asarray(self.layer_weights, dtype=np.float64)
+        if not (np.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
+            raise ValueError(
+                f"layer_weights must be finite, >= 0 and not all 0, got {list(self.layer_weights)}"
+            )
         if not 0.0 <= self.decay <= 1.0:
             raise ValueError(f"decay must lie in [0, 1], got {self.decay}")
 

@@ -6,6 +6,7 @@ vector is added to the residual stream after block N (our block index N - 1)."""
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,24 +46,28 @@ def export_control_vector(
     llama.cpp scale of 1 adds about one calibration IQR of projection per block). Written atomically."""
     i = axes.index(axis)
     blocks = list(axes.layers if layers is None else layers)
+    if not blocks or any(isinstance(b, bool) or not isinstance(b, int | np.integer) or b < 0 for b in blocks):
+        raise AxesError(f"layers must be decoder block indices >= 0 (counted from 0), got {blocks}")
     coefficient = float(axes.scales[i] if strength is None else strength)
+    if not np.isfinite(coefficient):
+        raise AxesError(f"strength must be a finite number, got {coefficient}")
     vector = (axes.vectors[i].astype(np.float32) * coefficient).astype(np.float32)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    writer = gguf.GGUFWriter(str(tmp), ARCH)
-    writer.add_string(f"{ARCH}.model_hint", axes.model_id)
-    writer.add_uint32(f"{ARCH}.layer_count", len(blocks))
-    writer.add_string("styleprobe.axis", axis)
-    writer.add_string("styleprobe.poles", "/".join(axes.poles[i]))
-    for block in blocks:
-        writer.add_tensor(f"direction.{block + 1}", vector)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    atomic_write_bytes(path, tmp.read_bytes())
-    tmp.unlink()
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.partial-") as tmp:
+        scratch = Path(tmp) / path.name  # GGUFWriter writes to a path; nothing is left behind on failure
+        writer = gguf.GGUFWriter(str(scratch), ARCH)
+        writer.add_string(f"{ARCH}.model_hint", axes.model_id)
+        writer.add_uint32(f"{ARCH}.layer_count", len(blocks))
+        writer.add_string("styleprobe.axis", axis)
+        writer.add_string("styleprobe.poles", "/".join(axes.poles[i]))
+        for block in blocks:
+            writer.add_tensor(f"direction.{block + 1}", vector)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        atomic_write_bytes(path, scratch.read_bytes())
     return path
 
 

@@ -1,9 +1,14 @@
 """An independent reader of the answers: a judge model rates each axis from the text alone.
 
 `Judge` is the one interface of every backend (`styleprobe.judge_backends`): the prompts of
-`data/judge.yaml`, the strict parser, bounded retries of malformed answers, an on-disk cache of every call
-(keyed by backend, model, endpoint, settings and messages, never by an API key), and the runners that
-apply a judge to tables of answers, skipping the rest once an endpoint keeps failing.
+`data/judge.yaml`, the strict parser, bounded retries of malformed or incomplete answers, an on-disk cache
+of the answers (keyed by backend, model, endpoint, settings and the question's messages, never by an API
+key), and the runners that apply a judge to tables of answers, skipping the rest once an endpoint keeps
+failing.
+
+The cache holds only what parsed: a complete answer (asked never again), or the keys of an incomplete
+rating that had a valid value (a later run asks only for the others). A malformed reply is not kept, so a
+later run asks again.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from styleprobe.data import DataError, load_axes
+from styleprobe.errors import StyleprobeError
 from styleprobe.paths import DATA_DIR
 from styleprobe.store import write_json
 
@@ -30,7 +36,7 @@ Form = tuple[tuple[str, tuple], ...]  # the expected JSON object: (key, allowed 
 Message = dict[str, str]
 
 
-class JudgeError(ValueError):
+class JudgeError(StyleprobeError, ValueError):
     """The judge is misconfigured (no model, unknown backend or axis); the message is one line."""
 
 
@@ -44,10 +50,20 @@ class MalformedAnswer(ValueError):
 
 @dataclass(frozen=True)
 class Verdict:
-    """One judgement: `value` is the parsed answer, or None when it is missing."""
+    """One judgement. `status` and `value`:
+
+    - "ok": every key of the form has a valid value (`value` holds them all);
+    - "partial": after `max_attempts` asks some keys still have no valid value; `value` holds the others;
+    - "malformed": after `max_attempts` asks no key has a valid value; `value` is None;
+    - "error": a call failed (endpoint down, unusable reply); `value` holds the keys that parsed before the
+      failure, or None;
+    - "skipped": not asked (the endpoint had failed too often in a row); `value` is None.
+
+    `detail` says what was wrong; `attempts` counts the judge calls this judgement made (0: from the
+    cache)."""
 
     value: Any
-    status: str  # "ok", "malformed" (after every attempt), "error" (the call failed) or "skipped"
+    status: str
     detail: str = ""
     attempts: int = 0
 
@@ -80,32 +96,57 @@ def load_prompts(path: Path | None = None) -> JudgePrompts:
     return prompts
 
 
-def parse_answer(text: str, form: Form) -> dict:
-    """The reply as a dict with exactly the keys of `form`, each value one of its allowed values.
+def read_answer(text: str, form: Form, needed: list[str] | None = None) -> tuple[dict, str]:
+    """The keys of `form` that have a valid value in the reply, and what is wrong with it ("" if nothing).
 
-    Only a JSON object is accepted, optionally inside one ```json fence; anything else raises
-    MalformedAnswer with the reason."""
+    Only a JSON object is read, optionally inside one ```json fence. The problems reported are: not JSON or
+    not an object (then no key is read), keys of `needed` (default: all keys of `form`) that are missing or
+    hold a value outside the allowed ones, and keys outside `form`."""
     body = text.strip()
     fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", body, flags=re.DOTALL)
     body = fenced.group(1) if fenced else body
     try:
         obj = json.loads(body)
     except json.JSONDecodeError as err:
-        raise MalformedAnswer(f"not valid JSON: {err.msg}") from None
+        return {}, f"not valid JSON: {err.msg}"
     if not isinstance(obj, dict):
-        raise MalformedAnswer("not a JSON object")
+        return {}, "not a JSON object"
     keys = [k for k, _ in form]
-    if set(obj) != set(keys):
-        raise MalformedAnswer(f"expected exactly the keys {keys}")
+    needed = keys if needed is None else needed
+    values, problems, missing = {}, [], []
     for key, allowed in form:
+        if key not in obj:
+            missing += [key] if key in needed else []
+            continue
         value = obj[key]
         if isinstance(value, bool) or value not in allowed or type(value) is not type(allowed[0]):
-            raise MalformedAnswer(f"{key} must be one of {list(allowed)}, got {value!r}")
-    return {k: obj[k] for k in keys}
+            if key in needed:
+                problems.append(f"{key} must be one of {list(allowed)}, got {value!r}")
+        else:
+            values[key] = value
+    if missing:
+        problems.insert(0, f"missing keys {missing}")
+    extra = [k for k in obj if k not in keys]
+    if extra:
+        problems.append(f"unexpected keys {extra}")
+    if problems and (missing or extra):
+        problems.append(f"expected exactly the keys {keys}")
+    return values, "; ".join(problems)
+
+
+def parse_answer(text: str, form: Form) -> dict:
+    """The reply as a dict with exactly the keys of `form`, each value one of its allowed values; anything
+    else raises MalformedAnswer with the reason (see `read_answer`)."""
+    values, problem = read_answer(text, form)
+    if problem:
+        raise MalformedAnswer(problem)
+    return {k: values[k] for k, _ in form}
 
 
 class AnswerCache:
-    """One JSON file per judge call, named by the hash of everything that determines the answer."""
+    """One JSON file per judgement, named by the hash of everything that determines the answer (the
+    request of its first ask). `answer` is the parsed answer as a JSON object: complete, or (`complete`
+    false) only the keys that had a valid value."""
 
     def __init__(self, root: Path | None):
         self.root = Path(root) if root else None
@@ -162,32 +203,66 @@ class Judge(ABC):
 
     # -- shared protocol ------------------------------------------------------------------------------------
     def ask(self, messages: list[Message], form: Form) -> Verdict:
-        """Ask, parse strictly, and on a malformed reply ask again (showing the reason) up to max_attempts
-        times; a failed call gives an "error" verdict. Every reply is cached, malformed ones included."""
+        """Ask, parse strictly, and keep the keys that have a valid value. While some keys have none, ask
+        again (showing the reason, and a form of the keys still needed) up to `max_attempts` calls in all;
+        a failed call gives an "error" verdict (see `Verdict` for the statuses). The first valid value of a
+        key stays; keys outside the form are reported in the retry prompt, and ignored once every key has a
+        valid value.
+
+        Cached under the first ask's request: a complete answer, which is then never asked again, or the
+        valid keys of an incomplete one, so that a later run asks only for the others (continuing the
+        conversation with the keys it has). A reply with no valid key is not cached: a later run asks
+        again."""
+        request = {
+            "kind": self.kind,
+            "model": self.model,
+            "endpoint": self._endpoint(),
+            "settings": self.settings,
+            "messages": messages,
+            "form": [[k, list(v)] for k, v in form],
+        }
+        keys = [k for k, _ in form]
+        kept: dict = {}
+        cached = self.cache.get(request)
+        if cached is not None:
+            kept, _ = read_answer(cached, form)  # an old cache may hold a malformed reply: keep what is valid
+            if len(kept) == len(keys):
+                return Verdict({k: kept[k] for k in keys}, "ok")
+        ask = messages
+        if kept:
+            missing = [k for k in keys if k not in kept]
+            ask = [*messages, *self._retry(json.dumps(kept), f"missing keys {missing}")]
         reason = ""
         for attempt in range(1, self.max_attempts + 1):
-            request = {
-                "kind": self.kind,
-                "model": self.model,
-                "endpoint": self._endpoint(),
-                "settings": self.settings,
-                "messages": messages,
-                "form": [[k, list(v)] for k, v in form],
-            }
-            text = self.cache.get(request)
-            if text is None:
-                try:
-                    text = self._complete(messages, form)
-                except self.call_errors as err:
-                    return Verdict(None, "error", self._redact(_one_line(err)), attempt)
-                self.cache.put(request, text, {"kind": self.kind, "model": self.model, "messages": messages})
+            needed = tuple((k, allowed) for k, allowed in form if k not in kept)
             try:
-                return Verdict(parse_answer(text, form), "ok", attempts=attempt)
-            except MalformedAnswer as err:
-                reason = str(err)
-            retry = self.prompts.retry.format(reason=reason)
-            messages = [*messages, {"role": "assistant", "content": text}, {"role": "user", "content": retry}]
-        return Verdict(None, "malformed", reason, self.max_attempts)
+                text = self._complete(ask, needed)
+            except self.call_errors as err:
+                self._keep(request, messages, kept)
+                return Verdict(dict(kept) or None, "error", self._redact(_one_line(err)), attempt)
+            values, reason = read_answer(text, form, [k for k, _ in needed])
+            kept.update({k: v for k, v in values.items() if k not in kept})  # the first valid value stays
+            if len(kept) == len(keys):
+                value = {k: kept[k] for k in keys}
+                self._keep(request, messages, value)
+                return Verdict(value, "ok", attempts=attempt)
+            ask = [*ask, *self._retry(text, reason)]
+        self._keep(request, messages, kept)
+        if not kept:
+            return Verdict(None, "malformed", reason, self.max_attempts)
+        detail = f"no valid value for {[k for k in keys if k not in kept]} ({reason})"
+        return Verdict(dict(kept), "partial", detail, self.max_attempts)
+
+    def _retry(self, reply: str, reason: str) -> list[Message]:
+        retry = self.prompts.retry.format(reason=reason)
+        return [{"role": "assistant", "content": reply}, {"role": "user", "content": retry}]
+
+    def _keep(self, request: dict, messages: list[Message], value: dict) -> None:
+        """Cache the valid keys of an answer (nothing when there is none)."""
+        if value:
+            record = {"kind": self.kind, "model": self.model, "messages": messages}
+            record["complete"] = len(value) == len(request["form"])
+            self.cache.put(request, json.dumps(value), record)
 
     def rating_messages(self, question: str, response: str) -> tuple[list[Message], Form]:
         p = self.prompts
@@ -217,14 +292,14 @@ class Judge(ABC):
         return self.ask(*self.comparison_messages(question, a, b, axis))
 
     def rate(self, question: str, response: str) -> dict[str, int | None]:
-        """-2..+2 per axis (+2: strongly the first pole); None for every axis when the answer is missing."""
-        value = self.rate_verdict(question, response).value
-        return {name: (value[name] if value else None) for name in self.specs}
+        """-2..+2 per axis (+2: strongly the first pole); None for each axis without a valid answer."""
+        value = self.rate_verdict(question, response).value or {}
+        return {name: value.get(name) for name in self.specs}
 
     def compare(self, question: str, a: str, b: str, axis: str) -> str | None:
         """ "a" or "b": which answer is more like the axis' first pole; None when the answer is missing."""
-        value = self.compare_verdict(question, a, b, axis).value
-        return value["answer"].lower() if value else None
+        value = self.compare_verdict(question, a, b, axis).value or {}
+        return value["answer"].lower() if "answer" in value else None
 
     def _with_system(self, user: str) -> list[Message]:
         return [{"role": "system", "content": self.prompts.system}, {"role": "user", "content": user}]
@@ -265,15 +340,18 @@ def _status_columns(verdicts: list[Verdict]) -> pd.DataFrame:
 def rate_responses(
     judge: Judge, answers: pd.DataFrame, *, max_consecutive_errors: int = 3, progress: bool = True
 ) -> pd.DataFrame:
-    """`answers` (columns question, response) with one rating column per axis (float, NaN when missing)
-    and the status of each judgement ("ok", "malformed", "error", "skipped") with its detail."""
+    """`answers` (columns question, response) with one rating column per axis (float, NaN for each axis
+    without a valid answer) and the status of each judgement ("ok", "partial", "malformed", "error",
+    "skipped"; see `Verdict`) with its detail and the judge calls it made (`attempts`, 0 from the cache).
+    Only "ok" rows are complete; "partial" rows (and "error" rows that failed after a partial reply) hold
+    the axes that were read."""
     calls = [
         lambda q=q, r=r: judge.rate_verdict(q, r)
         for q, r in zip(answers["question"], answers["response"], strict=True)
     ]
     verdicts = _run(calls, max_consecutive_errors, "judge ratings", progress)
     ratings = pd.DataFrame(
-        [{n: (v.value[n] if v.value else np.nan) for n in judge.specs} for v in verdicts], dtype=float
+        [{n: (v.value or {}).get(n, np.nan) for n in judge.specs} for v in verdicts], dtype=float
     )
     return pd.concat([answers.reset_index(drop=True), ratings, _status_columns(verdicts)], axis=1)
 
@@ -308,7 +386,7 @@ def compare_pairs(
         a, b = (row.positive, row.negative) if first else (row.negative, row.positive)
         calls.append(lambda q=row.question, a=a, b=b, axis=row.axis: judge.compare_verdict(q, a, b, axis))
     verdicts = _run(calls, max_consecutive_errors, "judge comparisons", progress)
-    choice = [v.value["answer"].lower() if v.value else None for v in verdicts]
+    choice = [v.value["answer"].lower() if v.status == "ok" else None for v in verdicts]
     correct = [
         np.nan if c is None else float((c == "a") == first)
         for c, first in zip(choice, positive_first, strict=True)

@@ -16,15 +16,16 @@ import yaml
 from platformdirs import user_cache_dir
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from styleprobe.errors import StyleprobeError
 from styleprobe.paths import DATA_DIR
-from styleprobe.store import atomic_directory
+from styleprobe.store import build_once, file_sha256, locked, remember_sha256
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 # End-of-turn markers of common chat templates; used when present in the vocabulary as single tokens.
 _END_OF_TURN_TOKENS = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "</s>")
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(StyleprobeError, RuntimeError):
     """The model could not be resolved or loaded; the message is one line."""
 
 
@@ -100,6 +101,33 @@ def decoder_layers(model: PreTrainedModel) -> torch.nn.ModuleList:
     return max(lists, key=len)
 
 
+DTYPES = ("bfloat16", "float16", "float32")
+
+
+def check_device(device: str) -> str:
+    """`device` if it names a device this machine has (cpu, mps, cuda, cuda:N); else ModelLoadError."""
+    m = re.fullmatch(r"(cpu|mps|cuda)(?::(\d+))?", device)
+    if not m or (m.group(2) is not None and m.group(1) != "cuda"):
+        raise ModelLoadError(f"unknown device {device!r}; use cpu, mps, cuda or cuda:N")
+    if m.group(1) == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if int(m.group(2) or 0) >= count:
+            raise ModelLoadError(f"device {device!r} is not available: this machine has {count} CUDA GPUs")
+    if m.group(1) == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError("device 'mps' is not available on this machine")
+    return device
+
+
+def _dtype(dtype: torch.dtype | str | None, device: str) -> torch.dtype:
+    if dtype is None:
+        return default_dtype(device)
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ModelLoadError(f"unknown dtype {dtype!r}; use {', '.join(DTYPES)}")
+    return getattr(torch, dtype)
+
+
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -171,64 +199,92 @@ def _split_parts(dist: importlib.metadata.Distribution, name: str) -> list[Path]
 
 
 def assemble_parts(parts: list[Path], target: Path, sha256: str) -> Path:
-    """Concatenate `parts` into `target` (written atomically) if it is not there yet, and check the whole
-    file's SHA-256; a mismatch leaves nothing behind and raises ModelLoadError."""
+    """Concatenate `parts` into `target` (written atomically) unless it is there with the right SHA-256, and
+    check the whole file's SHA-256; a mismatch leaves nothing behind and raises ModelLoadError. Concurrent
+    callers wait on the lock `<target>.lock`; an existing file's hash is remembered in the cache's hash
+    index (by path, inode, size, mtime), so it is read once, not at every load."""
+    sha256 = sha256.lower()
+    index = cache_dir() / "file-hashes.json"
     size = sum(p.stat().st_size for p in parts)
-    if target.is_file() and target.stat().st_size == size:
-        return target  # only a verified file is ever renamed into place
-    target.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for part in parts:
-                with part.open("rb") as src:
-                    while block := src.read(1 << 22):
-                        digest.update(block)
-                        out.write(block)
-        got = digest.hexdigest()
-        if got != sha256.lower():
-            raise ModelLoadError(
-                f"{target.name} reassembled from {len(parts)} parts has SHA-256 {got[:16]}..., expected "
-                f"{sha256[:16]}...: a part is corrupted or from another version; reinstall it"
-            )
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+
+    def verified() -> bool:
+        return target.is_file() and target.stat().st_size == size and file_sha256(target, index) == sha256
+
+    if verified():
+        return target
+    with locked(target):
+        if verified():  # another process assembled it while we waited
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for part in parts:
+                    with part.open("rb") as src:
+                        while block := src.read(1 << 22):
+                            digest.update(block)
+                            out.write(block)
+            got = digest.hexdigest()
+            if got != sha256:
+                raise ModelLoadError(
+                    f"{target.name} reassembled from {len(parts)} parts has SHA-256 {got[:16]}..., expected "
+                    f"{sha256[:16]}...: a part is corrupted or from another version; reinstall it"
+                )
+            os.replace(tmp, target)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        remember_sha256(target, got, index)
     return target
 
 
 def _file_key(path: Path) -> str:
-    stat = path.stat()
-    return hashlib.sha256(f"{path.name}:{stat.st_size}".encode()).hexdigest()[:12]
+    """The first 16 hex digits of the file's SHA-256: the cache follows the content, not the name. The
+    hash is remembered in the cache's hash index by (path, inode, size, mtime_ns), so a file is read once."""
+    return file_sha256(path, cache_dir() / "file-hashes.json")[:16]
 
 
 def dequantised_copy(gguf: Path) -> Path:
-    """Dequantise a GGUF model once into the user cache as safetensors; later loads take seconds."""
+    """Dequantise a GGUF model once into the user cache as safetensors; later loads take seconds. The copy
+    is keyed on the file's content hash; concurrent first uses build it once (lock `<copy>.lock`). A file
+    that is empty, not GGUF or damaged raises ModelLoadError."""
+    with gguf.open("rb") as fh:
+        magic = fh.read(4)
+    if magic != b"GGUF":
+        raise ModelLoadError(f"{gguf} is not a GGUF model file (it is empty or does not start with 'GGUF')")
     target = cache_dir() / "models" / f"{slugify(gguf.name)}-{_file_key(gguf)}"
-    if (target / "config.json").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    # the weights are plain float32 tensors now; drop the GGUF quantiser so they save as ordinary safetensors
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    with atomic_directory(target) as tmp:
+
+    def build(tmp: Path) -> None:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(
+                gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+            )
+        except Exception as err:  # the GGUF readers fail in many ways on a bad file (struct, mmap, value)
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ModelLoadError(f"cannot read GGUF file {gguf} (damaged or unsupported): {first}") from err
+        # the weights are plain float32 tensors now; drop the GGUF quantiser so they save as plain safetensors
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-    return target
+
+    return build_once(target, build)
 
 
 def resolve(name: str) -> tuple[str | Path, Preset | None]:
     """Map a user's model name to something `from_pretrained` can load, and its preset if any."""
     presets = load_presets()
     if name.startswith("random:"):  # tiny random-init models for tests and notebook CI runs
-        from styleprobe.toy import build_random_model
+        from styleprobe.toy import ARCHS, build_random_model
 
-        target = cache_dir() / "models" / name.replace(":", "-")
-        return (target if target.exists() else build_random_model(name.removeprefix("random:"), target)), None
+        arch = name.removeprefix("random:")
+        if arch not in ARCHS:
+            raise ModelLoadError(
+                f"unknown random architecture {arch!r}: use random:<arch> with {', '.join(ARCHS)}"
+            )
+        return build_random_model(arch, cache_dir() / "models" / f"random-{arch}"), None  # built once
     if name in presets:
         preset = presets[name]
         if preset.source.startswith("package:"):
@@ -271,9 +327,9 @@ def load_model(
     trust_remote_code: bool = False,
 ) -> ModelHandle:
     """Load a model for generation and extraction (bf16 on CUDA, float32 on CPU by default)."""
+    device = check_device(device) if device else default_device()
+    dtype = _dtype(dtype, device)
     source, preset = resolve(name)
-    device = device or default_device()
-    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype or default_dtype(device)
     kwargs: dict = {"dtype": dtype, "revision": revision, "trust_remote_code": trust_remote_code}
     if device.startswith("cuda"):
         kwargs["device_map"] = "auto"  # accelerate spreads models larger than one GPU

@@ -1,13 +1,15 @@
 """Readers for the published files of the original mood-axis study (github.com/yunoshev/mood-axis, MIT).
 
 Projections in these files are uncentred: value = clip((h . a) / scale, -1, 1) with scale the IQR of the
-calibration projections. Axis names are ``<positive>_<negative>``. Malformed files raise ValueError.
+calibration projections. Axis names are ``<positive>_<negative>``. Malformed files raise StudyFileError (a
+ValueError with a one-line message naming the file).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from styleprobe.errors import StyleprobeError
+
 DRIFT_SUMMARY_FIELDS = ("mean_slope", "std_slope", "mean_start", "mean_end", "mean_delta")
+
+
+class StudyFileError(StyleprobeError, ValueError):
+    """A file of the original study is malformed; the message is one line naming the file."""
 
 
 @dataclass
@@ -34,12 +42,12 @@ def _read_json(path: Path) -> Any:
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:  # a missing file stays FileNotFoundError
-        raise ValueError(f"{path}: cannot read JSON ({type(e).__name__}: {e})") from e
+        raise StudyFileError(f"{path}: cannot read JSON ({type(e).__name__}: {e})") from e
 
 
-def _bad(path: Path, what: str, e: Exception | None = None) -> ValueError:
-    detail = f" ({type(e).__name__}: {e})" if e is not None else ""
-    return ValueError(f"{path}: malformed mood-axis {what} file{detail}")
+def _bad(path: Path, what: str, e: Exception | None = None) -> StudyFileError:
+    detail = f" ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})" if e is not None else ""
+    return StudyFileError(f"{path}: malformed mood-axis {what} file{detail}")
 
 
 def _number(x: Any) -> float:
@@ -163,6 +171,8 @@ def load_drift(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 def load_axis_npz(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Read an axis_stability ``.npz``: axis names (``_axes`` order), n_axes x hidden vectors, scales."""
     path = Path(path)
+    if path.is_file() and not zipfile.is_zipfile(path):
+        raise _bad(path, "axis .npz", ValueError("not an .npz (zip) archive"))
     try:
         with np.load(path, allow_pickle=False) as z:
             names = [str(a) for a in z["_axes"]]
@@ -174,4 +184,6 @@ def load_axis_npz(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray]:
         raise _bad(path, "axis .npz", e) from e
     if vectors.ndim != 2 or not np.all(np.isfinite(vectors)) or not np.all(np.isfinite(scales)):
         raise _bad(path, "axis .npz", ValueError(f"vectors of shape {vectors.shape} or scales not finite"))
+    if not np.all(np.linalg.norm(vectors, axis=1) > 0) or not np.all(scales > 0):
+        raise _bad(path, "axis .npz", ValueError("a zero vector or a scale <= 0"))
     return names, vectors, scales

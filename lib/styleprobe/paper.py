@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from styleprobe import paths
+from styleprobe.errors import StyleprobeError
 from styleprobe.store import atomic_write_bytes, atomic_write_text
 
 PAPER_DIR = paths.REPO_ROOT / "paper"
@@ -46,7 +47,7 @@ _LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {
 }
 
 
-class PaperError(RuntimeError):
+class PaperError(StyleprobeError, RuntimeError):
     """Something the paper needs is missing or malformed; the message is one line per problem."""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,10 +15,11 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from styleprobe.chat import build_prompt
+from styleprobe.errors import UsageError
 from styleprobe.extraction import Aggregation, TokenSequence, extract, measure_mask
 from styleprobe.generation import SamplingConfig, auto_batch_size, generate, tokenize_prompts
 from styleprobe.models import ModelHandle
-from styleprobe.store import Stage
+from styleprobe.store import RunMismatchError, Stage, read_manifest
 
 REFORWARD_CHUNK = 1024  # tokens per re-forward chunk: bounds activation memory for long (thinking) answers
 
@@ -48,6 +50,14 @@ class StageResult:
     def select(self, mask) -> StageResult:
         mask = np.asarray(mask)
         return StageResult(self.records[mask].reset_index(drop=True), self.per_layer[mask], self.aggregation)
+
+
+def check_batch_size(batch_size: int | None) -> None:
+    """None (choose automatically) or a positive integer; checked before any work or manifest is written."""
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
+        raise UsageError(f"batch size must be a positive integer, got {batch_size!r}")
 
 
 def row_key(seed: int, item_id: str) -> int:
@@ -85,6 +95,7 @@ def run_stage(
     generation context (chat template, system prompt kept, no thinking block) and the re-forward otherwise."""
     if not items:
         raise ValueError("no items to run")
+    check_batch_size(batch_size)
     prompts = [build_prompt(handle, it.question, it.system, it.history, thinking=thinking) for it in items]
     prompt_ids = tokenize_prompts(handle, prompts)
     if read_with_system:
@@ -117,13 +128,22 @@ def run_stage(
         "items": _digest([(it.id, p) for it, p in zip(items, prompts, strict=True)]),
     }
     manifest = Path(stage_dir) / "manifest.json"
-    if batch_size is None and manifest.exists():  # resume with the batches the run started with
-        batch_size = json.loads(manifest.read_text())["settings"].get("batch_size")
-    if batch_size is None:
+    if batch_size is None and (found := read_manifest(manifest)) is not None:
+        batch_size = found["settings"].get("batch_size")  # resume with the batches the run started with
+    chosen = batch_size is None
+    if chosen:
         longest = max(len(p) for p in prompt_ids) + sampling.max_new_tokens
         batch_size = auto_batch_size(handle, longest, cap=64 if handle.device.type == "cpu" else 256)
-    settings["batch_size"] = batch_size
-    stage = Stage(Path(stage_dir), settings)
+    try:
+        stage = Stage(Path(stage_dir), {**settings, "batch_size": batch_size})
+    except RunMismatchError:
+        # a concurrent first run may have chosen another automatic size: adopt it if that is the only change
+        found = read_manifest(manifest)
+        theirs = found["settings"].get("batch_size") if found else None
+        if not chosen or theirs is None:
+            raise
+        batch_size = theirs
+        stage = Stage(Path(stage_dir), {**settings, "batch_size": batch_size})
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     todo = [b for b in range(len(batches)) if not stage.is_done(b)]
     bar = tqdm(total=len(items), desc=desc, disable=not progress, unit="answer")
@@ -187,6 +207,7 @@ def reread(
     `stage_dir`, finished batches are stored there and reused, so a long re-read resumes."""
     if len(items) != len(response_ids) or not items:
         raise ValueError(f"need one response per item, got {len(items)} items, {len(response_ids)} responses")
+    check_batch_size(batch_size)
     prompts = [
         build_prompt(handle, it.question, it.system if keep_system else None, it.history, thinking=thinking)
         for it in items
@@ -196,6 +217,7 @@ def reread(
         TokenSequence(p + list(r), measure_mask(handle, len(p), r))
         for p, r in zip(prompt_ids, response_ids, strict=True)
     ]
+    _warn_past_context(handle, [it.id for it in items], [len(s.ids) for s in seqs])
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i].ids))
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     stage = None
@@ -220,6 +242,23 @@ def reread(
             stage.write(b, [{"id": items[i].id} for i in idx], {"states": states})
         out[idx] = states
     return out
+
+
+class ContextWarning(UserWarning):
+    """Some sequences are longer than the model's context: their states are read past trained positions."""
+
+
+def _warn_past_context(handle: ModelHandle, ids: list[str], lengths: list[int]) -> None:
+    limit = getattr(handle.model.config, "max_position_embeddings", None)
+    over = [(i, n) for i, n in zip(ids, lengths, strict=True) if limit and n > limit]
+    if over:
+        shown = ", ".join(f"{i} ({n} tokens)" for i, n in over[:5]) + (", ..." if len(over) > 5 else "")
+        warnings.warn(
+            f"{len(over)} of {len(ids)} conversations exceed the model's context of {limit} tokens: {shown}; "
+            "their projections are unreliable",
+            ContextWarning,
+            stacklevel=3,
+        )
 
 
 def without_system(

@@ -40,8 +40,22 @@ def get_profile(name: str | None, **overrides) -> Profile:
     if unknown:
         sizes = ", ".join(k for k in base.to_dict() if k != "name")
         raise ValueError(f"unknown profile size {', '.join(sorted(unknown))}; choose from {sizes}")
+    for key, value in overrides.items():
+        if value is not None and not _valid_size(key, value):
+            what = "a non-empty list of seeds >= 0" if key == "seeds" else "a positive integer"
+            raise ValueError(f"profile size {key} must be {what}, got {value!r}")
+    overrides = {k: tuple(v) if k == "seeds" and v is not None else v for k, v in overrides.items()}
     changed = {k: v for k, v in overrides.items() if v is not None and getattr(base, k) != v}
     if not changed:
         return base
     label = "+".join([name, *(f"{k}={v}" for k, v in sorted(changed.items()))])
     return replace(base, name=label, **changed)
+
+
+def _valid_size(key: str, value) -> bool:
+    def integer(v, low: int) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+    if key == "seeds":
+        return isinstance(value, list | tuple) and bool(value) and all(integer(v, 0) for v in value)
+    return integer(value, 1)

@@ -9,10 +9,18 @@ when asked for by name."""
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 
+from styleprobe.errors import StyleprobeError, UsageError
 from styleprobe.paths import NOTEBOOKS_DIR, RUNS_DIR
+
+
+class NotebookFailed(StyleprobeError):
+    """A notebook raised while it ran; the message names the notebook, the error and the executed copy."""
+
 
 PER_MODEL = (
     "01_calibration",
@@ -50,8 +58,46 @@ def resolve_notebook(name: str) -> str:
     """`02` or `02_baseline` -> `02_baseline`."""
     matches = [n for n in ORDER if n == name or n.split("_")[0] == name]
     if len(matches) != 1:
-        raise ValueError(f"unknown notebook {name!r}; choose from {', '.join(ORDER)}")
+        raise UsageError(f"unknown notebook {name!r}; choose from {', '.join(ORDER)}")
     return matches[0]
+
+
+@cache
+def notebook_parameters(name: str) -> frozenset[str]:
+    """The names assigned in the notebook's `parameters` cell (what papermill may set)."""
+    import jupytext
+
+    notebook = jupytext.read(NOTEBOOKS_DIR / f"{name}.py")
+    for cell in notebook.cells:
+        if "parameters" in cell.metadata.get("tags", []):
+            tree = ast.parse(cell.source)
+            return frozenset(
+                t.id
+                for node in tree.body
+                if isinstance(node, ast.Assign)
+                for t in node.targets
+                if isinstance(t, ast.Name)
+            )
+    return frozenset()
+
+
+def check_parameters(steps: list[tuple[str, Path, dict]], parameters: dict) -> None:
+    """Refuse, before anything runs, a parameter that no planned notebook takes (a misspelling) and a
+    profile or `sizes` that the notebooks would reject."""
+    from styleprobe.profiles import get_profile
+
+    taken = set().union(*(notebook_parameters(name) for name, _, _ in steps)) if steps else set()
+    unknown = sorted(set(parameters) - taken)
+    if unknown:
+        names = ", ".join(sorted(taken))
+        raise UsageError(f"unknown notebook parameter {unknown[0]!r}; the planned notebooks take {names}")
+    sizes = parameters.get("sizes") or {}
+    if not isinstance(sizes, dict):
+        raise UsageError(f"parameter sizes must be a mapping like {{n_baseline: 10}}, got {sizes!r}")
+    try:
+        get_profile(parameters.get("profile"), **sizes)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
 
 
 def execute(
@@ -65,15 +111,21 @@ def execute(
     notebook = jupytext.read(NOTEBOOKS_DIR / f"{name}.py")
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     output.parent.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(
-        notebook,
-        str(output),
-        parameters=parameters,
-        prepare_only=prepare_only,
-        kernel_name="python3",
-        cwd=str(NOTEBOOKS_DIR),
-        progress_bar=progress,
-    )
+    try:
+        papermill.execute_notebook(
+            notebook,
+            str(output),
+            parameters=parameters,
+            prepare_only=prepare_only,
+            kernel_name="python3",
+            cwd=str(NOTEBOOKS_DIR),
+            progress_bar=progress,
+        )
+    except papermill.PapermillExecutionError as err:
+        last = (str(err.evalue).strip().splitlines() or [""])[-1]
+        raise NotebookFailed(
+            f"notebook {name} failed in cell {err.exec_count}: {err.ename}: {last} (executed copy: {output})"
+        ) from None
     return output
 
 
@@ -111,10 +163,11 @@ def plan(
             elif n in BASE_PAIR and (base or notebooks):
                 pair = {"instruct_model": model, **({"base_model": base} if base else {})}
                 steps.append((n, folder / f"{n}.ipynb", {**pair, **parameters}))
-    cross = {k: v for k, v in parameters.items() if k == "root"}
     folder = Path(out_dir) if out_dir else runs / "cross_model" / "notebooks"
-    steps += [(n, folder / f"{n}.ipynb", cross) for n in names if n in CROSS_MODEL]
-    return steps
+    steps += [(n, folder / f"{n}.ipynb", parameters) for n in names if n in CROSS_MODEL]
+    check_parameters(steps, parameters)
+    # each notebook gets only the parameters it declares (e.g. 10_cross_model takes no model)
+    return [(n, out, {k: v for k, v in p.items() if k in notebook_parameters(n)}) for n, out, p in steps]
 
 
 def reproduce(

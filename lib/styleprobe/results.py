@@ -1,4 +1,7 @@
-"""`results/<model>.json`: the small machine-readable summary each notebook adds its section to."""
+"""`results/<model>.json`: the small machine-readable summary each notebook adds its section to.
+
+Notebooks may run at the same time: `update_results` holds the lock `results/<model>.json.lock` across its
+read-modify-write, so no section is lost, and the file is replaced whole, so readers need no lock."""
 
 from __future__ import annotations
 
@@ -8,8 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from styleprobe.errors import StyleprobeError
 from styleprobe.paths import RESULTS_DIR
-from styleprobe.store import write_json
+from styleprobe.store import locked, write_json
+
+
+class ResultsError(StyleprobeError, ValueError):
+    """A results file is truncated or not a JSON object; the message is one line."""
 
 
 def _plain(obj):
@@ -35,21 +43,36 @@ def results_path(slug: str, results_dir: Path | None = None) -> Path:
     return Path(results_dir or RESULTS_DIR) / f"{slug}.json"
 
 
+def _read(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ResultsError(f"corrupt results file {path} ({reason}); repair or delete it") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"corrupt results file {path} (not a JSON object); repair or delete it")
+    return data
+
+
 def load_results(slug: str, results_dir: Path | None = None) -> dict:
+    """The model's results ({"model": slug} if it has none yet); a damaged file raises ResultsError."""
     path = results_path(slug, results_dir)
-    return json.loads(path.read_text()) if path.exists() else {"model": slug}
+    return _read(path) if path.exists() else {"model": slug}
 
 
 def update_results(slug: str, section: str, payload, results_dir: Path | None = None) -> Path:
-    """Replace one section of the model's results file (written atomically) and return its path."""
-    data = load_results(slug, results_dir)
-    data[section] = _plain(payload)
+    """Replace one section of the model's results file (under its lock, written atomically) and return its
+    path; a damaged file raises ResultsError and is left as it is."""
     path = results_path(slug, results_dir)
-    write_json(path, data)
+    plain = _plain(payload)
+    with locked(path):
+        data = load_results(slug, results_dir)
+        data[section] = plain
+        write_json(path, data)
     return path
 
 
 def all_results(results_dir: Path | None = None) -> dict[str, dict]:
     """Every model's results, by slug."""
     folder = Path(results_dir or RESULTS_DIR)
-    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+    return {p.stem: _read(p) for p in sorted(folder.glob("*.json"))}

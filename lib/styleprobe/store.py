@@ -1,21 +1,42 @@
-"""Files that are either whole or absent: atomic writes, and run stages saved one finished batch at a time."""
+"""Files that are either whole or absent: atomic writes, and run stages saved one finished batch at a time.
+
+Several processes may share one root (runs, axes, results, the model cache) at once: every file is written
+to a temporary name and renamed into place, and every read-modify-write or check-then-create holds an
+exclusive lock: `filelock.FileLock`, i.e. `flock`, which excludes other processes and threads, and which
+the kernel releases when its holder dies, so a crash leaves no stale lock (`SoftFileLock` would, hence not
+that); Linux NFS clients map `flock` to NFS byte-range locks, so it also holds across machines there. The
+lock files are empty and stay in place (removing one would race with a waiter), are named `<target>.lock`,
+and are kept out of git (`*.lock` in .gitignore):
+
+- `<stage>/manifest.json.lock`: creating or checking a run stage's manifest (`Stage`);
+- `axes/<name>.lock`: writing or reading an axes pair `<name>.json` + `<name>.safetensors` (`axes.py`);
+- `results/<slug>.json.lock`: updating one section of a results file (`results.update_results`);
+- `<cache>/models/<name>.lock`: building a cached model folder once (`models.py`, `toy.py`);
+- `<cache>/gguf/<file>.gguf.lock`: reassembling a split GGUF file once (`models.assemble_parts`);
+- `<cache>/file-hashes.json.lock`: the index of remembered file hashes (`file_sha256`, for models.py).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save
 
+from styleprobe.errors import StyleprobeError
 
-class RunMismatchError(ValueError):
+
+class RunMismatchError(StyleprobeError, ValueError):
     """A run directory holds work done with other settings; the message is one line."""
 
 
@@ -49,21 +70,147 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def lock_path(target: Path) -> Path:
+    """The lock file that guards `target`: `<target>.lock` beside it."""
+    target = Path(target)
+    return target.with_name(target.name + ".lock")
+
+
+@contextlib.contextmanager
+def locked(target: Path, *, optional: bool = False) -> Iterator[None]:
+    """Hold the exclusive lock `<target>.lock` for the block, waiting for it as long as it takes.
+
+    `optional=True`: where the lock file cannot be created (a read-only folder), the block runs unlocked.
+    That is safe for readers, since files are only ever replaced whole, and for a check-then-create whose
+    create could not succeed there anyway."""
+    lock = lock_path(target)
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        held: FileLock | None = FileLock(str(lock))
+        held.acquire()
+    except OSError:
+        if not optional:
+            raise
+        held = None
+    try:
+        yield
+    finally:
+        if held is not None:
+            held.release()
+
+
 @contextlib.contextmanager
 def atomic_directory(target: Path) -> Iterator[Path]:
-    """Yield a temporary folder beside `target` to fill; it becomes `target` only if the block succeeds."""
+    """Yield a temporary folder beside `target` to fill; it becomes `target` only if the block succeeds.
+
+    If `target` exists by then, another process finished first: its folder is kept and ours is dropped
+    (first writer wins; both were built from the same inputs). `build_once` avoids building twice."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-"))
     try:
         yield tmp
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError as err:
+            if err.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not target.is_dir():
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def build_once(target: Path, build: Callable[[Path], object]) -> Path:
+    """The folder `target`, built by `build(tmp)` into a temporary folder and renamed into place if it is
+    not there yet. Concurrent callers wait on the lock `<target>.lock` and find it built: the work is done
+    once, and no one sees a half-built folder."""
+    target = Path(target)
+    if target.is_dir():
+        return target
+    with locked(target):
+        if not target.is_dir():  # re-check: another process may have built it while we waited
+            with atomic_directory(target) as tmp:
+                build(tmp)
+    return target
+
+
+def canonical_safetensors(blob: bytes) -> bytes:
+    """The safetensors file `blob` with its header's keys sorted. safetensors writes the metadata in hash
+    order, which varies between processes, so identical tensors and metadata would give other bytes."""
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)  # safetensors pads the header with spaces to 8-byte alignment
+    return len(text).to_bytes(8, "little") + text + blob[8 + n :]
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _stamp(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+def _read_index(index: Path) -> dict:
+    try:
+        data = json.loads(index.read_text())
+    except (OSError, ValueError):
+        return {}  # absent or damaged: hashes are computed again
+    return data if isinstance(data, dict) else {}
+
+
+def remember_sha256(path: Path, digest: str, index: Path, stamp: list[int] | None = None) -> None:
+    """Record `digest` as the SHA-256 of `path` in the JSON `index`, keyed on its path and checked
+    against its (inode, size, mtime_ns) when looked up; entries of vanished files are dropped."""
+    path = Path(path).absolute()
+    with locked(index):
+        entries = {k: v for k, v in _read_index(index).items() if Path(k).exists()}
+        entries[str(path)] = {"stamp": stamp or _stamp(path), "sha256": digest}
+        write_json(index, entries)
+
+
+def file_sha256(path: Path, index: Path | None = None) -> str:
+    """SHA-256 of a file's content. With `index`, it is computed once and remembered by (path, inode,
+    size, mtime_ns), so an unchanged file is not read again."""
+    path = Path(path).absolute()
+    before = _stamp(path)
+    if index is not None:
+        entry = _read_index(index).get(str(path))
+        if isinstance(entry, dict) and entry.get("stamp") == before and isinstance(entry.get("sha256"), str):
+            return entry["sha256"]
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 22):
+            digest.update(block)
+    if index is not None and _stamp(path) == before:  # not changed while we read it
+        with contextlib.suppress(OSError):  # only an optimisation (the cache may be read-only)
+            remember_sha256(path, digest.hexdigest(), index, before)
+    return digest.hexdigest()
+
+
 def write_json(path: Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_manifest(path: Path) -> dict | None:
+    """A run stage's `manifest.json` ({"settings": {...}}), or None if there is none yet; a truncated or
+    damaged one raises RunMismatchError naming the file."""
+    path = Path(path)
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise RunMismatchError(
+            f"corrupt run manifest {path} ({reason}); delete {path.parent} to run that stage again"
+        ) from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("settings"), dict):
+        raise RunMismatchError(
+            f"corrupt run manifest {path} (no settings); delete {path.parent} to run that stage again"
+        )
+    return manifest
 
 
 class Stage:
@@ -75,16 +222,18 @@ class Stage:
         self.root = Path(root)
         manifest = self.root / "manifest.json"
         settings = json.loads(json.dumps(settings))  # normalise tuples etc. to compare with what is on disk
-        if manifest.exists():
-            old = json.loads(manifest.read_text())["settings"]
+        with locked(manifest, optional=True):  # check-and-create as one step: of concurrent runs, one writes
+            found = read_manifest(manifest)
+            if found is None:
+                write_json(manifest, {"settings": settings})
+        if found is not None:
+            old = found["settings"]
             if old != settings:
                 keys = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
                 raise RunMismatchError(
                     f"{self.root} was run with other settings ({', '.join(keys)}); "
                     "use another run directory or delete it"
                 )
-        else:
-            write_json(manifest, {"settings": settings})
         self.settings = settings
 
     def _path(self, index: int) -> Path:

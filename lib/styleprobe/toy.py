@@ -18,7 +18,7 @@ import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from styleprobe.store import atomic_directory
+from styleprobe.store import build_once
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
@@ -121,12 +121,17 @@ def random_model(arch: str, seed: int = 0, dtype: torch.dtype = torch.float32, d
 
 
 def build_random_model(arch: str, out_dir: Path, seed: int = 0) -> Path:
-    """Write a random-init model and its tokenizer to `out_dir` (atomically) and return it."""
-    model, tokenizer = random_model(arch, seed)
-    with atomic_directory(out_dir) as tmp:
+    """Write a random-init model and its tokenizer to `out_dir` (atomically) unless it is there, and return
+    it. Concurrent callers wait on the lock `<out_dir>.lock` and find it built, so it is built once."""
+    if arch not in ARCHS:  # before any folder or lock is made
+        raise ValueError(f"unknown random architecture {arch!r}; choose from {', '.join(ARCHS)}")
+
+    def build(tmp: Path) -> None:
+        model, tokenizer = random_model(arch, seed)
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-    return out_dir
+
+    return build_once(Path(out_dir), build)
 
 
 class ForcedThinking:

@@ -1,0 +1,15 @@
+"""The one base class of the errors a user can cause (bad input, settings or files).
+
+Each such error carries a one-line message; the command line prints it as `styleprobe: error: ...` and exits
+with status 2, and the explore app shows it as a status line. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class StyleprobeError(Exception):
+    """Bad input, settings or files; the message is one line that names the culprit."""
+
+
+class UsageError(StyleprobeError, ValueError):
+    """An option, parameter or path given by the user is invalid."""

@@ -1,0 +1,167 @@
+"""Every CLI command against a folder of broken files and bad options: exit status 2, one line on stderr that
+names the culprit, no traceback, and nothing written."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from styleprobe.axes import AxisSet
+from styleprobe.cli import main
+from styleprobe.extraction import Aggregation
+
+MODEL = ["--model", "random:llama", "--quiet"]
+
+
+def _axes(model_id: str = "random-llama", hidden: int = 64) -> AxisSet:
+    vectors = np.random.default_rng(0).normal(size=(2, hidden))
+    return AxisSet(
+        names=["warm_cold", "verbose_concise"],
+        poles=[("warm", "cold"), ("verbose", "concise")],
+        vectors=vectors / np.linalg.norm(vectors, axis=1, keepdims=True),
+        centres=np.zeros(2),
+        scales=np.ones(2),
+        model_id=model_id,
+        hidden_size=hidden,
+        layers=[2, 3, 4, 5],
+        aggregation=Aggregation().to_dict(),
+    )
+
+
+def _edit_json(path: Path, **changes) -> None:
+    meta = json.loads(path.read_text())
+    meta.update(changes)
+    path.write_text(json.dumps(meta))
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory) -> Path:
+    """The fixture folder: one broken file per way a user's file can be wrong, beside a few good ones."""
+    root = tmp_path_factory.mktemp("broken")
+    (root / "empty.gguf").write_bytes(b"")
+    (root / "zeros.gguf").write_bytes(bytes(4096))
+    (root / "not-gguf.gguf").write_bytes(b"GGUX" + bytes(200))
+    _axes().save(root / "good.json")
+    for name, changes in {
+        "bad-aggregation": {"aggregation": {"layers": [-1, -2], "layer_weights": [1.0], "decay": 0.9}},
+        "bad-decay": {"aggregation": {"layers": [-1], "layer_weights": [1.0], "decay": 2.0}},
+        "zero-scale": {"scales": [0.0, 1.0]},
+        "nan-centre": {"centres": [float("nan"), 0.0]},
+    }.items():
+        _axes().save(root / f"{name}.json")
+        _edit_json(root / f"{name}.json", **changes)
+    _axes().save(root / "truncated.json")
+    text = (root / "truncated.json").read_text()
+    (root / "truncated.json").write_text(text[: len(text) // 2])
+    _axes(model_id="someone-else").save(root / "other-model.json")
+    (root / "qwen_7b_set_A_axes.npz").write_bytes(b"PK\x03\x04 definitely not a zip")
+    (root / "good.jsonl").write_text(json.dumps({"question": "What is rain?", "response": "Water."}) + "\n")
+    (root / "all-bad.jsonl").write_text('{"question": "no response"}\n[1, 2]\n')
+    (root / "text.csv").write_text("seed,q_index,warm_cold\n0,0,0.1\n0,1,high\n")
+    (root / "good.csv").write_text("seed,q_index,warm_cold\n0,0,0.1\n0,1,0.3\n0,2,-0.2\n")
+    (root / "a-folder").mkdir()
+    manifest = root / "runs" / "random-llama" / "calibration-A-instructed-smoke-warm_cold" / "manifest.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text('{"settings": {"model_id": "random-ll')
+    return root
+
+
+def _files(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*") if p.is_file()}
+
+
+# (case, argv with {d} for the fixture folder, what the message must name)
+CASES = [
+    ("batch size 0", "calibrate {m} --batch-size 0", "--batch-size"),
+    ("batch size -1", "project {d}/good.jsonl {m} --batch-size -1", "--batch-size"),
+    ("dtype", "calibrate {m} --dtype float8", "float8"),
+    ("device", "calibrate {m} --device tpu", "tpu"),
+    ("unknown random arch", "calibrate --model random:nosuch --quiet", "nosuch"),
+    ("empty gguf", "calibrate --model {d}/empty.gguf --quiet", "empty.gguf"),
+    ("zero-filled gguf", "calibrate --model {d}/zeros.gguf --quiet", "zeros.gguf"),
+    ("not a gguf", "calibrate --model {d}/not-gguf.gguf --quiet", "not-gguf.gguf"),
+    ("unknown axis", "calibrate {m} --axes nosuch", "nosuch"),
+    ("missing axes file", "fingerprint {m} --axes-file {d}/nosuch.json", "nosuch.json"),
+    ("bad aggregation", "project {d}/good.jsonl {m} --axes-file {d}/bad-aggregation.json", "bad-aggregation"),
+    ("bad decay", "project {d}/good.jsonl {m} --axes-file {d}/bad-decay.json", "bad-decay"),
+    ("zero scale", "project {d}/good.jsonl {m} --axes-file {d}/zero-scale.json", "zero-scale"),
+    ("nan centre", "project {d}/good.jsonl {m} --axes-file {d}/nan-centre.json", "nan-centre"),
+    ("truncated axes", "project {d}/good.jsonl {m} --axes-file {d}/truncated.json", "truncated"),
+    ("axes of another model", "project {d}/good.jsonl {m} --axes-file {d}/other-model.json", "someone-else"),
+    ("input is a folder", "project {d}/a-folder {m}", "a-folder"),
+    ("output is a folder", "project {d}/good.jsonl {m} --output {d}/a-folder", "a-folder"),
+    ("no valid line", "project {d}/all-bad.jsonl {m} --axes-file {d}/good.json", "all-bad.jsonl"),
+    ("compare text value", "compare {d}/good.csv {d}/text.csv", "text.csv"),
+    ("compare n-boot 0", "compare {d}/good.csv {d}/good.csv --n-boot 0", "--n-boot"),
+    ("compare threshold nan", "compare {d}/good.csv {d}/good.csv --threshold nan", "--threshold"),
+    ("compare a folder", "compare {d}/a-folder {d}/good.csv", "a-folder"),
+    ("bad yaml parameter", "reproduce --dry-run -p sizes [unclosed", "sizes"),
+    ("unknown notebook", "reproduce --dry-run --notebooks 99", "99"),
+    ("misspelt size", "reproduce --dry-run --notebooks 02 -p sizes '{{n_baselin: 3}}'", "n_baselin"),
+    ("zero size", "reproduce --dry-run --notebooks 02 -p sizes '{{n_baseline: 0}}'", "n_baseline"),
+    ("misspelt parameter", "reproduce --dry-run --notebooks 02 -p sedes [1]", "sedes"),
+    (
+        "truncated manifest",
+        "calibrate {m} --runs-dir {d}/runs --axes warm_cold --profile smoke",
+        "manifest.json",
+    ),
+    ("corrupt npz", "axes import-study {d}/qwen_7b_set_A_axes.npz --out {d}/out.json", "qwen_7b_set_A_axes"),
+    (
+        "export negative layer",
+        "axes export-gguf {d}/good.json --axis warm_cold --out {d}/v.gguf --layers -5",
+        "-5",
+    ),
+    (
+        "export nan strength",
+        "axes export-gguf {d}/good.json --axis warm_cold --out {d}/v.gguf --strength nan",
+        "nan",
+    ),
+    ("export unknown axis", "axes export-gguf {d}/good.json --axis nosuch --out {d}/v.gguf", "nosuch"),
+]
+
+
+@pytest.mark.parametrize(("argv", "names"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, names, broken, cache, monkeypatch, capsys):
+    monkeypatch.setenv("STYLEPROBE_CACHE", str(cache / "bad-input"))
+    monkeypatch.chdir(broken)
+    before = _files(broken)
+    args = shlex.split(argv.format(d=broken, m=" ".join(MODEL)))
+    if "--runs-dir" not in args and args[0] in ("calibrate", "fingerprint", "project"):
+        args += ["--runs-dir", str(broken / "runs"), "--axes-dir", str(broken / "axes")]
+    try:
+        status = main(args)
+    except SystemExit as exit_:  # argparse's own errors
+        status = exit_.code
+    err = capsys.readouterr().err.strip()
+    assert status == 2, err
+    assert "Traceback" not in err, err
+    # one error line; before it, only the `file:line: skipped: reason` reports of `project`
+    *skipped, message = err.splitlines()
+    assert all(": skipped: " in line for line in skipped), err
+    assert message.startswith("styleprobe") and "error:" in message and names in message, err
+    assert _files(broken) == before, "a failed command left files behind"
+
+
+def test_every_user_error_class_is_reported_by_the_cli():
+    """The CLI prints StyleprobeError as one line; every library error meant for users derives from it."""
+    from styleprobe import axes, data, extraction, judge, models, mood_axis, paper, reproduce, results, store
+    from styleprobe.cli import KNOWN_ERRORS
+    from styleprobe.errors import StyleprobeError
+
+    errors = [
+        axes.AxesError,
+        data.DataError,
+        extraction.NonFiniteStatesError,
+        judge.JudgeError,
+        models.ModelLoadError,
+        mood_axis.StudyFileError,
+        paper.PaperError,
+        reproduce.NotebookFailed,
+        results.ResultsError,
+        store.RunMismatchError,
+    ]
+    assert all(issubclass(e, StyleprobeError) for e in errors) and StyleprobeError in KNOWN_ERRORS
