@@ -165,3 +165,13 @@ def test_every_user_error_class_is_reported_by_the_cli():
         store.RunMismatchError,
     ]
     assert all(issubclass(e, StyleprobeError) for e in errors) and StyleprobeError in KNOWN_ERRORS
+
+
+def test_axes_list_skips_a_broken_file_with_one_warning_line(broken, capsys):
+    before = _files(broken)
+    assert main(["axes", "list", "--axes-dir", str(broken)]) == 0  # listing is not refused for one bad file
+    out, err = capsys.readouterr()
+    assert "good.json" in out and "zero-scale.json" not in out
+    assert all(line.startswith("styleprobe: warning: skipped: ") for line in err.splitlines())
+    assert "zero-scale.json: scales must be finite and > 0" in err and "Traceback" not in err
+    assert _files(broken) == before

@@ -418,7 +418,7 @@ def cmd_axes_list(args) -> None:
         try:
             axes = AxisSet.load(path)
         except AxesError as err:
-            print(f"{path}: {err}", file=sys.stderr)
+            print(f"styleprobe: warning: skipped: {one_line(err)}", file=sys.stderr)
             continue
         acc = [v.get("pairwise_accuracy") for v in axes.calibration.values()]
         rows.append(
@@ -442,7 +442,7 @@ def cmd_compare(args) -> int:
         load_fingerprint(args.a), load_fingerprint(args.b), threshold=args.threshold, n_boot=args.n_boot
     )
     models, ids = table.attrs["models"], table.attrs["axes_ids"]
-    for side, path, i in (("B", args.b, 1), ("A", args.a, 0)):
+    for side, path, i in (("A", args.a, 0), ("B", args.b, 1)):
         print(f"{side} = {path} (model {models[i] or 'not recorded'}, axes id {ids[i] or 'not recorded'})")
     print(f"(difference B - A, bootstrap 95 % CI, paired: {table.attrs['paired']})")
     print("\n".join(table.attrs["notes"]) or "A and B: same model, same axes")
