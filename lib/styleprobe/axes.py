@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load, save
 
 from styleprobe import __version__
-from styleprobe.errors import StyleprobeError
+from styleprobe.errors import StyleprobeError, first_line
 from styleprobe.stats import iqr, trimmed_mean
 from styleprobe.store import (
     atomic_write_bytes,
@@ -196,8 +196,7 @@ class AxisSet:
         except (json.JSONDecodeError, SafetensorError, KeyError, TypeError, ValueError, OSError) as err:
             if isinstance(err, AxesError):
                 raise err if str(js) in str(err) else AxesError(f"{js}: {err}") from None
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise AxesError(f"corrupt or truncated axes file {base}: {reason}") from None
+            raise AxesError(f"corrupt or truncated axes file {base}: {first_line(err)}") from None
 
 
 def axes_pair(path: Path) -> tuple[Path, Path, Path]:

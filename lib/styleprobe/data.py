@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from styleprobe.errors import StyleprobeError
+from styleprobe.errors import StyleprobeError, first_line
 from styleprobe.paths import DATA_DIR
 
 INSTRUCTION_SETS = ("A", "B", "C")
@@ -71,7 +71,7 @@ def _read_yaml(path: Path) -> Any:
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise DataError(f"{path}: cannot read YAML ({first})") from exc
 
 

@@ -13,3 +13,9 @@ class StyleprobeError(Exception):
 
 class UsageError(StyleprobeError, ValueError):
     """An option, parameter or path given by the user is invalid."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty), for one-line
+    errors that wrap another library's multi-line message."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]

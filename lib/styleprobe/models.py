@@ -16,7 +16,7 @@ import yaml
 from platformdirs import user_cache_dir
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from styleprobe.errors import StyleprobeError
+from styleprobe.errors import StyleprobeError, first_line
 from styleprobe.paths import DATA_DIR
 from styleprobe.store import build_once, file_sha256, locked, remember_sha256
 
@@ -261,8 +261,9 @@ def dequantised_copy(gguf: Path) -> Path:
                 gguf.parent, gguf_file=gguf.name, dtype=torch.float32
             )
         except Exception as err:  # the GGUF readers fail in many ways on a bad file (struct, mmap, value)
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ModelLoadError(f"cannot read GGUF file {gguf} (damaged or unsupported): {first}") from err
+            raise ModelLoadError(
+                f"cannot read GGUF file {gguf} (damaged or unsupported): {first_line(err)}"
+            ) from err
         # the weights are plain float32 tensors now; drop the GGUF quantiser so they save as plain safetensors
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
@@ -339,8 +340,7 @@ def load_model(
         )
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)  # SDPA where the architecture has it
     except (OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelLoadError(f"cannot load model {name!r}: {first}") from err
+        raise ModelLoadError(f"cannot load model {name!r}: {first_line(err)}") from err
     if not device.startswith("cuda"):
         model.to(device)
     model.eval()

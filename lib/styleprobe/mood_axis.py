@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from styleprobe.errors import StyleprobeError
+from styleprobe.errors import StyleprobeError, first_line
 
 DRIFT_SUMMARY_FIELDS = ("mean_slope", "std_slope", "mean_start", "mean_end", "mean_delta")
 
@@ -46,7 +46,7 @@ def _read_json(path: Path) -> Any:
 
 
 def _bad(path: Path, what: str, e: Exception | None = None) -> StudyFileError:
-    detail = f" ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})" if e is not None else ""
+    detail = f" ({type(e).__name__}: {first_line(e)})" if e is not None else ""
     return StudyFileError(f"{path}: malformed mood-axis {what} file{detail}")
 
 

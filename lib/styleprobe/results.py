@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from styleprobe.errors import StyleprobeError
+from styleprobe.errors import StyleprobeError, first_line
 from styleprobe.paths import RESULTS_DIR
 from styleprobe.store import locked, write_json
 
@@ -47,8 +47,7 @@ def _read(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
     except ValueError as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ResultsError(f"corrupt results file {path} ({reason}); repair or delete it") from None
+        raise ResultsError(f"corrupt results file {path} ({first_line(err)}); repair or delete it") from None
     if not isinstance(data, dict):
         raise ResultsError(f"corrupt results file {path} (not a JSON object); repair or delete it")
     return data

@@ -33,7 +33,7 @@ from filelock import FileLock
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save
 
-from styleprobe.errors import StyleprobeError
+from styleprobe.errors import StyleprobeError, first_line
 
 
 class RunMismatchError(StyleprobeError, ValueError):
@@ -202,9 +202,8 @@ def read_manifest(path: Path) -> dict | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise RunMismatchError(
-            f"corrupt run manifest {path} ({reason}); delete {path.parent} to run that stage again"
+            f"corrupt run manifest {path} ({first_line(err)}); delete {path.parent} to run that stage again"
         ) from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("settings"), dict):
         raise RunMismatchError(
