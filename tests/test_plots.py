@@ -12,3 +12,11 @@ def test_the_same_figure_saved_at_two_times_gives_the_same_files(tmp_path, monke
         written.append([p.read_bytes() for p in save_figure(ax.figure, tmp_path / str(run) / "radar")])
         plt.close(ax.figure)
     assert written[0] == written[1] and written[0][1].startswith(b"%PDF")
+
+
+def test_a_figure_keeps_a_dotted_stem_and_leaves_no_temporary_file(tmp_path):
+    ax = radar({"m": pd.Series({"warm_cold": 0.2, "formal_casual": -0.4})})
+    paths = save_figure(ax.figure, tmp_path / "qwen2.5-7b" / "radar.v2")
+    assert [p.name for p in paths] == ["radar.v2.png", "radar.v2.pdf"]
+    assert sorted(p.name for p in (tmp_path / "qwen2.5-7b").iterdir()) == ["radar.v2.pdf", "radar.v2.png"]
+    assert paths[0].read_bytes().startswith(b"\x89PNG") and paths[1].read_bytes().startswith(b"%PDF")

@@ -461,7 +461,8 @@ def cmd_compare(args) -> int:
             ax.axhline(sign * args.threshold, color="grey", ls=":", lw=0.8)
         ax.set_xticks(range(len(table)), table.index, rotation=30, ha="right")
         ax.set_ylabel("difference B - A")
-        print(f"figure: {save_figure(fig, args.figure.with_suffix(''))[0]}")
+        stem = args.figure.with_suffix("") if args.figure.suffix in (".png", ".pdf") else args.figure
+        print(f"figure: {save_figure(fig, stem)[0]}")
     flagged = list(table.index[table["flagged"]])
     print(f"flagged: {', '.join(flagged) if flagged else 'none'}")
     if table.attrs["not_comparable"]:  # exit status 2: the gate cannot pass on an axis it could not check

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+
+from styleprobe.store import atomic_write_bytes
 
 
 def radar(
@@ -33,12 +36,14 @@ def radar(
 
 
 def save_figure(fig: plt.Figure, stem: Path, formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
-    """Save as `<stem>.png` and `<stem>.pdf` (parents created)."""
+    """Save as `<stem>.png` and `<stem>.pdf` (parents created), each file written whole or not at all, so
+    a reader never sees half a figure. A dot in the stem stays (`figures/qwen2.5-7b/radar`)."""
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_suffix(f".{fmt}") for fmt in formats]
-    for path in paths:
+    paths = [stem.with_name(f"{stem.name}.{fmt}") for fmt in formats]
+    for path, fmt in zip(paths, formats, strict=True):
         # no creation date in PDFs, so a re-run that draws the same figure writes the same file
-        metadata = {"CreationDate": None} if path.suffix == ".pdf" else None
-        fig.savefig(path, bbox_inches="tight", dpi=150, metadata=metadata)
+        metadata = {"CreationDate": None} if fmt == "pdf" else None
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=fmt, bbox_inches="tight", dpi=150, metadata=metadata)
+        atomic_write_bytes(path, buffer.getvalue())
     return paths
