@@ -56,8 +56,8 @@ import pandas as pd
 import seaborn as sns
 
 from styleprobe import stats
+from styleprobe.axes import axes_id
 from styleprobe.calibration import baseline, fingerprint_table, project_results
-from styleprobe.compare import axes_id
 from styleprobe.plots import radar
 from styleprobe.workspace import Workspace
 

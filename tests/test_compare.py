@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from styleprobe.axes import AxesError, AxisSet
+from styleprobe.axes import AxesError, AxisSet, axes_id
 from styleprobe.calibration import project_results
 from styleprobe.cli import main
-from styleprobe.compare import axes_id, compare_fingerprints, load_fingerprint
+from styleprobe.compare import compare_fingerprints, load_fingerprint
 from styleprobe.data import load_axes
 from styleprobe.extraction import Aggregation
 from styleprobe.pipeline import StageResult

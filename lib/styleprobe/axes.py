@@ -6,6 +6,7 @@ leave a mixed pair that loads. Identical axes give identical bytes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -208,6 +209,23 @@ def axes_pair(path: Path) -> tuple[Path, Path, Path]:
     if path.suffix in (".json", ".safetensors"):
         path = path.with_suffix("")
     return path.with_name(path.name + ".json"), path.with_name(path.name + ".safetensors"), path
+
+
+def axes_id(axes: AxisSet) -> str:
+    """A short digest of everything that determines a projection on `axes`: the model they were fitted on,
+    the axis names, the layers and aggregation read, the normalisation, and the vectors, centres and scales
+    themselves (a copy of an axes file has the same id; a re-calibration has another)."""
+    head = {
+        "model_id": axes.model_id,
+        "names": list(axes.names),
+        "layers": [int(x) for x in axes.layers],
+        "aggregation": axes.aggregation,
+        "normalisation": axes.normalisation,
+    }
+    digest = hashlib.sha256(json.dumps(head, sort_keys=True, default=str).encode())
+    for array, dtype in ((axes.vectors, "<f4"), (axes.centres, "<f8"), (axes.scales, "<f8")):
+        digest.update(np.ascontiguousarray(array, dtype=dtype).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _json_default(obj):

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from styleprobe import stats
-from styleprobe.axes import AxesError, AxisSet, fit_axes
+from styleprobe.axes import AxesError, AxisSet, axes_id, fit_axes
 from styleprobe.data import load_axes, load_questions, prompt_set_hash
 from styleprobe.extraction import Aggregation
 from styleprobe.generation import SamplingConfig
@@ -255,9 +255,7 @@ def project_results(axes: AxisSet, results: dict[int, StageResult], model_id: st
     """Long table of normalised projections: one row per (seed, question), one column per axis.
     Empty answers get NaN projections (kept, flagged, never averaged in). The last two columns name what
     was projected, so a saved table keeps its identity (`styleprobe compare` checks it): `model_id` (the
-    model that answered; "" when not given) and `axes_id` (`styleprobe.compare.axes_id` of `axes`)."""
-    from styleprobe.compare import axes_id
-
+    model that answered; "" when not given) and `axes_id` (`styleprobe.axes.axes_id` of `axes`)."""
     identity = axes_id(axes)
     frames = []
     for seed, res in results.items():

@@ -2,13 +2,12 @@
 which differences are large enough to flag (for gating a model builder's CI pipeline).
 
 A fingerprint carries its identity: the id of the model that answered (`model_id`) and a digest of the
-axes it was projected on (`axes_id`, see `axes_id`). Projections on different axes are not comparable, so
-`compare_fingerprints` refuses them; two models projected on the same axes (a fine-tuned model and its
+axes it was projected on (`styleprobe.axes.axes_id`). Projections on different axes are not comparable,
+so `compare_fingerprints` refuses them; two models projected on the same axes (a fine-tuned model and its
 parent, both read with the parent's axes) are compared, and the output says they are different models."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import numbers
@@ -17,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from styleprobe.axes import AxesError, AxisSet
+from styleprobe.axes import AxesError
+from styleprobe.errors import is_integer
 
 DEFAULT_THRESHOLD = 0.2
 """A shift is flagged when its 95 % CI excludes 0 and |difference| exceeds this (normalised units)."""
@@ -25,23 +25,6 @@ MIN_BOOT = 100
 """The fewest bootstrap resamples accepted: fewer cannot place the 2.5 % and 97.5 % percentiles."""
 META_COLUMNS = ("seed", "q_index", "n_tokens", "model_id", "axes_id")
 """Columns of a projections CSV that are not axes."""
-
-
-def axes_id(axes: AxisSet) -> str:
-    """A short digest of everything that determines a projection on `axes`: the model they were fitted on,
-    the axis names, the layers and aggregation read, the normalisation, and the vectors, centres and scales
-    themselves (a copy of an axes file has the same id; a re-calibration has another)."""
-    head = {
-        "model_id": axes.model_id,
-        "names": list(axes.names),
-        "layers": [int(x) for x in axes.layers],
-        "aggregation": axes.aggregation,
-        "normalisation": axes.normalisation,
-    }
-    digest = hashlib.sha256(json.dumps(head, sort_keys=True, default=str).encode())
-    for array, dtype in ((axes.vectors, "<f4"), (axes.centres, "<f8"), (axes.scales, "<f8")):
-        digest.update(np.ascontiguousarray(array, dtype=dtype).tobytes())
-    return digest.hexdigest()[:16]
 
 
 def _one_value(raw: pd.DataFrame, column: str, path: Path) -> str | None:
@@ -95,7 +78,7 @@ def _check_settings(threshold: float, n_boot: int) -> None:
         raise AxesError(f"threshold must be a finite number >= 0, got {threshold!r}")
     if threshold < 0:
         raise AxesError(f"threshold must be a finite number >= 0, got {threshold!r}")
-    if isinstance(n_boot, bool) or not isinstance(n_boot, numbers.Integral) or n_boot < MIN_BOOT:
+    if not (is_integer(n_boot) and n_boot >= MIN_BOOT):
         raise AxesError(f"n_boot must be an integer >= {MIN_BOOT}, got {n_boot!r}")
 
 

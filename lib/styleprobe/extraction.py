@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from transformers import DynamicCache
 
-from styleprobe.errors import StyleprobeError
+from styleprobe.errors import StyleprobeError, is_integer
 from styleprobe.models import ModelHandle, decoder_layers
 
 
@@ -36,7 +36,7 @@ class Aggregation:
     def __post_init__(self) -> None:
         if len(self.layers) != len(self.layer_weights) or not self.layers:
             raise ValueError("layers and layer_weights must be non-empty and of one length")
-        if any(isinstance(i, bool) or not isinstance(i, int | np.integer) for i in self.layers):
+        if not all(is_integer(i) for i in self.layers):
             raise ValueError(f"layers must be integers, got {list(self.layers)}")
         w = np.asarray(self.layer_weights, dtype=np.float64)
         if not (np.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):

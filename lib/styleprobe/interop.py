@@ -15,6 +15,7 @@ import numpy as np
 
 from styleprobe.axes import AxesError, AxisSet
 from styleprobe.data import load_axes
+from styleprobe.errors import is_integer
 from styleprobe.extraction import Aggregation
 from styleprobe.mood_axis import load_axis_npz
 from styleprobe.store import atomic_write_bytes
@@ -46,7 +47,7 @@ def export_control_vector(
     llama.cpp scale of 1 adds about one calibration IQR of projection per block). Written atomically."""
     i = axes.index(axis)
     blocks = list(axes.layers if layers is None else layers)
-    if not blocks or any(isinstance(b, bool) or not isinstance(b, int | np.integer) or b < 0 for b in blocks):
+    if not blocks or not all(is_integer(b) and b >= 0 for b in blocks):
         raise AxesError(f"layers must be decoder block indices >= 0 (counted from 0), got {blocks}")
     coefficient = float(axes.scales[i] if strength is None else strength)
     if not np.isfinite(coefficient):

@@ -15,7 +15,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from styleprobe.chat import build_prompt
-from styleprobe.errors import UsageError
+from styleprobe.errors import UsageError, is_integer
 from styleprobe.extraction import Aggregation, TokenSequence, extract, measure_mask
 from styleprobe.generation import SamplingConfig, auto_batch_size, generate, tokenize_prompts
 from styleprobe.models import ModelHandle
@@ -54,9 +54,7 @@ class StageResult:
 
 def check_batch_size(batch_size: int | None) -> None:
     """None (choose automatically) or a positive integer; checked before any work or manifest is written."""
-    if batch_size is not None and (
-        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
-    ):
+    if batch_size is not None and not (is_integer(batch_size) and batch_size >= 1):
         raise UsageError(f"batch size must be a positive integer, got {batch_size!r}")
 
 

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
+from styleprobe.errors import is_integer
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -53,9 +55,8 @@ def get_profile(name: str | None, **overrides) -> Profile:
 
 
 def _valid_size(key: str, value) -> bool:
-    def integer(v, low: int) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool) and v >= low
-
     if key == "seeds":
-        return isinstance(value, list | tuple) and bool(value) and all(integer(v, 0) for v in value)
-    return integer(value, 1)
+        return (
+            isinstance(value, list | tuple) and bool(value) and all(is_integer(v) and v >= 0 for v in value)
+        )
+    return is_integer(value) and value >= 1

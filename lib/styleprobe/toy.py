@@ -18,6 +18,7 @@ import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
+from styleprobe.models import ModelLoadError
 from styleprobe.store import build_once
 
 CHATML = (
@@ -98,10 +99,17 @@ def byte_tokenizer(template: str | None, eos: str) -> PreTrainedTokenizerFast:
     )
 
 
+def check_arch(arch: str) -> None:
+    """Refuse an architecture `random:<arch>` does not know, in one line listing the known ones."""
+    if arch not in ARCHS:
+        raise ModelLoadError(
+            f"unknown random architecture {arch!r}: use random:<arch> with {', '.join(ARCHS)}"
+        )
+
+
 def random_model(arch: str, seed: int = 0, dtype: torch.dtype = torch.float32, device: str = "cpu"):
     """A random-init (model, tokenizer) of the named architecture, built in memory."""
-    if arch not in ARCHS:
-        raise ValueError(f"unknown random architecture {arch!r}; choose from {', '.join(ARCHS)}")
+    check_arch(arch)
     config_name, template, eos, sizes = ARCHS[arch]
     tokenizer = byte_tokenizer(template, eos)
     config = getattr(transformers, config_name)(
@@ -123,8 +131,7 @@ def random_model(arch: str, seed: int = 0, dtype: torch.dtype = torch.float32, d
 def build_random_model(arch: str, out_dir: Path, seed: int = 0) -> Path:
     """Write a random-init model and its tokenizer to `out_dir` (atomically) unless it is there, and return
     it. Concurrent callers wait on the lock `<out_dir>.lock` and find it built, so it is built once."""
-    if arch not in ARCHS:  # before any folder or lock is made
-        raise ValueError(f"unknown random architecture {arch!r}; choose from {', '.join(ARCHS)}")
+    check_arch(arch)  # before any folder or lock is made
 
     def build(tmp: Path) -> None:
         model, tokenizer = random_model(arch, seed)
