@@ -77,7 +77,7 @@ notebook: install
 	$(REPRODUCE) --models $(MODEL) --notebooks $(NB)
 
 colab: install
-	$(BIN)/python -m styleprobe.colab
+	$(BIN)/python -m styleprobe.apps.colab
 
 lab: install
 	$(BIN)/jupyter lab notebooks/
@@ -98,4 +98,4 @@ paper: install
 		echo "installing TeX Live with apt-get: $(TEX_PACKAGES)"; \
 		$(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -q --no-install-recommends $(TEX_PACKAGES); }
-	$(BIN)/python -m styleprobe.paper --main-model $(MAIN_MODEL)
+	$(BIN)/python -m styleprobe.report.paper --main-model $(MAIN_MODEL)

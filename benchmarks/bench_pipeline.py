@@ -3,8 +3,8 @@
 reference: one answer at a time with HF `generate(output_hidden_states=True)`, then the original's
   aggregation of the last 4 `hidden_states` entries (the last entry is after the final norm: the original's
   quirk, kept here) with token decay 0.9 and layer weights 0.1..0.4.
-ours: `styleprobe.generation.generate`, batched, prompts sorted by length, online capture; then, timed on
-  its own, the teacher-forced re-read `styleprobe.extraction.extract` of the same answers.
+ours: `styleprobe.engine.generation.generate`, batched, prompts sorted by length, online capture; then,
+  timed on its own, the teacher-forced re-read `styleprobe.engine.extraction.extract` of the same answers.
 Decoding is greedy in both ways so that the answers can be compared token for token. See README.md here.
 """
 
@@ -27,15 +27,21 @@ import torch
 import transformers
 from tqdm.auto import tqdm
 
-from styleprobe.axes import axis_direction, fit_axes
-from styleprobe.chat import build_prompt
-from styleprobe.data import load_axes, load_questions
-from styleprobe.extraction import Aggregation, TokenSequence, extract, measure_mask
-from styleprobe.generation import Generation, SamplingConfig, auto_batch_size, generate, tokenize_prompts
-from styleprobe.models import ModelHandle, end_of_turn_ids, load_model
-from styleprobe.pipeline import row_key
-from styleprobe.store import write_json
-from styleprobe.toy import random_model
+from styleprobe.engine.chat import build_prompt
+from styleprobe.engine.extraction import Aggregation, TokenSequence, extract, measure_mask
+from styleprobe.engine.generation import (
+    Generation,
+    SamplingConfig,
+    auto_batch_size,
+    generate,
+    tokenize_prompts,
+)
+from styleprobe.engine.models import ModelHandle, end_of_turn_ids, load_model
+from styleprobe.engine.pipeline import row_key
+from styleprobe.engine.store import write_json
+from styleprobe.engine.toy import random_model
+from styleprobe.protocol.axes import axis_direction, fit_axes
+from styleprobe.protocol.spec import load_axes, load_questions
 
 AGG = Aggregation()  # layers -4..-1 before the final norm, decay 0.9, layer weights 0.1..0.4
 TOLERANCE = 0.99  # cosine between the two ways' axes (same layer definition) must exceed this

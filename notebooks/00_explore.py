@@ -61,7 +61,7 @@ root = None  # folder for runs/ and axes/ (None: the repository's)
 # %%
 from IPython.display import display
 
-from styleprobe.explore_app import ExploreApp, default_loader
+from styleprobe.apps.explore_app import ExploreApp, default_loader
 
 try:  # Colab draws ipywidgets 8 only with its custom widget manager
     from google.colab import output

@@ -58,7 +58,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from styleprobe.calibration import calibrate
+from styleprobe.protocol.calibration import calibrate
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(
@@ -175,8 +175,8 @@ print(f"results: {path}")
 # The numbers, the table and the figure PDFs the paper reads (`paper/generated/<model>/`), all from this run.
 
 # %%
-from styleprobe.deadzones import DEFAULT_THRESHOLDS
-from styleprobe.profiles import PROFILES
+from styleprobe.analyses.deadzones import DEFAULT_THRESHOLDS
+from styleprobe.protocol.profiles import PROFILES
 
 tokens = records[calib].groupby(["axis", "pole"])["n_tokens"].mean().unstack().round().astype(int)
 paper_table = evaluation[["pairwise_accuracy", "sign_accuracy", "dprime", "calibration_clipped"]].join(

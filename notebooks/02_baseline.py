@@ -56,9 +56,9 @@ import pandas as pd
 import seaborn as sns
 
 from styleprobe import stats
-from styleprobe.axes import axes_id
-from styleprobe.calibration import baseline, fingerprint_table, project_results
-from styleprobe.plots import radar
+from styleprobe.protocol.axes import axes_id
+from styleprobe.protocol.calibration import baseline, fingerprint_table, project_results
+from styleprobe.report.plots import radar
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(
@@ -165,7 +165,7 @@ print(f"results: {path}")
 # The numbers, the table and the figure PDFs the paper reads (`paper/generated/<model>/`), all from this run.
 
 # %%
-from styleprobe.data import load_axes
+from styleprobe.protocol.spec import load_axes
 
 poles = {n: spec.poles for n, spec in load_axes().items()}
 leans = [

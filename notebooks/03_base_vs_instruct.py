@@ -71,10 +71,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from styleprobe import compare_models as cm
-from styleprobe.calibration import baseline, calibrate
-from styleprobe.chat import PLAIN_ASSISTANT, build_prompt
-from styleprobe.data import load_axes, load_questions
+from styleprobe.analyses import base_vs_instruct as cm
+from styleprobe.engine.chat import PLAIN_ASSISTANT, build_prompt
+from styleprobe.protocol.calibration import baseline, calibrate
+from styleprobe.protocol.spec import load_axes, load_questions
 from styleprobe.workspace import Workspace
 
 workspaces = {

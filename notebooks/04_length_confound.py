@@ -54,7 +54,7 @@ import pandas as pd
 import seaborn as sns
 
 from styleprobe import stats
-from styleprobe.calibration import baseline, project_results
+from styleprobe.protocol.calibration import baseline, project_results
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(

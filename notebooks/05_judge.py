@@ -84,12 +84,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from styleprobe import judge_stats
-from styleprobe.axes import AxisSet
-from styleprobe.calibration import baseline, calibrate, project_results
-from styleprobe.judge import compare_pairs, evaluation_pairs, rate_responses
-from styleprobe.judge_backends import make_judge
-from styleprobe.results import all_results, load_results
+from styleprobe.analyses.judge import stats as judge_stats
+from styleprobe.analyses.judge.backends import make_judge
+from styleprobe.analyses.judge.core import compare_pairs, evaluation_pairs, rate_responses
+from styleprobe.protocol.axes import AxisSet
+from styleprobe.protocol.calibration import baseline, calibrate, project_results
+from styleprobe.report.results import all_results, load_results
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(

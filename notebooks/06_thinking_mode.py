@@ -63,10 +63,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from styleprobe import thinking as th
-from styleprobe.calibration import baseline, project_results
-from styleprobe.chat import build_prompt
-from styleprobe.data import load_questions
+from styleprobe.analyses import thinking as th
+from styleprobe.engine.chat import build_prompt
+from styleprobe.protocol.calibration import baseline, project_results
+from styleprobe.protocol.spec import load_questions
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(

@@ -71,13 +71,15 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from styleprobe import ablation, benchmark, deadzones, stability, stats
-from styleprobe.calibration import baseline, calibrate, calibration_items, heldout_scores
-from styleprobe.data import INSTRUCTION_SETS, load_questions
-from styleprobe.generation import SamplingConfig
-from styleprobe.pipeline import reread, run_stage, without_system
-from styleprobe.results import all_results
-from styleprobe.textmetrics import AXIS_METRICS, metrics_frame
+from styleprobe import stats
+from styleprobe.analyses import ablation, deadzones, stability
+from styleprobe.analyses import instruction_benchmark as benchmark
+from styleprobe.analyses.textmetrics import AXIS_METRICS, metrics_frame
+from styleprobe.engine.generation import SamplingConfig
+from styleprobe.engine.pipeline import reread, run_stage, without_system
+from styleprobe.protocol.calibration import baseline, calibrate, calibration_items, heldout_scores
+from styleprobe.protocol.spec import INSTRUCTION_SETS, load_questions
+from styleprobe.report.results import all_results
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(

@@ -56,9 +56,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from styleprobe import deadzones, textmetrics
-from styleprobe.calibration import calibrate
-from styleprobe.results import all_results, load_results
+from styleprobe.analyses import deadzones, textmetrics
+from styleprobe.protocol.calibration import calibrate
+from styleprobe.report.results import all_results, load_results
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(

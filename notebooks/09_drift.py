@@ -73,9 +73,10 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
-from styleprobe import drift, paths
-from styleprobe.mood_axis import load_drift
-from styleprobe.results import all_results
+from styleprobe import paths
+from styleprobe.analyses import drift
+from styleprobe.formats.mood_axis import load_drift
+from styleprobe.report.results import all_results
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(

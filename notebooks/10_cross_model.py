@@ -49,10 +49,10 @@ import pandas as pd
 import seaborn as sns
 
 from styleprobe import paths
-from styleprobe.data import load_axes
-from styleprobe.mood_axis import load_baseline
-from styleprobe.plots import radar, save_figure
-from styleprobe.results import all_results
+from styleprobe.formats.mood_axis import load_baseline
+from styleprobe.protocol.spec import load_axes
+from styleprobe.report.plots import radar, save_figure
+from styleprobe.report.results import all_results
 
 AXES = list(load_axes())
 where = paths.folders(root)
@@ -128,7 +128,7 @@ assert means.index.is_unique and spectrum["share"].between(0, 1).all()
 # above, and the held-out accuracy of every model of ours with a calibration in `results/`.
 
 # %%
-from styleprobe import paper
+from styleprobe.report import paper
 
 generated = paper.generated_dir(where.results)
 accuracy = pd.DataFrame(

@@ -65,12 +65,13 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from styleprobe import stats, steering
-from styleprobe.data import load_questions
-from styleprobe.generation import SamplingConfig
-from styleprobe.pipeline import Item, reread, run_stage
-from styleprobe.results import all_results
-from styleprobe.textmetrics import AXIS_METRICS, metrics_frame
+from styleprobe import stats
+from styleprobe.analyses import steering
+from styleprobe.analyses.textmetrics import AXIS_METRICS, metrics_frame
+from styleprobe.engine.generation import SamplingConfig
+from styleprobe.engine.pipeline import Item, reread, run_stage
+from styleprobe.protocol.spec import load_questions
+from styleprobe.report.results import all_results
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(

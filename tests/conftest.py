@@ -22,8 +22,8 @@ def cache(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny(cache):
     """`tiny("llama")` -> a loaded ModelHandle of a random-init model of that architecture."""
-    from styleprobe.models import load_model
-    from styleprobe.toy import build_random_model
+    from styleprobe.engine.models import load_model
+    from styleprobe.engine.toy import build_random_model
 
     loaded = {}
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from validation_fixtures import synthetic_result
 
-from styleprobe import ablation
-from styleprobe.extraction import Aggregation
+from styleprobe.analyses import ablation
+from styleprobe.engine.extraction import Aggregation
 
 
 def test_configuration_grid_covers_layers_weightings_and_token_aggregations():

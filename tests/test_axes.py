@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from styleprobe.axes import AxesError, AxisSet, axis_direction, centre_and_scale, fit_axes
+from styleprobe.protocol.axes import AxesError, AxisSet, axis_direction, centre_and_scale, fit_axes
 
 
 def _planted(rng, direction, n=40, dim=32, shift=3.0):
@@ -98,7 +98,7 @@ def test_corrupt_axes_files_fail_in_one_line(tmp_path, damage):
 
 
 def test_every_preset_name_round_trips_to_its_own_file(tmp_path):
-    from styleprobe.models import load_presets
+    from styleprobe.engine.models import load_presets
 
     names = list(dict.fromkeys([*load_presets(), "tiny-v1.5", "tiny-v1.6", "qwen2.5-7b", "llama-3.1-8b"]))
     base, _, _ = _axis_set(np.random.default_rng(5))

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from styleprobe.axes import AxisSet
-from styleprobe.cli import main
-from styleprobe.extraction import Aggregation
+from styleprobe.apps.cli import main
+from styleprobe.engine.extraction import Aggregation
+from styleprobe.protocol.axes import AxisSet
 
 MODEL = ["--model", "random:llama", "--quiet"]
 
@@ -148,9 +148,15 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, names, broken, ca
 
 def test_every_user_error_class_is_reported_by_the_cli():
     """The CLI prints StyleprobeError as one line; every library error meant for users derives from it."""
-    from styleprobe import axes, data, extraction, judge, models, mood_axis, paper, reproduce, results, store
-    from styleprobe.cli import KNOWN_ERRORS
+    from styleprobe.analyses.judge import core as judge
+    from styleprobe.apps import reproduce
+    from styleprobe.apps.cli import KNOWN_ERRORS
+    from styleprobe.engine import extraction, models, store
     from styleprobe.errors import StyleprobeError
+    from styleprobe.formats import mood_axis
+    from styleprobe.protocol import axes
+    from styleprobe.protocol import spec as data
+    from styleprobe.report import paper, results
 
     errors = [
         axes.AxesError,

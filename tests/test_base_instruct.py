@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from styleprobe import compare_models as cm
-from styleprobe.calibration import Calibration, fit_from_result
-from styleprobe.chat import PLAIN_ASSISTANT, build_prompt, plain_prompt
-from styleprobe.extraction import Aggregation
-from styleprobe.pipeline import StageResult
-from styleprobe.reproduce import plan
+from styleprobe.analyses import base_vs_instruct as cm
+from styleprobe.apps.reproduce import plan
+from styleprobe.engine.chat import PLAIN_ASSISTANT, build_prompt, plain_prompt
+from styleprobe.engine.extraction import Aggregation
+from styleprobe.engine.pipeline import StageResult
+from styleprobe.protocol.calibration import Calibration, fit_from_result
 
 AXES = ("warm_cold", "formal_casual")
 

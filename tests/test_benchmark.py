@@ -2,11 +2,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from styleprobe import benchmark
-from styleprobe.axes import AxisSet
-from styleprobe.data import load_axes
-from styleprobe.extraction import Aggregation
-from styleprobe.pipeline import StageResult
+from styleprobe.analyses import instruction_benchmark as benchmark
+from styleprobe.engine.extraction import Aggregation
+from styleprobe.engine.pipeline import StageResult
+from styleprobe.protocol.axes import AxisSet
+from styleprobe.protocol.spec import load_axes
 
 NAMES = ["warm_cold", "verbose_concise", "confident_cautious"]
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-import styleprobe.pipeline as pipeline
-from styleprobe.calibration import calibrate
-from styleprobe.profiles import get_profile
+import styleprobe.engine.pipeline as pipeline
+from styleprobe.protocol.calibration import calibrate
+from styleprobe.protocol.profiles import get_profile
 
 AXES = ["warm_cold", "formal_casual", "patient_irritated"]
 
@@ -37,7 +37,7 @@ def test_instruction_in_context_separates_answers_whose_text_has_no_style(both_r
 
 
 def test_only_set_a_answers_the_held_out_questions():
-    from styleprobe.calibration import calibration_items
+    from styleprobe.protocol.calibration import calibration_items
 
     prof = get_profile("smoke")
     a = calibration_items(prof, AXES, "A")

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from styleprobe.axes import AxisSet
-from styleprobe.cli import main
+from styleprobe.apps.cli import main
+from styleprobe.protocol.axes import AxisSet
 
 
 @pytest.fixture
@@ -81,8 +81,8 @@ def test_project_refuses_axes_of_another_model(dirs, tmp_path, capsys, cache):
 
 
 def test_reproduce_paper_dry_run_prints_every_step(capsys):
-    from styleprobe.models import load_presets
-    from styleprobe.reproduce import PER_MODEL
+    from styleprobe.apps.reproduce import PER_MODEL
+    from styleprobe.engine.models import load_presets
 
     assert main(["reproduce", "--all-presets", "--profile", "paper", "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -136,7 +136,7 @@ def test_project_scores_chat_logs_as_the_plain_format_and_skips_bad_lines(dirs, 
 
 def test_dotted_local_model_names_keep_their_own_axes(tmp_path, cache, capsys, monkeypatch):
     """`tiny-v1.5` and `tiny-v1.6` once shared `axes/tiny-v1.json`; fingerprint then recalibrated."""
-    from styleprobe.toy import build_random_model
+    from styleprobe.engine.toy import build_random_model
 
     monkeypatch.setenv("STYLEPROBE_CACHE", str(cache / "cli"))
     folders = ["--runs-dir", str(tmp_path / "runs"), "--axes-dir", str(tmp_path / "axes"), "--quiet"]

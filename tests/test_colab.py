@@ -9,7 +9,7 @@ import sys
 import jupytext
 import nbformat
 
-from styleprobe.colab import COLAB_DIR, INSTALL_CELL, colab_notebook, sources
+from styleprobe.apps.colab import COLAB_DIR, INSTALL_CELL, colab_notebook, sources
 from styleprobe.paths import REPO_ROOT
 
 

@@ -4,13 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from styleprobe.axes import AxesError, AxisSet, axes_id
-from styleprobe.calibration import project_results
-from styleprobe.cli import main
-from styleprobe.compare import compare_fingerprints, load_fingerprint
-from styleprobe.data import load_axes
-from styleprobe.extraction import Aggregation
-from styleprobe.pipeline import StageResult
+from styleprobe.analyses.compare import compare_fingerprints, load_fingerprint
+from styleprobe.apps.cli import main
+from styleprobe.engine.extraction import Aggregation
+from styleprobe.engine.pipeline import StageResult
+from styleprobe.protocol.axes import AxesError, AxisSet, axes_id
+from styleprobe.protocol.calibration import project_results
+from styleprobe.protocol.spec import load_axes
 
 AXES = ["warm_cold", "verbose_concise", "formal_casual"]
 

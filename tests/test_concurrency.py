@@ -21,7 +21,7 @@ TIMEOUT = 120  # seconds; only reached when something hangs
 
 def _axis_set(k: int):
     """Writer k's axes: every vector entry and the model id say k, so a mixed pair is visible."""
-    from styleprobe.axes import AxisSet
+    from styleprobe.protocol.axes import AxisSet
 
     return AxisSet(
         names=["warm_cold", "formal_casual"],
@@ -45,9 +45,9 @@ def _check_axes(axes) -> str | None:
 
 def _worker(i: int, root: str, barrier, queue) -> None:
     """One process of the store-level tests; puts (i, {job: outcome}) on the queue."""
-    from styleprobe.axes import AxisSet
-    from styleprobe.results import update_results
-    from styleprobe.store import RunMismatchError, Stage
+    from styleprobe.engine.store import RunMismatchError, Stage
+    from styleprobe.protocol.axes import AxisSet
+    from styleprobe.report.results import update_results
 
     root_ = Path(root)
     outcome: dict[str, list] = {"stage": [], "results": [], "axes": []}
@@ -92,7 +92,7 @@ def store_run(tmp_path_factory) -> tuple[Path, dict[int, dict[str, list]]]:
 
 
 def test_of_concurrent_stages_with_other_settings_exactly_one_wins(store_run):
-    from styleprobe.store import read_manifest
+    from styleprobe.engine.store import read_manifest
 
     root, outcomes = store_run
     winners = {r: [i for i, o in outcomes.items() if r in o["stage"]] for r in range(ROUNDS)}
@@ -103,7 +103,7 @@ def test_of_concurrent_stages_with_other_settings_exactly_one_wins(store_run):
 
 
 def test_concurrent_results_updates_lose_no_section(store_run):
-    from styleprobe.results import load_results
+    from styleprobe.report.results import load_results
 
     root, _ = store_run
     expected = {f"writer{i}-round{r}": {"i": i, "r": r} for i in range(N) for r in range(ROUNDS)}
@@ -112,7 +112,7 @@ def test_concurrent_results_updates_lose_no_section(store_run):
 
 
 def test_concurrent_axes_writers_never_leave_a_mixed_pair(store_run):
-    from styleprobe.axes import AxisSet
+    from styleprobe.protocol.axes import AxisSet
 
     root, outcomes = store_run
     assert {i: o["axes"] for i, o in outcomes.items()} == {i: [] for i in range(N)}
@@ -127,7 +127,7 @@ def test_concurrent_axes_writers_never_leave_a_mixed_pair(store_run):
 
 STARTER = """
 import pathlib, sys, time
-from styleprobe.cli import main  # the slow imports happen before the barrier
+from styleprobe.apps.cli import main  # the slow imports happen before the barrier
 go, ready = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 ready.touch()
 deadline = time.monotonic() + float(sys.argv[3])
@@ -160,8 +160,8 @@ def _calibrate_args(where: Path) -> list[str]:
 
 
 def test_concurrent_first_calibrations_equal_a_serial_one(tmp_path, monkeypatch):
-    from styleprobe.axes import AxisSet
-    from styleprobe.cli import main
+    from styleprobe.apps.cli import main
+    from styleprobe.protocol.axes import AxisSet
 
     cache = tmp_path / "cache"
     env = {**os.environ, "STYLEPROBE_CACHE": str(cache), "OMP_NUM_THREADS": "1"}

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from styleprobe.conversations import BadLine, Conversation, output_line, parse_line, read_conversations
+from styleprobe.formats.conversations import (
+    BadLine,
+    Conversation,
+    output_line,
+    parse_line,
+    read_conversations,
+)
 
 GOOD = json.dumps({"question": "What is rain?", "response": "Water falling from clouds."})
 HI = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "a"}]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from styleprobe.data import (
+from styleprobe.protocol.spec import (
     DATA_DIR,
     FORMULATIONS,
     DataError,

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from styleprobe import deadzones as dz
+from styleprobe.analyses import deadzones as dz
 
 NAN = float("nan")
 
@@ -182,7 +182,7 @@ def test_pole_shifts():
 
 def _results_file():
     """A results file as notebooks 01 and 07 write it (tables through results.update_results)."""
-    from styleprobe.results import _plain
+    from styleprobe.report.results import _plain
 
     evaluation = pd.DataFrame(
         {"pairwise_accuracy": [0.95, 0.55], "dprime": [2.5, 0.1]}, index=["warm_cold", "formal_casual"]

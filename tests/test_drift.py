@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from styleprobe import drift, mood_axis
-from styleprobe.axes import fit_axes
-from styleprobe.data import DataError, normalise_text
-from styleprobe.generation import SamplingConfig
-from styleprobe.pipeline import Item, run_stage
+from styleprobe.analyses import drift
+from styleprobe.engine.generation import SamplingConfig
+from styleprobe.engine.pipeline import Item, run_stage
+from styleprobe.formats import mood_axis
+from styleprobe.protocol.axes import fit_axes
+from styleprobe.protocol.spec import DataError, normalise_text
 
 EXTENDED_DRIFT = Path(__file__).resolve().parent / "data" / "mood_axis" / "article" / "extended_drift"
 PUBLISHED = sorted(EXTENDED_DRIFT.glob("*_drift.json"))

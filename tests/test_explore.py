@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from styleprobe.axes import AxesError
-from styleprobe.explore import Explorer, axes_files
-from styleprobe.explore_app import ExploreApp
-from styleprobe.pipeline import Item, reread
+from styleprobe.apps.explore import Explorer, axes_files
+from styleprobe.apps.explore_app import ExploreApp
+from styleprobe.engine.pipeline import Item, reread
+from styleprobe.protocol.axes import AxesError
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def test_the_app_callbacks_work_without_a_browser(tiny, dirs):
 
 
 def test_a_stored_baseline_run_is_reused_rather_than_generated_again(explorer):
-    from styleprobe.calibration import baseline, stored_baseline_seeds
+    from styleprobe.protocol.calibration import baseline, stored_baseline_seeds
 
     baseline(explorer.handle, explorer.profile, explorer.runs, seeds=(0, 1), progress=False)
     assert stored_baseline_seeds(explorer.handle, explorer.profile, explorer.runs) == (0, 1)
@@ -143,9 +143,11 @@ def test_switching_the_axis_set_rescores_under_the_new_axes(tiny, explorer, dirs
 
 
 def test_a_reply_with_nothing_to_measure_is_kept_unscored(explorer, monkeypatch):
-    import styleprobe.explore
+    import styleprobe.apps.explore
 
     # what an answer whose think block never closes looks like to the reader
-    monkeypatch.setattr(styleprobe.explore, "measure_mask", lambda handle, n, ids: [False] * (n + len(ids)))
+    monkeypatch.setattr(
+        styleprobe.apps.explore, "measure_mask", lambda handle, n, ids: [False] * (n + len(ids))
+    )
     turn = explorer.ask("Anything?", max_new_tokens=4)
     assert turn.scores.isna().all() and turn in explorer.history

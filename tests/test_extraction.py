@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from styleprobe.chat import build_prompt
-from styleprobe.extraction import (
+from styleprobe.engine.chat import build_prompt
+from styleprobe.engine.extraction import (
     Aggregation,
     NonFiniteStatesError,
     TokenSequence,
@@ -11,8 +11,8 @@ from styleprobe.extraction import (
     measure_mask,
     token_weights,
 )
-from styleprobe.generation import SamplingConfig, generate, tokenize_prompts
-from styleprobe.models import decoder_layers
+from styleprobe.engine.generation import SamplingConfig, generate, tokenize_prompts
+from styleprobe.engine.models import decoder_layers
 
 QUESTIONS = ["What is rain?", "How do I boil an egg without cracking the shell?", "Name a fruit."]
 
@@ -101,7 +101,7 @@ def test_think_block_and_end_of_turn_are_excluded(tiny):
     assert mask == [False] * 3 + [False] * 4 + [True] * len(answer)
     assert not any(measure_mask(handle, 3, [think, 70, 71]))  # never reached a visible answer
     # generation cuts at the first end-of-turn token, which therefore never reaches the measured span
-    from styleprobe.generation import _cut
+    from styleprobe.engine.generation import _cut
 
     eot = handle.end_of_turn_ids[0]
     assert _cut(handle, [80, 81, eot, 82, eot]) == ([80, 81], True)

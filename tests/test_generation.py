@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from styleprobe.chat import build_prompt
-from styleprobe.extraction import TokenSequence, extract, measure_mask
-from styleprobe.generation import SamplingConfig, generate, tokenize_prompts
-from styleprobe.sampling import sample, sample_full, uniform_noise
+from styleprobe.engine.chat import build_prompt
+from styleprobe.engine.extraction import TokenSequence, extract, measure_mask
+from styleprobe.engine.generation import SamplingConfig, generate, tokenize_prompts
+from styleprobe.engine.sampling import sample, sample_full, uniform_noise
 
 QUESTIONS = ["What is rain?", "How do I boil an egg?", "Name a fruit.", "Why do birds sing in the morning?"]
 
@@ -116,7 +116,7 @@ def test_noise_is_a_function_of_key_step_and_token():
 def test_wide_and_full_fallbacks_draw_the_same_token():
     """A nucleus wider than the top 64 but within the top 1024 is drawn from the wide tier, and the result is
     what the full sort gives (the draw depends on (key, step, token) only)."""
-    from styleprobe import sampling
+    from styleprobe.engine import sampling
 
     torch.manual_seed(0)
     logits = torch.randn(6, 5000) * 1.5  # flat: the nucleus spans hundreds of tokens

@@ -4,10 +4,10 @@ import gguf
 import numpy as np
 import pytest
 
-from styleprobe import interop
-from styleprobe.axes import AxesError, AxisSet
-from styleprobe.data import load_axes
-from styleprobe.extraction import Aggregation
+from styleprobe.engine.extraction import Aggregation
+from styleprobe.formats import interop
+from styleprobe.protocol.axes import AxesError, AxisSet
+from styleprobe.protocol.spec import load_axes
 
 STUDY_NPZ = Path(__file__).parent / "data/mood_axis/article/axis_stability/qwen_7b_set_A_axes.npz"
 
@@ -87,7 +87,7 @@ def test_the_study_axes_import_with_their_uncentred_scale():
 
 
 def test_cli_imports_the_study_axes_and_exports_a_control_vector(tmp_path, capsys):
-    from styleprobe.cli import main
+    from styleprobe.apps.cli import main
 
     out = tmp_path / "qwen-study.json"
     assert main(["axes", "import-study", str(STUDY_NPZ), "--out", str(out)]) == 0

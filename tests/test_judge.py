@@ -15,8 +15,16 @@ import pytest
 import torch
 from chat_server import AXES, ChatServer, quoted_answer
 
-from styleprobe import judge_stats
-from styleprobe.judge import (
+from styleprobe.analyses.judge import stats as judge_stats
+from styleprobe.analyses.judge.backends import (
+    ENV_API_KEY,
+    ENV_BASE_URL,
+    ENV_MODEL,
+    LocalJudge,
+    OpenAIJudge,
+    make_judge,
+)
+from styleprobe.analyses.judge.core import (
     AnswerCache,
     Judge,
     JudgeCallError,
@@ -29,15 +37,7 @@ from styleprobe.judge import (
     rate_responses,
     read_answer,
 )
-from styleprobe.judge_backends import (
-    ENV_API_KEY,
-    ENV_BASE_URL,
-    ENV_MODEL,
-    LocalJudge,
-    OpenAIJudge,
-    make_judge,
-)
-from styleprobe.results import update_results
+from styleprobe.report.results import update_results
 
 KEY = "sk-test-5f2b9c1e7d"  # a fake key: it must never reach a file
 RATING_FORM = tuple((a, (-2, -1, 0, 1, 2)) for a in AXES)
@@ -520,8 +520,8 @@ def test_dead_axes_read_from_the_dead_zones_section(section):
 
 
 def test_dead_axes_read_from_a_written_severity_table(tmp_path):
-    from styleprobe import deadzones
-    from styleprobe.results import load_results
+    from styleprobe.analyses import deadzones
+    from styleprobe.report.results import load_results
 
     inputs = pd.DataFrame(
         {"accuracy": [0.5, 0.95], "dprime": [0.1, 3.0], "stability_cosine": [0.2, 0.95], "snr": [0.1, 3.0]},
@@ -549,7 +549,7 @@ def test_dead_axes_fall_back_to_held_out_accuracy():
 @pytest.mark.slow
 def test_notebook_with_a_remote_judge_writes_no_key(server, tmp_path, monkeypatch):
     """Notebooks 01 and 05 under papermill with the HTTP judge: the key is in no file they leave."""
-    from styleprobe.reproduce import execute
+    from styleprobe.apps.reproduce import execute
 
     monkeypatch.setenv(ENV_API_KEY, KEY)
     monkeypatch.setenv(ENV_BASE_URL, server.base_url)

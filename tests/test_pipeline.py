@@ -3,11 +3,11 @@ import json
 import numpy as np
 import pytest
 
-import styleprobe.pipeline as pipeline
+import styleprobe.engine.pipeline as pipeline
+from styleprobe.engine.generation import SamplingConfig
+from styleprobe.engine.pipeline import Item, run_stage
+from styleprobe.engine.store import RunMismatchError
 from styleprobe.errors import UsageError
-from styleprobe.generation import SamplingConfig
-from styleprobe.pipeline import Item, run_stage
-from styleprobe.store import RunMismatchError
 
 ITEMS = [
     Item(f"q{i}", q, "Answer warmly." if i % 2 else None, meta={"k": i})

@@ -1,7 +1,7 @@
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from styleprobe.plots import radar, save_figure
+from styleprobe.report.plots import radar, save_figure
 
 
 def test_the_same_figure_saved_at_two_times_gives_the_same_files(tmp_path, monkeypatch):

@@ -1,6 +1,6 @@
 import pytest
 
-from styleprobe.profiles import PROFILES, get_profile
+from styleprobe.protocol.profiles import PROFILES, get_profile
 
 
 def test_profiles_and_overrides():

@@ -7,10 +7,10 @@ import os
 import pytest
 import torch
 
-from styleprobe.calibration import calibrate
-from styleprobe.generation import SamplingConfig
-from styleprobe.models import load_model
-from styleprobe.profiles import Profile
+from styleprobe.engine.generation import SamplingConfig
+from styleprobe.engine.models import load_model
+from styleprobe.protocol.calibration import calibrate
+from styleprobe.protocol.profiles import Profile
 
 pytestmark = pytest.mark.realmodel
 
@@ -56,7 +56,7 @@ def test_verbose_concise_separates_held_out_answers(smollm, tmp_path):
 
 
 def test_the_shipped_axes_score_a_live_reply_of_the_embedded_model(smollm):
-    from styleprobe.explore import Explorer
+    from styleprobe.apps.explore import Explorer
 
     explorer = Explorer.open(smollm)  # axes/smollm2-135m-instruct.json, committed with the repository
     assert explorer.axes.meta["context"] == "uninstructed"

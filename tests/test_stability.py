@@ -3,10 +3,10 @@ import pandas as pd
 import pytest
 from validation_fixtures import AXES, synthetic_result
 
-from styleprobe import stability
-from styleprobe.calibration import fit_from_result
-from styleprobe.data import load_axes, load_questions
-from styleprobe.profiles import get_profile
+from styleprobe.analyses import stability
+from styleprobe.protocol.calibration import fit_from_result
+from styleprobe.protocol.profiles import get_profile
+from styleprobe.protocol.spec import load_axes, load_questions
 
 
 def _fit(result):

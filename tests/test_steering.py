@@ -3,11 +3,11 @@ import pandas as pd
 import pytest
 import torch
 
-from styleprobe import steering
-from styleprobe.chat import build_prompt
-from styleprobe.extraction import TokenSequence, extract
-from styleprobe.generation import tokenize_prompts
-from styleprobe.pipeline import Item
+from styleprobe.analyses import steering
+from styleprobe.engine.chat import build_prompt
+from styleprobe.engine.extraction import TokenSequence, extract
+from styleprobe.engine.generation import tokenize_prompts
+from styleprobe.engine.pipeline import Item
 
 
 def _states(handle, layer):

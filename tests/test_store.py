@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load, save
 
-from styleprobe.store import (
+from styleprobe.engine.store import (
     RunMismatchError,
     Stage,
     atomic_directory,
@@ -90,7 +90,7 @@ def test_canonical_safetensors_sorts_the_header_and_keeps_the_content():
 @pytest.mark.parametrize("text", ['{"model": "m", "calib', "[]", "\xff"])
 def test_a_corrupt_results_file_is_a_one_line_error_and_is_kept(tmp_path, text):
     from styleprobe.errors import StyleprobeError
-    from styleprobe.results import ResultsError, all_results, load_results, update_results
+    from styleprobe.report.results import ResultsError, all_results, load_results, update_results
 
     path = tmp_path / "m.json"
     path.write_bytes(text.encode("latin-1"))
@@ -107,7 +107,7 @@ def test_a_corrupt_results_file_is_a_one_line_error_and_is_kept(tmp_path, text):
 
 
 def test_results_sections_are_replaced_one_at_a_time(tmp_path):
-    from styleprobe.results import load_results, update_results
+    from styleprobe.report.results import load_results, update_results
 
     update_results("m", "a", {"x": np.float32(1.5), "y": float("nan")}, tmp_path)
     update_results("m", "b", [1, 2], tmp_path)

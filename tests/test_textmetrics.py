@@ -1,4 +1,4 @@
-"""Hand-checked counts and effect sizes for styleprobe.textmetrics."""
+"""Hand-checked counts and effect sizes for styleprobe.analyses.textmetrics."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from styleprobe import textmetrics as tm
-from styleprobe.data import DataError
+from styleprobe.analyses import textmetrics as tm
+from styleprobe.protocol.spec import DataError
 
 LEX = {"irritation": ["just", "as I said"], "warmth": ["happy to", "happy", "glad"]}
 

@@ -6,14 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from styleprobe import thinking as th
-from styleprobe.chat import build_prompt
-from styleprobe.extraction import Aggregation
-from styleprobe.generation import SamplingConfig, tokenize_prompts
-from styleprobe.pipeline import Item, run_stage
-from styleprobe.profiles import get_profile
-from styleprobe.reproduce import plan
-from styleprobe.toy import THINK_LENGTHS
+from styleprobe.analyses import thinking as th
+from styleprobe.apps.reproduce import plan
+from styleprobe.engine.chat import build_prompt
+from styleprobe.engine.extraction import Aggregation
+from styleprobe.engine.generation import SamplingConfig, tokenize_prompts
+from styleprobe.engine.pipeline import Item, run_stage
+from styleprobe.engine.toy import THINK_LENGTHS
+from styleprobe.protocol.profiles import get_profile
 
 QUESTIONS = ["What is rain?", "Why is the sky blue?", "How do I boil an egg?", "Name a colour.", "Tides?"]
 BUDGET = 24

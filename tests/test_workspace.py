@@ -1,6 +1,6 @@
 import pytest
 
-from styleprobe.axes import AxesError
+from styleprobe.protocol.axes import AxesError
 from styleprobe.workspace import Workspace
 
 

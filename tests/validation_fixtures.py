@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from styleprobe.extraction import Aggregation
-from styleprobe.pipeline import StageResult
+from styleprobe.engine.extraction import Aggregation
+from styleprobe.engine.pipeline import StageResult
 
 AXES = ("warm_cold", "verbose_concise")
 

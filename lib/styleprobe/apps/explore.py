@@ -1,0 +1,191 @@
+"""Answer one message and score the answer on the axes: the engine of the `00_explore` widget app.
+
+An `Explorer` holds one model, one axis set and the model's baseline fingerprint under those axes. `ask`
+generates a reply (optionally under a system prompt, optionally continuing the conversation so far), reads
+it the way the axes were calibrated (question + answer, the system prompt dropped, unless the axes were
+read with the instruction in context) and keeps the turn in a history."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from styleprobe import paths
+from styleprobe.engine.chat import build_prompt
+from styleprobe.engine.extraction import Aggregation, measure_mask
+from styleprobe.engine.generation import SamplingConfig, generate, tokenize_prompts
+from styleprobe.engine.models import ModelHandle, load_model
+from styleprobe.engine.pipeline import Item, reread, row_key
+from styleprobe.protocol.axes import AxesError, AxisSet
+from styleprobe.protocol.calibration import (
+    baseline,
+    calibrate,
+    default_thinking,
+    fingerprint_table,
+    project_results,
+    stored_baseline_seeds,
+)
+from styleprobe.protocol.profiles import Profile, get_profile
+
+
+@dataclass
+class Turn:
+    model: str
+    message: str
+    system: str | None
+    response: str
+    response_ids: tuple[int, ...]
+    finished: bool  # ended on an end-of-turn token, not on the token budget
+    scores: pd.Series  # normalised projection per axis; NaN when the reply is empty
+    index: int = field(default_factory=itertools.count().__next__)  # order of asking, across explorers
+
+
+def axes_files(slug: str, model_id: str, where: paths.Folders) -> list[Path]:
+    """Axis files calibrated on this model: `axes/<slug>.json` first, then the run store's variants
+    (e.g. `runs/<slug>/axes-instructed.json` from notebook 07)."""
+    candidates = [where.axes / f"{slug}.json", *sorted((where.runs / slug).glob("axes*.json"))]
+    found = []
+    for path in candidates:
+        try:
+            if path.exists() and AxisSet.load(path).model_id == model_id:
+                found.append(path)
+        except AxesError:
+            continue  # a broken file is not offered
+    return found
+
+
+@dataclass
+class Explorer:
+    handle: ModelHandle
+    axes: AxisSet
+    axes_file: Path
+    profile: Profile
+    folders: paths.Folders  # runs/<slug> keeps the baseline answers
+    history: list[Turn] = field(default_factory=list)
+    _baseline: pd.Series | None = None
+
+    @classmethod
+    def open(
+        cls,
+        model: str | ModelHandle,
+        *,
+        axes_file: str | Path | None = None,
+        profile: str | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        root: str | Path | None = None,
+        calibrate_missing: bool = False,
+        progress: bool = True,
+    ) -> Explorer:
+        """Load the model (or take a loaded handle) and its axes: `axes_file`, else the first of
+        `axes_files` under `root` (None: the repository's folders); with none, calibrate
+        (`calibrate_missing`) or raise a one-line `AxesError`."""
+        handle = model if isinstance(model, ModelHandle) else load_model(model, device=device, dtype=dtype)
+        prof = get_profile(profile)
+        where = paths.folders(root)
+        if axes_file is None:
+            found = axes_files(handle.slug, handle.model_id, where)
+            axes_file = found[0] if found else where.axes / f"{handle.slug}.json"
+        axes_file = Path(axes_file)
+        if not axes_file.exists():
+            if not calibrate_missing:
+                raise AxesError(f"no axes for {handle.model_id} at {axes_file}: run notebook 01 or calibrate")
+            cal = calibrate(handle, prof, where.runs / handle.slug, progress=progress)
+            cal.axes.save(axes_file)
+        axes = AxisSet.load(axes_file)
+        if axes.model_id != handle.model_id:
+            raise AxesError(f"axes in {axes_file} belong to {axes.model_id!r}, not {handle.model_id!r}")
+        return cls(handle, axes, axes_file, prof, where)
+
+    @property
+    def name(self) -> str:
+        return self.handle.slug
+
+    @property
+    def runs(self) -> Path:
+        return self.folders.runs / self.handle.slug
+
+    @property
+    def aggregation(self) -> Aggregation:
+        return Aggregation(**self.axes.aggregation)
+
+    def baseline(self, progress: bool = True) -> pd.Series:
+        """Mean normalised projection of the default answers (no system prompt) to the profile's baseline
+        questions, under this axis set. A baseline run already in the run store (notebook 02's seeds) is
+        reused; otherwise the profile's seeds are generated once."""
+        if self._baseline is None:
+            seeds = stored_baseline_seeds(self.handle, self.profile, self.runs)
+            results = baseline(
+                self.handle,
+                self.profile,
+                self.runs,
+                seeds=seeds,
+                aggregation=self.aggregation,
+                progress=progress,
+            )
+            projections = project_results(self.axes, results, self.handle.model_id)
+            self._baseline = fingerprint_table(projections, self.axes.names)["mean"]
+        return self._baseline
+
+    def ask(
+        self,
+        message: str,
+        system: str | None = None,
+        *,
+        continue_conversation: bool = False,
+        seed: int = 0,
+        max_new_tokens: int | None = None,
+    ) -> Turn:
+        """Answer `message` (sampled like the baseline answers), score the reply and add it to the history.
+        With `continue_conversation`, earlier turns are the conversation before the message."""
+        if not message or not message.strip():
+            raise ValueError("empty message: type something for the model to answer")
+        system = system.strip() if system and system.strip() else None
+        history = tuple((t.message, t.response) for t in self.history) if continue_conversation else ()
+        thinking = default_thinking(self.handle, None)
+        item = Item(f"turn-{len(self.history)}", message, system, history)
+        prompt = build_prompt(self.handle, message, system, history, thinking=thinking)
+        sampling = SamplingConfig(max_new_tokens or self.profile.baseline_tokens)
+        (gen,), _ = generate(
+            self.handle, tokenize_prompts(self.handle, [prompt]), sampling, [row_key(seed, item.id)]
+        )
+        scores = pd.Series(np.nan, index=self.axes.names)
+        # nothing to measure (empty, or a think block never closed): NaN, like unmeasured baseline answers
+        if any(measure_mask(self.handle, 0, gen.response_ids)) and not gen.empty:
+            agg = self.aggregation
+            per_layer = reread(
+                self.handle,
+                [item],
+                [gen.response_ids],
+                agg.absolute_layers(self.handle.n_layers),
+                (agg.decay,),
+                keep_system=self.axes.meta.get("context") == "instructed",
+                thinking=thinking,
+                progress=False,
+            )[:, 0]
+            scores[:] = self.axes.project(agg.combine(per_layer), self.handle.model_id)[0]
+        turn = Turn(self.name, message, system, gen.text, tuple(gen.response_ids), gen.finished, scores)
+        self.history.append(turn)
+        return turn
+
+    def history_table(self) -> pd.DataFrame:
+        """One row per turn: the message, the system prompt, the reply's length and its scores."""
+        return history_table(self.history, self.axes.names)
+
+
+def history_table(turns: list[Turn], names: list[str]) -> pd.DataFrame:
+    rows = [
+        {
+            "model": t.model,
+            "message": t.message,
+            "system": t.system or "",
+            "n_tokens": len(t.response_ids),
+            **t.scores.reindex(names).to_dict(),
+        }
+        for t in turns
+    ]
+    return pd.DataFrame(rows, columns=["model", "message", "system", "n_tokens", *names])

@@ -1,0 +1,312 @@
+"""Generate answers and read their hidden states, one resumable stage at a time."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from styleprobe.engine.chat import build_prompt
+from styleprobe.engine.extraction import Aggregation, TokenSequence, extract, measure_mask
+from styleprobe.engine.generation import SamplingConfig, auto_batch_size, generate, tokenize_prompts
+from styleprobe.engine.models import ModelHandle
+from styleprobe.engine.store import RunMismatchError, Stage, read_manifest
+from styleprobe.errors import UsageError, is_integer
+
+REFORWARD_CHUNK = 1024  # tokens per re-forward chunk: bounds activation memory for long (thinking) answers
+
+
+@dataclass(frozen=True)
+class Item:
+    """One prompt to answer. `meta` is copied into the result record (axis, pole, split, ...)."""
+
+    id: str
+    question: str
+    system: str | None = None
+    history: tuple[tuple[str, str], ...] = ()
+    meta: dict = field(default_factory=dict)
+    seed: int | None = None  # sampling seed of this item; None: the stage's seed
+
+
+@dataclass
+class StageResult:
+    records: pd.DataFrame  # one row per item, in the order of the items given
+    per_layer: np.ndarray  # [n_items, n_layers, hidden] decay-weighted means at each read layer
+    aggregation: Aggregation
+
+    @property
+    def states(self) -> np.ndarray:
+        """[n_items, hidden] layer-weighted states: what the axes project."""
+        return self.aggregation.combine(self.per_layer)
+
+    def select(self, mask) -> StageResult:
+        mask = np.asarray(mask)
+        return StageResult(self.records[mask].reset_index(drop=True), self.per_layer[mask], self.aggregation)
+
+
+def check_batch_size(batch_size: int | None) -> None:
+    """None (choose automatically) or a positive integer; checked before any work or manifest is written."""
+    if batch_size is not None and not (is_integer(batch_size) and batch_size >= 1):
+        raise UsageError(f"batch size must be a positive integer, got {batch_size!r}")
+
+
+def row_key(seed: int, item_id: str) -> int:
+    """The sampling key of one answer: depends on the seed and the item, not on its batch."""
+    return zlib.crc32(f"{seed}:{item_id}".encode())
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_stage(
+    handle: ModelHandle,
+    stage_dir: Path,
+    items: list[Item],
+    sampling: SamplingConfig,
+    aggregation: Aggregation = Aggregation(),
+    *,
+    seed: int = 0,
+    batch_size: int | None = None,
+    thinking: bool | None = None,
+    read_with_system: bool = True,
+    extraction: str = "auto",
+    desc: str = "generating",
+    progress: bool = True,
+) -> StageResult:
+    """Answer every item and aggregate its hidden states, resuming from whatever batches are on disk.
+
+    Items are sorted by prompt length and cut into batches; each finished batch is written atomically with
+    its own seed, so a run killed half-way and resumed ends with the same result as an uninterrupted one.
+    `read_with_system=False` re-reads the answers without the system prompt (question + answer only).
+
+    extraction="online" aggregates hidden states while decoding (no second pass); "reforward" re-reads each
+    batch with a teacher-forced pass; "auto" uses online capture whenever the reading context is the
+    generation context (chat template, system prompt kept, no thinking block) and the re-forward otherwise."""
+    if not items:
+        raise ValueError("no items to run")
+    check_batch_size(batch_size)
+    prompts = [build_prompt(handle, it.question, it.system, it.history, thinking=thinking) for it in items]
+    prompt_ids = tokenize_prompts(handle, prompts)
+    if read_with_system:
+        read_ids = prompt_ids
+    else:
+        reads = [build_prompt(handle, it.question, None, it.history, thinking=thinking) for it in items]
+        read_ids = tokenize_prompts(handle, reads)
+    order = sorted(range(len(items)), key=lambda i: (len(prompt_ids[i]), items[i].id))
+    layers = aggregation.absolute_layers(handle.n_layers)
+    same_context = (
+        read_with_system
+        and handle.uses_chat_template
+        and not (thinking or (thinking is None and handle.thinking))
+    )
+    if extraction == "auto":
+        extraction = "online" if same_context else "reforward"
+    elif extraction == "online" and not same_context:
+        raise ValueError(
+            "online capture needs the generation context: chat template, system kept, no thinking"
+        )
+    settings = {
+        "model_id": handle.model_id,
+        "sampling": sampling.__dict__,
+        "aggregation": aggregation.to_dict(),
+        "layers": layers,
+        "seed": seed,
+        "thinking": thinking,
+        "read_with_system": read_with_system,
+        "extraction": extraction,
+        "items": _digest([(it.id, p) for it, p in zip(items, prompts, strict=True)]),
+    }
+    manifest = Path(stage_dir) / "manifest.json"
+    if batch_size is None and (found := read_manifest(manifest)) is not None:
+        batch_size = found["settings"].get("batch_size")  # resume with the batches the run started with
+    chosen = batch_size is None
+    if chosen:
+        longest = max(len(p) for p in prompt_ids) + sampling.max_new_tokens
+        batch_size = auto_batch_size(handle, longest, cap=64 if handle.device.type == "cpu" else 256)
+    try:
+        stage = Stage(Path(stage_dir), {**settings, "batch_size": batch_size})
+    except RunMismatchError:
+        # a concurrent first run may have chosen another automatic size: adopt it if that is the only change
+        found = read_manifest(manifest)
+        theirs = found["settings"].get("batch_size") if found else None
+        if not chosen or theirs is None:
+            raise
+        batch_size = theirs
+        stage = Stage(Path(stage_dir), {**settings, "batch_size": batch_size})
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    todo = [b for b in range(len(batches)) if not stage.is_done(b)]
+    bar = tqdm(total=len(items), desc=desc, disable=not progress, unit="answer")
+    bar.update(len(items) - sum(len(batches[b]) for b in todo))
+    for b in todo:
+        idx = batches[b]
+        keys = [row_key(seed if items[i].seed is None else items[i].seed, items[i].id) for i in idx]
+        capture = (layers, aggregation.decay) if extraction == "online" else None
+        gens, per_layer = generate(handle, [prompt_ids[i] for i in idx], sampling, keys, capture=capture)
+        seqs = [
+            TokenSequence(
+                read_ids[i] + g.response_ids, measure_mask(handle, len(read_ids[i]), g.response_ids)
+            )
+            for i, g in zip(idx, gens, strict=True)
+        ]
+        if per_layer is None:
+            per_layer = extract(handle, seqs, layers, (aggregation.decay,), chunk_size=REFORWARD_CHUNK)[:, 0]
+        records = [
+            {
+                "id": items[i].id,
+                **items[i].meta,
+                "question": items[i].question,
+                "system": items[i].system,
+                "response": g.text,
+                "n_tokens": len(g.response_ids),
+                "n_measured": int(sum(s.measure)),
+                "finished": g.finished,
+                "empty": g.empty,
+                "response_ids": g.response_ids,
+            }
+            for i, g, s in zip(idx, gens, seqs, strict=True)
+        ]
+        stage.write(b, records, {"per_layer": per_layer})
+        bar.update(len(idx))
+    bar.close()
+    records, arrays = stage.read_all(len(batches))
+    position = {r["id"]: k for k, r in enumerate(records)}
+    back = [position[it.id] for it in items]
+    frame = pd.DataFrame([records[k] for k in back])
+    return StageResult(frame, arrays["per_layer"][back], aggregation)
+
+
+def reread(
+    handle: ModelHandle,
+    items: list[Item],
+    response_ids: Sequence[Sequence[int]],
+    layers: Sequence[int],
+    decays: Sequence[float] = (0.9,),
+    *,
+    keep_system: bool = True,
+    thinking: bool | None = None,
+    stage_dir: Path | None = None,
+    batch_size: int = 16,
+    desc: str = "re-reading",
+    progress: bool = True,
+) -> np.ndarray:
+    """Teacher-forced aggregates [n, n_decays, n_layers, hidden] of given answers in their conversation:
+    nothing is generated, and every requested layer (absolute indices) and token decay comes from one pass.
+
+    `keep_system=False` drops the system prompt from the context (question + answer only). With
+    `stage_dir`, finished batches are stored there and reused, so a long re-read resumes."""
+    if len(items) != len(response_ids) or not items:
+        raise ValueError(f"need one response per item, got {len(items)} items, {len(response_ids)} responses")
+    check_batch_size(batch_size)
+    prompts = [
+        build_prompt(handle, it.question, it.system if keep_system else None, it.history, thinking=thinking)
+        for it in items
+    ]
+    prompt_ids = tokenize_prompts(handle, prompts)
+    seqs = [
+        TokenSequence(p + list(r), measure_mask(handle, len(p), r))
+        for p, r in zip(prompt_ids, response_ids, strict=True)
+    ]
+    _warn_past_context(handle, [it.id for it in items], [len(s.ids) for s in seqs])
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i].ids))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    stage = None
+    if stage_dir is not None:
+        settings = {
+            "model_id": handle.model_id,
+            "layers": list(layers),
+            "decays": list(decays),
+            "keep_system": keep_system,
+            "thinking": thinking,
+            "batch_size": batch_size,
+            "items": _digest([s.ids for s in seqs]),
+        }
+        stage = Stage(Path(stage_dir), settings)
+    out = np.zeros((len(seqs), len(decays), len(layers), handle.hidden_size), dtype=np.float32)
+    for b, idx in enumerate(tqdm(batches, desc=desc, disable=not progress, unit="batch")):
+        if stage is not None and stage.is_done(b):
+            out[idx] = stage.read(b)[1]["states"]
+            continue
+        states = extract(handle, [seqs[i] for i in idx], layers, decays, chunk_size=REFORWARD_CHUNK)
+        if stage is not None:
+            stage.write(b, [{"id": items[i].id} for i in idx], {"states": states})
+        out[idx] = states
+    return out
+
+
+class ContextWarning(UserWarning):
+    """Some sequences are longer than the model's context: their states are read past trained positions."""
+
+
+def _warn_past_context(handle: ModelHandle, ids: list[str], lengths: list[int]) -> None:
+    limit = getattr(handle.model.config, "max_position_embeddings", None)
+    over = [(i, n) for i, n in zip(ids, lengths, strict=True) if limit and n > limit]
+    if over:
+        shown = ", ".join(f"{i} ({n} tokens)" for i, n in over[:5]) + (", ..." if len(over) > 5 else "")
+        warnings.warn(
+            f"{len(over)} of {len(ids)} conversations exceed the model's context of {limit} tokens: {shown}; "
+            "their projections are unreliable",
+            ContextWarning,
+            stacklevel=3,
+        )
+
+
+def without_system(
+    handle: ModelHandle,
+    items: list[Item],
+    result: StageResult,
+    stage_dir: Path,
+    *,
+    thinking: bool | None = None,
+    progress: bool = True,
+) -> StageResult:
+    """`result` with its answers' states re-read as conversation + answer, the system prompt dropped
+    (nothing is generated; the re-read is stored in `stage_dir` and resumes)."""
+    agg = result.aggregation
+    per_layer = reread(
+        handle,
+        items,
+        list(result.records["response_ids"]),
+        agg.absolute_layers(handle.n_layers),
+        (agg.decay,),
+        keep_system=False,
+        thinking=thinking,
+        stage_dir=stage_dir,
+        desc="re-reading without the system prompt",
+        progress=progress,
+    )
+    return StageResult(result.records, per_layer[:, 0], agg)
+
+
+def read_responses(
+    handle: ModelHandle,
+    conversations: list[Item],
+    responses: list[str],
+    aggregation: Aggregation = Aggregation(),
+    *,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> np.ndarray:
+    """Teacher-forced states [n, n_layers, hidden] of given responses in their conversation context
+    (imported or hand-written answers; nothing is generated)."""
+    response_ids = handle.tokenizer(responses, add_special_tokens=False)["input_ids"]
+    layers = aggregation.absolute_layers(handle.n_layers)
+    states = reread(
+        handle,
+        conversations,
+        response_ids,
+        layers,
+        (aggregation.decay,),
+        batch_size=batch_size,
+        desc="reading",
+        progress=progress,
+    )
+    return states[:, 0]

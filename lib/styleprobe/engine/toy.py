@@ -1,0 +1,190 @@
+"""Random-init models built from a config, for tests, notebook CI runs and GPU benchmarks.
+
+`random:<arch>` (llama, qwen2, qwen3, gemma2, gemma3) names a tiny model with a byte-level tokenizer and a
+chat template in that family's style; `random:gemma3-base` one with no chat template (a base model, so the
+plain prompt format is used); `random:qwen2-7b` a Qwen2-7B-sized one (for throughput only).
+No download is involved: the tokenizer is built from the 256 bytes plus the template's special tokens.
+
+The tiny qwen3 model thinks like Qwen3 does (see `ForcedThinking`): with thinking on it opens a think block
+and closes it after a number of tokens that depends on the prompt, so some answers never leave it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import transformers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+from styleprobe.engine.models import ModelLoadError
+from styleprobe.engine.store import build_once
+
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+THINKING = CHATML.replace(  # Qwen3: enable_thinking=False writes an empty think block
+    "{% endif %}",
+    "{% if enable_thinking is defined and not enable_thinking %}"
+    "<think>\n\n</think>\n\n{% endif %}{% endif %}",
+)
+GEMMA = (
+    "{{ bos_token }}{% if messages[0].role == 'system' %}"
+    "{{ raise_exception('System role not supported') }}{% endif %}"
+    "{% for m in messages %}<start_of_turn>{{ 'model' if m.role == 'assistant' else m.role }}\n"
+    "{{ m.content }}<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+SPECIALS = [
+    "<pad>",
+    "<bos>",
+    "<eos>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<think>",
+    "</think>",
+]
+
+_TINY = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 6,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 16,
+    "max_position_embeddings": 4096,
+}
+ARCHS = {
+    "llama": ("LlamaConfig", CHATML, "<|im_end|>", _TINY),
+    "qwen2": ("Qwen2Config", CHATML, "<|im_end|>", _TINY),
+    "qwen3": ("Qwen3Config", THINKING, "<|im_end|>", _TINY),
+    "gemma2": ("Gemma2Config", GEMMA, "<end_of_turn>", _TINY),
+    "gemma3": ("Gemma3TextConfig", GEMMA, "<end_of_turn>", _TINY),
+    "gemma3-base": ("Gemma3TextConfig", None, "<eos>", _TINY),
+    "qwen2-7b": (
+        "Qwen2Config",
+        CHATML,
+        "<|im_end|>",
+        {
+            "hidden_size": 3584,
+            "intermediate_size": 18944,
+            "num_hidden_layers": 28,
+            "num_attention_heads": 28,
+            "num_key_value_heads": 4,
+            "max_position_embeddings": 32768,
+            "rope_theta": 1e6,
+        },
+    ),
+}
+
+
+# Think lengths of the tiny qwen3 model: from THINK_LENGTHS[0] to THINK_LENGTHS[1] - 1 tokens, by prompt.
+THINK_LENGTHS = (2, 32)
+THINKING_ARCHS = ("qwen3",)
+
+
+def byte_tokenizer(template: str | None, eos: str) -> PreTrainedTokenizerFast:
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {tok: i for i, tok in enumerate(SPECIALS + sorted(alphabet))}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
+    core.add_special_tokens(SPECIALS)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token="<bos>", eos_token=eos, pad_token="<pad>", chat_template=template
+    )
+
+
+def check_arch(arch: str) -> None:
+    """Refuse an architecture `random:<arch>` does not know, in one line listing the known ones."""
+    if arch not in ARCHS:
+        raise ModelLoadError(
+            f"unknown random architecture {arch!r}: use random:<arch> with {', '.join(ARCHS)}"
+        )
+
+
+def random_model(arch: str, seed: int = 0, dtype: torch.dtype = torch.float32, device: str = "cpu"):
+    """A random-init (model, tokenizer) of the named architecture, built in memory."""
+    check_arch(arch)
+    config_name, template, eos, sizes = ARCHS[arch]
+    tokenizer = byte_tokenizer(template, eos)
+    config = getattr(transformers, config_name)(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+        **sizes,
+    )
+    if arch in THINKING_ARCHS:
+        config.toy_think_lengths = list(THINK_LENGTHS)  # saved with the model; load_model attaches the hook
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = transformers.AutoModelForCausalLM.from_config(config, dtype=dtype)
+    return model.eval(), tokenizer
+
+
+def build_random_model(arch: str, out_dir: Path, seed: int = 0) -> Path:
+    """Write a random-init model and its tokenizer to `out_dir` (atomically) unless it is there, and return
+    it. Concurrent callers wait on the lock `<out_dir>.lock` and find it built, so it is built once."""
+    check_arch(arch)  # before any folder or lock is made
+
+    def build(tmp: Path) -> None:
+        model, tokenizer = random_model(arch, seed)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+    return build_once(Path(out_dir), build)
+
+
+class ForcedThinking:
+    """Makes a random-init model write a think block the way Qwen3 does, for testing the thinking path.
+
+    When the prompt leaves the think block to the model (it holds no `</think>`, i.e. thinking is on), the
+    first generated token is `<think>` and token number L is `</think>`, with L between `lengths[0]` and
+    `lengths[1] - 1` set by the prompt's length; other tokens are the model's own, never a think tag. An
+    answer whose budget ends before L never reaches a visible answer. Only the causal LM's logits are
+    changed, so teacher-forced reads of the decoder are untouched. The rule needs no per-row memory: the
+    step and each row's prompt length follow from the attention mask, so it survives rows being dropped
+    from the batch."""
+
+    def __init__(self, model, open_id: int, close_id: int, lengths: tuple[int, int] = THINK_LENGTHS):
+        self.open_id, self.close_id, self.lengths = open_id, close_id, lengths
+        self.thinking, self.prompt_width = False, 0
+        self.handle = model.register_forward_hook(self._hook, with_kwargs=True)
+
+    def close_step(self, prompt_len: torch.Tensor) -> torch.Tensor:
+        low, high = self.lengths
+        return low + (prompt_len * 7919) % (high - low)
+
+    def _hook(self, _module, _args, kwargs, output):
+        ids, mask = kwargs.get("input_ids"), kwargs.get("attention_mask")
+        if ids is None or mask is None or getattr(output, "logits", None) is None:
+            return
+        logits = output.logits[:, -1]
+        if ids.shape[1] > 1:  # the prefill: is the think block left to the model?
+            self.thinking = not bool((ids == self.close_id).any())
+            self.prompt_width = ids.shape[1]
+            if self.thinking:
+                logits[:] = -1e4
+                logits[:, self.open_id] = 0.0
+            return
+        if not self.thinking:
+            return
+        step = mask.shape[1] - self.prompt_width  # tokens generated so far; this call picks token `step`
+        close = self.close_step(mask.sum(-1) - step) == step
+        logits[:, [self.open_id, self.close_id]] = -1e4
+        logits[close] = -1e4
+        logits[close, self.close_id] = 0.0
+
+
+def attach_toy_behaviour(model, tokenizer) -> None:
+    """Re-attach what a saved random-init model does beyond its weights (the qwen3 think block)."""
+    lengths = getattr(model.config, "toy_think_lengths", None)
+    if lengths:
+        vocab = tokenizer.get_vocab()
+        ForcedThinking(model, vocab["<think>"], vocab["</think>"], tuple(lengths))

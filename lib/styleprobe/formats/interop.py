@@ -1,0 +1,168 @@
+"""Axes in other tools' formats: llama.cpp control vectors (GGUF) and the original study's `.npz` axes.
+
+Control vectors use the layout llama.cpp's `--control-vector` and repeng read: architecture
+`controlvector`, one F32 tensor `direction.N` per layer, where N counts decoder blocks from 1 and the
+vector is added to the residual stream after block N (our block index N - 1)."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import gguf
+import numpy as np
+
+from styleprobe.engine.extraction import Aggregation
+from styleprobe.engine.store import atomic_write_bytes
+from styleprobe.errors import is_integer
+from styleprobe.formats.mood_axis import load_axis_npz
+from styleprobe.protocol.axes import AxesError, AxisSet
+from styleprobe.protocol.spec import load_axes
+
+ARCH = "controlvector"
+STUDY_MODELS = {
+    "qwen_7b": ("Qwen/Qwen2.5-7B-Instruct", 28),
+    "llama_8b": ("meta-llama/Llama-3.1-8B-Instruct", 32),
+}
+"""The original study's model names of its published axis files -> (hub id, decoder blocks)."""
+
+
+@dataclass
+class ControlVector:
+    directions: dict[int, np.ndarray]  # decoder block (0-based) -> vector added after it
+    model_hint: str
+    axis: str = ""
+
+    @property
+    def hidden_size(self) -> int:
+        return len(next(iter(self.directions.values())))
+
+
+def export_control_vector(
+    axes: AxisSet, axis: str, path: Path, *, layers: list[int] | None = None, strength: float | None = None
+) -> Path:
+    """Write one axis as a control vector: at each block of `layers` (default: the blocks the axes were
+    read from) the unit axis vector times `strength` (default: the axis's normalisation scale, so that a
+    llama.cpp scale of 1 adds about one calibration IQR of projection per block). Written atomically."""
+    i = axes.index(axis)
+    blocks = list(axes.layers if layers is None else layers)
+    if not blocks or not all(is_integer(b) and b >= 0 for b in blocks):
+        raise AxesError(f"layers must be decoder block indices >= 0 (counted from 0), got {blocks}")
+    coefficient = float(axes.scales[i] if strength is None else strength)
+    if not np.isfinite(coefficient):
+        raise AxesError(f"strength must be a finite number, got {coefficient}")
+    vector = (axes.vectors[i].astype(np.float32) * coefficient).astype(np.float32)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.partial-") as tmp:
+        scratch = Path(tmp) / path.name  # GGUFWriter writes to a path; nothing is left behind on failure
+        writer = gguf.GGUFWriter(str(scratch), ARCH)
+        writer.add_string(f"{ARCH}.model_hint", axes.model_id)
+        writer.add_uint32(f"{ARCH}.layer_count", len(blocks))
+        writer.add_string("styleprobe.axis", axis)
+        writer.add_string("styleprobe.poles", "/".join(axes.poles[i]))
+        for block in blocks:
+            writer.add_tensor(f"direction.{block + 1}", vector)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        atomic_write_bytes(path, scratch.read_bytes())
+    return path
+
+
+def _string(reader: gguf.GGUFReader, key: str) -> str:
+    field = reader.fields.get(key)
+    return "" if field is None else bytes(field.parts[field.data[0]]).decode("utf-8")
+
+
+def read_control_vector(path: Path) -> ControlVector:
+    """Read a control vector GGUF (ours, llama.cpp's or repeng's); a malformed file raises AxesError."""
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except (OSError, ValueError) as err:
+        raise AxesError(f"{path}: not a readable GGUF file ({err})") from None
+    if _string(reader, "general.architecture") != ARCH:
+        raise AxesError(f"{path}: not a control vector (architecture is not {ARCH!r})")
+    directions = {}
+    for tensor in reader.tensors:
+        if tensor.name.startswith("direction."):
+            layer = int(tensor.name.split(".", 1)[1])
+            if layer < 1:
+                raise AxesError(f"{path}: invalid layer {layer} (control vector layers count from 1)")
+            directions[layer - 1] = np.asarray(tensor.data, dtype=np.float32).reshape(-1)
+    if not directions:
+        raise AxesError(f"{path}: no direction.N tensors")
+    sizes = {len(v) for v in directions.values()}
+    if len(sizes) != 1 or not all(np.all(np.isfinite(v)) for v in directions.values()):
+        raise AxesError(f"{path}: directions differ in size or hold NaN/inf")
+    return ControlVector(
+        dict(sorted(directions.items())),
+        _string(reader, f"{ARCH}.model_hint"),
+        _string(reader, "styleprobe.axis"),
+    )
+
+
+def control_vector_axis(cv: ControlVector, name: str | None = None) -> AxisSet:
+    """One-axis AxisSet from a control vector: the unit mean of its directions, centre 0 and scale = their
+    mean norm (uncentred, as no calibration data comes with the file)."""
+    name = name or cv.axis
+    specs = load_axes()
+    if name not in specs:
+        raise AxesError(f"unknown axis {name!r}; pass one of {', '.join(specs)}")
+    stack = np.stack(list(cv.directions.values()))
+    mean = stack.mean(axis=0)
+    blocks = list(cv.directions)
+    return AxisSet(
+        names=[name],
+        poles=[specs[name].poles],
+        vectors=(mean / np.linalg.norm(mean))[None],
+        centres=np.zeros(1),
+        scales=np.array([float(np.linalg.norm(stack, axis=1).mean())]),
+        model_id=cv.model_hint,
+        hidden_size=cv.hidden_size,
+        layers=blocks,
+        aggregation=Aggregation(tuple(blocks), (1.0,) * len(blocks), 0.9).to_dict(),
+        normalisation="uncentred_iqr",
+        meta={"source": "control vector"},
+    )
+
+
+def import_study_axes(path: Path, model_id: str | None = None, n_layers: int | None = None) -> AxisSet:
+    """The original study's published axes (`<model>_set_<X>_axes.npz`) as an AxisSet with its uncentred
+    normalisation (centre 0, scale = its stored IQR-based scale).
+
+    Convention difference: the study aggregated the last 4 `hidden_states` entries, the last of which is
+    taken *after* the model's final norm, while this library reads all 4 before it. Projections of our
+    states on these axes are therefore close to, not identical with, the study's; the difference is stated
+    in the axis set's meta."""
+    path = Path(path)
+    if model_id is None or n_layers is None:
+        short = path.name.split("_set_")[0]
+        if short not in STUDY_MODELS:
+            raise AxesError(f"{path}: unknown study model {short!r}; pass model_id and n_layers")
+        model_id, n_layers = model_id or STUDY_MODELS[short][0], n_layers or STUDY_MODELS[short][1]
+    names, vectors, scales = load_axis_npz(path)
+    specs = load_axes()
+    unknown = [n for n in names if n not in specs]
+    if unknown:
+        raise AxesError(f"{path}: unknown axes {unknown}")
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    agg = Aggregation()
+    return AxisSet(
+        names=names,
+        poles=[specs[n].poles for n in names],
+        vectors=vectors / norms,
+        centres=np.zeros(len(names)),
+        scales=scales,
+        model_id=model_id,
+        hidden_size=vectors.shape[1],
+        layers=agg.absolute_layers(n_layers),
+        aggregation=agg.to_dict(),
+        normalisation="uncentred_iqr",
+        meta={
+            "source": f"mood-axis study file {path.name}",
+            "convention": "study: last of the 4 layers read after the final norm; here all 4 before it",
+        },
+    )

@@ -1,0 +1,1 @@
+"""What the analyses become: the results summary, the paper's numbers and tables, figures."""

@@ -1,0 +1,363 @@
+"""The paper's inputs and its build.
+
+Notebooks write what the paper shows into `paper/generated/<model>/` (or `generated/cross_model/`):
+numbers as `numbers-<notebook>.tex` files of `\\defresult{<model>/<notebook>/<key>}{<value>}` lines, tables
+as booktabs `<name>.tex` files, and their figures as `<name>.pdf`. The text reads a number only through
+`\\result{<model>/<notebook>/<key>}`. `python -m styleprobe.report.paper` collects which models have outputs,
+writes `generated/index.tex`, checks that every number and file the text needs exists (naming the notebook
+that makes anything missing) and runs latexmk."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from styleprobe import paths
+from styleprobe.engine.store import atomic_write_bytes, atomic_write_text
+from styleprobe.errors import StyleprobeError
+
+PAPER_DIR = paths.REPO_ROOT / "paper"
+MAIN_MODEL = "smollm2-135m-instruct"
+CROSS_MODEL = "cross_model"  # the folder of notebook 10's outputs, in place of a model
+NUMBERS_PREFIX = "numbers-"
+INDEX = "generated/index"  # written by write_index, input by main.tex
+PAPER_CALLS = (
+    "paper_numbers",
+    "paper_table",
+    "paper_figures",
+    "write_numbers",
+    "write_table",
+    "copy_figures",
+)
+_KEY = re.compile(r"^[A-Za-z0-9_.+=-]+(/[A-Za-z0-9_.+=-]+)*$")
+_LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "\\": r"\textbackslash{}",
+}
+
+
+class PaperError(StyleprobeError, RuntimeError):
+    """Something the paper needs is missing or malformed; the message is one line per problem."""
+
+
+def generated_dir(results_dir: str | Path | None = None) -> Path:
+    """`paper/generated` beside the results folder: the repository's own by default, a scratch folder's
+    when a test run writes its results elsewhere."""
+    return Path(results_dir or paths.RESULTS_DIR).resolve().parent / "paper" / "generated"
+
+
+def escape(text: str) -> str:
+    """Plain text -> LaTeX text (special characters escaped)."""
+    return "".join(_LATEX_SPECIAL.get(c, c) for c in str(text))
+
+
+def format_value(value, digits: int = 2) -> str:
+    """A number or a string as LaTeX: floats with `digits` decimals (a true minus sign, no "-0.00"), NaN
+    and None as "n/a", booleans as yes/no, strings escaped."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    if isinstance(value, int | np.integer):
+        return str(int(value)).replace("-", r"\ensuremath{-}")
+    if isinstance(value, float | np.floating):
+        if not np.isfinite(value):
+            return "n/a"
+        text = f"{float(value):.{digits}f}"
+        if float(text) == 0:
+            text = text.lstrip("-")
+        return text.replace("-", r"\ensuremath{-}")
+    return escape(value)
+
+
+def axis_label(name) -> str:
+    """`warm_cold` -> `warm/cold` (other labels unchanged)."""
+    from styleprobe.protocol.spec import load_axes
+
+    return str(name).replace("_", "/") if str(name) in load_axes() else str(name)
+
+
+def flatten(values: Mapping, prefix: str = "") -> dict[str, object]:
+    """Nested mappings (and Series) -> {"a/b/c": value}."""
+    out: dict[str, object] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, pd.Series):
+            value = value.to_dict()
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}/"))
+        else:
+            out[name] = value
+    return out
+
+
+def write_numbers(
+    folder: str, notebook: str, values: Mapping, *, digits: int = 2, root: Path | None = None
+) -> Path:
+    """Write `<root>/<folder>/numbers-<notebook>.tex`: one `\\defresult{<folder>/<notebook>/<key>}{value}`
+    per (flattened) entry of `values`. It replaces the notebook's previous numbers as a whole."""
+    lines = [f"% numbers of notebook {notebook} for {folder}; written by the notebook, do not edit"]
+    for key, value in flatten(values).items():
+        full = f"{folder}/{notebook}/{key}"
+        if not _KEY.match(full):
+            raise ValueError(f"result key {full!r} may hold only letters, digits, _ . + = - and /")
+        lines.append(rf"\defresult{{{full}}}{{{format_value(value, digits)}}}")
+    path = Path(root or generated_dir()) / folder / f"{NUMBERS_PREFIX}{notebook}.tex"
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def write_table(
+    folder: str,
+    name: str,
+    frame: pd.DataFrame,
+    *,
+    digits: int = 2,
+    columns: Mapping[str, str] | None = None,
+    index_name: str | None = None,
+    root: Path | None = None,
+) -> Path:
+    """Write `frame` as a booktabs tabular to `<root>/<folder>/<name>.tex` (the caption is the text's):
+    numbers with `digits` decimals, NaN as "--", labels escaped, axis names as `warm/cold`; `columns`
+    renames columns for print."""
+    frame = frame.rename(columns=dict(columns or {})).rename(index=axis_label, columns=axis_label)
+    label = index_name if index_name is not None else (frame.index.name or "")
+    frame = frame.rename_axis(label).reset_index()  # the index as a first column: one header row
+    styler = frame.style.hide(axis="index").format(precision=digits, na_rep="--", escape="latex")
+    styler = styler.format_index(escape="latex", axis=1)
+    latex = styler.to_latex(hrules=True, column_format="l" + "r" * (frame.shape[1] - 1))
+    latex = re.sub(r"(?<![\w.])-(?=\d)", r"\\ensuremath{-}", latex)  # minus signs of negative numbers
+    path = Path(root or generated_dir()) / folder / f"{name}.tex"
+    atomic_write_text(path, latex)
+    return path
+
+
+def copy_figures(folder: str, source: Path, names: Iterable[str], *, root: Path | None = None) -> list[Path]:
+    """Copy `<source>/<name>.pdf` (written by `save_figure`) to `<root>/<folder>/<name>.pdf`."""
+    out = []
+    for name in names:
+        pdf = Path(source) / f"{name}.pdf"
+        if not pdf.exists():
+            raise FileNotFoundError(f"no figure {pdf}: save it with save_figure before copying it")
+        target = Path(root or generated_dir()) / folder / f"{name}.pdf"
+        atomic_write_bytes(target, pdf.read_bytes())
+        out.append(target)
+    return out
+
+
+# --- what the notebooks write, read from their sources ---------------------------------------------------
+
+
+def producers(notebooks_dir: Path | None = None) -> dict[str, str]:
+    """{name: notebook} for every string literal passed to a paper-output call (`ws.paper_numbers`,
+    `ws.paper_table`, `ws.paper_figures`, `paper.write_*`, `paper.copy_figures`) in `notebooks/*.py`:
+    figure and table names, and the notebook names under which numbers are written."""
+    out: dict[str, str] = {}
+    for source in sorted(Path(notebooks_dir or paths.NOTEBOOKS_DIR).glob("[0-9][0-9]_*.py")):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if called not in PAPER_CALLS:
+                continue
+            for arg in node.args:  # names are literals: a string, or a list or tuple of strings
+                leaves = arg.elts if isinstance(arg, ast.List | ast.Tuple) else [arg]
+                for leaf in leaves:
+                    if isinstance(leaf, ast.Constant) and isinstance(leaf.value, str):
+                        out.setdefault(leaf.value, source.stem)
+    return out
+
+
+# --- what the text needs ----------------------------------------------------------------------------------
+
+_RESULT = re.compile(r"\\result(ci)?\{([^{}]*(?:\{\}[^{}]*)*)\}")
+_FILE = re.compile(r"\\(?:input|include|includegraphics|resulttable)\s*(?:\[[^\]]*\])?\{(generated/[^}]*)\}")
+_GATED = re.compile(r"\\notebooksection\{([^}]*)\}\{([^}]*)\}")
+_PLAIN_INPUT = re.compile(r"\\input\{(sections/[^}]*)\}")
+
+
+@dataclass
+class Needs:
+    """The result keys and generated files one part of the text uses."""
+
+    keys: set[str] = field(default_factory=set)
+    files: set[str] = field(default_factory=set)
+
+
+def _strip_comments(text: str) -> str:
+    """Text without comments and without verbatim `\\verb|...|` (which only shows macros)."""
+    return re.sub(r"\\verb(.).*?\1", "", re.sub(r"(?<!\\)%.*", "", text))
+
+
+def text_needs(tex: str) -> Needs:
+    """Keys of `\\result{..}` / `\\resultci{..}` (the latter is three keys: mean, ci_low, ci_high) and
+    `generated/...` targets of `\\input`, `\\includegraphics` and `\\resulttable` in one file's text."""
+    tex = _strip_comments(tex)
+    needs = Needs()
+    for ci, key in _RESULT.findall(tex):
+        needs.keys.update({f"{key}/{k}" for k in ("mean", "ci_low", "ci_high")} if ci else {key})
+    needs.files.update(_FILE.findall(tex))
+    return needs
+
+
+def sections(paper_dir: Path = PAPER_DIR) -> dict[Path, str | None]:
+    """Every text file of the paper, with the notebook that gates it (`\\notebooksection{NB}{file}` in
+    main.tex: included only when NB has outputs for the main model) or None (always included)."""
+    main = _strip_comments((paper_dir / "main.tex").read_text())
+    gated = {paper_dir / f"{file}.tex": nb for nb, file in _GATED.findall(main)}
+    out: dict[Path, str | None] = {paper_dir / "main.tex": None}
+    for file in _PLAIN_INPUT.findall(main):
+        out[paper_dir / f"{file}.tex"] = None
+    out.update(gated)
+    return out
+
+
+# --- collecting and checking ------------------------------------------------------------------------------
+
+
+def defined_keys(root: Path) -> set[str]:
+    """Every key defined in the numbers files under `root`."""
+    keys = set()
+    for path in root.glob(f"*/{NUMBERS_PREFIX}*.tex"):
+        keys.update(re.findall(r"^\\defresult\{([^}]*)\}", path.read_text(), flags=re.M))
+    return keys
+
+
+def available(root: Path) -> dict[str, list[str]]:
+    """{folder (model slug or cross_model): [notebooks with numbers]}."""
+    out: dict[str, list[str]] = {}
+    for path in sorted(root.glob(f"*/{NUMBERS_PREFIX}*.tex")):
+        out.setdefault(path.parent.name, []).append(path.stem.removeprefix(NUMBERS_PREFIX))
+    return out
+
+
+def _resolve(target: str, main_model: str) -> str:
+    return target.replace(r"\mainmodel", main_model).replace(r"\crossmodel", CROSS_MODEL)
+
+
+def _hint(folder: str, notebook: str) -> str:
+    if folder == CROSS_MODEL:
+        return f"run notebook {notebook} (make reproduce)"
+    return f"run notebook {notebook} for {folder} (make notebook NB={notebook[:2]} MODEL={folder})"
+
+
+def missing(paper_dir: Path, root: Path, main_model: str, notebooks_dir: Path | None = None) -> list[str]:
+    """One line per number or file the text needs but `root` lacks. Sections gated on a notebook that has
+    no outputs for `main_model` are skipped (they are left out of the build)."""
+    keys, have = defined_keys(root), available(root)
+    made_by = producers(notebooks_dir)
+    problems = []
+    for path, gate in sections(paper_dir).items():
+        if gate is not None and gate not in have.get(main_model, []):
+            continue
+        if not path.exists():
+            problems.append(f"{path.relative_to(paper_dir)} is included by main.tex but does not exist")
+            continue
+        needs = text_needs(path.read_text())
+        for key in sorted(_resolve(k, main_model) for k in needs.keys):
+            if key not in keys:
+                folder, notebook = [*key.split("/"), "?", "?"][:2]
+                problems.append(f"missing result {key} ({path.name}): {_hint(folder, notebook)}")
+        for target in sorted(_resolve(t, main_model) for t in needs.files - {INDEX}):
+            file = root.parent / target
+            candidates = [file] if file.suffix else [file.with_suffix(".tex"), file.with_suffix(".pdf")]
+            if not any(c.exists() for c in candidates):
+                parts = Path(target).parts
+                notebook = made_by.get(Path(target).stem, "no notebook writes it")
+                problems.append(f"missing file {target} ({path.name}): {_hint(parts[1], notebook)}")
+    return problems
+
+
+def write_index(paper_dir: Path, root: Path, main_model: str) -> Path:
+    """`generated/index.tex`: the main model, every model with outputs, their numbers files, which
+    notebooks have outputs, and the gated sections left out of this build."""
+    have = available(root)
+    if main_model not in have:
+        models = ", ".join(m for m in have if m != CROSS_MODEL) or "none"
+        raise PaperError(
+            f"no paper outputs for the main model {main_model} in {root} (models with outputs: {models}); "
+            f"run make reproduce MODELS={main_model}"
+        )
+    models = [m for m in have if m != CROSS_MODEL]
+    absent = sorted({nb for nb in sections(paper_dir).values() if nb} - set(have[main_model]))
+    lines = [
+        "% written by python -m styleprobe.report.paper; do not edit",
+        rf"\def\mainmodel{{{main_model}}}",
+        rf"\def\crossmodel{{{CROSS_MODEL}}}",
+        rf"\def\papermodels{{{escape(', '.join(models))}}}",
+        rf"\def\absentnotebooks{{{escape(', '.join(absent)) or 'none'}}}",
+    ]
+    for folder, notebooks in have.items():
+        for nb in notebooks:
+            lines.append(rf"\input{{generated/{folder}/{NUMBERS_PREFIX}{nb}.tex}}")
+            lines.append(rf"\defnotebook{{{folder}}}{{{nb}}}")
+    path = root / "index.tex"
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def build(
+    paper_dir: Path = PAPER_DIR,
+    main_model: str = MAIN_MODEL,
+    *,
+    root: Path | None = None,
+    compile_pdf: bool = True,
+    log=print,
+) -> Path:
+    """Collect, check, and (with `compile_pdf`) run latexmk; return paper/main.pdf (or the index file)."""
+    root = Path(root or paper_dir / "generated")
+    index = write_index(paper_dir, root, main_model)
+    problems = missing(paper_dir, root, main_model)
+    if problems:
+        raise PaperError("the paper needs results that are missing:\n  " + "\n  ".join(problems))
+    have = available(root)
+    log(f"main model {main_model}; models with outputs: {', '.join(have)}")
+    skipped = sorted({nb for nb in sections(paper_dir).values() if nb} - set(have[main_model]))
+    if skipped:
+        log(f"sections left out (no outputs of these notebooks for {main_model}): {', '.join(skipped)}")
+    if not compile_pdf:
+        return index
+    if shutil.which("latexmk") is None:
+        raise PaperError("latexmk not found: install TeX Live (make paper installs it with apt-get)")
+    cmd = ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error", "main.tex"]
+    done = subprocess.run(cmd, cwd=paper_dir, capture_output=True, text=True)
+    if done.returncode != 0:
+        errors = [line for line in done.stdout.splitlines() if ":" in line and "error" in line.lower()]
+        errors += [line for line in done.stdout.splitlines() if line.startswith("!")]
+        raise PaperError("latexmk failed:\n  " + "\n  ".join(errors[-10:] or done.stdout.splitlines()[-20:]))
+    return paper_dir / "main.pdf"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m styleprobe.report.paper",
+        description="Check the paper's generated inputs and build it.",
+    )
+    parser.add_argument(
+        "--main-model", default=MAIN_MODEL, help=f"the model the text is about ({MAIN_MODEL})"
+    )
+    parser.add_argument("--check", action="store_true", help="only collect and check, do not run latexmk")
+    args = parser.parse_args(argv)
+    try:
+        out = build(main_model=args.main_model, compile_pdf=not args.check)
+    except PaperError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"{'checked' if args.check else 'built'}: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""`results/<model>.json`: the small machine-readable summary each notebook adds its section to.
+
+Notebooks may run at the same time: `update_results` holds the lock `results/<model>.json.lock` across its
+read-modify-write, so no section is lost, and the file is replaced whole, so readers need no lock."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from styleprobe.engine.store import locked, write_json
+from styleprobe.errors import StyleprobeError, first_line
+from styleprobe.paths import RESULTS_DIR
+
+
+class ResultsError(StyleprobeError, ValueError):
+    """A results file is truncated or not a JSON object; the message is one line."""
+
+
+def _plain(obj):
+    """JSON-ready copies of numpy and pandas values (NaN becomes null)."""
+    if isinstance(obj, pd.DataFrame):
+        return _plain(obj.to_dict(orient="index"))
+    if isinstance(obj, pd.Series):
+        return _plain(obj.to_dict())
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _plain(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def results_path(slug: str, results_dir: Path | None = None) -> Path:
+    return Path(results_dir or RESULTS_DIR) / f"{slug}.json"
+
+
+def _read(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as err:
+        raise ResultsError(f"corrupt results file {path} ({first_line(err)}); repair or delete it") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"corrupt results file {path} (not a JSON object); repair or delete it")
+    return data
+
+
+def load_results(slug: str, results_dir: Path | None = None) -> dict:
+    """The model's results ({"model": slug} if it has none yet); a damaged file raises ResultsError."""
+    path = results_path(slug, results_dir)
+    return _read(path) if path.exists() else {"model": slug}
+
+
+def update_results(slug: str, section: str, payload, results_dir: Path | None = None) -> Path:
+    """Replace one section of the model's results file (under its lock, written atomically) and return its
+    path; a damaged file raises ResultsError and is left as it is."""
+    path = results_path(slug, results_dir)
+    plain = _plain(payload)
+    with locked(path):
+        data = load_results(slug, results_dir)
+        data[section] = plain
+        write_json(path, data)
+    return path
+
+
+def all_results(results_dir: Path | None = None) -> dict[str, dict]:
+    """Every model's results, by slug."""
+    folder = Path(results_dir or RESULTS_DIR)
+    return {p.stem: _read(p) for p in sorted(folder.glob("*.json"))}
