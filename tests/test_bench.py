@@ -5,12 +5,14 @@ import importlib.util
 import json
 import sys
 
-from styleprobe.paths import REPO_ROOT
+from styleprobe.paths import NOTEBOOKS_DIR
 
 
 def test_benchmark_smoke(tmp_path, cache, monkeypatch):
     monkeypatch.setenv("STYLEPROBE_CACHE", str(cache / "bench"))
-    spec = importlib.util.spec_from_file_location("bench", REPO_ROOT / "benchmarks" / "bench_pipeline.py")
+    spec = importlib.util.spec_from_file_location(
+        "bench", NOTEBOOKS_DIR.parent / "benchmarks" / "bench_pipeline.py"
+    )
     bench = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "bench", bench)  # dataclasses look their module up there
     spec.loader.exec_module(bench)

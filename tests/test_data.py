@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from styleprobe.paths import data_dir
 from styleprobe.protocol.spec import (
-    DATA_DIR,
     FORMULATIONS,
     DataError,
     QuestionBank,
@@ -44,7 +44,7 @@ def bank():
 @pytest.fixture
 def data_copy(tmp_path: Path) -> Path:
     for name in ("axes.yaml", "questions.yaml"):
-        shutil.copy(DATA_DIR / name, tmp_path / name)
+        shutil.copy(data_dir() / name, tmp_path / name)
     return tmp_path
 
 

@@ -1,4 +1,12 @@
-"""Where the repository keeps data, axes, runs and figures (each overridable by an environment variable)."""
+"""Where styleprobe finds its data and where it writes by default (each overridable by an environment
+variable).
+
+The data (axes, questions, lexicon, judge rubrics, drift scenarios, model presets, the original study's
+files) ship inside the package as `styleprobe/data`, so an installed wheel works from any folder; in a
+checkout `data/` points at the same folder. `STYLEPROBE_DATA_DIR` names another data folder. Outputs go
+under one root: the checkout when styleprobe runs from one, else the current folder (`STYLEPROBE_ROOT`
+overrides both); `runs/`, `axes/`, `figures/` and `results/` below it may each be moved by their own
+variable."""
 
 from __future__ import annotations
 
@@ -6,13 +14,24 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DATA_DIR = Path(os.environ.get("STYLEPROBE_DATA_DIR", REPO_ROOT / "data"))
-AXES_DIR = Path(os.environ.get("STYLEPROBE_AXES_DIR", REPO_ROOT / "axes"))
-RUNS_DIR = Path(os.environ.get("STYLEPROBE_RUNS_DIR", REPO_ROOT / "runs"))
-FIGURES_DIR = Path(os.environ.get("STYLEPROBE_FIGURES_DIR", REPO_ROOT / "figures"))
-RESULTS_DIR = Path(os.environ.get("STYLEPROBE_RESULTS_DIR", REPO_ROOT / "results"))
-NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+PACKAGE_DATA = Path(__file__).resolve().parent / "data"
+_CHECKOUT = Path(__file__).resolve().parents[2]
+IN_CHECKOUT = (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / "notebooks").is_dir()
+REPO_ROOT = _CHECKOUT if IN_CHECKOUT else None  # notebooks/ and paper/ exist only in a checkout
+NOTEBOOKS_DIR = _CHECKOUT / "notebooks"
+
+
+def data_dir() -> Path:
+    """The data folder: `STYLEPROBE_DATA_DIR`, else the package's own."""
+    return Path(os.environ.get("STYLEPROBE_DATA_DIR") or PACKAGE_DATA)
+
+
+def default_root() -> Path:
+    """Where outputs go by default: `STYLEPROBE_ROOT`, else the checkout, else the current folder."""
+    root = os.environ.get("STYLEPROBE_ROOT")
+    if root:
+        return Path(root)
+    return REPO_ROOT if REPO_ROOT is not None else Path.cwd()
 
 
 @dataclass(frozen=True)
@@ -26,9 +45,17 @@ class Folders:
 
 
 def folders(root: str | Path | None = None) -> Folders:
-    """`runs/`, `axes/`, `figures/` and `results/` under `root`; None: the repository's (or the environment
-    variables')."""
-    if root is None:
-        return Folders(RUNS_DIR, AXES_DIR, FIGURES_DIR, RESULTS_DIR)
-    root = Path(root)
-    return Folders(root / "runs", root / "axes", root / "figures", root / "results")
+    """`runs/`, `axes/`, `figures/` and `results/` under `root`; None: the default root, each folder
+    overridable by `STYLEPROBE_RUNS_DIR`, `STYLEPROBE_AXES_DIR`, `STYLEPROBE_FIGURES_DIR`,
+    `STYLEPROBE_RESULTS_DIR`."""
+    if root is not None:
+        root = Path(root)
+        return Folders(root / "runs", root / "axes", root / "figures", root / "results")
+    base = default_root()
+    env = os.environ.get
+    return Folders(
+        Path(env("STYLEPROBE_RUNS_DIR") or base / "runs"),
+        Path(env("STYLEPROBE_AXES_DIR") or base / "axes"),
+        Path(env("STYLEPROBE_FIGURES_DIR") or base / "figures"),
+        Path(env("STYLEPROBE_RESULTS_DIR") or base / "results"),
+    )

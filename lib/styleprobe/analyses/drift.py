@@ -34,7 +34,7 @@ from styleprobe.engine.generation import SamplingConfig
 from styleprobe.engine.models import ModelHandle
 from styleprobe.engine.pipeline import Item, StageResult, run_stage
 from styleprobe.formats.mood_axis import load_drift
-from styleprobe.paths import DATA_DIR
+from styleprobe.paths import data_dir
 from styleprobe.protocol.axes import AxisSet
 from styleprobe.protocol.calibration import project_results
 from styleprobe.protocol.spec import DataError, _get, _questions, _read_yaml
@@ -110,7 +110,7 @@ class Conversation:
 def load_conversations(path: Path | None = None) -> list[Conversation]:
     """Parse and validate data/drift.yaml: scenarios (opening + 11 conflict + 4 recovery turns) and controls
     (16 turns); ids unique."""
-    path = Path(path) if path is not None else DATA_DIR / "drift.yaml"
+    path = Path(path) if path is not None else data_dir() / "drift.yaml"
     raw = _read_yaml(path)
     out: list[Conversation] = []
     for i, sc in enumerate(_get(path, raw, "scenarios", "", list)):

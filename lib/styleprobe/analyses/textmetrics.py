@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from styleprobe import stats
-from styleprobe.paths import DATA_DIR
+from styleprobe.paths import data_dir
 from styleprobe.protocol.spec import DataError, _read_yaml
 
 BASE_METRICS = (
@@ -60,7 +60,7 @@ def _normalise(text: str) -> str:
 
 def load_lexicon(path: Path | None = None) -> dict[str, list[str]]:
     """Read and validate ``categories:`` of lexicon.yaml; errors are DataError (a ValueError), one line."""
-    path = Path(path) if path is not None else DATA_DIR / "lexicon.yaml"
+    path = Path(path) if path is not None else data_dir() / "lexicon.yaml"
     raw: Any = _read_yaml(path)
     if not isinstance(raw, dict) or not isinstance(raw.get("categories"), dict) or not raw["categories"]:
         raise DataError(f"{path}: expected a non-empty mapping 'categories: {{name: [words, ...]}}'")

@@ -24,7 +24,7 @@ from styleprobe.engine.models import (
 )
 from styleprobe.engine.store import atomic_write_text, write_json
 from styleprobe.errors import StyleprobeError, UsageError
-from styleprobe.paths import AXES_DIR, FIGURES_DIR, RUNS_DIR
+from styleprobe.paths import folders
 from styleprobe.protocol.axes import NORMALISATIONS, AxesError, AxisSet
 from styleprobe.protocol.profiles import PROFILES, get_profile
 
@@ -129,10 +129,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--batch-size", type=positive_int, help="answers per batch (default: the largest that fits)"
     )
-    p.add_argument("--runs-dir", type=folder, default=RUNS_DIR, help="where runs are kept (default: runs/)")
-    p.add_argument("--axes-dir", type=folder, default=AXES_DIR, help="where axes are kept (default: axes/)")
+    p.add_argument("--runs-dir", type=folder, default=folders().runs, help="where runs are kept")
+    p.add_argument("--axes-dir", type=folder, default=folders().axes, help="where axes are kept")
     p.add_argument(
-        "--figures-dir", type=folder, default=FIGURES_DIR, help="where figures go (default: figures/)"
+        "--figures-dir", type=folder, default=folders().figures, help="where figures go (default: figures/)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -233,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("NAME", "VALUE"),
         help="extra notebook parameter (value parsed as YAML)",
     )
-    rp.add_argument("--runs-dir", type=folder, default=RUNS_DIR)
+    rp.add_argument("--runs-dir", type=folder, default=folders().runs)
     rp.add_argument("--out-dir", type=folder, help="write the notebooks here instead of under the run store")
     rp.add_argument("--dry-run", action="store_true", help="print every step without running it")
     rp.add_argument(
@@ -245,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     ax = sub.add_parser("axes", help="manage axis files")
     ax_sub = ax.add_subparsers(dest="axes_command", required=True)
     ls = ax_sub.add_parser("list", help="list the axis files and their calibration accuracy")
-    ls.add_argument("--axes-dir", type=folder, default=AXES_DIR)
+    ls.add_argument("--axes-dir", type=folder, default=folders().axes)
     ex = ax_sub.add_parser("export-gguf", help="write one axis as a llama.cpp control vector (GGUF)")
     ex.add_argument("axes_file", type=input_file, help="an axes .json file (e.g. axes/<model>.json)")
     ex.add_argument("--axis", required=True)

@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 
 from styleprobe.errors import StyleprobeError, UsageError
-from styleprobe.paths import NOTEBOOKS_DIR, RUNS_DIR
+from styleprobe.paths import NOTEBOOKS_DIR, folders
 
 
 class NotebookFailed(StyleprobeError):
@@ -142,7 +142,7 @@ def plan(
     from styleprobe.engine.toy import THINKING_ARCHS
 
     names = [resolve_notebook(n) for n in notebooks] if notebooks else list(ORDER)
-    runs = Path(runs_dir or RUNS_DIR)
+    runs = Path(runs_dir or folders().runs)
     presets = load_presets()
     steps = []
     for model in models:

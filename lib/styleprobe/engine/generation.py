@@ -10,7 +10,8 @@ import torch
 from transformers import DynamicCache
 
 from styleprobe.engine.chat import PLAIN_USER, adds_special_tokens
-from styleprobe.engine.models import ModelHandle, decoder_layers
+from styleprobe.engine.hooks import block_hooks, pad_batch
+from styleprobe.engine.models import ModelHandle
 from styleprobe.engine.sampling import sample, sample_full
 
 
@@ -39,17 +40,6 @@ def tokenize_prompts(handle: ModelHandle, prompts: list[str]) -> list[list[int]]
     return [list(ids) for ids in enc["input_ids"]]
 
 
-def left_pad(seqs: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for row, s in enumerate(seqs):
-        if s:
-            ids[row, width - len(s) :] = torch.tensor(s)
-            mask[row, width - len(s) :] = 1
-    return ids.to(device), mask.to(device)
-
-
 def _cut(handle: ModelHandle, ids: list[int]) -> tuple[list[int], bool]:
     """Response ids up to the first end-of-turn token; base models stop where they start a new user turn."""
     eot = set(handle.end_of_turn_ids)
@@ -76,12 +66,11 @@ class _Capture:
         self.norm = torch.zeros(rows, device=dev)
         self.counting = torch.zeros(rows, dtype=torch.bool, device=dev)
         self.active = False  # off during the prefill, which sees only the prompt
-        blocks = decoder_layers(handle.model)
-        self.hooks = [blocks[i].register_forward_hook(self._hook(j)) for j, i in enumerate(layers)]
+        self.fns = [(i, self._reader(j)) for j, i in enumerate(layers)]  # (block, fn) for block_hooks
 
-    def _hook(self, slot: int):
-        def fn(_module, _inputs, output):
-            h = (output[0] if isinstance(output, tuple) else output)[:, -1].float()
+    def _reader(self, slot: int):
+        def fn(hidden: torch.Tensor) -> None:
+            h = hidden[:, -1].float()
             if self.active:
                 new = self.decay * self.sums[:, slot] + h
                 self.sums[:, slot] = torch.where(self.counting[:, None], new, self.sums[:, slot])
@@ -96,10 +85,6 @@ class _Capture:
 
     def means(self) -> torch.Tensor:
         return self.sums / self.norm.clamp(min=1e-30)[:, None, None]
-
-    def close(self) -> None:
-        for h in self.hooks:
-            h.remove()
 
 
 @torch.inference_mode()
@@ -118,7 +103,7 @@ def generate(
     (float32), equal to a teacher-forced re-read of the same response with the same context."""
     model, dev = handle.model, handle.device
     rows = len(prompt_ids)
-    ids, mask = left_pad(prompt_ids, handle.tokenizer.pad_token_id, dev)
+    ids, mask = pad_batch(prompt_ids, handle.tokenizer.pad_token_id, "left", dev)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     keys_t = torch.tensor(keys, dtype=torch.long, device=dev)
     eot = torch.tensor(handle.end_of_turn_ids, device=dev)
@@ -128,7 +113,7 @@ def generate(
     cap = _Capture(handle, capture[0], capture[1], rows) if capture else None
     captured = torch.zeros(rows, len(capture[0]), handle.hidden_size, device=dev) if capture else None
     cache = DynamicCache(config=model.config)
-    try:
+    with block_hooks(handle, cap.fns if cap else ()):
         out = model(
             input_ids=ids,
             attention_mask=mask,
@@ -184,9 +169,6 @@ def generate(
                 cap.step_done()
         if cap:
             captured[live] = cap.means()
-    finally:
-        if cap:
-            cap.close()
     results = []
     for prompt, row in zip(prompt_ids, tokens.tolist(), strict=True):
         resp, finished = _cut(handle, [t for t in row if t >= 0])

@@ -1,12 +1,11 @@
-"""Load a chat model by preset name, local directory, GGUF file or hub id."""
+"""Load a chat model by preset name, local directory, GGUF file (see `gguf.py`), hub id or registered
+source (`register_source`)."""
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
 import os
 import re
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -16,9 +15,8 @@ import yaml
 from platformdirs import user_cache_dir
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from styleprobe.engine.store import build_once, file_sha256, locked, remember_sha256
 from styleprobe.errors import StyleprobeError, first_line
-from styleprobe.paths import DATA_DIR
+from styleprobe.paths import data_dir
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 # End-of-turn markers of common chat templates; used when present in the vocabulary as single tokens.
@@ -77,7 +75,7 @@ class ModelHandle:
 
 
 def load_presets(path: Path | None = None) -> dict[str, Preset]:
-    path = path or DATA_DIR / "models.yaml"
+    path = path or data_dir() / "models.yaml"
     raw = yaml.safe_load(path.read_text())["presets"]
     return {name: Preset(name=name, **spec) for name, spec in raw.items()}
 
@@ -143,145 +141,33 @@ def cache_dir() -> Path:
     return Path(os.environ.get("STYLEPROBE_CACHE", user_cache_dir("styleprobe")))
 
 
-def _distribution(name: str) -> importlib.metadata.Distribution:
-    try:
-        return importlib.metadata.distribution(name)
-    except importlib.metadata.PackageNotFoundError:
-        raise ModelLoadError(f"package {name!r} is not installed (pip install --no-deps {name})") from None
+ModelLoader = Callable[..., ModelHandle]
+"""`loader(rest_of_name, *, device, dtype, revision, trust_remote_code) -> ModelHandle`."""
+_SOURCES: dict[str, ModelLoader] = {}
+# Prefixes whose source lives outside the production load path: what to do when it is not registered.
+_UNREGISTERED = {
+    "random:": "tiny random-init test models are registered by styleprobe.testing "
+    "(import it, or use --profile smoke)",
+}
 
 
-def package_gguf(distribution: str) -> Path:
-    """The GGUF model inside an installed wheel, found through its metadata (the package is not imported).
-
-    Either the wheel holds one `.gguf` file, or the file is split into `<name>.gguf.partNN` chunks spread
-    over the wheels it requires, with the whole file's SHA-256 in a `SHA256SUMS` file; the chunks are then
-    reassembled once into the user cache and checked against that checksum."""
-    dist = _distribution(distribution)
-    files = dist.files or []
-    whole = [f for f in files if str(f).lower().endswith(".gguf")]
-    if whole:
-        return Path(dist.locate_file(whole[0])).resolve()
-    sums = [f for f in files if f.name == "SHA256SUMS"]
-    if not sums:
-        raise ModelLoadError(f"package {distribution!r} holds no .gguf file and no SHA256SUMS of a split one")
-    name, digest = _gguf_checksum(Path(dist.locate_file(sums[0])))
-    parts = _split_parts(dist, name)
-    return assemble_parts(parts, cache_dir() / "gguf" / name, digest)
-
-
-def _gguf_checksum(sums_file: Path) -> tuple[str, str]:
-    """(file name, sha256) of the .gguf line of a `sha256sum` listing."""
-    for line in sums_file.read_text().splitlines():
-        fields = line.split()
-        if len(fields) == 2 and fields[1].lstrip("*").lower().endswith(".gguf"):
-            return fields[1].lstrip("*"), fields[0].lower()
-    raise ModelLoadError(f"{sums_file} names no .gguf file")
-
-
-def _split_parts(dist: importlib.metadata.Distribution, name: str) -> list[Path]:
-    """The chunk files `<name>.partNN` of the distribution and the ones it requires, in order."""
-    pattern = re.compile(re.escape(name) + r"\.part(\d+)$")
-    found: dict[int, Path] = {}
-    required = [re.match(r"[A-Za-z0-9._-]+", req).group(0) for req in dist.requires or []]
-    for holder in [dist, *(_distribution(r) for r in required)]:
-        for f in holder.files or []:
-            if m := pattern.match(f.name):
-                found[int(m.group(1))] = Path(holder.locate_file(f))
-    if not found:
-        raise ModelLoadError(f"no part of {name} is installed (its .partNN files)")
-    missing = sorted(set(range(max(found) + 1)) - set(found))
-    if missing:
-        raise ModelLoadError(f"part {missing[0]:02d} of {name} is not installed")
-    absent = [p for _, p in sorted(found.items()) if not p.is_file()]
-    if absent:
-        raise ModelLoadError(f"part file missing on disk: {absent[0]} (reinstall its package)")
-    return [found[i] for i in sorted(found)]
-
-
-def assemble_parts(parts: list[Path], target: Path, sha256: str) -> Path:
-    """Concatenate `parts` into `target` (written atomically) unless it is there with the right SHA-256, and
-    check the whole file's SHA-256; a mismatch leaves nothing behind and raises ModelLoadError. Concurrent
-    callers wait on the lock `<target>.lock`; an existing file's hash is remembered in the cache's hash
-    index (by path, inode, size, mtime), so it is read once, not at every load."""
-    sha256 = sha256.lower()
-    index = cache_dir() / "file-hashes.json"
-    size = sum(p.stat().st_size for p in parts)
-
-    def verified() -> bool:
-        return target.is_file() and target.stat().st_size == size and file_sha256(target, index) == sha256
-
-    if verified():
-        return target
-    with locked(target):
-        if verified():  # another process assembled it while we waited
-            return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256()
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                for part in parts:
-                    with part.open("rb") as src:
-                        while block := src.read(1 << 22):
-                            digest.update(block)
-                            out.write(block)
-            got = digest.hexdigest()
-            if got != sha256:
-                raise ModelLoadError(
-                    f"{target.name} reassembled from {len(parts)} parts has SHA-256 {got[:16]}..., expected "
-                    f"{sha256[:16]}...: a part is corrupted or from another version; reinstall it"
-                )
-            os.replace(tmp, target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        remember_sha256(target, got, index)
-    return target
-
-
-def _file_key(path: Path) -> str:
-    """The first 16 hex digits of the file's SHA-256: the cache follows the content, not the name. The
-    hash is remembered in the cache's hash index by (path, inode, size, mtime_ns), so a file is read once."""
-    return file_sha256(path, cache_dir() / "file-hashes.json")[:16]
-
-
-def dequantised_copy(gguf: Path) -> Path:
-    """Dequantise a GGUF model once into the user cache as safetensors; later loads take seconds. The copy
-    is keyed on the file's content hash; concurrent first uses build it once (lock `<copy>.lock`). A file
-    that is empty, not GGUF or damaged raises ModelLoadError."""
-    with gguf.open("rb") as fh:
-        magic = fh.read(4)
-    if magic != b"GGUF":
-        raise ModelLoadError(f"{gguf} is not a GGUF model file (it is empty or does not start with 'GGUF')")
-    target = cache_dir() / "models" / f"{slugify(gguf.name)}-{_file_key(gguf)}"
-
-    def build(tmp: Path) -> None:
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-            model = AutoModelForCausalLM.from_pretrained(
-                gguf.parent, gguf_file=gguf.name, dtype=torch.float32
-            )
-        except Exception as err:  # the GGUF readers fail in many ways on a bad file (struct, mmap, value)
-            raise ModelLoadError(
-                f"cannot read GGUF file {gguf} (damaged or unsupported): {first_line(err)}"
-            ) from err
-        # the weights are plain float32 tensors now; drop the GGUF quantiser so they save as plain safetensors
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-
-    return build_once(target, build)
+def register_source(prefix: str, loader: ModelLoader) -> None:
+    """Route model names starting with `prefix` (e.g. `random:`) to `loader`, called by `load_model` with the
+    rest of the name and load_model's keyword arguments, before presets, local folders and the hub are
+    looked at. Registering a prefix again replaces its loader."""
+    if not prefix:
+        raise ValueError("a model source needs a non-empty prefix")
+    _SOURCES[prefix] = loader
 
 
 def resolve(name: str) -> tuple[str | Path, Preset | None]:
     """Map a user's model name to something `from_pretrained` can load, and its preset if any."""
-    presets = load_presets()
-    if name.startswith("random:"):  # tiny random-init models for tests and notebook CI runs
-        from styleprobe.engine.toy import build_random_model
+    from styleprobe.engine.gguf import dequantised_copy, package_gguf  # here: gguf.py imports this module
 
-        arch = name.removeprefix("random:")
-        return build_random_model(arch, cache_dir() / "models" / f"random-{arch}"), None  # built once
+    for prefix, hint in _UNREGISTERED.items():
+        if name.startswith(prefix) and prefix not in _SOURCES:
+            raise ModelLoadError(f"cannot load {name!r}: {hint}")
+    presets = load_presets()
     if name in presets:
         preset = presets[name]
         if preset.source.startswith("package:"):
@@ -296,8 +182,9 @@ def resolve(name: str) -> tuple[str | Path, Preset | None]:
         return path, None
     if re.fullmatch(r"[\w.-]+/[\w.-]+", name):
         return name, None  # a hub id
+    sources = "".join(f"{prefix}<name>, " for prefix in _SOURCES)
     raise ModelLoadError(
-        f"unknown model {name!r}: not a preset ({', '.join(presets)}), random:<arch>, a local directory, "
+        f"unknown model {name!r}: not a preset ({', '.join(presets)}), {sources}a local directory, "
         "a .gguf file or a hub id like Qwen/Qwen2.5-7B-Instruct"
     )
 
@@ -323,9 +210,14 @@ def load_model(
     revision: str | None = None,
     trust_remote_code: bool = False,
 ) -> ModelHandle:
-    """Load a model for generation and extraction (bf16 on CUDA, float32 on CPU by default)."""
+    """Load a model for generation and extraction (bf16 on CUDA, float32 on CPU by default). A name that
+    starts with a registered prefix (see `register_source`) goes to that source's loader."""
     device = check_device(device) if device else default_device()
     dtype = _dtype(dtype, device)
+    for prefix, loader in _SOURCES.items():
+        if name.startswith(prefix):
+            options = {"device": device, "dtype": dtype, "revision": revision}
+            return loader(name.removeprefix(prefix), trust_remote_code=trust_remote_code, **options)
     source, preset = resolve(name)
     kwargs: dict = {"dtype": dtype, "revision": revision, "trust_remote_code": trust_remote_code}
     if device.startswith("cuda"):
@@ -340,10 +232,6 @@ def load_model(
     if not device.startswith("cuda"):
         model.to(device)
     model.eval()
-    if getattr(model.config, "toy_think_lengths", None):  # a random-init test model that thinks
-        from styleprobe.engine.toy import attach_toy_behaviour
-
-        attach_toy_behaviour(model, tokenizer)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model_id = preset.source if preset else (name if isinstance(source, str) else Path(source).name)

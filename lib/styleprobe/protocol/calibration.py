@@ -1,10 +1,10 @@
-"""Calibrate axes from answers under opposite style instructions, and fingerprint a model's default style."""
+"""Calibrate axes from answers under opposite style instructions and score them on held-out questions."""
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -12,11 +12,13 @@ import pandas as pd
 from styleprobe import stats
 from styleprobe.engine.extraction import Aggregation
 from styleprobe.engine.generation import SamplingConfig
-from styleprobe.engine.models import ModelHandle
 from styleprobe.engine.pipeline import Item, StageResult, run_stage, without_system
-from styleprobe.protocol.axes import AxesError, AxisSet, axes_id, fit_axes
+from styleprobe.protocol.axes import AxesError, AxisSet, fit_axes
 from styleprobe.protocol.profiles import Profile
-from styleprobe.protocol.spec import load_axes, load_questions, prompt_set_hash
+from styleprobe.protocol.reading import DEFAULT_CONTEXT, ReadingContext, default_thinking, keeps_instruction
+from styleprobe.protocol.runs import Session
+from styleprobe.protocol.spec import Protocol
+from styleprobe.result import Result
 
 POLES = {+1: "positive", -1: "negative"}
 
@@ -30,6 +32,7 @@ class Calibration:
 
 def calibration_items(
     profile: Profile,
+    protocol: Protocol,
     axes: list[str] | None = None,
     instruction_set: str = "A",
     splits: tuple[str, ...] | None = None,
@@ -40,7 +43,7 @@ def calibration_items(
     evaluation answers (the same held-out data for all three)."""
     if splits is None:
         splits = ("calibration", "evaluation") if instruction_set == "A" else ("calibration",)
-    specs, bank = load_axes(), load_questions()
+    specs, bank = protocol.axes, protocol.questions
     names = axes or list(specs)
     unknown = [n for n in names if n not in specs]
     if unknown:
@@ -67,14 +70,20 @@ def calibration_items(
 
 
 def fit_from_result(
-    result: StageResult, handle_model_id: str, normalisation: str = "median_iqr", **meta
+    result: StageResult,
+    handle_model_id: str,
+    normalisation: str = "median_iqr",
+    poles: Mapping[str, tuple[str, str]] | None = None,
+    **meta,
 ) -> tuple[AxisSet, pd.DataFrame]:
-    """Fit axes on the calibration split (non-empty answers only) and score them on the evaluation split."""
+    """Fit axes on the calibration split (non-empty answers only) and score them on the evaluation split.
+    `poles` labels each axis's poles (default: its name split at the first "_", `warm_cold` -> warm, cold;
+    labels only, they change no number)."""
     rec = result.records
     states = result.states
     usable = (rec["n_measured"] > 0).to_numpy()
-    specs = load_axes()
     names = list(dict.fromkeys(rec["axis"]))
+    poles = dict(poles or {})
     pole_states = {}
     for name in names:
         sel = (rec["axis"] == name).to_numpy() & (rec["split"] == "calibration").to_numpy() & usable
@@ -82,7 +91,7 @@ def fit_from_result(
         pole_states[name] = (states[sel & (pole == 1)], states[sel & (pole == -1)])
     axes = fit_axes(
         pole_states,
-        {n: specs[n].poles for n in names},
+        {n: poles.get(n) or _pole_labels(n) for n in names},
         normalisation=normalisation,
         model_id=handle_model_id,
         layers=list(meta.pop("layers")),
@@ -92,6 +101,11 @@ def fit_from_result(
     evaluation = heldout_scores(axes, result)
     axes.calibration = evaluation.to_dict(orient="index")
     return axes, evaluation
+
+
+def _pole_labels(name: str) -> tuple[str, str]:
+    first, _, second = name.partition("_")
+    return (first, second) if second else (f"{name}+", f"{name}-")
 
 
 def heldout_scores(axes: AxisSet, result: StageResult) -> pd.DataFrame:
@@ -122,18 +136,8 @@ def heldout_scores(axes: AxisSet, result: StageResult) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("axis")
 
 
-def default_thinking(handle: ModelHandle, thinking: bool | None) -> bool | None:
-    """Models with a thinking switch calibrate and answer with thinking off unless told otherwise (their
-    think block would otherwise eat the token budget); notebook 06 compares the two modes."""
-    if thinking is None and handle.thinking:
-        return False
-    return thinking
-
-
 def calibrate(
-    handle: ModelHandle,
-    profile: Profile,
-    run_dir: Path,
+    ws: Session,
     *,
     axes: list[str] | None = None,
     instruction_set: str = "A",
@@ -142,26 +146,25 @@ def calibrate(
     sampling: SamplingConfig | None = None,
     seed: int = 0,
     batch_size: int | None = None,
-    read_with_system: bool = False,
+    context: ReadingContext = DEFAULT_CONTEXT,
     thinking: bool | None = None,
+    profile: Profile | None = None,
     progress: bool = True,
 ) -> Calibration:
     """Answer calibration and evaluation questions under both poles' instructions, then fit the axes.
 
-    The answers are generated with the instruction, then re-read as question + answer only (default), so
-    an axis reads the style of the text, not the instruction, and its centre sits in the context the
-    baseline answers are read in. `read_with_system=True` keeps the states read with the instruction in
-    context while generating (the original study's way; online capture, no second pass)."""
+    The answers are generated with the instruction in the prompt and read in `context`: "uninstructed"
+    (default) re-reads them as question + answer only, so an axis reads the style of the text, not the
+    instruction, and its centre sits in the context the baseline answers are read in; "instructed" keeps
+    the states read while generating (the original study's way; online capture, no second pass).
+    `profile` replaces the workspace's (e.g. a larger token budget for thinking runs)."""
+    handle, profile = ws.model, profile or ws.profile
     sampling = sampling or SamplingConfig(profile.calibration_tokens)
-    items = calibration_items(profile, axes, instruction_set)
+    items = calibration_items(profile, ws.protocol, axes, instruction_set)
     thinking = default_thinking(handle, thinking)
-    context = "instructed" if read_with_system else "uninstructed"
-    subset = "" if axes is None else "-" + "+".join(axes)  # a subset of axes is a run of its own
-    tag = "-thinking" if thinking else ""
-    stage = f"calibration-{instruction_set}-{{}}-{profile.name}{subset}{tag}"
     result = run_stage(
         handle,
-        Path(run_dir) / stage.format("instructed"),
+        ws.runs.calibration(instruction_set, "instructed", profile.name, axes, thinking),
         items,
         sampling,
         aggregation,
@@ -171,122 +174,39 @@ def calibrate(
         desc=f"calibration {instruction_set}",
         progress=progress,
     )
-    if not read_with_system:  # the same answers, re-read without the instruction
-        result = without_system(
-            handle, items, result, Path(run_dir) / stage.format(context), thinking=thinking, progress=progress
-        )
+    if not keeps_instruction(context):  # the same answers, re-read without the instruction
+        stage = ws.runs.calibration(instruction_set, context, profile.name, axes, thinking)
+        result = without_system(handle, items, result, stage, thinking=thinking, progress=progress)
     axis_set, evaluation = fit_from_result(
         result,
         handle.model_id,
         normalisation,
+        poles=ws.protocol.poles(),
         layers=aggregation.absolute_layers(handle.n_layers),
         profile=profile.to_dict(),
         instruction_set=instruction_set,
         context=context,
         sampling=sampling.__dict__,
         seed=seed,
-        prompt_set_hash=prompt_set_hash(),
+        prompt_set_hash=ws.protocol.hash,
         model_slug=handle.slug,
     )
     return Calibration(axis_set, result, evaluation)
 
 
-def _baseline_dir(run_dir: Path, profile: Profile, thinking: bool | None, system: str | None) -> Path:
-    tag = "" if thinking is None else f"-thinking-{'on' if thinking else 'off'}"
-    if system is not None:
-        tag += "-system-" + hashlib.sha256(system.encode()).hexdigest()[:10]
-    return Path(run_dir) / f"baseline{tag}-{profile.name}"
+@dataclass
+class CalibrationResult(Result):
+    """Notebook 01: the axes' held-out validation and geometry."""
 
+    name: ClassVar[str] = "calibration"
+    notebook: ClassVar[str] = "01_calibration"
 
-def stored_baseline_seeds(handle: ModelHandle, profile: Profile, run_dir: Path) -> tuple[int, ...] | None:
-    """The seeds of the largest default baseline run already in the run store (None if there is none), so
-    that a later reader reuses notebook 02's answers instead of generating new ones."""
-    folder = _baseline_dir(run_dir, profile, default_thinking(handle, None), None)
-    runs = [tuple(int(s) for s in p.name.split("-")[1:]) for p in folder.glob("seeds-*") if p.is_dir()]
-    return max(runs, key=len) if runs else None
-
-
-def baseline(
-    handle: ModelHandle,
-    profile: Profile,
-    run_dir: Path,
-    *,
-    seeds: tuple[int, ...] | None = None,
-    aggregation: Aggregation = Aggregation(),
-    sampling: SamplingConfig | None = None,
-    batch_size: int | None = None,
-    thinking: bool | None = None,
-    system: str | None = None,
-    progress: bool = True,
-) -> dict[int, StageResult]:
-    """The model's default answers (no system prompt) to the baseline questions, once per seed.
-
-    All seeds run as one stage so they share batches; an answer's sampling key depends only on its seed
-    and question, so seed 0 gives the same answers whichever other seeds run beside it. With `system`, the
-    answers are written under that system prompt (e.g. to check that `styleprobe compare` sees a style
-    shift) and read without it, like calibration answers."""
-    sampling = sampling or SamplingConfig(profile.baseline_tokens)
-    seeds = tuple(seeds if seeds is not None else profile.seeds)
-    thinking = default_thinking(handle, thinking)
-    questions = load_questions().baseline[: profile.n_baseline]
-    items = [
-        Item(f"seed-{s}/baseline/{i:02d}", q, system, meta={"q_index": i, "seed": s}, seed=s)
-        for s in seeds
-        for i, q in enumerate(questions)
-    ]
-    stage_dir = _baseline_dir(run_dir, profile, thinking, system) / ("seeds-" + "-".join(map(str, seeds)))
-    result = run_stage(
-        handle,
-        stage_dir,
-        items,
-        sampling,
-        aggregation,
-        batch_size=batch_size,
-        thinking=thinking,
-        read_with_system=system is None,
-        desc="baseline",
-        progress=progress,
-    )
-    seed_col = result.records["seed"].to_numpy()
-    return {s: result.select(seed_col == s) for s in seeds}
-
-
-def project_results(axes: AxisSet, results: dict[int, StageResult], model_id: str) -> pd.DataFrame:
-    """Long table of normalised projections: one row per (seed, question), one column per axis.
-    Empty answers get NaN projections (kept, flagged, never averaged in). The last two columns name what
-    was projected, so a saved table keeps its identity (`styleprobe compare` checks it): `model_id` (the
-    model that answered; "" when not given) and `axes_id` (`styleprobe.protocol.axes.axes_id` of `axes`)."""
-    identity = axes_id(axes)
-    frames = []
-    for seed, res in results.items():
-        values = axes.project(res.states, model_id)
-        values[(res.records["n_measured"] == 0).to_numpy()] = np.nan
-        frame = pd.DataFrame(values, columns=axes.names)
-        frame.insert(0, "seed", seed)
-        frame.insert(1, "q_index", res.records["q_index"].to_numpy())
-        frame["n_tokens"] = res.records["n_tokens"].to_numpy()
-        frame["model_id"] = model_id if model_id is not None else ""
-        frame["axes_id"] = identity
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
-
-
-def fingerprint_table(projections: pd.DataFrame, axes: list[str], seed: int = 0) -> pd.DataFrame:
-    """Per axis: mean over questions (seed-averaged), bootstrap 95 % CI over questions, std, clipped share."""
-    per_question = projections.groupby("q_index")[axes].mean()
-    rows = []
-    for name in axes:
-        v = per_question[name].dropna().to_numpy()
-        lo, hi = stats.bootstrap_ci(np.mean, v, seed=seed) if len(v) > 1 else (np.nan, np.nan)
-        rows.append(
-            {
-                "axis": name,
-                "mean": float(np.mean(v)) if len(v) else np.nan,
-                "ci_low": lo,
-                "ci_high": hi,
-                "std": float(np.std(v, ddof=1)) if len(v) > 1 else np.nan,
-                "clipped": float(np.mean(np.abs(projections[name].dropna()) >= 1)),
-                "n": len(v),
-            }
-        )
-    return pd.DataFrame(rows).set_index("axis")
+    model_id: str
+    profile: str
+    normalisation: str
+    evaluation: pd.DataFrame  # per axis: pairwise_accuracy, sign_accuracy, dprime, ...
+    axis_cosines: pd.DataFrame
+    mean_abs_axis_cosine: float
+    n_answers: int
+    n_empty: int
+    mean_tokens_by_pole: dict

@@ -1,4 +1,9 @@
-"""Load and validate the data files: the style axes (axes.yaml) and the question bank (questions.yaml)."""
+"""The protocol's data: the style axes (axes.yaml), the question bank (questions.yaml) and the per-axis text
+lexicon (lexicon.yaml), loaded and validated as one `Protocol` from a data folder.
+
+`Protocol.load()` reads the package's own data folder (`styleprobe/data`, also reachable as `data/` in a
+checkout) or the folder named by `STYLEPROBE_DATA_DIR`; `Protocol.load(folder)` reads any other. Code below
+the notebooks never loads the protocol itself: it is handed one."""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from typing import Any
 import yaml
 
 from styleprobe.errors import StyleprobeError, first_line
-from styleprobe.paths import DATA_DIR
+from styleprobe.paths import data_dir
 
 INSTRUCTION_SETS = ("A", "B", "C")
 FORMULATIONS = ("plain", "minimal", "role", "behavioural", "example")
@@ -102,7 +107,7 @@ def _pairs(
 
 def load_axes(path: Path | None = None) -> dict[str, AxisSpec]:
     """Parse and validate axes.yaml; the axes keep the order of the file."""
-    path = Path(path) if path is not None else DATA_DIR / "axes.yaml"
+    path = Path(path) if path is not None else data_dir() / "axes.yaml"
     entries = _get(path, _read_yaml(path), "axes", "", list)
     axes: dict[str, AxisSpec] = {}
     for i, entry in enumerate(entries):
@@ -126,10 +131,10 @@ def load_axes(path: Path | None = None) -> dict[str, AxisSpec]:
 
 def load_questions(path: Path | None = None, axes_path: Path | None = None) -> QuestionBank:
     """Parse and validate questions.yaml against the axes (axes.yaml next to it, else the default one)."""
-    path = Path(path) if path is not None else DATA_DIR / "questions.yaml"
+    path = Path(path) if path is not None else data_dir() / "questions.yaml"
     if axes_path is None:
         sibling = path.with_name("axes.yaml")
-        axes_path = sibling if sibling.exists() else DATA_DIR / "axes.yaml"
+        axes_path = sibling if sibling.exists() else data_dir() / "axes.yaml"
     names = list(load_axes(axes_path))
     raw = _read_yaml(path)
     sets: dict[str, dict[str, list[str]]] = {}
@@ -175,9 +180,49 @@ def find_overlaps(bank: QuestionBank) -> list[tuple[str, str, str]]:
 
 def prompt_set_hash(axes_path: Path | None = None, questions_path: Path | None = None) -> str:
     """First 16 hex digits of the sha256 of the canonical JSON of both (validated) data files."""
-    axes_path = Path(axes_path) if axes_path is not None else DATA_DIR / "axes.yaml"
-    questions_path = Path(questions_path) if questions_path is not None else DATA_DIR / "questions.yaml"
+    axes_path = Path(axes_path) if axes_path is not None else data_dir() / "axes.yaml"
+    questions_path = Path(questions_path) if questions_path is not None else data_dir() / "questions.yaml"
     load_questions(questions_path, axes_path)
     payload = {"axes": _read_yaml(axes_path), "questions": _read_yaml(questions_path)}
     text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The axes, their questions and the data folder they come from, validated together. Everything that
+    needs an axis or a question takes a Protocol; other files of the folder (lexicon.yaml, judge.yaml,
+    drift.yaml, mood_axis/) are found with `file`."""
+
+    folder: Path
+    axes: dict[str, AxisSpec]
+    questions: QuestionBank
+    hash: str  # prompt_set_hash of axes.yaml + questions.yaml: stored with every axis set
+
+    @classmethod
+    def load(cls, folder: str | Path | None = None) -> Protocol:
+        """The protocol of `folder` (None: the package's data, or `STYLEPROBE_DATA_DIR`)."""
+        folder = Path(folder) if folder is not None else data_dir()
+        if not folder.is_dir():
+            raise DataError(f"{folder}: no such data folder")
+        axes_path, questions_path = folder / "axes.yaml", folder / "questions.yaml"
+        return cls(
+            folder=folder,
+            axes=load_axes(axes_path),
+            questions=load_questions(questions_path, axes_path),
+            hash=prompt_set_hash(axes_path, questions_path),
+        )
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.axes)
+
+    def poles(self) -> dict[str, tuple[str, str]]:
+        return {name: spec.poles for name, spec in self.axes.items()}
+
+    def file(self, name: str) -> Path:
+        """Another file (or folder) of the data folder, e.g. `lexicon.yaml`; DataError if it is missing."""
+        path = self.folder / name
+        if not path.exists():
+            raise DataError(f"{path}: missing from the data folder {self.folder}")
+        return path

@@ -26,7 +26,7 @@ from styleprobe import paths
 from styleprobe.engine.store import atomic_write_bytes, atomic_write_text
 from styleprobe.errors import StyleprobeError
 
-PAPER_DIR = paths.REPO_ROOT / "paper"
+PAPER_DIR = paths.NOTEBOOKS_DIR.parent / "paper"  # in a checkout
 MAIN_MODEL = "smollm2-135m-instruct"
 CROSS_MODEL = "cross_model"  # the folder of notebook 10's outputs, in place of a model
 NUMBERS_PREFIX = "numbers-"
@@ -54,7 +54,7 @@ class PaperError(StyleprobeError, RuntimeError):
 def generated_dir(results_dir: str | Path | None = None) -> Path:
     """`paper/generated` beside the results folder: the repository's own by default, a scratch folder's
     when a test run writes its results elsewhere."""
-    return Path(results_dir or paths.RESULTS_DIR).resolve().parent / "paper" / "generated"
+    return Path(results_dir or paths.folders().results).resolve().parent / "paper" / "generated"
 
 
 def escape(text: str) -> str:
@@ -103,17 +103,25 @@ def flatten(values: Mapping, prefix: str = "") -> dict[str, object]:
 
 
 def write_numbers(
-    folder: str, notebook: str, values: Mapping, *, digits: int = 2, root: Path | None = None
+    folder: str,
+    notebook: str,
+    values: Mapping,
+    *,
+    digits: int = 2,
+    root: Path | None = None,
+    part: str | None = None,
 ) -> Path:
-    """Write `<root>/<folder>/numbers-<notebook>.tex`: one `\\defresult{<folder>/<notebook>/<key>}{value}`
-    per (flattened) entry of `values`. It replaces the notebook's previous numbers as a whole."""
-    lines = [f"% numbers of notebook {notebook} for {folder}; written by the notebook, do not edit"]
+    """Write `<root>/<folder>/numbers-<notebook>.tex` (`numbers-<notebook>@<part>.tex` for one of several
+    results of a notebook): one `\\defresult{<folder>/<notebook>/<key>}{value}` per (flattened) entry of
+    `values`. It replaces that file's previous numbers as a whole."""
+    lines = [f"% numbers of notebook {notebook} for {folder}; written by styleprobe, do not edit"]
     for key, value in flatten(values).items():
         full = f"{folder}/{notebook}/{key}"
         if not _KEY.match(full):
             raise ValueError(f"result key {full!r} may hold only letters, digits, _ . + = - and /")
         lines.append(rf"\defresult{{{full}}}{{{format_value(value, digits)}}}")
-    path = Path(root or generated_dir()) / folder / f"{NUMBERS_PREFIX}{notebook}.tex"
+    stem = f"{NUMBERS_PREFIX}{notebook}" + (f"@{part}" if part else "")
+    path = Path(root or generated_dir()) / folder / f"{stem}.tex"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
 
@@ -239,7 +247,9 @@ def available(root: Path) -> dict[str, list[str]]:
     """{folder (model slug or cross_model): [notebooks with numbers]}."""
     out: dict[str, list[str]] = {}
     for path in sorted(root.glob(f"*/{NUMBERS_PREFIX}*.tex")):
-        out.setdefault(path.parent.name, []).append(path.stem.removeprefix(NUMBERS_PREFIX))
+        notebook = path.stem.removeprefix(NUMBERS_PREFIX).split("@")[0]
+        if notebook not in out.setdefault(path.parent.name, []):
+            out[path.parent.name].append(notebook)
     return out
 
 
@@ -300,8 +310,9 @@ def write_index(paper_dir: Path, root: Path, main_model: str) -> Path:
         rf"\def\absentnotebooks{{{escape(', '.join(absent)) or 'none'}}}",
     ]
     for folder, notebooks in have.items():
+        for path in sorted((root / folder).glob(f"{NUMBERS_PREFIX}*.tex")):
+            lines.append(rf"\input{{generated/{folder}/{path.name}}}")
         for nb in notebooks:
-            lines.append(rf"\input{{generated/{folder}/{NUMBERS_PREFIX}{nb}.tex}}")
             lines.append(rf"\defnotebook{{{folder}}}{{{nb}}}")
     path = root / "index.tex"
     atomic_write_text(path, "\n".join(lines) + "\n")

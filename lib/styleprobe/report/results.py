@@ -8,39 +8,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 from styleprobe.engine.store import locked, write_json
-from styleprobe.errors import StyleprobeError, first_line
-from styleprobe.paths import RESULTS_DIR
-
-
-class ResultsError(StyleprobeError, ValueError):
-    """A results file is truncated or not a JSON object; the message is one line."""
-
-
-def _plain(obj):
-    """JSON-ready copies of numpy and pandas values (NaN becomes null)."""
-    if isinstance(obj, pd.DataFrame):
-        return _plain(obj.to_dict(orient="index"))
-    if isinstance(obj, pd.Series):
-        return _plain(obj.to_dict())
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _plain(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
+from styleprobe.errors import first_line
+from styleprobe.paths import folders
+from styleprobe.result import ResultsError, plain
 
 
 def results_path(slug: str, results_dir: Path | None = None) -> Path:
-    return Path(results_dir or RESULTS_DIR) / f"{slug}.json"
+    return Path(results_dir or folders().results) / f"{slug}.json"
 
 
 def _read(path: Path) -> dict:
@@ -63,15 +38,15 @@ def update_results(slug: str, section: str, payload, results_dir: Path | None = 
     """Replace one section of the model's results file (under its lock, written atomically) and return its
     path; a damaged file raises ResultsError and is left as it is."""
     path = results_path(slug, results_dir)
-    plain = _plain(payload)
+    payload = plain(payload)
     with locked(path):
         data = load_results(slug, results_dir)
-        data[section] = plain
+        data[section] = payload
         write_json(path, data)
     return path
 
 
 def all_results(results_dir: Path | None = None) -> dict[str, dict]:
     """Every model's results, by slug."""
-    folder = Path(results_dir or RESULTS_DIR)
+    folder = Path(results_dir or folders().results)
     return {p.stem: _read(p) for p in sorted(folder.glob("*.json"))}

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from styleprobe.engine.store import write_json
 from styleprobe.errors import StyleprobeError
-from styleprobe.paths import DATA_DIR
+from styleprobe.paths import data_dir
 from styleprobe.protocol.spec import DataError, load_axes
 
 Form = tuple[tuple[str, tuple], ...]  # the expected JSON object: (key, allowed values) in order
@@ -81,7 +81,7 @@ class JudgePrompts:
 @cache
 def load_prompts(path: Path | None = None) -> JudgePrompts:
     """Read and check data/judge.yaml (a rubric for every axis of axes.yaml)."""
-    path = Path(path) if path else DATA_DIR / "judge.yaml"
+    path = Path(path) if path else data_dir() / "judge.yaml"
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         prompts = JudgePrompts(

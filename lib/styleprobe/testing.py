@@ -1,4 +1,16 @@
-"""Random-init models built from a config, for tests, notebook CI runs and GPU benchmarks.
+"""Tiny random-init models for tests and the smoke profile (also GPU benchmarks); not for real use.
+
+Importing this module registers the model source `random:` with `styleprobe.engine.models.register_source`,
+so `load_model("random:<arch>")` builds the model once into the user cache and loads it. Production code
+never imports it unasked; what does:
+
+- tests: `tests/conftest.py` imports it;
+- notebooks: `protocol.profiles.get_profile` imports it for the `smoke` profile (and `smoke+...` variants);
+- the CLI: `styleprobe ... --model random:<arch>` imports it when `--profile smoke` is given or the
+  environment sets `STYLEPROBE_TEST_MODELS=1` (tests that run the CLI in a subprocess set one of them);
+  `styleprobe reproduce` imports it for `THINKING_ARCHS`.
+
+Without it, `load_model("random:...")` fails in one line saying so.
 
 `random:<arch>` (llama, qwen2, qwen3, gemma2, gemma3) names a tiny model with a byte-level tokenizer and a
 chat template in that family's style; `random:gemma3-base` one with no chat template (a base model, so the
@@ -18,7 +30,7 @@ import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from styleprobe.engine.models import ModelLoadError
+from styleprobe.engine.models import ModelHandle, ModelLoadError, cache_dir, load_model, register_source
 from styleprobe.engine.store import build_once
 
 CHATML = (
@@ -121,7 +133,7 @@ def random_model(arch: str, seed: int = 0, dtype: torch.dtype = torch.float32, d
         **sizes,
     )
     if arch in THINKING_ARCHS:
-        config.toy_think_lengths = list(THINK_LENGTHS)  # saved with the model; load_model attaches the hook
+        config.toy_think_lengths = list(THINK_LENGTHS)  # saved with the model; read by attach_toy_behaviour
     torch.manual_seed(seed)
     with torch.device(device):
         model = transformers.AutoModelForCausalLM.from_config(config, dtype=dtype)
@@ -188,3 +200,16 @@ def attach_toy_behaviour(model, tokenizer) -> None:
     if lengths:
         vocab = tokenizer.get_vocab()
         ForcedThinking(model, vocab["<think>"], vocab["</think>"], tuple(lengths))
+
+
+def load_random_model(arch: str, folder: Path | str | None = None, **load_kwargs) -> ModelHandle:
+    """Build the random-init model `arch` once into `folder` (default: `<cache>/models/random-<arch>`) and
+    load it with `load_model(folder, **load_kwargs)`, with its toy behaviour attached. An unknown `arch`
+    raises a one-line ModelLoadError listing the known ones."""
+    path = build_random_model(arch, Path(folder) if folder else cache_dir() / "models" / f"random-{arch}")
+    handle = load_model(str(path), **load_kwargs)
+    attach_toy_behaviour(handle.model, handle.tokenizer)
+    return handle
+
+
+register_source("random:", load_random_model)
