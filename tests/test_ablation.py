@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 from validation_fixtures import synthetic_result
 
@@ -32,3 +33,34 @@ def test_the_layer_that_carries_the_signal_ranks_first():
     assert ranking["rank"].tolist() == list(range(1, len(configs) + 1))
     with pytest.raises(ValueError, match="do not match"):
         ablation.score_configurations(result.records, states[:, :2], [0, 1, 2], configs, "synthetic")
+
+
+def _ranking(order: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"rank": range(1, len(order) + 1), "configuration": order, "dprime": [1.0, 0.5, 0.0][: len(order)]}
+    ).assign(pairwise_accuracy=0.7)
+
+
+def test_mean_ranks_average_each_configuration_over_models_best_first():
+    default = ablation.DEFAULT_NAME
+    table = ablation.mean_ranks({"m1": _ranking(["x", default, "y"]), "m2": _ranking([default, "y", "x"])})
+    assert list(table.columns) == ["m1", "m2", "mean_rank"]
+    assert table.index[0] == default and table.loc[default, "mean_rank"] == 1.5
+    assert table.loc["y", "mean_rank"] == 2.5 and table.loc["x", "mean_rank"] == 2.0
+
+
+def test_config_ablation_paper_reads_the_default_and_the_best_from_the_ranking():
+    ranking = _ranking(["layer0/single/last", ablation.DEFAULT_NAME, "y"])
+    result = ablation.ConfigAblationResult(3, ablation.DEFAULT_NAME, 2, 2.0, ranking)
+    assert result.paper() == {
+        "n_configurations": 3,
+        "default_rank": 2,
+        "default_dprime": 0.5,
+        "best_configuration": "layer0/single/last",
+        "best_dprime": 1.0,
+    }
+    table = result.paper_tables()["ablation_table"].frame
+    assert (
+        list(table.columns) == ["rank", "dprime", "pairwise_accuracy"] and table.index.name == "configuration"
+    )
+    assert ablation.ConfigAblationResult.from_dict(result.to_dict()).paper() == result.paper()

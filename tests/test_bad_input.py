@@ -61,8 +61,9 @@ def broken(tmp_path_factory) -> Path:
     (root / "qwen_7b_set_A_axes.npz").write_bytes(b"PK\x03\x04 definitely not a zip")
     (root / "good.jsonl").write_text(json.dumps({"question": "What is rain?", "response": "Water."}) + "\n")
     (root / "all-bad.jsonl").write_text('{"question": "no response"}\n[1, 2]\n')
-    (root / "text.csv").write_text("seed,q_index,warm_cold\n0,0,0.1\n0,1,high\n")
-    (root / "good.csv").write_text("seed,q_index,warm_cold\n0,0,0.1\n0,1,0.3\n0,2,-0.2\n")
+    (root / "old-results.json").write_text(
+        json.dumps({"baseline": {"per_question": {"0": {"warm_cold": 0.1}}}})
+    )
     (root / "a-folder").mkdir()
     manifest = root / "runs" / "random-llama" / "calibration-A-instructed-smoke-warm_cold" / "manifest.json"
     manifest.parent.mkdir(parents=True)
@@ -86,6 +87,8 @@ CASES = [
     ("not a gguf", "calibrate --model {d}/not-gguf.gguf --quiet", "not-gguf.gguf"),
     ("unknown axis", "calibrate {m} --axes nosuch", "nosuch"),
     ("missing axes file", "fingerprint {m} --axes-file {d}/nosuch.json", "nosuch.json"),
+    ("system prompt without out", "fingerprint {m} --system 'Be brief.'", "--out"),
+    ("unknown context", "calibrate {m} --context sideways", "sideways"),
     ("bad aggregation", "project {d}/good.jsonl {m} --axes-file {d}/bad-aggregation.json", "bad-aggregation"),
     ("bad decay", "project {d}/good.jsonl {m} --axes-file {d}/bad-decay.json", "bad-decay"),
     ("zero scale", "project {d}/good.jsonl {m} --axes-file {d}/zero-scale.json", "zero-scale"),
@@ -95,10 +98,15 @@ CASES = [
     ("input is a folder", "project {d}/a-folder {m}", "a-folder"),
     ("output is a folder", "project {d}/good.jsonl {m} --output {d}/a-folder", "a-folder"),
     ("no valid line", "project {d}/all-bad.jsonl {m} --axes-file {d}/good.json", "all-bad.jsonl"),
-    ("compare text value", "compare {d}/good.csv {d}/text.csv", "text.csv"),
-    ("compare n-boot 0", "compare {d}/good.csv {d}/good.csv --n-boot 0", "--n-boot"),
-    ("compare threshold nan", "compare {d}/good.csv {d}/good.csv --threshold nan", "--threshold"),
-    ("compare a folder", "compare {d}/a-folder {d}/good.csv", "a-folder"),
+    ("compare not a results file", "compare {d}/good.jsonl {d}/good.jsonl", "good.jsonl"),
+    (
+        "compare an older results file",
+        "compare {d}/old-results.json {d}/old-results.json",
+        "old-results.json",
+    ),
+    ("compare n-boot 0", "compare {d}/good.json {d}/good.json --n-boot 0", "--n-boot"),
+    ("compare threshold nan", "compare {d}/good.json {d}/good.json --threshold nan", "--threshold"),
+    ("compare a folder", "compare {d}/a-folder {d}/good.json", "a-folder"),
     ("bad yaml parameter", "reproduce --dry-run -p sizes [unclosed", "sizes"),
     ("unknown notebook", "reproduce --dry-run --notebooks 99", "99"),
     ("misspelt size", "reproduce --dry-run --notebooks 02 -p sizes '{{n_baselin: 3}}'", "n_baselin"),
@@ -106,7 +114,7 @@ CASES = [
     ("misspelt parameter", "reproduce --dry-run --notebooks 02 -p sedes [1]", "sedes"),
     (
         "truncated manifest",
-        "calibrate {m} --runs-dir {d}/runs --axes warm_cold --profile smoke",
+        "calibrate {m} --root {d} --axes warm_cold --profile smoke",
         "manifest.json",
     ),
     ("corrupt npz", "axes import-study {d}/qwen_7b_set_A_axes.npz --out {d}/out.json", "qwen_7b_set_A_axes"),
@@ -130,8 +138,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, names, broken, ca
     monkeypatch.chdir(broken)
     before = _files(broken)
     args = shlex.split(argv.format(d=broken, m=" ".join(MODEL)))
-    if "--runs-dir" not in args and args[0] in ("calibrate", "fingerprint", "project"):
-        args += ["--runs-dir", str(broken / "runs"), "--axes-dir", str(broken / "axes")]
+    if "--root" not in args and args[0] in ("calibrate", "fingerprint", "project"):
+        args += ["--root", str(broken)]
     try:
         status = main(args)
     except SystemExit as exit_:  # argparse's own errors

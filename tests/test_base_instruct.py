@@ -5,13 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from reloading import assert_paper_survives_reload
 
+from styleprobe import paths
 from styleprobe.analyses import base_vs_instruct as cm
 from styleprobe.apps.reproduce import plan
 from styleprobe.engine.chat import PLAIN_ASSISTANT, build_prompt, plain_prompt
 from styleprobe.engine.extraction import Aggregation
 from styleprobe.engine.pipeline import StageResult
 from styleprobe.protocol.calibration import Calibration, fit_from_result
+from styleprobe.protocol.profiles import get_profile
+from styleprobe.protocol.spec import Protocol
+from styleprobe.workspace import Workspace
 
 AXES = ("warm_cold", "formal_casual")
 
@@ -121,3 +126,42 @@ def test_notebook_03_is_planned_for_instruct_models_with_a_base():
     ]
     default = plan(["smollm2-135m-instruct"], {}, notebooks=["03"])
     assert default[0][2]["base_model"] == "gemma3-270m-base"
+
+
+def test_run_compares_the_pair_and_saves_with_the_instruct_model(tiny, tmp_path):
+    sizes = {
+        "n_calibration": 3,
+        "n_evaluation": 3,
+        "n_baseline": 4,
+        "calibration_tokens": 4,
+        "baseline_tokens": 4,
+    }
+    profile, protocol, root = get_profile("smoke", **sizes), Protocol.load(), paths.folders(tmp_path)
+    base, instruct = (
+        Workspace(tiny(a), profile, protocol, f"random-{a}", root) for a in ("gemma3-base", "qwen2")
+    )
+    result = cm.run(base, instruct, seeds=[0, 1], n_boot=50)
+    assert (result.families, result.same_family) == ({"base": "gemma3_text", "instruct": "qwen2"}, False)
+    assert result.mcnemar_pooled["n_pairs"] <= 3 * len(protocol.names) and result.seeds == [0, 1]
+    assert list(result.variability.index) == protocol.names and list(result.dimensionality.index) == [
+        "base",
+        "instruct",
+    ]
+    assert set(result.per_item_correctness) == {"base", "instruct"}
+    instruct.save(result)
+    assert not base.has(cm.BaseVsInstructResult)
+    again = cm.BaseVsInstructResult.load(instruct)
+    pd.testing.assert_frame_equal(
+        again.evaluation["base"], result.evaluation["base"], check_dtype=False, check_names=False
+    )
+    assert again.base_model == base.model.model_id and result.paper()["base_model"] == "random-gemma3-base"
+    assert again.base_slug == base.slug  # what the paper names the base model by
+    assert_paper_survives_reload(result, tmp_path / "paper-check")
+    table = again.paper_tables()["base_vs_instruct_table"].frame
+    assert list(table.columns) == [
+        "acc. base",
+        "acc. instruct",
+        "std ratio ratio",
+        "std ratio ci_low",
+        "std ratio ci_high",
+    ]

@@ -6,17 +6,17 @@ from styleprobe.analyses import instruction_benchmark as benchmark
 from styleprobe.engine.extraction import Aggregation
 from styleprobe.engine.pipeline import StageResult
 from styleprobe.protocol.axes import AxisSet
-from styleprobe.protocol.spec import load_axes
+from styleprobe.protocol.spec import Protocol
 
 NAMES = ["warm_cold", "verbose_concise", "confident_cautious"]
+SPECS = {n: Protocol.load().axes[n] for n in NAMES}
 
 
 def _axes(hidden=4):
     vectors = np.eye(hidden, dtype=np.float32)[: len(NAMES)]
-    specs = load_axes()
     return AxisSet(
         names=NAMES,
-        poles=[specs[n].poles for n in NAMES],
+        poles=[SPECS[n].poles for n in NAMES],
         vectors=vectors,
         centres=np.zeros(len(NAMES)),
         scales=np.ones(len(NAMES)),
@@ -46,14 +46,14 @@ def _result(items, effect, noise=0.1, seed=0):
 
 
 def test_items_pair_every_scenario_with_a_control_on_the_same_question():
-    first = benchmark.first_turn_items(["q1?", "q2?"], NAMES, seeds=[0, 1])
+    first = benchmark.first_turn_items(SPECS, ["q1?", "q2?"], seeds=[0, 1])
     assert len(first) == 2 * 2 * (1 + 2 * len(NAMES))
     sys_items = [it for it in first if it.system]
     assert {it.system for it in sys_items if it.meta["axis"] == "warm_cold"} == set(
-        load_axes()["warm_cold"].instructions[benchmark.SYSTEM_SET]
+        SPECS["warm_cold"].instructions[benchmark.SYSTEM_SET]
     )
     res = _result(first, {"system_positive": 0, "system_negative": 0})
-    second = benchmark.second_turn_items(res, ["f1?", "f2?"], NAMES, seeds=[0, 1])
+    second = benchmark.second_turn_items(SPECS, res, ["f1?", "f2?"], seeds=[0, 1])
     control = next(it for it in second if it.id == "seed-1/turn2-control/01")
     answered = res.records.set_index("id").loc["seed-1/control/01", "response"]
     assert control.history == (("q2?", answered),) and control.question == "f2?"
@@ -63,9 +63,9 @@ def test_items_pair_every_scenario_with_a_control_on_the_same_question():
 
 def test_scenarios_with_a_real_effect_pass_and_null_scenarios_do_not():
     seeds, qs = [0, 1, 2], [f"q{i}?" for i in range(8)]
-    first = benchmark.first_turn_items(qs, NAMES, seeds)
+    first = benchmark.first_turn_items(SPECS, qs, seeds)
     res1 = _result(first, {"system_positive": 1.0, "system_negative": 0.0})
-    second = benchmark.second_turn_items(res1, qs, NAMES, seeds)
+    second = benchmark.second_turn_items(SPECS, res1, qs, seeds)
     res2 = _result(second, {"increase": 1.0, "decrease": -1.0}, seed=1)  # decrease goes the wrong way
     shifts = benchmark.paired_shifts(_axes(), [res1, res2])
     assert len(shifts) == len(seeds) * len(qs) * len(NAMES) * 4
@@ -77,6 +77,20 @@ def test_scenarios_with_a_real_effect_pass_and_null_scenarios_do_not():
     rates = benchmark.pass_rates(table.reset_index())
     assert rates["passed"].tolist() == [2, 2, 2] and rates.attrs["study_total"] == 9
     assert rates.attrs["study_passed"] == 6  # system_positive and increase on 3 axes; decrease fails
+    result = benchmark.BenchmarkResult(seeds, len(qs), table.reset_index(), rates, dict(rates.attrs))
+    numbers = result.paper()
+    assert (
+        numbers["scenarios_passed"] == 6 and numbers["scenarios_total"] == 12 and numbers["study_passed"] == 6
+    )
+    assert numbers["benchmark_seeds"] == 3 and numbers["benchmark_questions"] == 8
+    shown = result.paper_tables()["benchmark_table"].frame
+    assert list(shown.index) == NAMES and list(shown.columns) == [
+        *benchmark.SCENARIOS,
+        "passed",
+        "passed_lenient",
+    ]
+    loaded = benchmark.BenchmarkResult.from_dict(result.to_dict())
+    assert loaded.paper() == numbers and loaded.names == NAMES
 
 
 def test_retest_icc_is_high_when_seeds_agree_and_undefined_with_one_seed():

@@ -3,23 +3,13 @@ import json
 import pytest
 
 from styleprobe.apps.cli import main
-from styleprobe.protocol.axes import AxisSet
+from styleprobe.protocol.axes import AxisSet, axes_id
 
 
 @pytest.fixture
 def dirs(tmp_path, cache, monkeypatch):
     monkeypatch.setenv("STYLEPROBE_CACHE", str(cache / "cli"))
-    return [
-        "--runs-dir",
-        str(tmp_path / "runs"),
-        "--axes-dir",
-        str(tmp_path / "axes"),
-        "--figures-dir",
-        str(tmp_path / "fig"),
-        "--quiet",
-        "--model",
-        "random:llama",
-    ]
+    return ["--root", str(tmp_path), "--quiet", "--model", "random:llama"]
 
 
 def test_help_explains_itself(capsys):
@@ -29,10 +19,14 @@ def test_help_explains_itself(capsys):
     out = capsys.readouterr().out
     for command in ("calibrate", "fingerprint", "project", "axes"):
         assert command in out
+    with pytest.raises(SystemExit):
+        main(["fingerprint", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--root" in out and "baseline section of <root>/results/<model>.json" in out and "--out" in out
 
 
 def test_unknown_model_is_a_one_line_error(capsys, tmp_path):
-    assert main(["calibrate", "--model", "nonexistent-model", "--runs-dir", str(tmp_path)]) == 2
+    assert main(["calibrate", "--model", "nonexistent-model", "--root", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("styleprobe: error: unknown model 'nonexistent-model'") and "\n" not in err
 
@@ -47,9 +41,23 @@ def test_calibrate_fingerprint_project_and_list(dirs, tmp_path, capsys):
     assert main(["fingerprint", *dirs, "--profile", "quick"]) == 0
     out = capsys.readouterr().out
     assert "fingerprint of" in out and "verbose_concise" in out
-    assert (tmp_path / "fig" / "random-llama" / "fingerprint_radar.png").exists()
-    summary = json.loads((tmp_path / "runs" / "random-llama" / "fingerprint-quick.json").read_text())
-    assert [row["axis"] for row in summary["fingerprint"]] == axes.names
+    assert (tmp_path / "figures" / "random-llama" / "fingerprint_radar.png").exists()
+    saved = json.loads((tmp_path / "results" / "random-llama.json").read_text())["baseline"]  # as notebook 02
+    assert list(saved["fingerprint"]) == axes.names and saved["seeds"] == [0] and saved["icc"] == {}
+    assert saved["axes_id"] == axes_id(axes) and saved["model_id"] == axes.model_id
+    numbers = tmp_path / "paper" / "generated" / "random-llama" / "numbers-02_baseline@baseline.tex"
+    assert "02_baseline/n_seeds}{1}" in numbers.read_text()
+    results = (tmp_path / "results" / "random-llama.json").read_text()
+    system = tmp_path / "system.json"  # a fingerprint under a system prompt: its own file, not the baseline
+    assert (
+        main(["fingerprint", *dirs, "--profile", "quick", "--system", "Be casual.", "--out", str(system)])
+        == 0
+    )
+    assert (tmp_path / "results" / "random-llama.json").read_text() == results and system.with_suffix(
+        ".png"
+    ).exists()
+    assert main(["compare", str(tmp_path / "results" / "random-llama.json"), str(system)]) in (0, 1)
+    assert "A and B: same model, same axes" in capsys.readouterr().out
 
     lines = [
         json.dumps({"question": "What is rain?", "response": "Water falling from clouds."}),
@@ -81,7 +89,7 @@ def test_project_refuses_axes_of_another_model(dirs, tmp_path, capsys, cache):
 
 
 def test_reproduce_paper_dry_run_prints_every_step(capsys):
-    from styleprobe.apps.reproduce import PER_MODEL
+    from styleprobe.apps.reproduce import per_model_notebooks
     from styleprobe.engine.models import load_presets
 
     assert main(["reproduce", "--all-presets", "--profile", "paper", "--dry-run"]) == 0
@@ -89,7 +97,8 @@ def test_reproduce_paper_dry_run_prints_every_step(capsys):
     presets = load_presets()
     pairs = sum(p.base is not None for p in presets.values())  # notebook 03
     thinking = sum(p.thinking for p in presets.values())  # notebook 06
-    assert len(lines) == len(PER_MODEL) * len(presets) + pairs + thinking + 1  # then the cross-model one
+    per_model = len(per_model_notebooks())
+    assert len(lines) == per_model * len(presets) + pairs + thinking + 1  # then the cross-model one
     assert all(line.startswith("would run: papermill notebooks/") for line in lines)
     assert "-p model qwen3-8b -p profile paper" in "\n".join(lines)
     assert lines[-1].startswith("would run: papermill notebooks/10_cross_model.py")
@@ -99,6 +108,17 @@ def test_a_subset_calibration_does_not_block_the_full_one(dirs, tmp_path):
     assert main(["calibrate", *dirs, "--axes", "warm_cold", "--profile", "smoke"]) == 0
     assert main(["calibrate", *dirs, "--profile", "smoke"]) == 0
     assert len(AxisSet.load(tmp_path / "axes" / "random-llama.json").names) == 7
+
+
+def test_the_reading_context_is_chosen_by_name(dirs, tmp_path, capsys):
+    out = tmp_path / "instructed.json"
+    argv = ["calibrate", *dirs, "--axes", "warm_cold", "--profile", "smoke", "--out", str(out)]
+    assert main([*argv, "--context", "instructed"]) == 0
+    assert AxisSet.load(out).meta["context"] == "instructed"
+    assert (tmp_path / "runs" / "random-llama" / "calibration-A-instructed-smoke-warm_cold").is_dir()
+    with pytest.raises(SystemExit):
+        main([*argv, "--context", "with-instruction"])
+    assert "invalid choice: 'with-instruction'" in capsys.readouterr().err
 
 
 def test_project_scores_chat_logs_as_the_plain_format_and_skips_bad_lines(dirs, tmp_path, capsys):
@@ -136,11 +156,10 @@ def test_project_scores_chat_logs_as_the_plain_format_and_skips_bad_lines(dirs, 
 
 def test_dotted_local_model_names_keep_their_own_axes(tmp_path, cache, capsys, monkeypatch):
     """`tiny-v1.5` and `tiny-v1.6` once shared `axes/tiny-v1.json`; fingerprint then recalibrated."""
-    from styleprobe.engine.toy import build_random_model
+    from styleprobe.testing import build_random_model
 
     monkeypatch.setenv("STYLEPROBE_CACHE", str(cache / "cli"))
-    folders = ["--runs-dir", str(tmp_path / "runs"), "--axes-dir", str(tmp_path / "axes"), "--quiet"]
-    folders += ["--figures-dir", str(tmp_path / "fig"), "--profile", "smoke"]
+    folders = ["--root", str(tmp_path), "--quiet", "--profile", "smoke"]
     for version in ("1.5", "1.6"):
         model = build_random_model("llama", tmp_path / f"tiny-v{version}")
         assert main(["calibrate", "--model", str(model), *folders, "--axes", "warm_cold"]) == 0

@@ -1,4 +1,4 @@
-"""The Colab path: every notebook's guarded install cell, and the .ipynb copies Colab opens."""
+"""The Colab path: the .ipynb copies Colab opens, each with the guarded install cell added."""
 
 from __future__ import annotations
 
@@ -13,11 +13,16 @@ from styleprobe.apps.colab import COLAB_DIR, INSTALL_CELL, colab_notebook, sourc
 from styleprobe.paths import REPO_ROOT
 
 
-def test_every_notebook_starts_with_the_guarded_install_cell():
+def test_each_colab_copy_runs_the_install_cell_first_and_the_source_does_not():
     assert len(sources()) >= 12
     for source in sources():
         code = [c for c in jupytext.read(source).cells if c.cell_type == "code"]
-        assert code[0].source == INSTALL_CELL, f"{source.name}: first code cell is not the install cell"
+        assert "parameters" in code[0].metadata.get("tags", []), f"{source.name}: code before the parameters"
+        assert all(c.source != INSTALL_CELL for c in code), f"{source.name} holds the install cell itself"
+        copy = colab_notebook(source)
+        assert copy.cells[0].cell_type == "markdown"  # the title stays on top
+        code = [c for c in copy.cells if c.cell_type == "code"]
+        assert code[0].source == INSTALL_CELL, f"{source.name}: the copy's first code cell is not the install"
         assert "parameters" in code[1].metadata.get("tags", []), source.name
 
 

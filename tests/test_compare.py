@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -9,8 +10,9 @@ from styleprobe.apps.cli import main
 from styleprobe.engine.extraction import Aggregation
 from styleprobe.engine.pipeline import StageResult
 from styleprobe.protocol.axes import AxesError, AxisSet, axes_id
-from styleprobe.protocol.calibration import project_results
-from styleprobe.protocol.spec import load_axes
+from styleprobe.protocol.fingerprint import BaselineResult, summarise
+from styleprobe.protocol.profiles import get_profile
+from styleprobe.protocol.spec import Protocol
 
 AXES = ["warm_cold", "verbose_concise", "formal_casual"]
 
@@ -38,30 +40,54 @@ def test_a_small_shift_within_the_threshold_is_not_flagged_and_unpaired_inputs_w
     assert not table.attrs["paired"] and not table["flagged"].any()
 
 
-def test_fingerprints_load_from_results_json_and_projection_csv(tmp_path):
+def _file(frame, path, model_id="org/m", axes_id="x1"):
+    """A results file whose baseline section has `frame` as its per-question projections."""
+    result = BaselineResult(
+        profile="smoke",
+        seeds=[0],
+        model_id=model_id,
+        axes_id=axes_id,
+        fingerprint=pd.DataFrame(),
+        icc=pd.DataFrame(),
+        behavioural_correlation=pd.DataFrame(),
+        pc1_share=np.nan,
+        participation_ratio=np.nan,
+        eigenvalues=[],
+        per_question=frame,
+        n_empty=0,
+        baseline_tokens=8,
+        poles={},
+        axis_cosines=pd.DataFrame(),
+    )
+    return _write(result, path)
+
+
+def _write(result: BaselineResult, path):
+    path.write_text(json.dumps({"model": "m", "baseline": result.to_dict()}))
+    return path
+
+
+def test_fingerprints_load_from_the_baseline_section_of_a_results_file(tmp_path):
     frame = _frame()
-    results = tmp_path / "m.json"
-    results.write_text(json.dumps({"baseline": {"per_question": frame.to_dict(orient="index")}}))
-    pd.testing.assert_frame_equal(load_fingerprint(results), frame, check_names=False)
-    long = pd.concat([frame.assign(seed=s) for s in (0, 1)]).reset_index()
-    long.to_csv(tmp_path / "p.csv", index=False)
-    pd.testing.assert_frame_equal(load_fingerprint(tmp_path / "p.csv"), frame, check_names=False)
+    frame.loc[3, "warm_cold"] = np.nan  # an empty answer
+    loaded = load_fingerprint(_file(frame, tmp_path / "m.json"))
+    pd.testing.assert_frame_equal(loaded, frame, check_names=False)
+    assert loaded.attrs == {"source": str(tmp_path / "m.json"), "model_id": "org/m", "axes_id": "x1"}
     (tmp_path / "bad.json").write_text("{}")
-    with pytest.raises(AxesError, match="not a fingerprint"):
+    with pytest.raises(AxesError, match=r"bad\.json: not a fingerprint .*no 'baseline' section"):
         load_fingerprint(tmp_path / "bad.json")
+    (tmp_path / "old.json").write_text(json.dumps({"baseline": {"per_question": frame.to_dict()}}))
+    with pytest.raises(AxesError, match=r"old\.json: .*written by an older version; rerun notebook 02"):
+        load_fingerprint(tmp_path / "old.json")
 
 
 def test_cli_exit_status_gates_on_a_flagged_shift(tmp_path, capsys):
-    _frame().reset_index().assign(seed=0).to_csv(tmp_path / "a.csv", index=False)
-    _frame(shift=0.8).reset_index().assign(seed=0).to_csv(tmp_path / "b.csv", index=False)
-    assert main(["compare", str(tmp_path / "a.csv"), str(tmp_path / "a.csv")]) == 0
-    assert (
-        main(["compare", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--figure", str(tmp_path / "f")])
-        == 1
-    )
+    a, b = _file(_frame(), tmp_path / "a.json"), _file(_frame(shift=0.8), tmp_path / "b.json")
+    assert main(["compare", str(a), str(a)]) == 0
+    assert main(["compare", str(a), str(b), "--figure", str(tmp_path / "f")]) == 1
     out = capsys.readouterr().out
     assert "flagged: verbose_concise" in out and (tmp_path / "f.png").exists()
-    assert _status(["compare", str(tmp_path / "a.csv"), str(tmp_path / "missing.csv")]) == 2
+    assert _status(["compare", str(a), str(tmp_path / "missing.json")]) == 2
 
 
 def _status(argv):
@@ -70,11 +96,6 @@ def _status(argv):
         return main(argv)
     except SystemExit as stop:
         return stop.code
-
-
-def _csv(frame, path, **identity):
-    frame.reset_index().assign(seed=0, **identity).to_csv(path, index=False)
-    return path
 
 
 # -- an axis without data ------------------------------------------------------------------------------------
@@ -89,15 +110,12 @@ def test_an_axis_with_no_data_on_one_side_is_not_comparable_and_the_gate_does_no
     assert table.attrs["not_comparable"] == {"verbose_concise": "no data in B"}
     assert (table.drop("verbose_concise")["status"] == "ok").all()
     assert compare_fingerprints(b, b).attrs["not_comparable"] == {"verbose_concise": "no data in A and B"}
-    ids = {"model_id": "m", "axes_id": "x1"}
-    status = _status(
-        ["compare", str(_csv(a, tmp_path / "a.csv", **ids)), str(_csv(b, tmp_path / "b.csv", **ids))]
-    )
+    status = _status(["compare", str(_file(a, tmp_path / "a.json")), str(_file(b, tmp_path / "b.json"))])
     out, err = capsys.readouterr()
     assert status == 2 and "no data in B" in out  # the table is printed, the axis marked
     assert err.strip().splitlines() == [
-        f"styleprobe: error: not comparable: verbose_concise (no data in B) (A = {tmp_path / 'a.csv'}, "
-        f"B = {tmp_path / 'b.csv'})"
+        f"styleprobe: error: not comparable: verbose_concise (no data in B) (A = {tmp_path / 'a.json'}, "
+        f"B = {tmp_path / 'b.json'})"
     ]
 
 
@@ -154,8 +172,7 @@ def test_a_partial_overlap_is_paired_over_the_shared_questions_and_reported(tmp_
     assert any(
         "paired over the 15 shared questions" in n and "5 questions" in n for n in table.attrs["notes"]
     )
-    ids = {"model_id": "m", "axes_id": "x1"}
-    main(["compare", str(_csv(a, tmp_path / "a.csv", **ids)), str(_csv(b, tmp_path / "b.csv", **ids))])
+    main(["compare", str(_file(a, tmp_path / "a.json")), str(_file(b, tmp_path / "b.json"))])
     assert "paired over the 15 shared questions; left out: 5 questions" in capsys.readouterr().out
 
 
@@ -205,65 +222,44 @@ def test_axes_id_follows_the_axes_content_not_the_object(tmp_path):
     assert axes_id(axes.subset(["warm_cold"])) != axes_id(axes)
 
 
-def test_projections_csv_carries_model_and_axes_identity(tmp_path):
+def _fingerprint(axes, model_id="org/parent", shift=0.0) -> BaselineResult:
+    return summarise(axes, _results(shift), model_id, profile=get_profile("smoke"))
+
+
+def test_a_fingerprint_carries_model_and_axes_identity(tmp_path):
     axes = _axes()
-    projections = project_results(axes, _results(), "org/parent")
-    assert list(projections.columns) == ["seed", "q_index", *AXES, "n_tokens", "model_id", "axes_id"]
-    projections.to_csv(tmp_path / "p.csv", index=False)
-    frame = load_fingerprint(tmp_path / "p.csv")
-    assert list(frame.columns) == AXES
+    frame = load_fingerprint(_write(_fingerprint(axes), tmp_path / "p.json"))
+    assert list(frame.columns) == AXES and len(frame) == 12
     assert frame.attrs["model_id"] == "org/parent" and frame.attrs["axes_id"] == axes_id(axes)
 
 
 def test_fingerprints_on_different_axes_are_refused(tmp_path):
-    project_results(_axes(), _results(), "org/parent").to_csv(tmp_path / "a.csv", index=False)
-    project_results(_axes(centre=0.3), _results(), "org/parent").to_csv(tmp_path / "b.csv", index=False)
+    a = _write(_fingerprint(_axes()), tmp_path / "a.json")
+    b = _write(_fingerprint(_axes(centre=0.3)), tmp_path / "b.json")
     with pytest.raises(AxesError, match=r"projected on different axes \(axes id"):
-        compare_fingerprints(load_fingerprint(tmp_path / "a.csv"), load_fingerprint(tmp_path / "b.csv"))
-    assert _status(["compare", str(tmp_path / "a.csv"), str(tmp_path / "b.csv")]) == 2
-
-
-def test_a_csv_mixing_two_axes_sets_is_refused(tmp_path):
-    mixed = pd.concat(
-        [
-            project_results(_axes(), _results(), "org/parent"),
-            project_results(_axes(centre=0.3), _results(), "org/parent").assign(seed=1),
-        ]
-    )
-    mixed.to_csv(tmp_path / "m.csv", index=False)
-    with pytest.raises(AxesError, match=r"m\.csv: the projections mix several axes_id values"):
-        load_fingerprint(tmp_path / "m.csv")
+        compare_fingerprints(load_fingerprint(a), load_fingerprint(b))
+    assert _status(["compare", str(a), str(b)]) == 2
 
 
 def test_different_models_on_the_same_axes_are_compared_and_named(tmp_path, capsys):
     axes = _axes()
-    project_results(axes, _results(), "org/parent").to_csv(tmp_path / "a.csv", index=False)
-    child = project_results(axes, _results(shift=0.0), "org/parent").assign(model_id="org/child")
-    child.to_csv(tmp_path / "b.csv", index=False)  # the fine-tuned model read with its parent's axes
-    assert main(["compare", str(tmp_path / "a.csv"), str(tmp_path / "b.csv")]) == 0
+    parent = _fingerprint(axes)
+    child = dataclasses.replace(
+        parent, model_id="org/child"
+    )  # the fine-tuned model read with its parent's axes
+    a, b = _write(parent, tmp_path / "a.json"), _write(child, tmp_path / "b.json")
+    assert main(["compare", str(a), str(b)]) == 0
     out = capsys.readouterr().out
-    assert f"B = {tmp_path / 'b.csv'} (model org/child, axes id {axes_id(axes)})" in out
+    assert f"B = {b} (model org/child, axes id {axes_id(axes)})" in out
     assert "A and B are different models (org/parent vs org/child), projected on the same axes" in out
     assert "warning" not in out
 
 
-def test_files_without_identity_load_with_a_warning(tmp_path, capsys):
-    frame = _frame()
-    (tmp_path / "old.json").write_text(
-        json.dumps(
-            {
-                "model": "m",
-                "calibration": {"model_id": "org/m"},
-                "baseline": {"per_question": frame.to_dict(orient="index")},
-            }
-        )
-    )
-    _csv(frame, tmp_path / "old.csv")
-    old = load_fingerprint(tmp_path / "old.json")
-    assert old.attrs["model_id"] == "org/m" and old.attrs["axes_id"] is None
-    assert main(["compare", str(tmp_path / "old.json"), str(tmp_path / "old.csv")]) == 0
-    out = capsys.readouterr().out
-    assert "whether A and B share axes cannot be checked" in out and "B: no record of the model" in out
+def test_frames_without_identity_are_compared_with_a_warning():
+    a, b = _frame(), _frame(seed=1)
+    notes = compare_fingerprints(a, b).attrs["notes"]
+    assert any("whether A and B share axes cannot be checked" in n for n in notes)
+    assert any("A and B: no record of the model" in n for n in notes)
 
 
 @pytest.mark.realmodel
@@ -280,20 +276,18 @@ def test_the_embedded_model_against_itself_and_under_a_style_system_prompt(tmp_p
         "quick",
         "--axes-file",
         str(axes),
-        "--runs-dir",
+        "--root",
         str(tmp_path),
-        "--figures-dir",
-        str(tmp_path / "fig"),
         "--quiet",
     ]
-    csv = tmp_path / "smollm2-135m-instruct" / "baseline-quick-projections.csv"
     assert main([*common, "--seeds", "0"]) == 0
-    seed0 = tmp_path / "seed0.csv"
-    csv.rename(seed0)
-    assert main([*common, "--seeds", "1"]) == 0
-    assert main(["compare", str(seed0), str(csv)]) == 0  # itself: no flagged shift
-    casual = load_axes()["formal_casual"].instruction(-1, "B")  # a wording the axes were not fitted on
-    assert main([*common, "--seeds", "0", "--system", casual]) == 0
-    system_csv = tmp_path / "smollm2-135m-instruct" / "baseline-quick-system-projections.csv"
-    assert main(["compare", str(seed0), str(system_csv)]) == 1  # a style shift is flagged
+    seed0 = tmp_path / "results" / "smollm2-135m-instruct.json"  # the model's baseline, as notebook 02's
+    seed1, system = tmp_path / "seed1.json", tmp_path / "system.json"
+    assert main([*common, "--seeds", "1", "--out", str(seed1)]) == 0
+    assert main(["compare", str(seed0), str(seed1)]) == 0  # itself: no flagged shift
+    casual = (
+        Protocol.load().axes["formal_casual"].instruction(-1, "B")
+    )  # a wording the axes were not fitted on
+    assert main([*common, "--seeds", "0", "--system", casual, "--out", str(system)]) == 0
+    assert main(["compare", str(seed0), str(system)]) == 1  # a style shift is flagged
     assert "formal_casual" in capsys.readouterr().out.split("flagged:")[-1]

@@ -142,12 +142,8 @@ sys.exit(main(sys.argv[4:]))
 def _calibrate_args(where: Path) -> list[str]:
     return [
         "calibrate",
-        "--runs-dir",
-        str(where / "runs"),
-        "--axes-dir",
-        str(where / "axes"),
-        "--figures-dir",
-        str(where / "figures"),
+        "--root",
+        str(where),
         "--quiet",
         "--model",
         "random:llama",

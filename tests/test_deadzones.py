@@ -1,7 +1,9 @@
-"""Hand-computed dead-zone components, severities, ranking stability and classes."""
+"""Hand-computed dead-zone components, severities, ranking stability and classes; the typed inputs
+and the result of notebook 08."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -9,6 +11,15 @@ import pandas as pd
 import pytest
 
 from styleprobe.analyses import deadzones as dz
+from styleprobe.analyses.instruction_benchmark import BenchmarkResult
+from styleprobe.analyses.stability import StabilityResult
+from styleprobe.paths import folders
+from styleprobe.protocol.calibration import CalibrationResult
+from styleprobe.protocol.profiles import get_profile
+from styleprobe.protocol.spec import Protocol
+from styleprobe.report.results import update_results
+from styleprobe.result import ResultsError
+from styleprobe.workspace import Workspace
 
 NAN = float("nan")
 
@@ -99,13 +110,6 @@ def test_severity_table_matches_scalar():
         dz.severity_table(frame.drop(columns="snr"))
 
 
-def test_baseline_snr():
-    m = np.array([[0.0, 0.2], [1.0, 1.2], [2.0, 2.2]])  # question means 0.1, 1.1, 2.1 (std 1); seed std √0.02
-    assert dz.baseline_snr(m) == pytest.approx(1 / math.sqrt(0.02))
-    with pytest.raises(ValueError, match="questions x seeds"):
-        dz.baseline_snr([1.0, 2.0])
-
-
 def _frame(badness: list[float]) -> pd.DataFrame:
     return pd.DataFrame(
         [{"model": "m", "axis": f"a{i}", **inputs_for_badness(b)} for i, b in enumerate(badness)]
@@ -180,34 +184,36 @@ def test_pole_shifts():
         dz.pole_shifts([1.0], [0.0], [NAN])
 
 
-def _results_file():
-    """A results file as notebooks 01 and 07 write it (tables through results.update_results)."""
-    from styleprobe.report.results import _plain
+def _result(cls, **given):
+    """A `cls` result holding `given` (None for the fields dead zones do not read)."""
+    return cls(**{f.name: given.get(f.name) for f in dataclasses.fields(cls) if f.init})
 
-    evaluation = pd.DataFrame(
-        {"pairwise_accuracy": [0.95, 0.55], "dprime": [2.5, 0.1]}, index=["warm_cold", "formal_casual"]
-    )
-    cosines = pd.DataFrame({"A~B": [0.95, 0.2], "mean": [0.93, 0.3]}, index=evaluation.index)
-    retest = pd.DataFrame({"baseline_icc": [0.8, 0.4], "snr": [3.0, 0.5]}, index=evaluation.index)
+
+def _model(accuracy, dprime, cosine, snr, shifts, axes=("warm_cold", "formal_casual")):
+    """A model's calibration, stability and benchmark results as notebooks 01 and 07 make them."""
+    index = pd.Index(list(axes), name="axis")
+    evaluation = pd.DataFrame({"pairwise_accuracy": accuracy, "dprime": dprime}, index=index)
+    cosines = pd.DataFrame({"A~B": cosine, "mean": cosine}, index=index)
+    retest = pd.DataFrame({"baseline_icc": [0.5] * len(axes), "snr": snr}, index=index)
     scenarios = pd.DataFrame(
         {
-            "axis": ["warm_cold", "warm_cold", "formal_casual", "formal_casual"],
-            "scenario": ["system_positive", "system_negative", "system_positive", "system_negative"],
-            "shift": [0.6, 0.05, 0.3, 0.2],
+            "axis": [a for a in axes for _ in range(2)],
+            "scenario": ["system_positive", "system_negative"] * len(axes),
+            "shift": shifts,
         }
     )
-    return _plain(
-        {
-            "model": "m",
-            "calibration": {"evaluation": evaluation},
-            "stability": {"set_cosines": cosines, "retest": retest},
-            "benchmark": {"scenarios": scenarios},
-        }
+    return (
+        _result(CalibrationResult, evaluation=evaluation),
+        _result(StabilityResult, set_cosines=cosines, retest=retest),
+        _result(BenchmarkResult, scenarios=scenarios),
     )
 
 
-def test_inputs_from_results_reads_every_component_and_classifies():
-    inputs = dz.inputs_from_results(_results_file())
+HEALTHY_AND_DEAD = ([0.95, 0.55], [2.5, 0.1], [0.93, 0.3], [3.0, 0.5], [0.6, 0.05, 0.3, 0.2])
+
+
+def test_inputs_read_every_component_and_classify():
+    inputs = dz.inputs(*_model(*HEALTHY_AND_DEAD))
     assert inputs.loc["warm_cold"].tolist() == [0.95, 2.5, 0.93, 3.0, 0.6, 0.05]
     table = dz.severity_table(inputs)
     assert table.loc["warm_cold", "severity"] == 0.0 and table.loc["formal_casual", "severity"] > 0.5
@@ -215,10 +221,44 @@ def test_inputs_from_results_reads_every_component_and_classifies():
     assert classes.to_dict() == {"warm_cold": "asymmetric", "formal_casual": "hard"}
 
 
-def test_inputs_from_results_without_later_sections_leaves_nan_and_needs_calibration():
-    partial = {k: v for k, v in _results_file().items() if k in ("model", "calibration")}
-    inputs = dz.inputs_from_results(partial)
+def test_inputs_without_the_stability_and_benchmark_results_leave_nan():
+    calibration, _, _ = _model(*HEALTHY_AND_DEAD)
+    inputs = dz.inputs(calibration)
     assert inputs[["stability_cosine", "snr", "pos_shift", "neg_shift"]].isna().all().all()
     assert np.isfinite(dz.severity_table(inputs)["severity"]).all()  # from accuracy and d' alone
-    with pytest.raises(ValueError, match="run notebook 01 first"):
-        dz.inputs_from_results({"model": "m"})
+
+
+def _workspace(root, slug, *results):
+    """A model-less workspace under `root` whose results file holds `results` (sections only)."""
+    ws = Workspace(None, get_profile("smoke"), Protocol.load(), slug, folders(root))
+    for result in results:
+        update_results(slug, result.name, result.to_dict(), ws.results_dir)
+    return ws
+
+
+def test_run_scores_this_model_and_ranks_every_model_under_the_root(tmp_path):
+    ws = _workspace(tmp_path, "m1", *_model(*HEALTHY_AND_DEAD))
+    calibration_only = _model([0.5, 0.6], [0.0, 0.2], [0.1, 0.2], [0.1, 0.2], [0.0] * 4)[0]
+    other = _workspace(tmp_path, "m2", calibration_only)
+    zones = dz.run(ws, n_draws=50)
+    assert zones.table["dead"].to_dict() == {"warm_cold": False, "formal_casual": True}
+    assert zones.table["class"].to_dict() == {"warm_cold": "asymmetric", "formal_casual": "hard"}
+    assert len(zones.ranking) == 4 and set(zones.ranking["model"]) == {"m1", "m2"}
+    assert zones.ranking_attrs["n_draws"] == 50 and zones.thresholds["hard_accuracy"] == 0.65
+    numbers = zones.paper()
+    assert numbers["n_dead"] == 1 and numbers["dead_axes"] == "formal/casual"
+    assert numbers["classes"] == {"hard": 1, "soft": 0, "asymmetric": 1, "healthy": 0}
+    assert numbers["most_severe_axis"] == "formal/casual" and numbers["max_severity"] > 0.5
+    assert (numbers["n_pairs"], numbers["n_models"], numbers["n_draws"]) == (4, 2, 50)
+    ws.save(zones)
+    loaded = dz.DeadZonesResult.load(ws)
+    pd.testing.assert_frame_equal(loaded.table, zones.table, check_dtype=False, check_names=False)
+    assert loaded.paper() == numbers and loaded.dead_axes() == ["formal_casual"]
+    written = ws.paper_dir / "m1"
+    assert (
+        r"\defresult{m1/08_dead_zones/n_dead}{1}"
+        in (written / "numbers-08_dead_zones@dead_zones.tex").read_text()
+    )
+    assert "hard" in (written / "dead_zone_table.tex").read_text()
+    with pytest.raises(ResultsError, match="07_stability"):
+        dz.run(other)  # its own stability and benchmark results are needed

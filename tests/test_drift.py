@@ -3,39 +3,49 @@ study's published drift summaries recomputed with the same functions."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from reloading import assert_paper_survives_reload
 
+from styleprobe import paths
 from styleprobe.analyses import drift
 from styleprobe.engine.generation import SamplingConfig
 from styleprobe.engine.pipeline import Item, run_stage
 from styleprobe.formats import mood_axis
 from styleprobe.protocol.axes import fit_axes
-from styleprobe.protocol.spec import DataError, normalise_text
+from styleprobe.protocol.profiles import drift_profile, get_profile
+from styleprobe.protocol.spec import DataError, Protocol, normalise_text
+from styleprobe.workspace import Workspace
 
 EXTENDED_DRIFT = Path(__file__).resolve().parent / "data" / "mood_axis" / "article" / "extended_drift"
 PUBLISHED = sorted(EXTENDED_DRIFT.glob("*_drift.json"))
+PROTOCOL = Protocol.load()
+
+
+def conversations() -> list[drift.Conversation]:
+    return drift.load_conversations(PROTOCOL.file("drift.yaml"))
 
 
 # -- data and profiles -----------------------------------------------------------------------------------
 
 
 def test_conversation_file():
-    conversations = drift.load_conversations()
-    scenarios = [c for c in conversations if c.kind == "conflict"]
-    controls = [c for c in conversations if c.kind == "control"]
+    every = conversations()
+    scenarios = [c for c in every if c.kind == "conflict"]
+    controls = [c for c in every if c.kind == "control"]
     categories = pd.Series([c.category for c in scenarios]).value_counts()
     assert len(scenarios) == 20 and len(controls) == 10
     assert len(categories) >= 4 and categories.min() >= 2
     n_turns = drift.CONFLICT_TURNS + drift.RECOVERY_TURNS
-    assert {len(c.user_turns) for c in conversations} == {n_turns}
-    turns = [normalise_text(t) for c in conversations for t in c.user_turns]
+    assert {len(c.user_turns) for c in every} == {n_turns}
+    turns = [normalise_text(t) for c in every for t in c.user_turns]
     assert len(set(turns)) == len(turns), "every user turn is written once"
-    topics = [c.topic for c in conversations]
+    topics = [c.topic for c in every]
     assert len(set(topics)) == len(topics)
 
 
@@ -55,33 +65,22 @@ def test_conversation_file_errors(tmp_path):
         drift.load_conversations(bad)
 
 
-def test_drift_profiles():
-    assert drift.get_drift_profile("smoke") is drift.DRIFT_PROFILES["smoke"]
-    changed = drift.get_drift_profile("quick", max_new_tokens=16, n_controls=None)
-    assert changed.name == "quick+max_new_tokens=16" and changed.max_new_tokens == 16
-    assert changed.n_turns == drift.DRIFT_PROFILES["quick"].n_turns
-    paper = drift.DRIFT_PROFILES["paper"]
-    assert (paper.n_scenarios, paper.n_controls, paper.n_conflict, paper.n_recovery) == (20, 10, 12, 4)
-    with pytest.raises(ValueError, match="unknown drift profile"):
-        drift.get_drift_profile("huge")
+def test_drift_sizes_are_checked_against_the_conversations():
     with pytest.raises(ValueError, match=r"n_conflict must lie in 2\.\.12"):
-        drift.get_drift_profile("smoke", n_conflict=1)
-    with pytest.raises(ValueError, match="at least one scenario, one control"):
-        drift.get_drift_profile("smoke", n_controls=0)
+        drift.select_conversations(conversations(), drift_profile("smoke", n_conflict=13))
+    with pytest.raises(ValueError, match=r"n_recovery must lie in 0\.\.4"):
+        drift.select_conversations(conversations(), drift_profile("smoke", n_recovery=5))
     with pytest.raises(ValueError, match="asks for 30 scenarios"):
-        drift.select_conversations(
-            drift.load_conversations(), drift.get_drift_profile("smoke", n_scenarios=30)
-        )
+        drift.select_conversations(conversations(), drift_profile("smoke", n_scenarios=30))
 
 
 def test_selection_takes_categories_in_turn_and_cuts_turns():
-    conversations = drift.load_conversations()
-    profile = drift.get_drift_profile("smoke", n_scenarios=5, n_controls=2, n_conflict=3, n_recovery=2)
-    chosen = drift.select_conversations(conversations, profile)
+    profile = drift_profile("smoke", n_scenarios=5, n_controls=2, n_conflict=3, n_recovery=2)
+    chosen = drift.select_conversations(conversations(), profile)
     scenarios = [c for c in chosen if c.kind == "conflict"]
     assert len(scenarios) == 5 and len({c.category for c in scenarios}) == 5
     assert [c.kind for c in chosen].count("control") == 2
-    full = {c.id: c for c in conversations}
+    full = {c.id: c for c in conversations()}
     for c in chosen:
         whole = full[c.id].user_turns
         assert c.user_turns == whole[:3] + whole[drift.CONFLICT_TURNS : drift.CONFLICT_TURNS + 2]
@@ -227,18 +226,18 @@ def test_published_drift_has_twelve_turn_runs():
 @pytest.fixture(scope="module")
 def tiny_run(tiny, tmp_path_factory):
     handle = tiny("qwen2")
-    profile = drift.get_drift_profile("smoke", max_new_tokens=4)
-    conversations = drift.select_conversations(drift.load_conversations(), profile)
-    run_dir = tmp_path_factory.mktemp("drift")
-    results = drift.run_drift(handle, conversations, profile, run_dir, progress=False)
-    return handle, profile, conversations, run_dir, results
+    root = paths.folders(tmp_path_factory.mktemp("drift"))
+    ws = Workspace(handle, get_profile("smoke"), PROTOCOL, handle.slug, root)
+    profile = drift_profile(ws.profile, max_new_tokens=4)
+    return ws, drift.converse(ws, profile, progress=False)
 
 
-def test_run_drift_feeds_each_conversation_its_own_history(tiny_run, tmp_path):
-    handle, profile, conversations, run_dir, results = tiny_run
+def test_converse_feeds_each_conversation_its_own_history(tiny_run, tmp_path):
+    ws, dialogues = tiny_run
+    profile, conversations, results = dialogues.profile, dialogues.conversations, dialogues.turns
     assert sorted(results) == list(range(1, profile.n_turns + 1))
-    root = drift.stage_root(run_dir, profile)
-    assert root == run_dir / "drift-2+1-4tok" / "seed-0"
+    root = drift.stage_root(ws.runs, profile)
+    assert root == ws.runs.root / "drift-2+1-4tok" / "seed-0"
     stages = sorted(str(p.parent.relative_to(root)) for p in root.rglob("manifest.json"))
     conflict = [f"turn-{t:02d}" for t in range(1, profile.n_conflict + 1)]
     recovery = [
@@ -259,33 +258,37 @@ def test_run_drift_feeds_each_conversation_its_own_history(tiny_run, tmp_path):
         f"{conversations[k].id}/turn-{t:02d}", conversations[k].user_turns[t - 1], history=history, seed=0
     )
     alone = run_stage(
-        handle, tmp_path / "alone", [item], SamplingConfig(profile.max_new_tokens), progress=False
+        ws.model, tmp_path / "alone", [item], SamplingConfig(profile.max_new_tokens), progress=False
     )
     assert alone.records["response"][0] == results[t].records["response"][k]
     np.testing.assert_allclose(alone.per_layer[0], results[t].per_layer[k], atol=1e-4)
 
 
-def test_run_drift_resumes_at_the_missing_turn(tiny_run):
-    handle, profile, conversations, run_dir, results = tiny_run
-    last = profile.n_turns
-    shutil.rmtree(drift.stage_root(run_dir, profile) / drift.turn_dir(last, profile.n_conflict))
-    again = drift.run_drift(handle, conversations, profile, run_dir, progress=False)
-    for t in results:
-        assert list(again[t].records["response"]) == list(results[t].records["response"])
-        np.testing.assert_array_equal(again[t].per_layer, results[t].per_layer)
+def test_converse_resumes_at_the_missing_turn(tiny_run):
+    ws, dialogues = tiny_run
+    profile = dialogues.profile
+    shutil.rmtree(drift.stage_root(ws.runs, profile) / drift.turn_dir(profile.n_turns, profile.n_conflict))
+    again = drift.converse(ws, profile, progress=False)
+    for t, res in dialogues.turns.items():
+        assert list(again.turns[t].records["response"]) == list(res.records["response"])
+        np.testing.assert_array_equal(again.turns[t].per_layer, res.per_layer)
 
 
-def test_project_turns(tiny_run):
-    handle, profile, conversations, _, results = tiny_run
+def planted_axes(handle):
     rng = np.random.default_rng(0)
     states = {
         n: (rng.normal(1, 1, (8, handle.hidden_size)), rng.normal(-1, 1, (8, handle.hidden_size)))
         for n in "xy"
     }
-    axes = fit_axes(
-        states, {"x": ("x+", "x-"), "y": ("y+", "y-")}, model_id=handle.model_id, layers=[], aggregation={}
-    )
-    results = {t: r.select(np.ones(len(r.records), bool)) for t, r in results.items()}  # copies
+    poles = {"x": ("x+", "x-"), "y": ("y+", "y-")}
+    return fit_axes(states, poles, model_id=handle.model_id, layers=[], aggregation={})
+
+
+def test_project_turns(tiny_run):
+    ws, dialogues = tiny_run
+    handle, profile, conversations = ws.model, dialogues.profile, dialogues.conversations
+    axes = planted_axes(handle)
+    results = {t: r.select(np.ones(len(r.records), bool)) for t, r in dialogues.turns.items()}  # copies
     results[2].records.loc[0, "n_measured"] = 0  # an empty answer: NaN, never averaged in
     long = drift.project_turns(axes, results, conversations, profile.n_conflict, handle.model_id)
     assert len(long) == len(conversations) * profile.n_turns * 2
@@ -302,17 +305,56 @@ def test_project_turns(tiny_run):
 
 
 def test_fewer_turns_reuse_the_conflict_turns(tiny_run):
-    handle, profile, _, run_dir, results = tiny_run
-    shorter = drift.get_drift_profile("smoke", max_new_tokens=4, n_conflict=2, n_recovery=1)
-    conversations = drift.select_conversations(drift.load_conversations(), shorter)
-    root = drift.stage_root(run_dir, shorter)
-    assert root == drift.stage_root(run_dir, profile)
+    ws, dialogues = tiny_run
+    profile, results = dialogues.profile, dialogues.turns
+    shorter = drift_profile("smoke", max_new_tokens=4, n_conflict=2, n_recovery=1)
+    root = drift.stage_root(ws.runs, shorter)
+    assert root == drift.stage_root(ws.runs, profile)
     before = {p: p.stat().st_mtime_ns for p in root.glob("turn-0[12]/batches/*")}
-    again = drift.run_drift(handle, conversations, shorter, run_dir, progress=False)
+    again = drift.converse(ws, shorter, progress=False)
     assert {p: p.stat().st_mtime_ns for p in root.glob("turn-0[12]/batches/*")} == before  # not regenerated
     for t in (1, 2):
-        assert list(again[t].records["response"]) == list(results[t].records["response"])
+        assert list(again.turns[t].records["response"]) == list(results[t].records["response"])
     assert (root / "recovery-after-02" / "turn-03" / "manifest.json").exists()
-    full = {c.id: c for c in drift.load_conversations()}
-    first_recovery = [full[c.id].user_turns[drift.CONFLICT_TURNS] for c in conversations]
-    assert list(again[3].records["question"]) == first_recovery
+    full = {c.id: c for c in conversations()}
+    first_recovery = [full[c.id].user_turns[drift.CONFLICT_TURNS] for c in again.conversations]
+    assert list(again.turns[3].records["question"]) == first_recovery
+
+
+def test_imported_summaries_are_checked_against_the_published_ones(tmp_path):
+    imported = drift.imported_summaries(PROTOCOL, EXTENDED_DRIFT, n_boot=50)
+    assert set(imported) == {"deepseek_7b (imported)", "gpt_oss_20b (imported)"}  # qwen_1.5b: one scenario
+    assert (imported["deepseek_7b (imported)"]["n"] == 20).all()
+    forged = tmp_path / "forged_drift.json"
+    raw = json.loads(PUBLISHED[0].read_text())
+    axis = next(iter(raw["drift_summary"]))
+    raw["drift_summary"][axis]["mean_slope"] += 0.01
+    forged.write_text(json.dumps(raw))
+    with pytest.raises(DataError, match=r"forged_drift\.json: the recomputed drift summary differs"):
+        drift.imported_summaries(PROTOCOL, tmp_path, n_boot=50)
+
+
+def test_result_is_saved_with_its_paper_numbers_and_compared_across_models(tiny_run, tmp_path):
+    ws, dialogues = tiny_run
+    planted_axes(ws.model).save(ws.axes_file)
+    imported = drift.imported_summaries(PROTOCOL, EXTENDED_DRIFT, n_boot=50)
+    result = drift.run(ws, dialogues, n_boot=50, imported=imported)
+    n_answers = len(dialogues.conversations) * dialogues.profile.n_turns
+    assert result.n_answers == n_answers and result.n_imported == 2
+    assert result.n_conversations == {"conflict": 2, "control": 1}
+    assert list(result.summary.index) == ["x", "y"] and len(result.trajectories) == 2 * 2 * 4
+    assert result.profile["max_new_tokens"] == 4 and result.profile["name"] == "smoke+max_new_tokens=4"
+    ws.save(result)
+    again = drift.DriftResult.load(ws)
+    assert again.n_imported == 2
+    assert_paper_survives_reload(result, tmp_path)
+    numbers = (ws.paper_dir / ws.slug / "numbers-09_drift@drift.tex").read_text()
+    assert rf"\defresult{{{ws.slug}/09_drift/n_imported}}{{2}}" in numbers
+    assert f"/09_drift/n_significant}}{{{len(again.significant)}}}" in numbers
+    pd.testing.assert_frame_equal(again.by_category, result.by_category, check_names=False)
+    table = again.paper_tables()["drift_table"].frame
+    assert list(table.columns) == ["mean_slope", "ci_low", "ci_high", "control_mean_slope", "mean_recovery"]
+    cross = drift.slopes_across_models(ws, result, imported)
+    assert list(dict.fromkeys(cross["model"])) == [ws.slug, *imported]
+    ours = cross[cross["model"] == ws.slug].set_index("axis")
+    pd.testing.assert_series_equal(ours["mean_slope"], result.summary["mean_slope"], check_names=False)

@@ -52,7 +52,18 @@ def test_a_reply_is_scored_as_read_without_its_system_prompt(explorer):
     assert not np.allclose(
         read_scores(explorer, item, turn.response_ids, keep_system=True), without, atol=1e-5
     )
-    assert np.all(np.abs(turn.scores) <= 1)
+    assert np.all(np.abs(turn.scores) <= 1) and explorer.context == "uninstructed"
+
+
+def test_axes_calibrated_instructed_read_the_reply_with_its_system_prompt(explorer):
+    import dataclasses
+
+    instructed = dataclasses.replace(explorer.axes, meta={**explorer.axes.meta, "context": "instructed"})
+    other = Explorer(explorer.ws, instructed, explorer.axes_file)
+    turn = other.ask("How do tides work?", "Answer like a pirate.", max_new_tokens=8)
+    item = Item("x", turn.message, turn.system)
+    with_system = read_scores(other, item, turn.response_ids, keep_system=True)
+    np.testing.assert_allclose(turn.scores.to_numpy(), with_system, atol=1e-5)
 
 
 def test_a_continued_conversation_reads_the_earlier_turns(explorer):
@@ -78,7 +89,7 @@ def test_the_baseline_fingerprint_is_computed_once_under_the_chosen_axes(explore
     base = explorer.baseline(progress=False)
     assert list(base.index) == explorer.axes.names and base.notna().all()
     assert explorer.baseline(progress=False) is base
-    assert axes_files(explorer.name, explorer.handle.model_id, explorer.folders)[0] == explorer.axes_file
+    assert axes_files(explorer.ws)[0] == explorer.axes_file
 
 
 def test_the_app_callbacks_work_without_a_browser(tiny, dirs):
@@ -114,17 +125,17 @@ def test_the_app_callbacks_work_without_a_browser(tiny, dirs):
 
 
 def test_a_stored_baseline_run_is_reused_rather_than_generated_again(explorer):
-    from styleprobe.protocol.calibration import baseline, stored_baseline_seeds
+    from styleprobe.protocol.fingerprint import baseline, stored_baseline_seeds
 
-    baseline(explorer.handle, explorer.profile, explorer.runs, seeds=(0, 1), progress=False)
-    assert stored_baseline_seeds(explorer.handle, explorer.profile, explorer.runs) == (0, 1)
+    baseline(explorer.ws, seeds=(0, 1), progress=False)
+    assert stored_baseline_seeds(explorer.ws) == (0, 1)
 
 
 def test_switching_the_axis_set_rescores_under_the_new_axes(tiny, explorer, dirs):
     import dataclasses
 
     shifted = dataclasses.replace(explorer.axes, centres=explorer.axes.centres + 5 * explorer.axes.scales)
-    other = shifted.save(explorer.runs / "axes-shifted.json")
+    other = shifted.save(explorer.ws.runs.root / "axes-shifted.json")  # found among the run store's axes
 
     def loader(model, axes_file):
         handle = tiny("qwen2") if model == "qwen2" else model

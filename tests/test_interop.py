@@ -7,19 +7,19 @@ import pytest
 from styleprobe.engine.extraction import Aggregation
 from styleprobe.formats import interop
 from styleprobe.protocol.axes import AxesError, AxisSet
-from styleprobe.protocol.spec import load_axes
+from styleprobe.protocol.spec import Protocol
 
 STUDY_NPZ = Path(__file__).parent / "data/mood_axis/article/axis_stability/qwen_7b_set_A_axes.npz"
+PROTOCOL = Protocol.load()
 
 
 def _axes(hidden=32):
     rng = np.random.default_rng(0)
     names = ["warm_cold", "formal_casual"]
     vectors = rng.normal(size=(2, hidden))
-    specs = load_axes()
     return AxisSet(
         names=names,
-        poles=[specs[n].poles for n in names],
+        poles=[PROTOCOL.axes[n].poles for n in names],
         vectors=vectors / np.linalg.norm(vectors, axis=1, keepdims=True),
         centres=np.array([0.1, -0.2]),
         scales=np.array([2.5, 4.0]),
@@ -41,9 +41,12 @@ def test_control_vector_round_trip_in_llama_cpp_layout(tmp_path):
         list(cv.directions) == [4, 5, 6, 7] and cv.model_hint == "some/model" and cv.axis == "formal_casual"
     )
     np.testing.assert_allclose(cv.directions[6], axes.vectors[1] * 4.0, rtol=1e-6)
-    back = interop.control_vector_axis(cv)
+    back = interop.control_vector_axis(cv, PROTOCOL)
     np.testing.assert_allclose(back.vectors[0], axes.vectors[1], atol=1e-6)
     assert back.scales[0] == pytest.approx(4.0) and back.names == ["formal_casual"]
+    assert back.poles == [PROTOCOL.axes["formal_casual"].poles]
+    with pytest.raises(AxesError, match="unknown axis 'nosuch'"):
+        interop.control_vector_axis(cv, PROTOCOL, "nosuch")
 
 
 def test_a_chosen_strength_and_layers(tmp_path):
@@ -72,7 +75,7 @@ def test_malformed_control_vectors_give_one_line_errors(tmp_path):
 
 
 def test_the_study_axes_import_with_their_uncentred_scale():
-    axes = interop.import_study_axes(STUDY_NPZ)
+    axes = interop.import_study_axes(STUDY_NPZ, PROTOCOL)
     assert axes.model_id == "Qwen/Qwen2.5-7B-Instruct" and axes.layers == [24, 25, 26, 27]
     assert axes.normalisation == "uncentred_iqr" and np.all(axes.centres == 0)
     np.testing.assert_allclose(np.linalg.norm(axes.vectors, axis=1), 1.0, atol=1e-6)
@@ -83,7 +86,7 @@ def test_the_study_axes_import_with_their_uncentred_scale():
     np.testing.assert_allclose(axes.project(h)[:, axes.index("warm_cold")], expected, rtol=1e-4, atol=1e-6)
     assert "final norm" in axes.meta["convention"]
     with pytest.raises(AxesError, match="unknown study model"):
-        interop.import_study_axes(STUDY_NPZ.with_name("other_set_A_axes.npz"))
+        interop.import_study_axes(STUDY_NPZ.with_name("other_set_A_axes.npz"), PROTOCOL)
 
 
 def test_cli_imports_the_study_axes_and_exports_a_control_vector(tmp_path, capsys):

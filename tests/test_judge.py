@@ -15,6 +15,8 @@ import pytest
 import torch
 from chat_server import AXES, ChatServer, quoted_answer
 
+from styleprobe.analyses.deadzones import DeadZonesResult
+from styleprobe.analyses.judge import analysis
 from styleprobe.analyses.judge import stats as judge_stats
 from styleprobe.analyses.judge.backends import (
     ENV_API_KEY,
@@ -37,15 +39,21 @@ from styleprobe.analyses.judge.core import (
     rate_responses,
     read_answer,
 )
+from styleprobe.paths import data_dir
+from styleprobe.protocol.calibration import calibrate
+from styleprobe.protocol.spec import DataError, Protocol
+from styleprobe.report import paper
 from styleprobe.report.results import update_results
+from styleprobe.workspace import Workspace
 
 KEY = "sk-test-5f2b9c1e7d"  # a fake key: it must never reach a file
 RATING_FORM = tuple((a, (-2, -1, 0, 1, 2)) for a in AXES)
+PROTOCOL = Protocol.load()
 
 
 def remote(server: ChatServer, tmp_path: Path, **kwargs) -> OpenAIJudge:
     options = {"api_key": KEY, "timeout": 2.0, "max_retries": 2, "cache_dir": tmp_path / "cache", **kwargs}
-    return OpenAIJudge("test-judge", base_url=server.base_url, **options)
+    return OpenAIJudge("test-judge", base_url=server.base_url, protocol=PROTOCOL, **options)
 
 
 def answers(n: int) -> pd.DataFrame:
@@ -183,7 +191,10 @@ def test_answers_are_cached_by_inputs_not_by_key(server, tmp_path):
     again = remote(server, tmp_path, api_key="sk-another-key-000")
     assert again.rate("q?", "r") == dict.fromkeys(AXES, 1) and len(server.requests) == 1
     remote(server, tmp_path, temperature=0.5).rate("q?", "r")
-    OpenAIJudge("other-model", base_url=server.base_url, cache_dir=tmp_path / "cache").rate("q?", "r")
+    other = OpenAIJudge(
+        "other-model", base_url=server.base_url, cache_dir=tmp_path / "cache", protocol=PROTOCOL
+    )
+    other.rate("q?", "r")
     assert len(server.requests) == 3
 
 
@@ -192,15 +203,15 @@ def test_endpoint_settings_come_from_the_environment(server, tmp_path, monkeypat
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     monkeypatch.setenv(ENV_BASE_URL, server.base_url)
     monkeypatch.setenv(ENV_MODEL, "env-model")
-    judge = make_judge("openai")
+    judge = make_judge("openai", protocol=PROTOCOL)
     assert judge.rate("q?", "r")["warm_cold"] == 1
     headers = {k.lower(): v for k, v in server.requests[0]["headers"].items()}
     assert server.requests[0]["body"]["model"] == "env-model" and headers["authorization"] == f"Bearer {KEY}"
     monkeypatch.delenv(ENV_MODEL)
     with pytest.raises(JudgeError, match=ENV_MODEL):
-        make_judge("openai")
+        make_judge("openai", protocol=PROTOCOL)
     with pytest.raises(JudgeError, match="backend"):
-        make_judge("telepathy")
+        make_judge("telepathy", protocol=PROTOCOL)
 
 
 def test_api_key_is_written_nowhere(server, tmp_path, monkeypatch):
@@ -210,7 +221,9 @@ def test_api_key_is_written_nowhere(server, tmp_path, monkeypatch):
     # an endpoint that echoes the credentials it got in its error message (some providers show part of them)
     server.script.append(("status", 401, {}))
     server.script.append(("content", "not json at all"))
-    judge = make_judge("openai", cache_dir=tmp_path / "runs" / "judge-cache", max_retries=0)
+    judge = make_judge(
+        "openai", protocol=PROTOCOL, cache_dir=tmp_path / "runs" / "judge-cache", max_retries=0
+    )
     rated = rate_responses(judge, answers(3), progress=False)
     assert rated.loc[0, "status"] == "error" and KEY not in rated.loc[0, "detail"]
     pairs = pd.DataFrame(
@@ -238,7 +251,7 @@ def test_notebook_parameters_hold_no_secret():
 
 # -- the local backend ---------------------------------------------------------------------------------------
 def test_local_judge_rates_every_axis_and_compares(tiny, tmp_path):
-    judge = LocalJudge(tiny("qwen2"), cache_dir=tmp_path / "cache")
+    judge = LocalJudge(tiny("qwen2"), protocol=PROTOCOL, cache_dir=tmp_path / "cache")
     rating = judge.rate("Why is the sky blue?", "Because of Rayleigh scattering.")
     assert set(rating) == set(AXES) and all(v in (-2, -1, 0, 1, 2) for v in rating.values())
     assert judge.compare("Why?", "Because.", "I'd love to explain!", "warm_cold") in ("a", "b")
@@ -247,7 +260,7 @@ def test_local_judge_rates_every_axis_and_compares(tiny, tmp_path):
 
 def test_local_choice_is_the_most_likely_value(tiny):
     handle = tiny("qwen2")
-    judge = LocalJudge(handle)
+    judge = LocalJudge(handle, protocol=PROTOCOL)
     form = (("warm_cold", (-1, 0, 1)), ("answer", ("A", "B")))
     prompt = judge._prompt(judge.comparison_messages("q?", "one", "two", "warm_cold")[0])
     prompt_ids = handle.tokenizer(prompt, add_special_tokens=False)["input_ids"]
@@ -274,7 +287,12 @@ def test_local_choice_is_the_most_likely_value(tiny):
 
 def test_local_generation_is_parsed_strictly_and_a_malformed_reply_is_not_cached(tiny, tmp_path):
     judge = LocalJudge(
-        tiny("qwen2"), scoring="generate", max_new_tokens=6, max_attempts=2, cache_dir=tmp_path
+        tiny("qwen2"),
+        scoring="generate",
+        max_new_tokens=6,
+        max_attempts=2,
+        cache_dir=tmp_path,
+        protocol=PROTOCOL,
     )
     verdict = judge.compare_verdict("q?", "a", "b", "warm_cold")  # 6 random tokens are not the JSON object
     assert verdict.status == "malformed" and verdict.attempts == 2
@@ -293,8 +311,8 @@ class KeywordJudge(Judge):
 
     kind = "keyword"
 
-    def __init__(self):
-        super().__init__("keyword")
+    def __init__(self, protocol=PROTOCOL):
+        super().__init__("keyword", protocol=protocol)
 
     def _complete(self, messages, form):
         user = messages[-1]["content"]
@@ -313,7 +331,7 @@ class ScriptedJudge(Judge):
     call_errors = (JudgeCallError,)
 
     def __init__(self, replies, cache_dir=None, max_attempts=3):
-        super().__init__("scripted", cache_dir=cache_dir, max_attempts=max_attempts)
+        super().__init__("scripted", protocol=PROTOCOL, cache_dir=cache_dir, max_attempts=max_attempts)
         self.replies, self.calls = list(replies), []
 
     def _complete(self, messages, form):
@@ -496,54 +514,86 @@ def test_runner_over_a_judge_matches_direct_calls():
     assert rated["warm_cold"].is_monotonic_increasing and (rated["status"] == "ok").all()
 
 
-@pytest.mark.parametrize(
-    "section",
-    [
-        {
-            "table": {
-                "warm_cold": {"dead": True, "severity": 0.8},
-                "formal_casual": {"dead": False, "severity": 0.1},
-            }
-        },
-        {"per_axis": {"dead": {"warm_cold": True, "formal_casual": False}, "severity": {"warm_cold": 0.8}}},
-        {
-            "rows": [
-                {"axis": "warm_cold", "dead": True, "severity": 0.8},
-                {"axis": "formal_casual", "dead": False},
-            ]
-        },
-    ],
-)
-def test_dead_axes_read_from_the_dead_zones_section(section):
-    flags, source = judge_stats.dead_axes({"dead_zones": section, "calibration": {}}, list(AXES))
-    assert source == "dead_zones" and [a for a, d in flags.items() if d] == ["warm_cold"]
-
-
-def test_dead_axes_read_from_a_written_severity_table(tmp_path):
-    from styleprobe.analyses import deadzones
-    from styleprobe.report.results import load_results
-
-    inputs = pd.DataFrame(
-        {"accuracy": [0.5, 0.95], "dprime": [0.1, 3.0], "stability_cosine": [0.2, 0.95], "snr": [0.1, 3.0]},
-        index=pd.Index(["warm_cold", "formal_casual"], name="axis"),
+def test_dead_axes_are_the_dead_zones_of_notebook_08():
+    table = pd.DataFrame(
+        {"severity": [0.8, 0.1], "dead": [True, False]}, index=["warm_cold", "formal_casual"]
     )
-    table = deadzones.severity_table(inputs)
-    table["dead"] = table["severity"] >= deadzones.DEAD_SEVERITY
-    for frame in (table, table.reset_index()):  # indexed by axis, or with an axis column
-        update_results("m", "dead_zones", {"table": frame}, tmp_path)
-        section = load_results("m", tmp_path)
-        assert judge_stats.dead_axes(section, list(AXES)) == (
-            {a: a == "warm_cold" for a in AXES},
-            "dead_zones",
-        )
+    zones = DeadZonesResult(table, pd.DataFrame(), {}, {})
+    flags = judge_stats.dead_axes(zones, list(AXES))
+    assert list(flags) == list(AXES) and [a for a, d in flags.items() if d] == ["warm_cold"]
+    assert judge_stats.dead_axes(DeadZonesResult.from_dict(zones.to_dict()), list(AXES)) == flags
 
 
-def test_dead_axes_fall_back_to_held_out_accuracy():
-    evaluation = {a: {"pairwise_accuracy": 0.9} for a in AXES} | {"warm_cold": {"pairwise_accuracy": 0.36}}
-    flags, source = judge_stats.dead_axes({"calibration": {"evaluation": evaluation}}, list(AXES))
-    assert "calibration" in source and [a for a, d in flags.items() if d] == ["warm_cold"]
-    flags, source = judge_stats.dead_axes({}, list(AXES))
-    assert not any(flags.values()) and source.startswith("none")
+def test_the_protocol_gives_the_judge_its_axes_and_rubrics(tmp_path):
+    for path in data_dir().iterdir():
+        if path.is_file():
+            (tmp_path / path.name).write_bytes(path.read_bytes())
+    prompts = (tmp_path / "judge.yaml").read_text(encoding="utf-8")
+    (tmp_path / "judge.yaml").write_text(
+        prompts.replace("  warm_cold:", "  warm_and_cold:", 1), encoding="utf-8"
+    )
+    with pytest.raises(DataError, match="no rubric for \\['warm_cold'\\]"):
+        KeywordJudge(protocol=Protocol.load(tmp_path))
+
+
+def _numbers(result) -> dict[str, str]:
+    return {k: paper.format_value(v) for k, v in paper.flatten(result.paper()).items()}
+
+
+def test_run_rates_compares_flags_pools_and_saves(tmp_path, cache, monkeypatch):
+    """Notebook 05's analysis on a tiny model judging its own answers: a first run with only this model
+    and its own reading context, then one with the other context's axes and another model's ratings."""
+    monkeypatch.setenv("STYLEPROBE_CACHE", str(cache / "ws"))
+    ws = Workspace.open("random:qwen2", profile="smoke", root=tmp_path)
+    calibrate(ws, progress=False).axes.save(ws.axes_file)
+    dead = pd.DataFrame({"dead": [name == "formal_casual" for name in AXES]}, index=list(AXES))
+    update_results(
+        ws.slug, "dead_zones", DeadZonesResult(dead, pd.DataFrame(), {}, {}).to_dict(), ws.results_dir
+    )
+    reader = analysis.open_judge(ws)
+    options = {"seeds": [0, 1], "n_pairs": 2, "n_boot": 20, "progress": False}
+    first = analysis.run(ws, reader, **options)
+    assert first.self_judged and first.judge == {
+        "kind": "local",
+        "model": "random-qwen2",
+        "scoring": "logprob",
+    }
+    assert first.n_responses == ws.profile.n_baseline and first.status == {"ok": first.n_responses}
+    assert first.dead_axes == {name: name == "formal_casual" for name in AXES}
+    ratings = pd.DataFrame(first.ratings)
+    assert len(ratings) == first.n_responses * len(AXES) and ratings["rating"].between(-2, 2).all()
+    assert ratings.loc[ratings["dead"], "axis"].unique().tolist() == ["formal_casual"]
+    assert list(first.agreement.index) == list(AXES) and (first.agreement["n"] == first.n_responses).all()
+    assert (first.axes_context, first.other_context, first.agreement_other_context) == (
+        "uninstructed",
+        "instructed",
+        None,
+    )
+    assert first.compliance.loc["all", "n"] == 2 * len(AXES) == len(first.compliance_pairs)
+    assert first.pooled["models"] == [ws.slug] and first.pooled["n_pairs"] == len(ratings)
+    assert first.leave_one_model_out.empty
+    assert list(ws.runs.judge_cache().rglob("*.json"))  # every judgement is cached in the run store
+    assert set(_numbers(first)) == {
+        "judge", "judge_kind", "self_judged", "n_responses", "mean_rho", "pooled/rho", "pooled/ci_low",
+        "pooled/ci_high", "pooled/p", "pooled/n_pairs", "compliance/accuracy", "compliance/ci_low",
+        "compliance/ci_high", "compliance/n", "chose_first",
+    }  # fmt: skip
+
+    update_results("other-model", "judge", first.to_dict(), ws.results_dir)
+    calibrate(ws, context="instructed", progress=False).axes.save(ws.runs.axes("instructed"))
+    second = analysis.run(ws, reader, **options)
+    assert second.ratings == first.ratings and second.status == first.status  # from the cache
+    assert list(second.agreement_other_context.index) == list(AXES)
+    assert second.pooled["models"] == [ws.slug, "other-model"]
+    assert second.pooled["n_pairs"] == 2 * len(ratings) and list(second.leave_one_model_out.index) == [
+        ws.slug,
+        "other-model",
+    ]
+    ws.save(second)
+    loaded = analysis.JudgeResult.load(ws)
+    assert _numbers(loaded) == _numbers(second) and loaded.compliance_pairs == second.compliance_pairs
+    table = (ws.paper_dir / ws.slug / "judge_table.tex").read_text()
+    assert "Spearman rho" in table and "pairs accuracy" in table and "formal/casual" in table
 
 
 @pytest.mark.slow
@@ -557,6 +607,9 @@ def test_notebook_with_a_remote_judge_writes_no_key(server, tmp_path, monkeypatc
     monkeypatch.setenv("STYLEPROBE_CACHE", str(tmp_path / "cache"))
     params = {"model": "random:qwen2", "profile": "smoke", "seeds": [0], "n_boot": 50, "root": str(tmp_path)}
     execute("01_calibration", tmp_path / "nb" / "01.ipynb", params, progress=False)
+    no_dead_zone = pd.DataFrame({"dead": [False] * len(AXES)}, index=list(AXES))
+    zones = DeadZonesResult(no_dead_zone, pd.DataFrame(), {}, {})  # notebook 08's, which needs 07
+    update_results("random-qwen2", "dead_zones", zones.to_dict(), tmp_path / "results")
     out = execute("05_judge", tmp_path / "nb" / "05.ipynb", {**params, "judge": "openai"}, progress=False)
     results = json.loads((tmp_path / "results" / "random-qwen2.json").read_text())["judge"]
     assert results["judge"]["kind"] == "openai" and results["status"] == {"ok": 6}

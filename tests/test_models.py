@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from styleprobe.engine.chat import build_prompt, plain_prompt
+from styleprobe.engine.gguf import _file_key
 from styleprobe.engine.models import (
     ModelLoadError,
-    _file_key,
     default_dtype,
     end_of_turn_ids,
     load_model,
@@ -19,7 +19,7 @@ from styleprobe.engine.models import (
     resolve,
     slugify,
 )
-from styleprobe.engine.toy import ARCHS, build_random_model
+from styleprobe.testing import ARCHS, build_random_model
 
 
 @pytest.mark.parametrize("name", ["no-such-model", "./missing/dir/x.gguf", "a b c"])
@@ -154,7 +154,7 @@ def test_file_hashes_are_remembered_until_the_file_changes(tmp_path, monkeypatch
 
 def test_an_unknown_random_architecture_fails_in_one_line_listing_the_known_ones():
     with pytest.raises(ModelLoadError) as err:
-        resolve("random:nosuch")
+        load_model("random:nosuch")
     message = str(err.value)
     assert "\n" not in message and "'nosuch'" in message
     assert all(arch in message for arch in ARCHS)

@@ -11,7 +11,8 @@ import json
 
 import pytest
 
-from styleprobe.engine.models import ModelLoadError, load_presets, package_gguf
+from styleprobe.engine.gguf import package_gguf
+from styleprobe.engine.models import ModelLoadError, load_presets
 
 NAME = "tiny-model.gguf"
 

@@ -1,25 +1,30 @@
-"""The paper's inputs: every generated file the text includes is written by a notebook, numbers are
-formatted and escaped, and the collector names what is missing."""
+"""The paper's inputs: every generated file and figure the text includes is written by a notebook, numbers
+are formatted and escaped, and the collector names what is missing."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 
 from styleprobe.paths import NOTEBOOKS_DIR
 from styleprobe.report import paper
+from styleprobe.report.plots import save_figure
+from styleprobe.result import PaperTable, Result
 
 TEXT = sorted(paper.PAPER_DIR.glob("*.tex")) + sorted((paper.PAPER_DIR / "sections").glob("*.tex"))
 MADE_BY_COLLECTOR = {"index"}  # generated/index.tex is written by styleprobe.report.paper itself
 
 
 def _targets() -> list[tuple[str, str]]:
-    """(file, generated target) for every \\input / \\includegraphics / \\resulttable into generated/."""
+    """(file, target) for every \\input / \\includegraphics / \\resulttable into generated/ or the figures."""
     return sorted((path.name, target) for path in TEXT for target in paper.text_needs(path.read_text()).files)
 
 
@@ -32,8 +37,11 @@ def _result_notebooks() -> list[tuple[str, str]]:
     return sorted(out)
 
 
-def test_the_text_uses_generated_files_and_numbers():
+def test_the_text_uses_generated_files_figures_and_numbers():
     assert len(_targets()) >= 20 and len(_result_notebooks()) >= 8
+    figures = [t for _, t in _targets() if t.startswith(paper.FIGURES)]
+    assert len(figures) >= 15 and not any(t.endswith(".pdf") for t in figures)
+    assert not [t for _, t in _targets() if t.startswith("generated/") and "graphics" in t]
 
 
 @pytest.mark.parametrize(("file", "target"), _targets())
@@ -50,20 +58,38 @@ def test_every_result_comes_from_a_notebook_that_writes_numbers(file, notebook):
     assert notebook in paper.producers(), f"{file} reads numbers of {notebook}, which writes none"
 
 
-def test_producers_finds_names_in_paper_calls_only(tmp_path):
+@dataclass
+class _Demo(Result):  # no `name`: not registered, passed to producers explicitly
+    notebook: ClassVar[str] = "01_demo"
+    value: float = 0.0
+
+    def paper(self):
+        return {"value": self.value}
+
+    def paper_tables(self):
+        tables = {"table_a": PaperTable(pd.DataFrame())}
+        tables["table_b"] = PaperTable(pd.DataFrame(), digits=3)
+        return tables
+
+
+@dataclass
+class _Silent(Result):  # writes no numbers and no tables
+    notebook: ClassVar[str] = "02_silent"
+
+
+def test_producers_learn_figures_from_the_notebooks_and_the_rest_from_the_results(tmp_path):
     (tmp_path / "01_demo.py").write_text(
-        "ws.paper_figures(['fig_a', 'fig_b'])\n"
-        "ws.paper_numbers('01_demo', {'table': frame.to_dict(orient='index')})\n"
-        "paper.write_table(paper.CROSS_MODEL, 'table_c', frame)\n"
-        "ws.paper_numbers('01_demo', {'key': 1})\n"
-        "ws.save_figure(fig, 'not_for_the_paper')\n"
+        "ws.save_figure(fig, 'fig_a')\n"
+        "workspaces['instruct'].save_figure(grid.figure, 'fig_b')\n"
+        "plt.savefig('not_a_figure')\n"
+        "ws.save(result)\n"
     )
-    made = paper.producers(tmp_path)
-    assert {"fig_a", "fig_b", "table_c", "01_demo"} <= set(made)
-    assert "not_for_the_paper" not in made and "index" not in made and made["fig_a"] == "01_demo"
+    made = paper.producers(tmp_path, registry={"demo": _Demo, "silent": _Silent})
+    assert made == dict.fromkeys(["fig_a", "fig_b", "01_demo", "table_a", "table_b"], "01_demo")
+    assert set(_Demo().paper_tables()) == {"table_a", "table_b"}  # what the scan read is what it returns
 
 
-def test_producers_of_the_repository_cover_every_notebook_with_paper_cells():
+def test_producers_of_the_repository_cover_every_notebook_with_paper_numbers():
     made = paper.producers(NOTEBOOKS_DIR)
     for notebook in ("01_calibration", "02_baseline", "04_length_confound", "10_cross_model"):
         assert made.get(notebook) == notebook  # each writes its own numbers file
@@ -106,15 +132,9 @@ def test_write_table_is_booktabs_with_escaped_labels(tmp_path):
     assert r"warm/cold & 0.50 & 3 \\" in text and r"a\&b & \ensuremath{-}0.25 & 4 \\" in text
 
 
-def test_copy_figures_needs_the_pdf(tmp_path):
-    (tmp_path / "fig.pdf").write_bytes(b"%PDF-1.4")
-    assert paper.copy_figures("m", tmp_path, ["fig"], root=tmp_path / "gen")[0].read_bytes() == b"%PDF-1.4"
-    with pytest.raises(FileNotFoundError, match="save_figure"):
-        paper.copy_figures("m", tmp_path, ["absent"], root=tmp_path / "gen")
-
-
 def _mini_paper(folder: Path) -> Path:
-    """A paper with one always-included section and one gated on notebook 05_demo."""
+    """A paper with one always-included section (a number, a table, a figure) and one gated on notebook
+    05_demo; its generated files go to `folder/generated`, its figures to `folder/../figures`."""
     (folder / "sections").mkdir(parents=True)
     shutil.copy(paper.PAPER_DIR / "styleprobe-results.sty", folder)
     (folder / "main.tex").write_text(
@@ -125,6 +145,7 @@ def _mini_paper(folder: Path) -> Path:
     (folder / "sections" / "always.tex").write_text(
         "Accuracy \\result{\\mainmodel/01_calibration/accuracy}.\n"
         "\\resulttable{generated/\\mainmodel/calibration_evaluation}\n"
+        "\\includegraphics[width=2cm]{\\figuresdir/\\mainmodel/axis_cosines}\n"
     )
     (folder / "sections" / "gated.tex").write_text("Judge \\result{\\mainmodel/05_demo/rho}.\n")
     return folder
@@ -139,14 +160,45 @@ def test_missing_names_the_key_and_the_notebook(tmp_path):
         "missing result m/01_calibration/accuracy" in p and "01_calibration for m" in p for p in problems
     )
     assert any("missing file generated/m/calibration_evaluation" in p for p in problems)
+    assert any(r"missing file \figuresdir/m/axis_cosines" in p for p in problems)
     assert not any("05_demo" in p for p in problems)  # its section is left out, not required
     paper.write_numbers("m", "01_calibration", {"accuracy": 0.8}, root=root)
     paper.write_table("m", "calibration_evaluation", pd.DataFrame({"a": [1.0]}), root=root)
+    (root / "m" / "axis_cosines.pdf").write_bytes(b"%PDF-1.4")  # a copy beside the tables does not count
+    assert len(paper.missing(folder, root, "m")) == 1
+    _figure(tmp_path / "figures" / "m" / "axis_cosines")  # where ws.save_figure writes it
     assert paper.missing(folder, root, "m") == []
     paper.write_numbers("m", "05_demo", {"other": 1}, root=root)  # the gated notebook ran: now required
     assert paper.missing(folder, root, "m") == [
         "missing result m/05_demo/rho (gated.tex): run notebook 05_demo for m (make notebook NB=05 MODEL=m)"
     ]
+
+
+def _figure(stem: Path) -> None:
+    fig, ax = plt.subplots(figsize=(1, 1))
+    ax.plot([0, 1])
+    save_figure(fig, stem)
+    plt.close(fig)
+
+
+def test_numbers_files_of_several_results_of_one_notebook_count_once(tmp_path):
+    paper.write_numbers("m", "07_stability", {"a": 1}, root=tmp_path, part="stability")
+    paper.write_numbers("m", "07_stability", {"b": 2}, root=tmp_path, part="benchmark")
+    assert paper.available(tmp_path) == {"m": ["07_stability"]}
+    assert paper.defined_keys(tmp_path) == {"m/07_stability/a", "m/07_stability/b"}
+    assert (tmp_path / "m" / "numbers-07_stability@benchmark.tex").exists()
+
+
+def test_the_command_checks_a_test_root_against_the_paper(tmp_path, capsys):
+    paper.write_numbers("m", "01_calibration", {"n_axes": 7}, root=tmp_path / "paper" / "generated")
+    assert paper.main(["--check", "--root", str(tmp_path), "--main-model", "m"]) == 1
+    err = capsys.readouterr().err
+    assert "missing result m/01_calibration/mean_accuracy" in err and "m/01_calibration/n_axes" not in err
+    assert "missing file generated/m/calibration_evaluation" in err
+    assert r"missing file \figuresdir/m/axis_cosines" in err  # looked for in <root>/figures/m/
+    assert (tmp_path / "paper" / "generated" / "index.tex").exists()
+    with pytest.raises(SystemExit):
+        paper.main(["--root", str(tmp_path)])  # only checked: latexmk reads the checkout's generated/
 
 
 def test_build_refuses_a_main_model_without_outputs(tmp_path):
@@ -165,6 +217,8 @@ def test_index_lists_models_and_absent_notebooks(tmp_path):
     assert r"\def\mainmodel{m}" in text and r"\def\papermodels{m}" in text
     assert r"\def\absentnotebooks{05\_demo}" in text
     assert r"\input{generated/cross_model/numbers-10_cross_model.tex}" in text
+    assert r"\def\figuresdir{../figures}" in text  # figures/ beside the paper's folder, as ws writes them
+    assert paper.figures_dir(root) == tmp_path / "figures"
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="needs pdflatex")
@@ -173,6 +227,7 @@ def test_latex_prints_results_skips_gated_sections_and_fails_on_a_missing_key(tm
     root = folder / "generated"
     paper.write_numbers("m", "01_calibration", {"accuracy": 0.8125}, root=root)
     paper.write_table("m", "calibration_evaluation", pd.DataFrame({"a": [1.0]}), root=root)
+    _figure(tmp_path / "figures" / "m" / "axis_cosines")
     paper.write_index(folder, root, "m")
 
     def compile_() -> subprocess.CompletedProcess:

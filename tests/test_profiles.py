@@ -1,6 +1,6 @@
 import pytest
 
-from styleprobe.protocol.profiles import PROFILES, get_profile
+from styleprobe.protocol.profiles import DRIFT_PROFILES, PROFILES, drift_profile, get_profile
 
 
 def test_profiles_and_overrides():
@@ -31,3 +31,22 @@ def test_a_size_that_is_not_a_positive_count_is_refused(size, value):
     with pytest.raises(ValueError, match=f"profile size {size} must be"):
         get_profile("quick", **{size: value})
     assert get_profile("quick", seeds=[0, 1]).seeds == (0, 1)
+
+
+def test_drift_sizes_go_with_the_profile_and_are_overridden_the_same_way():
+    assert drift_profile("smoke") is DRIFT_PROFILES["smoke"]
+    assert drift_profile(get_profile("quick", n_baseline=3)) is DRIFT_PROFILES["quick"]  # by the base name
+    changed = drift_profile("quick", max_new_tokens=16, n_controls=None)
+    assert changed.name == "quick+max_new_tokens=16" and changed.max_new_tokens == 16
+    assert changed.n_turns == DRIFT_PROFILES["quick"].n_turns
+    paper = DRIFT_PROFILES["paper"]
+    assert (paper.n_scenarios, paper.n_controls, paper.n_conflict, paper.n_recovery) == (20, 10, 12, 4)
+    assert drift_profile("smoke", n_recovery=0).n_turns == DRIFT_PROFILES["smoke"].n_conflict
+    with pytest.raises(ValueError, match="unknown profile 'huge'"):
+        drift_profile("huge")
+    with pytest.raises(ValueError, match="profile size n_controls must be a positive integer"):
+        drift_profile("smoke", n_controls=0)
+    with pytest.raises(ValueError, match="profile size n_recovery must be an integer >= 0"):
+        drift_profile("smoke", n_recovery=-1)
+    with pytest.raises(ValueError, match="unknown profile size n_baseline; choose from n_scenarios"):
+        drift_profile("smoke", n_baseline=3)

@@ -7,10 +7,13 @@ import os
 import pytest
 import torch
 
+from styleprobe import paths
 from styleprobe.engine.generation import SamplingConfig
 from styleprobe.engine.models import load_model
 from styleprobe.protocol.calibration import calibrate
 from styleprobe.protocol.profiles import Profile
+from styleprobe.protocol.spec import Protocol
+from styleprobe.workspace import Workspace
 
 pytestmark = pytest.mark.realmodel
 
@@ -35,10 +38,9 @@ def smollm():
 
 
 def test_verbose_concise_separates_held_out_answers(smollm, tmp_path):
+    ws = Workspace(smollm, SMALL, Protocol.load(), smollm.slug, paths.folders(tmp_path))
     cal = calibrate(
-        smollm,
-        SMALL,
-        tmp_path,
+        ws,
         axes=["verbose_concise", "warm_cold"],
         seed=0,
         sampling=SamplingConfig(128),

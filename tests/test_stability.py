@@ -5,8 +5,6 @@ from validation_fixtures import AXES, synthetic_result
 
 from styleprobe.analyses import stability
 from styleprobe.protocol.calibration import fit_from_result
-from styleprobe.protocol.profiles import get_profile
-from styleprobe.protocol.spec import load_axes, load_questions
 
 
 def _fit(result):
@@ -46,22 +44,87 @@ def test_convergence_reaches_the_full_axis_and_never_uses_evaluation_answers():
     assert conv["pairwise_accuracy"].between(0, 1).all()
 
 
-def test_formulation_items_cover_five_wordings_on_held_out_questions():
-    prof = get_profile("smoke")
-    items = stability.formulation_items(prof, list(AXES))
-    assert len(items) == len(AXES) * 5 * prof.n_evaluation * 2
-    bank, specs = load_questions(), load_axes()
-    held_out = {q for a in AXES for q in bank.evaluation[a]}
-    assert {it.question for it in items} <= held_out
-    warm = [it for it in items if it.meta["axis"] == "warm_cold" and it.meta["formulation"] == "minimal"]
-    assert {it.system for it in warm} == set(specs["warm_cold"].formulations["minimal"])
+def test_baseline_snr():
+    m = np.array([[0.0, 0.2], [1.0, 1.2], [2.0, 2.2]])  # question means 0.1, 1.1, 2.1 (std 1); seed std √0.02
+    assert stability.baseline_snr(m) == pytest.approx(1 / np.sqrt(0.02))
+    with pytest.raises(ValueError, match="questions x seeds"):
+        stability.baseline_snr([1.0, 2.0])
 
 
-def test_formulation_scores_report_accuracy_and_cosine_per_wording():
-    standard = synthetic_result(seed=0, signal=5.0)
-    axes = _fit(standard)
-    forms = synthetic_result(seed=1, n_cal=0, signal=5.0)
-    forms.records["formulation"] = np.where(forms.records["q_index"] < 3, "plain", "role")
-    scores = stability.formulation_scores(axes, standard, forms)
-    assert set(scores["formulation"]) == {"standard", "plain", "role"}
-    assert (scores["pairwise_accuracy"] > 0.8).all() and (scores["cosine"] > 0.5).all()
+def test_baseline_retest_takes_the_stored_icc_and_adds_the_snr_of_finite_questions():
+    icc = pd.DataFrame({"icc": [0.5, 0.7], "ci_low": [0.1, 0.2], "ci_high": [0.8, 0.9]}, index=["b", "a"])
+    projections = {
+        0: np.array([[0.0, 1.0], [1.0, 2.0], [2.0, np.nan]]),
+        1: np.array([[0.2, 1.5], [1.2, 2.5], [2.2, 9.0]]),
+    }
+    table = stability.baseline_retest(icc, projections, ["a", "b"])
+    assert list(table.index) == ["a", "b"] and table.index.name == "axis"
+    assert list(table.columns) == ["baseline_icc", "ci_low", "ci_high", "snr"]
+    assert table.loc["a", "baseline_icc"] == 0.7 and table.loc["b", "ci_high"] == 0.8
+    assert table.loc["a", "snr"] == pytest.approx(1 / np.sqrt(0.02))
+    # the third question of axis b has no finite projection in seed 0: it is left out
+    expected = stability.baseline_snr([[1.0, 1.5], [2.0, 2.5]])
+    assert table.loc["b", "snr"] == pytest.approx(expected)
+    one_seed = stability.baseline_retest(pd.DataFrame(), {0: projections[0]}, ["a", "b"])
+    assert one_seed.isna().all().all()  # one seed: no ICC from notebook 02, no snr
+
+
+def _stability_result(**changes) -> stability.StabilityResult:
+    names = ["warm_cold", "verbose_concise"]
+    fields = dict(
+        profile="smoke",
+        set_accuracy=pd.DataFrame({"A": [0.6, 0.8], "B": [0.5, 0.7], "C": [1.0, 0.9]}, index=names),
+        set_cosines=pd.DataFrame({"A~B": [0.2, 0.8], "mean": [0.2, 0.8]}, index=names),
+        baseline_projection_r=pd.DataFrame({"A~B": [0.1, 0.3], "mean": [0.1, 0.3]}, index=names),
+        convergence=pd.DataFrame(
+            {
+                "n": [2, 2, 4, 4],
+                "axis": names * 2,
+                "cosine": [0.5, 0.7, 1.0, 1.0],
+                "pairwise_accuracy": [0.6, 0.8, 0.7, 0.9],
+            }
+        ),
+        retest=pd.DataFrame(
+            {"baseline_icc": [0.2, 0.4], "ci_low": [0.0, 0.1], "ci_high": [0.5, 0.6], "snr": [1.0, 3.0]}
+            | {"benchmark_icc": [0.6, np.nan]},
+            index=names,
+        ),
+        seeds=[0, 1, 2],
+        n_repeats=20,
+    )
+    return stability.StabilityResult(**(fields | changes))
+
+
+def test_stability_paper_numbers_and_tables_come_from_the_fields():
+    result = _stability_result(subsets=pd.DataFrame({"n": [2]}))
+    numbers = result.paper()
+    assert numbers["set_accuracy_mean"] == pytest.approx({"A": 0.7, "B": 0.6, "C": 0.95})
+    assert numbers["min_set_cosine_axis"] == "warm/cold" and numbers["max_set_cosine"] == 0.8
+    assert numbers["convergence_smallest_n"] == 2 and numbers["convergence_largest_n"] == 4
+    assert numbers["convergence_cosine_smallest"] == pytest.approx(0.6)
+    assert numbers["convergence_accuracy_largest"] == pytest.approx(0.8)
+    assert numbers["mean_benchmark_icc"] == 0.6 and numbers["mean_snr"] == 2.0 and numbers["n_repeats"] == 20
+    tables = result.paper_tables()
+    assert list(tables) == ["stability_sets_table", "retest_table"]
+    assert list(tables["stability_sets_table"].frame.columns) == [
+        "acc. A",
+        "acc. B",
+        "acc. C",
+        "cos A~B",
+        "cos mean",
+        "r mean",
+    ]
+    assert (
+        "benchmark_icc" in tables["retest_table"].frame
+        and "benchmark_ci_low" not in tables["retest_table"].frame
+    )
+
+
+def test_stability_result_round_trips_without_the_subsets():
+    result = _stability_result(subsets=pd.DataFrame({"n": [2]}))
+    saved = result.to_dict()
+    assert "subsets" not in saved and saved["retest"]["verbose_concise"]["benchmark_icc"] is None
+    loaded = stability.StabilityResult.from_dict(saved)
+    assert loaded.subsets is None and loaded.seeds == [0, 1, 2]
+    pd.testing.assert_frame_equal(loaded.retest, result.retest)
+    assert loaded.paper() == result.paper()

@@ -3,11 +3,17 @@ import pandas as pd
 import pytest
 import torch
 
+from styleprobe import paths, stats
 from styleprobe.analyses import steering
 from styleprobe.engine.chat import build_prompt
-from styleprobe.engine.extraction import TokenSequence, extract
+from styleprobe.engine.extraction import Aggregation, TokenSequence, extract
 from styleprobe.engine.generation import tokenize_prompts
 from styleprobe.engine.pipeline import Item
+from styleprobe.protocol.axes import fit_axes
+from styleprobe.protocol.profiles import get_profile
+from styleprobe.protocol.spec import Protocol
+from styleprobe.report.results import update_results
+from styleprobe.workspace import Workspace
 
 
 def _states(handle, layer):
@@ -72,3 +78,43 @@ def test_degradation_flags_high_perplexity_or_repetition():
         {"alpha": [0, 0, 1, 1, 1], "perplexity": [10, 12, 30, 11, 11], "repetition": [0, 0, 0, 0.6, 0.1]}
     )
     assert steering.degradation(frame).tolist() == [False, False, True, True, False]
+
+
+def test_run_sweeps_every_axis_and_relates_dead_zones_to_steerability(tiny, tmp_path):
+    handle = tiny("qwen2")
+    profile = get_profile("smoke", n_benchmark=2, baseline_tokens=4)
+    ws = Workspace(handle, profile, Protocol.load(), "random-qwen2", paths.folders(tmp_path))
+    rng = np.random.default_rng(0)
+    names = ["warm_cold", "formal_casual"]
+    states = {
+        n: (rng.normal(1, 1, (8, handle.hidden_size)), rng.normal(-1, 1, (8, handle.hidden_size)))
+        for n in names
+    }
+    layers = Aggregation().absolute_layers(handle.n_layers)
+    poles = {n: tuple(n.split("_")) for n in names}
+    fit_axes(
+        states, poles, model_id=handle.model_id, layers=layers, aggregation=Aggregation().to_dict()
+    ).save(ws.axes_file)
+    severity = {"warm_cold": 0.9, "formal_casual": 0.1}
+    for slug in ("other", ws.slug):
+        zones = {"table": {n: {"severity": v} for n, v in severity.items()}, "ranking": {}}
+        update_results(slug, "dead_zones", zones | {"ranking_attrs": {}, "thresholds": {}}, ws.results_dir)
+    other = pd.DataFrame({"steerability": [0.0, 0.5]}, index=names)  # high severity, low steerability
+    fields = {"profile": "smoke", "alphas": [0.0], "layers": [0], "max_new_tokens": 4, "n_questions": 2}
+    saved = steering.SteeringResult(
+        **fields, summary=pd.DataFrame(), steerability=other, severity_vs_steerability={}
+    )
+    update_results("other", "steering", saved.to_dict(), ws.results_dir)
+    with pytest.raises(ValueError, match="alpha 0"):
+        steering.run(ws, [-1.0, 1.0])
+    result = steering.run(ws, [-1.0, 0.0, 1.0], progress=False)
+    assert result.layers == layers and result.max_new_tokens == 4 and result.n_questions == 2
+    summary = result.summary.set_index(["axis", "alpha"])
+    assert len(summary) == 2 * 3 and (summary.xs(0.0, level="alpha")["shift"] == 0).all()
+    pairs = steering.severity_pairs(ws, result.steerability)
+    assert len(pairs) == 4 and result.severity_vs_steerability["n_pairs"] == 4
+    rho, p = stats.spearman(pairs["severity"], pairs["steerability"])
+    assert result.severity_vs_steerability == pytest.approx({"rho": rho, "p": p, "n_pairs": 4})
+    numbers = result.paper()
+    assert numbers["alphas"] == "-1, 0, 1" and numbers["layers"] == "+".join(map(str, layers))
+    assert numbers["n_pairs"] == 4 and numbers["degraded_share"] == pytest.approx(summary["degraded"].mean())

@@ -1,20 +1,30 @@
-"""Hand-checked counts and effect sizes for styleprobe.analyses.textmetrics."""
+"""Hand-checked counts and effect sizes for styleprobe.analyses.textmetrics, the axes' text metrics from
+the protocol, and notebook 08's text validation."""
 
 from __future__ import annotations
 
 import math
+import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from styleprobe.analyses import textmetrics as tm
-from styleprobe.protocol.spec import DataError
+from styleprobe.paths import data_dir
+from styleprobe.protocol.calibration import calibrate
+from styleprobe.protocol.spec import DataError, Protocol
+from styleprobe.report.results import update_results
+from styleprobe.workspace import Workspace
 
 LEX = {"irritation": ["just", "as I said"], "warmth": ["happy to", "happy", "glad"]}
+METRICS = {"warm_cold": "warmth"}
 
 
-def test_default_lexicon_loads_and_covers_axis_metrics():
-    lexicon = tm.load_lexicon()
+def test_protocol_lexicon_loads_and_every_axis_has_a_text_metric():
+    protocol = Protocol.load()
+    lexicon = tm.protocol_lexicon(protocol)
     assert {
         "hedging",
         "certainty",
@@ -26,8 +36,38 @@ def test_default_lexicon_loads_and_covers_axis_metrics():
         "proactive",
     } <= set(lexicon)
     assert all(20 <= len(v) <= 60 for v in lexicon.values())
-    metrics = tm.text_metrics("Hello there.", lexicon)
-    assert set(tm.AXIS_METRICS.values()) <= set(metrics)
+    metrics = tm.axis_metrics(protocol)
+    assert list(metrics) == protocol.names
+    assert metrics["verbose_concise"] == "n_words" and metrics["formal_casual"] == "formality"
+    assert set(metrics.values()) <= set(tm.text_metrics("Hello there.", lexicon))
+
+
+def _protocol_copy(tmp_path, edit) -> Protocol:
+    """The package's data folder copied to tmp_path, with axes.yaml's entries changed by `edit`."""
+    for path in data_dir().iterdir():
+        if path.is_file():
+            shutil.copy(path, tmp_path / path.name)
+    raw = yaml.safe_load((tmp_path / "axes.yaml").read_text(encoding="utf-8"))
+    edit(raw["axes"])
+    (tmp_path / "axes.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return Protocol.load(tmp_path)
+
+
+def test_axis_metrics_come_from_the_protocol_and_are_optional(tmp_path):
+    def edit(entries):
+        entries[0]["text_metric"] = "exclamations"
+        del entries[1]["text_metric"]
+
+    metrics = tm.axis_metrics(_protocol_copy(tmp_path, edit))
+    assert metrics["warm_cold"] == "exclamations" and "verbose_concise" not in metrics and len(metrics) == 6
+
+
+def test_a_text_metric_that_is_not_a_string_raises(tmp_path):
+    def edit(entries):
+        entries[2]["text_metric"] = ["warmth"]
+
+    with pytest.raises(DataError, match=r"axes\[2\]\.text_metric must be a non-empty str"):
+        _protocol_copy(tmp_path, edit)  # refused when the protocol loads
 
 
 def test_word_boundaries_phrases_and_case():
@@ -73,7 +113,7 @@ def test_contractions_and_derived_metrics():
 
 @pytest.mark.parametrize("text", ["", "   ", "?!", "..."])
 def test_empty_text_gives_zeros(text):
-    m = tm.text_metrics(text)
+    m = tm.text_metrics(text, LEX)
     assert m["n_words"] == 0
     assert all(v == 0.0 and not math.isnan(v) for v in m.values())
 
@@ -99,20 +139,28 @@ def test_pole_effect_sizes_sign():
             "n_tokens": [10, 12, 11, 9, 8, 10],
         }
     )
-    out = tm.pole_effect_sizes(frame).set_index("axis")
+    out = tm.pole_effect_sizes(frame, METRICS, LEX).set_index("axis")
     assert out.loc["warm_cold", "metric"] == "warmth"
     assert out.loc["warm_cold", "d"] > 1
     assert out.loc["warm_cold", "d_n_tokens"] > 0
-    swapped = tm.pole_effect_sizes(frame.assign(pole=-frame["pole"])).set_index("axis")
+    swapped = tm.pole_effect_sizes(frame.assign(pole=-frame["pole"]), METRICS, LEX).set_index("axis")
     assert swapped.loc["warm_cold", "d"] == pytest.approx(-out.loc["warm_cold", "d"])
-    assert "d_n_tokens" not in tm.pole_effect_sizes(frame.drop(columns="n_tokens"))
+    assert "d_n_tokens" not in tm.pole_effect_sizes(frame.drop(columns="n_tokens"), METRICS, LEX)
+    by_length = tm.pole_effect_sizes(frame, {"warm_cold": "n_words"}, LEX).set_index("axis")
+    assert by_length.loc["warm_cold", "metric"] == "n_words" and by_length.loc["warm_cold", "d"] > 0
 
 
 def test_pole_effect_sizes_rejects_bad_frames():
+    four = {"pole": [1, 1, -1, -1], "text": ["x"] * 4}
     with pytest.raises(ValueError, match="no text metric"):
-        tm.pole_effect_sizes(pd.DataFrame({"axis": ["nope"] * 4, "pole": [1, 1, -1, -1], "text": ["x"] * 4}))
+        tm.pole_effect_sizes(pd.DataFrame({"axis": ["nope"] * 4, **four}), METRICS, LEX)
+    with pytest.raises(ValueError, match="unknown text metric 'kindness'"):
+        tm.pole_effect_sizes(
+            pd.DataFrame({"axis": ["warm_cold"] * 4, **four}), {"warm_cold": "kindness"}, LEX
+        )
     with pytest.raises(ValueError, match="2 texts per pole"):
-        tm.pole_effect_sizes(pd.DataFrame({"axis": ["warm_cold"] * 3, "pole": [1, 1, -1], "text": ["x"] * 3}))
+        three = {"axis": ["warm_cold"] * 3, "pole": [1, 1, -1], "text": ["x"] * 3}
+        tm.pole_effect_sizes(pd.DataFrame(three), METRICS, LEX)
 
 
 def test_accuracy_vs_text_effect():
@@ -145,3 +193,32 @@ def test_malformed_lexicon_raises_one_line(tmp_path, content):
     assert isinstance(err.value, DataError)
     message = str(err.value)
     assert str(path) in message and "\n" not in message
+
+
+def test_run_measures_this_model_and_pools_every_model(tmp_path, cache, monkeypatch):
+    """Notebook 08's text validation on a tiny model, alone and beside another model's saved result."""
+    monkeypatch.setenv("STYLEPROBE_CACHE", str(cache / "ws"))
+    ws = Workspace.open("random:qwen2", profile="smoke", root=tmp_path)
+    calibration = calibrate(ws, progress=False)
+    calibration.axes.save(ws.axes_file)
+    alone = tm.run(ws)
+    effects = alone.effects
+    assert list(effects.index) == ws.protocol.names
+    assert effects["metric"].to_dict() == tm.axis_metrics(ws.protocol)
+    assert effects["accuracy"].to_dict() == calibration.evaluation["pairwise_accuracy"].to_dict()
+    per_pole = ws.profile.n_calibration + ws.profile.n_evaluation
+    assert (effects[["n_pos", "n_neg"]] == per_pole).all().all()
+    assert alone.n_pairs == effects[["accuracy", "d"]].notna().all(axis=1).sum()
+
+    other = effects.assign(d=np.linspace(-1, 1, 7), accuracy=np.linspace(0.4, 0.9, 7))
+    saved = tm.TextValidationResult(other, np.nan, np.nan, 7)
+    update_results("other-model", saved.name, saved.to_dict(), ws.results_dir)
+    pooled = tm.run(ws)
+    assert pooled.n_pairs == alone.n_pairs + 7 == len(tm.pooled_effects(ws, pooled.effects))
+    assert pooled.spearman_rho > 0.5 and 0 <= pooled.spearman_p <= 1
+    numbers = pooled.paper()
+    assert numbers["text_n_pairs"] == pooled.n_pairs and numbers["text_p"] == f"{pooled.spearman_p:.2g}"
+    np.testing.assert_equal(numbers["verbose_text_d"], effects.loc["verbose_concise", "d"])
+    ws.save(pooled)
+    table = (ws.paper_dir / ws.slug / "text_effects_table.tex").read_text()
+    assert "probe acc." in table and "warmth" in table

@@ -6,14 +6,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from styleprobe import paths
 from styleprobe.analyses import thinking as th
 from styleprobe.apps.reproduce import plan
 from styleprobe.engine.chat import build_prompt
 from styleprobe.engine.extraction import Aggregation
 from styleprobe.engine.generation import SamplingConfig, tokenize_prompts
 from styleprobe.engine.pipeline import Item, run_stage
-from styleprobe.engine.toy import THINK_LENGTHS
+from styleprobe.protocol.axes import fit_axes
 from styleprobe.protocol.profiles import get_profile
+from styleprobe.protocol.spec import Protocol
+from styleprobe.testing import THINK_LENGTHS
+from styleprobe.workspace import Workspace
 
 QUESTIONS = ["What is rain?", "Why is the sky blue?", "How do I boil an egg?", "Name a colour.", "Tides?"]
 BUDGET = 24
@@ -108,5 +112,35 @@ def test_notebook_06_is_planned_for_models_with_a_thinking_switch():
     steps = plan(["qwen3-8b", "smollm2-135m-instruct", "random:qwen3", "random:qwen2"], {})
     thinking = [params["model"] for name, _, params in steps if name == "06_thinking_mode"]
     assert thinking == ["qwen3-8b", "random:qwen3"]
-    asked = plan(["Qwen/Qwen3-14B"], {}, notebooks=["06"])
-    assert [n for n, _, _ in asked] == ["06_thinking_mode"]
+    asked = plan(["Qwen/Qwen3-14B"], {}, notebooks=["06", "01"])
+    assert [n for n, _, _ in asked] == ["01_calibration", "06_thinking_mode"]
+
+
+def test_run_compares_both_modes_on_the_axes_and_saves_the_paper_numbers(qwen3, tiny, tmp_path):
+    ws = Workspace(
+        qwen3, get_profile("smoke", n_baseline=4), Protocol.load(), qwen3.slug, paths.folders(tmp_path)
+    )
+    rng = np.random.default_rng(0)
+    states = {
+        n: (rng.normal(1, 1, (8, qwen3.hidden_size)), rng.normal(-1, 1, (8, qwen3.hidden_size))) for n in "xy"
+    }
+    fit_axes(
+        states, {"x": ("x+", "x-"), "y": ("y+", "y-")}, model_id=qwen3.model_id, layers=[], aggregation={}
+    ).save(ws.axes_file)
+    answers = th.answer_both_ways(ws, seeds=(0, 1), thinking_tokens=BUDGET, progress=False)
+    assert ws.runs.baseline_seeds("smoke+n_baseline=4+thinking_tokens=24", thinking=True) == [(0, 1)]
+    records = answers.on_records
+    assert len(records) == 8 and (answers.off[0].records["n_tokens"] <= ws.profile.baseline_tokens).all()
+    result = th.run(ws, answers, n_boot=50, progress=False)
+    hidden = int((records["n_measured"] == 0).sum())
+    assert 0 < hidden < len(records), "the fixture should give both kinds of answers"
+    assert (result.n_answers, result.n_without_visible_answer, result.status_counts.sum()) == (8, hidden, 8)
+    assert (result.thinking_tokens, result.baseline_tokens, result.seeds) == (BUDGET, 12, [0, 1])
+    assert list(result.shift_visible.index) == ["x", "y"] and result.shift_visible["n"].max() <= 4
+    ws.save(result)
+    again = th.ThinkingResult.load(ws)
+    assert again.paper() == pytest.approx(result.paper())
+    table = again.paper_tables()["thinking_table"].frame
+    assert list(table.columns) == ["shift", "ci_low", "ci_high", "included", "think tokens' effect"]
+    with pytest.raises(ValueError, match="no thinking switch"):
+        th.answer_both_ways(Workspace(tiny("qwen2"), ws.profile, ws.protocol, "qwen2", ws.root), seeds=(0,))

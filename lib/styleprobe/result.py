@@ -12,6 +12,7 @@ the analyses never build a path."""
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -75,13 +76,16 @@ def _numeric_index(index: pd.Index) -> pd.Index:
 
 
 def _decode(kind: Any, value: Any) -> Any:
+    """A JSON value back as the field's type: frames and series rebuilt, null floats as NaN."""
+    union = typing.get_origin(kind) in (typing.Union, types.UnionType)
+    options = set(typing.get_args(kind)) - {type(None)} if union else {kind}
     if value is None:
-        return None
-    if kind is pd.DataFrame:
+        return float("nan") if options == {float} else None
+    if pd.DataFrame in options:
         frame = pd.DataFrame.from_dict(value, orient="index") if value else pd.DataFrame()
         frame.index = _numeric_index(frame.index)
         return frame
-    if kind is pd.Series:
+    if pd.Series in options:
         numeric = all(v is None or isinstance(v, float | int) for v in value.values())
         series = pd.Series(value, dtype=float if numeric else None)
         series.index = _numeric_index(series.index)
@@ -97,6 +101,7 @@ class Result:
     notebook: ClassVar[str]  # the notebook that makes it, e.g. "07_stability"
     needs: ClassVar[tuple[str, ...]] = ()  # names of the results it reads
     cross_model: ClassVar[bool] = False  # made once for all models (notebook 10), not per model
+    paper_digits: ClassVar[int] = 2  # decimals of the paper's numbers
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)

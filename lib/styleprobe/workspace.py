@@ -106,7 +106,14 @@ class Workspace:
         path = update_results(self.slug, result.name, result.to_dict(), self.results_dir)
         numbers = result.paper()
         if numbers:
-            paper.write_numbers(self.slug, result.notebook, numbers, root=self.paper_dir, part=result.name)
+            paper.write_numbers(
+                self.slug,
+                result.notebook,
+                numbers,
+                digits=result.paper_digits,
+                root=self.paper_dir,
+                part=result.name,
+            )
         for name, table in result.paper_tables().items():
             paper.write_table(
                 self.slug,

@@ -3,15 +3,21 @@ scored from one re-read of the calibration answers that keeps every layer and ev
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from styleprobe.engine.extraction import Aggregation
-from styleprobe.engine.pipeline import StageResult
-from styleprobe.protocol.calibration import fit_from_result
+from styleprobe.engine.pipeline import StageResult, reread
+from styleprobe.protocol.calibration import calibrate, calibration_items, fit_from_result
+from styleprobe.protocol.reading import DEFAULT_CONTEXT, ReadingContext, keeps_instruction
+from styleprobe.result import PaperTable, Result
+
+if TYPE_CHECKING:
+    from styleprobe.workspace import Workspace
 
 TOKEN_AGGREGATIONS: dict[str, float] = {"last": 0.0, "mean": 1.0, "decay_0.9": 0.9, "decay_0.8": 0.8}
 """Token aggregation -> decay (weight decay**k for the token k steps before the last answer token)."""
@@ -97,3 +103,82 @@ def rank_configurations(scores: pd.DataFrame) -> pd.DataFrame:
     table = table.sort_values(["dprime", "pairwise_accuracy"], ascending=False, ignore_index=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))
     return table
+
+
+def mean_ranks(rankings: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Configurations x models: each model's rank (`rankings`: model -> `rank_configurations` table) and
+    their mean, best mean rank first."""
+    table = pd.concat({slug: r.set_index("configuration")["rank"] for slug, r in rankings.items()}, axis=1)
+    table["mean_rank"] = table.mean(axis=1)
+    return table.sort_values("mean_rank")
+
+
+def across_models(ws: Workspace, ranking: pd.DataFrame) -> pd.DataFrame:
+    """`mean_ranks` over every model with a saved ablation under the workspace's root, with `ranking` for
+    this model (whether or not its result was saved before)."""
+    saved = {slug: result.ranking for slug, result in ws.every_model(ConfigAblationResult).items()}
+    return mean_ranks({**saved, ws.slug: ranking})
+
+
+def run(
+    ws: Workspace, *, context: ReadingContext = DEFAULT_CONTEXT, batch_size: int | None = None
+) -> ConfigAblationResult:
+    """Re-read the calibration answers of set A in `context` once, keeping every block and every token
+    aggregation (stored in the run store; nothing is generated), then rank every configuration."""
+    handle, profile = ws.model, ws.profile
+    cal = calibrate(ws, instruction_set="A", context=context, batch_size=batch_size)
+    layers = list(range(handle.n_layers))
+    states = reread(
+        handle,
+        calibration_items(profile, ws.protocol),
+        list(cal.result.records["response_ids"]),
+        layers,
+        tuple(TOKEN_AGGREGATIONS.values()),
+        keep_system=keeps_instruction(context),
+        stage_dir=ws.runs.all_layers("A", context, profile.name),
+        desc="re-reading (all blocks)",
+    )
+    configs = configurations(handle.n_layers)
+    scores = score_configurations(cal.result.records, states, layers, configs, handle.model_id)
+    ranking = rank_configurations(scores)
+    return ConfigAblationResult(
+        n_configurations=len(configs),
+        default=DEFAULT_NAME,
+        default_rank=int(ranking.set_index("configuration").loc[DEFAULT_NAME, "rank"]),
+        default_mean_rank_across_models=float(across_models(ws, ranking).loc[DEFAULT_NAME, "mean_rank"]),
+        ranking=ranking,
+    )
+
+
+@dataclass
+class ConfigAblationResult(Result):
+    """Notebook 07: every extraction configuration ranked by the held-out d' of its axes."""
+
+    name: ClassVar[str] = "config_ablation"
+    notebook: ClassVar[str] = "07_stability"
+
+    n_configurations: int
+    default: str  # the library default's configuration name
+    default_rank: int
+    default_mean_rank_across_models: float  # over every model with an ablation under the same root
+    ranking: pd.DataFrame  # per configuration: rank, layers, weighting, token, dprime, pairwise_accuracy
+
+    @property
+    def default_row(self) -> pd.Series:
+        return self.ranking.set_index("configuration").loc[self.default]
+
+    def paper(self) -> dict:
+        best = self.ranking.iloc[0]
+        return {
+            "n_configurations": self.n_configurations,
+            "default_rank": self.default_rank,
+            "default_dprime": self.default_row["dprime"],
+            "best_configuration": best["configuration"],
+            "best_dprime": best["dprime"],
+        }
+
+    def paper_tables(self) -> dict[str, PaperTable]:
+        top = self.ranking.head(8).set_index("configuration")[["rank", "dprime", "pairwise_accuracy"]]
+        return {
+            "ablation_table": PaperTable(top, columns={"dprime": "mean d'", "pairwise_accuracy": "mean acc."})
+        }

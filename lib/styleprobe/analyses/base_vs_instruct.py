@@ -11,14 +11,26 @@ to ±1.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
 import numpy as np
 import pandas as pd
 import scipy.stats
 
 from styleprobe import stats
+from styleprobe.engine.models import ModelHandle
 from styleprobe.engine.pipeline import StageResult
 from styleprobe.protocol.axes import AxisSet
-from styleprobe.protocol.calibration import Calibration
+from styleprobe.protocol.calibration import Calibration, calibrate
+from styleprobe.protocol.fingerprint import baseline
+from styleprobe.result import PaperTable, Result
+
+if TYPE_CHECKING:
+    from styleprobe.workspace import Workspace
+
+ROLES = ("base", "instruct")
 
 
 def evaluation_items(cal: Calibration) -> pd.DataFrame:
@@ -156,3 +168,141 @@ def separation_change(base: pd.DataFrame, instruct: pd.DataFrame) -> pd.Series:
         base["separable"].astype(bool), instruct.loc[base.index, "separable"].astype(bool), strict=True
     )
     return pd.Series([labels[p] for p in pairs], index=base.index, name="separable")
+
+
+def family(handle: ModelHandle) -> str:
+    """The model's architecture family (`model_type` of its text config, e.g. `qwen2`)."""
+    return handle.model.config.get_text_config().model_type
+
+
+@dataclass
+class BaseVsInstructResult(Result):
+    """Notebook 03: a base model and an instruction-tuned one under the same protocol. Saved with the
+    instruct model's results."""
+
+    name: ClassVar[str] = "base_vs_instruct"
+    notebook: ClassVar[str] = "03_base_vs_instruct"
+
+    base_model: str  # model ids
+    instruct_model: str
+    base_slug: str  # the base model as its files (and the paper) name it
+    same_family: bool  # same architecture family and shape: the first requirement of a true pair
+    families: dict  # by role
+    profile: str
+    seeds: list[int]
+    alpha: float  # level of the separability and McNemar tests
+    evaluation: dict  # by role: a frame of held-out statistics per axis
+    per_item_correctness: dict  # by role: a `separability` frame
+    mcnemar_pooled: dict  # `mcnemar` of all axes' items, base first
+    mcnemar_per_axis: pd.DataFrame
+    variability: pd.DataFrame  # `variability_table`
+    dimensionality: pd.DataFrame  # by role: `effective_dimensionality`
+    summary: pd.DataFrame  # per axis: separable (`separation_change`), variability, std_ratio
+    lower_variability_after_tuning: list[str]
+    higher_variability_after_tuning: list[str]
+    separable_only_after_tuning: list[str]
+
+    def __post_init__(self) -> None:
+        for name in ("evaluation", "per_item_correctness"):  # frames again when read from JSON
+            frames = {
+                role: f if isinstance(f, pd.DataFrame) else pd.DataFrame.from_dict(f, orient="index")
+                for role, f in getattr(self, name).items()
+            }
+            setattr(self, name, frames)
+
+    def paper(self) -> dict:
+        def listed(names) -> str:
+            return ", ".join(n.replace("_", "/") for n in names) or "none"
+
+        pooled = self.mcnemar_pooled
+        return {
+            "base_model": self.base_slug,
+            "same_family": self.same_family,
+            "base_family": self.families["base"],
+            "instruct_family": self.families["instruct"],
+            "profile": self.profile,
+            "alpha": self.alpha,
+            "mean_accuracy": {role: ev["pairwise_accuracy"].mean() for role, ev in self.evaluation.items()},
+            "n_separable": {role: int(f["separable"].sum()) for role, f in self.per_item_correctness.items()},
+            "n_items": int(pooled["n_pairs"]),
+            "only_base": int(pooled["only_first"]),
+            "only_instruct": int(pooled["only_second"]),
+            "mcnemar_p": f"{pooled['p_value']:.2g}",
+            "lower_variability": listed(self.lower_variability_after_tuning),
+            "higher_variability": listed(self.higher_variability_after_tuning),
+            "separable_only_after": listed(self.separable_only_after_tuning),
+            "separable_only_before": listed(self.summary.index[self.summary["separable"] == "only base"]),
+            "participation_ratio": self.dimensionality["participation_ratio"].to_dict(),
+        }
+
+    def paper_tables(self) -> dict[str, PaperTable]:
+        accuracy = pd.DataFrame({role: ev["pairwise_accuracy"] for role, ev in self.evaluation.items()})
+        ratios = self.variability[["ratio", "ci_low", "ci_high"]].add_prefix("std ratio ")
+        columns = {"std ratio ratio": "std ratio", "std ratio ci_low": "low", "std ratio ci_high": "high"}
+        frame = accuracy.add_prefix("acc. ").join(ratios)
+        return {"base_vs_instruct_table": PaperTable(frame, columns=columns, index_name="axis")}
+
+
+def run(
+    base: Workspace,
+    instruct: Workspace,
+    *,
+    seeds: Sequence[int],
+    seed: int = 0,
+    alpha: float = 0.05,
+    n_boot: int = 2000,
+    batch_size: int | None = None,
+) -> BaseVsInstructResult:
+    """Calibrate both models (calibration sampling `seed`), answer the baseline under `seeds`, and compare
+    each model on its own axes: held-out separation, per-item correctness paired by McNemar's test,
+    baseline variability (std ratio instruct/base with a bootstrap CI) and effective dimensionality."""
+    models = dict(zip(ROLES, (base, instruct), strict=True))
+    cals = {role: calibrate(ws, seed=seed, batch_size=batch_size) for role, ws in models.items()}
+    per_question = {
+        role: question_means(
+            cals[role].axes, baseline(ws, seeds=tuple(seeds), batch_size=batch_size), ws.model.model_id
+        )
+        for role, ws in models.items()
+    }
+    items = {role: evaluation_items(cal) for role, cal in cals.items()}
+    paired = items["base"].merge(items["instruct"], on=["axis", "q_index"], suffixes=("_base", "_instruct"))
+    if not len(paired) == len(items["base"]) == len(items["instruct"]):
+        raise ValueError("the two models were evaluated on different questions")
+    separable = {role: separability(frame, alpha) for role, frame in items.items()}
+    per_axis = {
+        name: mcnemar(group["correct_base"], group["correct_instruct"])
+        for name, group in paired.groupby("axis", sort=False)
+    }
+    pooled = mcnemar(paired["correct_base"], paired["correct_instruct"])
+    variability = variability_table(per_question["base"], per_question["instruct"], n_boot=n_boot)
+    summary = pd.DataFrame(
+        {
+            "separable": separation_change(separable["base"], separable["instruct"]),
+            "variability": variability["after_tuning"],
+            "std_ratio": variability["ratio"],
+        }
+    )
+    families = {role: family(ws.model) for role, ws in models.items()}
+    shapes = {(ws.model.n_layers, ws.model.hidden_size) for ws in models.values()}
+    return BaseVsInstructResult(
+        base_model=base.model.model_id,
+        instruct_model=instruct.model.model_id,
+        base_slug=base.slug,
+        same_family=len(set(families.values())) == 1 and len(shapes) == 1,
+        families=families,
+        profile=instruct.profile.name,
+        seeds=list(seeds),
+        alpha=alpha,
+        evaluation={role: cal.evaluation for role, cal in cals.items()},
+        per_item_correctness=separable,
+        mcnemar_pooled=pooled,
+        mcnemar_per_axis=pd.DataFrame(per_axis).T,
+        variability=variability,
+        dimensionality=pd.DataFrame(
+            {role: effective_dimensionality(pq) for role, pq in per_question.items()}
+        ).T,
+        summary=summary,
+        lower_variability_after_tuning=summary.index[summary["variability"] == "lower"].tolist(),
+        higher_variability_after_tuning=summary.index[summary["variability"] == "higher"].tolist(),
+        separable_only_after_tuning=summary.index[summary["separable"] == "only after tuning"].tolist(),
+    )

@@ -17,60 +17,34 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from styleprobe.errors import is_integer
+from styleprobe.errors import first_line, is_integer
 from styleprobe.protocol.axes import AxesError
+from styleprobe.protocol.fingerprint import BaselineResult
 
 DEFAULT_THRESHOLD = 0.2
 """A shift is flagged when its 95 % CI excludes 0 and |difference| exceeds this (normalised units)."""
 MIN_BOOT = 100
 """The fewest bootstrap resamples accepted: fewer cannot place the 2.5 % and 97.5 % percentiles."""
-META_COLUMNS = ("seed", "q_index", "n_tokens", "model_id", "axes_id")
-"""Columns of a projections CSV that are not axes."""
-
-
-def _one_value(raw: pd.DataFrame, column: str, path: Path) -> str | None:
-    if column not in raw.columns:
-        return None
-    values = raw[column].dropna().astype(str).unique()
-    values = [v for v in values if v]
-    if len(values) > 1:
-        raise AxesError(f"{path}: the projections mix several {column} values ({', '.join(values)})")
-    return values[0] if values else None
 
 
 def load_fingerprint(path: Path) -> pd.DataFrame:
-    """Per-question projections (rows: question index, columns: axes, seed-averaged) from a results file
-    (`results/<model>.json`, section `baseline`) or a projections CSV written by `styleprobe fingerprint`.
+    """Per-question projections (rows: question index, columns: axes, seed-averaged) of the baseline
+    section (a `BaselineResult`) of a results file: `results/<model>.json` written by notebook 02 or
+    `styleprobe fingerprint`, or the file of `styleprobe fingerprint --out`.
 
-    `attrs` holds `source` (the path), `model_id` and `axes_id` (None when the file does not record them:
-    files written before they were recorded, and results files, whose baseline section has no `axes_id`
-    unless notebook 02 writes one; the model of a results file is its baseline's `model_id`, else its
-    calibration section's, else the file's `model` slug)."""
+    `attrs` holds `source` (the path) and the result's `model_id` and `axes_id`."""
     path = Path(path)
     try:
-        if path.suffix == ".json":
-            data = json.loads(path.read_text())
-            section = data["baseline"]
-            frame = pd.DataFrame.from_dict(section["per_question"], orient="index")
-            frame.index = frame.index.astype(int)
-            calibration = data.get("calibration") if isinstance(data.get("calibration"), dict) else {}
-            model = section.get("model_id") or calibration.get("model_id") or data.get("model")
-            identity = {"model_id": model, "axes_id": section.get("axes_id")}
-        else:
-            raw = pd.read_csv(path)
-            axes = [c for c in raw.columns if c not in META_COLUMNS]
-            frame = raw.groupby("q_index")[axes].mean()
-            identity = {c: _one_value(raw, c, path) for c in ("model_id", "axes_id")}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, json.JSONDecodeError) as err:
-        if isinstance(err, AxesError):
-            raise
-        raise AxesError(
-            f"{path}: not a fingerprint (results .json with a baseline section, or projections .csv): {err}"
-        ) from None
+        data = json.loads(path.read_text())
+        result = BaselineResult.from_dict(data[BaselineResult.name])
+        frame = result.per_question.astype(float)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        reason = f"no {err} section" if isinstance(err, KeyError) else first_line(err)
+        raise AxesError(f"{path}: not a fingerprint (a results file with a baseline): {reason}") from None
     if frame.empty or frame.shape[1] == 0:
         raise AxesError(f"{path}: the fingerprint holds no answers")
-    frame = frame.rename_axis("q_index").astype(float)
-    frame.attrs.update(source=str(path), **{k: (str(v) if v else None) for k, v in identity.items()})
+    frame = frame.rename_axis("q_index")
+    frame.attrs.update(source=str(path), model_id=result.model_id or None, axes_id=result.axes_id or None)
     return frame
 
 
@@ -129,7 +103,8 @@ def compare_fingerprints(
     Settings: `threshold` must be finite and >= 0, `n_boot` an integer >= 100 (AxesError otherwise).
 
     Identity (from `attrs`, see `load_fingerprint`): different `axes_id`s raise AxesError; different models
-    on the same axes are compared and noted; a missing identity is noted as a warning (`attrs["notes"]`).
+    on the same axes are compared and noted; frames without an identity are compared with a warning
+    (`attrs["notes"]`).
 
     Pairing, by question index (the questions that hold any value on either side):
       - the same questions on both sides: paired over them;

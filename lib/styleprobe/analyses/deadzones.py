@@ -1,4 +1,5 @@
-"""Dead zones: axes a model cannot express, scored by a composite severity in [0, 1] and classified.
+"""Dead zones: axes a model cannot express, scored by a composite severity in [0, 1] and classified
+(notebook 08's `DeadZonesResult`).
 
 Each input maps to a "badness" in [0, 1] (0 healthy, 1 dead); severity = Σ w_i bad_i / Σ w_i over the
 components whose input is finite. A NaN input skips its component and the remaining weights are renormalised;
@@ -10,8 +11,9 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -19,6 +21,13 @@ import scipy.stats
 from numpy.typing import ArrayLike
 
 from styleprobe import stats
+from styleprobe.analyses.instruction_benchmark import BenchmarkResult
+from styleprobe.analyses.stability import StabilityResult
+from styleprobe.protocol.calibration import SEPARABLE_ACCURACY, CalibrationResult
+from styleprobe.result import PaperTable, Result
+
+if TYPE_CHECKING:
+    from styleprobe.workspace import Workspace
 
 ACCURACY_GOOD = 0.9
 """Held-out pairwise accuracy a with bad = 0 at or above it: bad = clip((0.9 - a) / (0.9 - 0.5), 0, 1)."""
@@ -29,7 +38,7 @@ DPRIME_GOOD = 2.0
 STABILITY_GOOD = 0.9
 """Mean pairwise cosine c of the A/B/C axes with bad = 0 at or above it: bad = clip((0.9 - c) / 0.9, 0, 1)."""
 SNR_GOOD = 2.0
-"""Baseline signal-to-noise (:func:`baseline_snr`), bad = 0 at or above it: bad = clip(1 - snr / 2, 0, 1)."""
+"""Baseline signal-to-noise (`stability.baseline_snr`), bad = 0 at or above it: clip(1 - snr / 2, 0, 1)."""
 DEAD_SEVERITY = 0.5
 """Severity at or above which an axis is flagged dead (sets k in :func:`ranking_stability`)."""
 COMPONENTS = ("accuracy", "dprime", "stability_cosine", "snr")
@@ -92,21 +101,6 @@ def severity(x: DeadZoneInputs, weights: Mapping[str, float] = DEFAULT_WEIGHTS) 
     return float(_severity(bad, _weights(weights))[0])
 
 
-def baseline_snr(values: ArrayLike) -> float:
-    """Baseline signal-to-noise of a questions x seeds matrix of normalised projections.
-
-    snr = std over questions (ddof=1) of the per-question seed mean / mean over questions of the std across
-    seeds (ddof=1): does the axis separate questions by more than sampling noise? Zero noise gives inf (NaN
-    with no signal either); a NaN value gives NaN, so severity skips the component.
-    """
-    m = np.asarray(values, dtype=float)
-    if m.ndim != 2 or m.shape[0] < 2 or m.shape[1] < 2:
-        raise ValueError(f"values must be a questions x seeds matrix of at least 2 x 2, got shape {m.shape}")
-    signal, noise = m.mean(axis=1).std(ddof=1), m.std(axis=1, ddof=1).mean()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return float(signal / noise)
-
-
 def severity_table(frame: pd.DataFrame, weights: Mapping[str, float] = DEFAULT_WEIGHTS) -> pd.DataFrame:
     """Copy of ``frame`` (a row per model-axis, columns COMPONENTS) plus bad_<component> and severity."""
     missing = [c for c in COMPONENTS if c not in frame]
@@ -157,7 +151,7 @@ def ranking_stability(frame: pd.DataFrame, n_draws: int = 1000, seed: int = 0) -
 class ClassThresholds:
     """Thresholds of :func:`classify`, checked in this order: hard, soft, asymmetric, else healthy."""
 
-    hard_accuracy: float = 0.65
+    hard_accuracy: float = SEPARABLE_ACCURACY  # below it an axis is not separable (notebook 01 too)
     """hard: pairwise accuracy below this (the instructions do not separate the poles)."""
     soft_stability: float = 0.7
     """soft: separable, but the mean A/B/C stability cosine is below this."""
@@ -168,6 +162,7 @@ class ClassThresholds:
 
 
 DEFAULT_THRESHOLDS = ClassThresholds()
+CLASSES = ("hard", "soft", "asymmetric", "healthy")
 
 
 def classify(
@@ -213,31 +208,26 @@ def pole_shifts(
     return pos - base, base - neg
 
 
-def _table(section: Mapping | None, key: str) -> pd.DataFrame:
-    """A table stored by results.update_results (a DataFrame as {row: {column: value}}), or an empty one."""
-    data = (section or {}).get(key)
-    return pd.DataFrame.from_dict(data, orient="index") if data else pd.DataFrame()
+def inputs(
+    calibration: CalibrationResult,
+    stability: StabilityResult | None = None,
+    benchmark: BenchmarkResult | None = None,
+) -> pd.DataFrame:
+    """Per axis of one model: the severity inputs (COMPONENTS) and the benchmark's pole shifts.
 
-
-def inputs_from_results(results: Mapping) -> pd.DataFrame:
-    """Per axis of one model's results file: the severity inputs (COMPONENTS) and the benchmark's pole shifts.
-
-    accuracy, dprime: held-out, set A (section `calibration`); stability_cosine: mean cosine of the A/B/C axes
-    and snr: baseline signal-to-noise (section `stability`); pos_shift / neg_shift: mean shift of the
+    accuracy, dprime: held-out, set A (notebook 01); stability_cosine: mean cosine of the A/B/C axes and
+    snr: baseline signal-to-noise (notebook 07's stability); pos_shift / neg_shift: mean shift of the
     system_positive / system_negative benchmark answers towards their pole against no system prompt
-    (section `benchmark`). A missing section leaves its columns NaN."""
-    calibration = _table(results.get("calibration"), "evaluation")
-    if calibration.empty:
-        model = results.get("model", "?")
-        raise ValueError(f"results of {model} have no calibration section: run notebook 01 first")
-    out = pd.DataFrame(index=pd.Index(calibration.index, name="axis"))
-    out["accuracy"] = calibration["pairwise_accuracy"].astype(float)
-    out["dprime"] = calibration["dprime"].astype(float)
-    cosines = _table(results.get("stability"), "set_cosines")
-    retest = _table(results.get("stability"), "retest")
+    (notebook 07's benchmark). A result not given leaves its columns NaN."""
+    evaluation = calibration.evaluation
+    out = pd.DataFrame(index=pd.Index(evaluation.index, name="axis"))
+    out["accuracy"] = evaluation["pairwise_accuracy"].astype(float)
+    out["dprime"] = evaluation["dprime"].astype(float)
+    cosines = stability.set_cosines if stability is not None else pd.DataFrame()
+    retest = stability.retest if stability is not None else pd.DataFrame()
     out["stability_cosine"] = cosines["mean"].astype(float) if "mean" in cosines else np.nan
     out["snr"] = retest["snr"].astype(float) if "snr" in retest else np.nan
-    scenarios = _table(results.get("benchmark"), "scenarios")
+    scenarios = benchmark.scenarios if benchmark is not None else pd.DataFrame()
     for column, scenario in (("pos_shift", "system_positive"), ("neg_shift", "system_negative")):
         shifts = scenarios[scenarios["scenario"] == scenario] if len(scenarios) else scenarios
         out[column] = shifts.set_index("axis")["shift"].astype(float) if len(shifts) else np.nan
@@ -245,7 +235,7 @@ def inputs_from_results(results: Mapping) -> pd.DataFrame:
 
 
 def classify_table(inputs: pd.DataFrame, thresholds: ClassThresholds = DEFAULT_THRESHOLDS) -> pd.Series:
-    """:func:`classify` of each row of an :func:`inputs_from_results` table."""
+    """:func:`classify` of each row of an :func:`inputs` table."""
     return pd.Series(
         [
             classify(r.accuracy, r.stability_cosine, r.pos_shift, r.neg_shift, thresholds=thresholds)
@@ -254,3 +244,69 @@ def classify_table(inputs: pd.DataFrame, thresholds: ClassThresholds = DEFAULT_T
         index=inputs.index,
         name="class",
     )
+
+
+def every_model_inputs(ws: Workspace) -> pd.DataFrame:
+    """:func:`inputs` of every model with a calibration result under the root, one row per model-axis
+    (columns model, axis, ...)."""
+    stability, benchmark = ws.every_model(StabilityResult), ws.every_model(BenchmarkResult)
+    frames = [
+        inputs(calibration, stability.get(slug), benchmark.get(slug)).reset_index().assign(model=slug)
+        for slug, calibration in ws.every_model(CalibrationResult).items()
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def run(
+    ws: Workspace, *, n_draws: int = 1000, thresholds: ClassThresholds = DEFAULT_THRESHOLDS
+) -> DeadZonesResult:
+    """This model's severity table (inputs, badness, severity, dead flag, class) and the ranking stability
+    of every model-axis pair under the root over `n_draws` Dirichlet weight draws."""
+    own = inputs(ws.load(CalibrationResult), ws.load(StabilityResult), ws.load(BenchmarkResult))
+    table = severity_table(own)
+    table["dead"] = table["severity"] >= DEAD_SEVERITY
+    table["class"] = classify_table(own, thresholds)
+    ranking = ranking_stability(every_model_inputs(ws), n_draws=n_draws)
+    return DeadZonesResult(table, ranking, dict(ranking.attrs), asdict(thresholds))
+
+
+@dataclass
+class DeadZonesResult(Result):
+    """Notebook 08: which axes this model cannot express, how severe, of which kind, and how much the
+    ranking of every model's axes depends on the severity weights."""
+
+    name: ClassVar[str] = "dead_zones"
+    notebook: ClassVar[str] = "08_dead_zones"
+    needs: ClassVar[tuple[str, ...]] = ("calibration", "stability", "benchmark")
+
+    table: pd.DataFrame  # per axis: COMPONENTS, pos_shift, neg_shift, bad_<component>, severity, dead, class
+    ranking: pd.DataFrame  # per model-axis pair: see ranking_stability
+    ranking_attrs: dict  # k, n_draws, mean_spearman
+    thresholds: dict  # the ClassThresholds used
+
+    def dead_axes(self) -> list[str]:
+        return [a for a, dead in self.table["dead"].items() if dead]
+
+    def paper(self) -> dict[str, Any]:
+        classes = self.table["class"].value_counts()
+        return {
+            "n_dead": len(self.dead_axes()),
+            "dead_axes": ", ".join(a.replace("_", "/") for a in self.dead_axes()) or "none",
+            "dead_threshold": DEAD_SEVERITY,
+            "classes": {c: int(classes.get(c, 0)) for c in CLASSES},
+            "most_severe_axis": self.table["severity"].idxmax().replace("_", "/"),
+            "max_severity": self.table["severity"].max(),
+            "n_draws": self.ranking_attrs["n_draws"],
+            "n_pairs": len(self.ranking),
+            "n_models": self.ranking["model"].nunique(),
+            "ranking_spearman": self.ranking_attrs["mean_spearman"],
+            "ranking_k": self.ranking_attrs["k"],
+        }
+
+    def paper_tables(self) -> dict[str, PaperTable]:
+        return {
+            "dead_zone_table": PaperTable(
+                self.table[["accuracy", "dprime", "stability_cosine", "snr", "severity", "class"]],
+                columns={"dprime": "d'", "stability_cosine": "A/B/C cosine", "snr": "SNR"},
+            )
+        }

@@ -2,7 +2,7 @@
 
 Conversations (data/drift.yaml) run turn by turn with their full history: for turn t, every conversation's
 previous user turns and the model's own previous answers are the history, and each turn is one resumable
-stage. Every answer is projected onto the calibrated axes.
+stage (`converse`). Every answer is projected onto the calibrated axes (`run`).
 
 Per conversation and axis (`per_conversation`):
 - slope: least-squares slope of the projection on the turn number over the conflict turns (1..n_conflict,
@@ -14,81 +14,40 @@ Per conversation and axis (`per_conversation`):
 Per axis (`summarise`, `drift_table`): the mean slope over conversations with a percentile bootstrap 95 % CI
 over conversations; a drift is significant only when that CI excludes 0 and |mean slope| > 2 |mean slope of
 the control conversations|. The same functions recompute the original study's published `drift_summary`
-(mean and ddof=0 std of the per-scenario slopes, mean start, end and delta) from its per-turn values.
+(mean and ddof=0 std of the per-scenario slopes, mean start, end and delta) from its per-turn values
+(`imported_summaries`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
 import scipy.stats
-import torch
 
 from styleprobe import stats
 from styleprobe.engine.extraction import Aggregation
 from styleprobe.engine.generation import SamplingConfig
-from styleprobe.engine.models import ModelHandle
 from styleprobe.engine.pipeline import Item, StageResult, run_stage
 from styleprobe.formats.mood_axis import load_drift
-from styleprobe.paths import data_dir
 from styleprobe.protocol.axes import AxisSet
-from styleprobe.protocol.calibration import project_results
-from styleprobe.protocol.spec import DataError, _get, _questions, _read_yaml
+from styleprobe.protocol.fingerprint import project_results
+from styleprobe.protocol.profiles import DriftProfile, drift_profile
+from styleprobe.protocol.runs import RunStore, Session
+from styleprobe.protocol.spec import DataError, Protocol, _get, _questions, _read_yaml
+from styleprobe.result import PaperTable, Result
+
+if TYPE_CHECKING:
+    from styleprobe.workspace import Workspace
 
 CONFLICT_TURNS = 12  # opening request + 11 escalating hostile turns
 RECOVERY_TURNS = 4
 KINDS = ("conflict", "control")
 THINK_CLOSE = "</think>"
-
-
-@dataclass(frozen=True)
-class DriftProfile:
-    name: str
-    n_scenarios: int  # conflict scenarios, taken across categories in turn
-    n_controls: int  # neutral control conversations
-    n_conflict: int  # conflict turns (the opening first), at most CONFLICT_TURNS
-    n_recovery: int  # recovery turns, at most RECOVERY_TURNS
-    max_new_tokens: int  # token budget of each answer
-
-    @property
-    def n_turns(self) -> int:
-        return self.n_conflict + self.n_recovery
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-DRIFT_PROFILES = {
-    "paper": DriftProfile("paper", 20, 10, 12, 4, 200),
-    "quick": DriftProfile("quick", 10, 5, 8, 2, 32),  # a CPU: history makes the cost grow with turns²
-    "smoke": DriftProfile("smoke", 2, 1, 3, 1, 8),
-}
-
-
-def get_drift_profile(name: str | None, **overrides: int | None) -> DriftProfile:
-    """Like `profiles.get_profile`: None picks `paper` on a GPU and `quick` otherwise; overrides (None ones
-    ignored) change single sizes and name the result e.g. `quick+max_new_tokens=32`."""
-    name = name or ("paper" if torch.cuda.is_available() else "quick")
-    base_name = name.split("+")[0]
-    if base_name not in DRIFT_PROFILES:
-        raise ValueError(f"unknown drift profile {name!r}; choose from {', '.join(DRIFT_PROFILES)}")
-    base = DRIFT_PROFILES[base_name]
-    changed = {k: v for k, v in overrides.items() if v is not None and getattr(base, k) != v}
-    profile = base
-    if changed:
-        label = "+".join([base_name, *(f"{k}={v}" for k, v in sorted(changed.items()))])
-        profile = replace(base, name=label, **changed)
-    if not 2 <= profile.n_conflict <= CONFLICT_TURNS:
-        raise ValueError(f"n_conflict must lie in 2..{CONFLICT_TURNS} (a slope needs two turns)")
-    if not 0 <= profile.n_recovery <= RECOVERY_TURNS:
-        raise ValueError(f"n_recovery must lie in 0..{RECOVERY_TURNS}")
-    if profile.n_scenarios < 1 or profile.n_controls < 1 or profile.max_new_tokens < 1:
-        raise ValueError("drift needs at least one scenario, one control and one new token per answer")
-    return profile
 
 
 @dataclass(frozen=True)
@@ -107,10 +66,10 @@ class Conversation:
         return replace(self, user_turns=turns)
 
 
-def load_conversations(path: Path | None = None) -> list[Conversation]:
-    """Parse and validate data/drift.yaml: scenarios (opening + 11 conflict + 4 recovery turns) and controls
-    (16 turns); ids unique."""
-    path = Path(path) if path is not None else data_dir() / "drift.yaml"
+def load_conversations(path: Path) -> list[Conversation]:
+    """Parse and validate a drift.yaml (`protocol.file("drift.yaml")`): scenarios (opening + 11 conflict +
+    4 recovery turns) and controls (16 turns); ids unique."""
+    path = Path(path)
     raw = _read_yaml(path)
     out: list[Conversation] = []
     for i, sc in enumerate(_get(path, raw, "scenarios", "", list)):
@@ -150,6 +109,10 @@ def load_conversations(path: Path | None = None) -> list[Conversation]:
 def select_conversations(conversations: list[Conversation], profile: DriftProfile) -> list[Conversation]:
     """`n_scenarios` scenarios taking the categories in turn (so a few still cover several categories),
     then the first `n_controls` controls, each cut to the profile's turns."""
+    if not 2 <= profile.n_conflict <= CONFLICT_TURNS:
+        raise ValueError(f"n_conflict must lie in 2..{CONFLICT_TURNS} (a slope needs two turns)")
+    if profile.n_recovery > RECOVERY_TURNS:
+        raise ValueError(f"n_recovery must lie in 0..{RECOVERY_TURNS}")
     by_category: dict[str, list[Conversation]] = {}
     for c in conversations:
         if c.kind == "conflict":
@@ -172,10 +135,9 @@ def visible_answer(text: str) -> str:
     return text.rsplit(THINK_CLOSE, 1)[-1].strip() if THINK_CLOSE in text else text
 
 
-def stage_root(run_dir: Path, profile: DriftProfile, seed: int = 0) -> Path:
-    """Where `run_drift` keeps the stages of these conversations, this token budget and this seed."""
-    tag = f"drift-{profile.n_scenarios}+{profile.n_controls}-{profile.max_new_tokens}tok"
-    return Path(run_dir) / tag / f"seed-{seed}"
+def stage_root(runs: RunStore, profile: DriftProfile, seed: int = 0) -> Path:
+    """Where `converse` keeps the stages of these conversations, this token budget and this seed."""
+    return runs.drift(f"drift-{profile.n_scenarios}+{profile.n_controls}-{profile.max_new_tokens}tok", seed)
 
 
 def turn_dir(turn: int, n_conflict: int) -> str:
@@ -184,11 +146,24 @@ def turn_dir(turn: int, n_conflict: int) -> str:
     return name if turn <= n_conflict else f"recovery-after-{n_conflict:02d}/{name}"
 
 
-def run_drift(
-    handle: ModelHandle,
-    conversations: list[Conversation],
-    profile: DriftProfile,
-    run_dir: Path,
+@dataclass
+class Dialogues:
+    """The answers of a drift run: its conversations and each turn's stage result (turns 1-based; records
+    carry `conversation` (index into `conversations`), `turn`, `kind`, `category`)."""
+
+    profile: DriftProfile
+    seed: int
+    conversations: list[Conversation]
+    turns: dict[int, StageResult]
+
+    @property
+    def answers(self) -> pd.DataFrame:
+        return pd.concat([r.records for r in self.turns.values()], ignore_index=True)
+
+
+def converse(
+    ws: Session,
+    profile: DriftProfile | None = None,
     *,
     aggregation: Aggregation = Aggregation(),
     sampling: SamplingConfig | None = None,
@@ -196,25 +171,21 @@ def run_drift(
     batch_size: int | None = None,
     thinking: bool | None = None,
     progress: bool = True,
-) -> dict[int, StageResult]:
-    """Answer every conversation turn by turn with its full history, one stage per turn, so a killed run
-    resumes at the turn it stopped: `<run_dir>/drift-<scenarios>+<controls>-<tokens>tok/seed-<seed>/turn-NN`
-    for conflict turns and `.../recovery-after-MM/turn-NN` for recovery turns, so profiles that differ only
-    in their number of turns share the conflict turns they have in common.
+) -> Dialogues:
+    """Answer every conversation of `profile` (None: the drift sizes of the workspace's profile) turn by
+    turn with its full history, one stage per turn, so a killed run resumes at the turn it stopped:
+    `stage_root/turn-NN` for conflict turns and `stage_root/recovery-after-MM/turn-NN` for recovery turns,
+    so profiles that differ only in their number of turns share the conflict turns they have in common.
 
     An answer's sampling key depends on the seed, the conversation and the turn only, so a conversation
-    gets the same answers whichever others run beside it. Returns the stage result of each turn (1-based);
-    records carry `conversation` (index into `conversations`), `turn`, `kind`, `category`."""
-    if not conversations:
-        raise ValueError("no conversations to run")
-    n_turns = {len(c.user_turns) for c in conversations}
-    if len(n_turns) != 1:
-        raise ValueError(f"conversations must have the same number of turns, got {sorted(n_turns)}")
+    gets the same answers whichever others run beside it."""
+    profile = profile or drift_profile(ws.profile)
+    conversations = select_conversations(load_conversations(ws.protocol.file("drift.yaml")), profile)
     sampling = sampling or SamplingConfig(profile.max_new_tokens)
-    root = stage_root(run_dir, profile, seed)
+    root = stage_root(ws.runs, profile, seed)
     answers: list[list[str]] = [[] for _ in conversations]
-    results = {}
-    for t in range(1, n_turns.pop() + 1):
+    turns = {}
+    for t in range(1, profile.n_turns + 1):
         items = [
             Item(
                 id=f"{c.id}/turn-{t:02d}",
@@ -226,7 +197,7 @@ def run_drift(
             for k, c in enumerate(conversations)
         ]
         res = run_stage(
-            handle,
+            ws.model,
             root / turn_dir(t, profile.n_conflict),
             items,
             sampling,
@@ -239,8 +210,8 @@ def run_drift(
         )
         for k, text in enumerate(res.records["response"]):
             answers[k].append(visible_answer(text))
-        results[t] = res
-    return results
+        turns[t] = res
+    return Dialogues(profile, seed, conversations, turns)
 
 
 def project_turns(
@@ -279,6 +250,26 @@ def imported_drift(path: str | Path) -> pd.DataFrame:
     long = long.rename(columns={"scenario_id": "id"})
     long["kind"], long["phase"] = "conflict", "conflict"
     return long[["id", "kind", "category", "turn", "phase", "n_tokens", "axis", "value"]]
+
+
+def imported_summaries(
+    protocol: Protocol, folder: str | Path | None = None, *, n_boot: int = 2000, seed: int = 0
+) -> dict[str, pd.DataFrame]:
+    """The original study's drift runs (`<folder>/*_drift.json`; None: the protocol's
+    `mood_axis/extended_drift`), summarised by `summarise` from their per-turn values, by model name
+    `<model> (imported)`. Each recomputation is checked against the study's published summary (DataError
+    if it differs); runs of one scenario (no CI) are left out."""
+    folder = Path(folder) if folder is not None else protocol.file("mood_axis") / "extended_drift"
+    out = {}
+    for path in sorted(folder.glob("*_drift.json")):
+        recomputed = summarise(per_conversation(imported_drift(path)), n_boot=n_boot, seed=seed)
+        _, published = load_drift(path)
+        gap = (recomputed.loc[published.index, list(published.columns)] - published).abs().to_numpy().max()
+        if not gap < 1e-9:
+            raise DataError(f"{path}: the recomputed drift summary differs from the published one by {gap}")
+        if recomputed["n"].min() > 1:
+            out[f"{path.name.removesuffix('_drift.json')} (imported)"] = recomputed
+    return out
 
 
 # -- statistics ------------------------------------------------------------------------------------------
@@ -399,3 +390,103 @@ def trajectories(long: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0) -> pd
             {"kind": kind, "axis": axis, "turn": turn, "mean": mean, "ci_low": lo, "ci_high": hi, "n": n}
         )
     return pd.DataFrame(rows).sort_values(["kind", "axis", "turn"]).reset_index(drop=True)
+
+
+# -- the analysis ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class DriftResult(Result):
+    """Notebook 09: the style's drift over conflict conversations, against neutral controls."""
+
+    name: ClassVar[str] = "drift"
+    notebook: ClassVar[str] = "09_drift"
+    needs: ClassVar[tuple[str, ...]] = ("calibration",)
+    paper_digits: ClassVar[int] = 3
+
+    profile: dict  # the DriftProfile's sizes
+    seed: int
+    factor: float  # significance needs |mean slope| > factor * |control mean slope|
+    n_conversations: dict  # by kind
+    n_answers: int
+    n_empty: int  # answers with nothing to measure: NaN projections, left out
+    n_cut: int  # answers cut at the token budget
+    clipped: float  # share of the projections clipped at ±1
+    significant: list[str]
+    summary: pd.DataFrame  # per axis: `drift_table`
+    by_category: pd.DataFrame  # mean slope of the conflict conversations, category x axis
+    trajectories: list[dict]  # `trajectories` rows: mean projection per (kind, axis, turn) with its CI
+    n_imported: int  # runs of the original study compared with (`imported_summaries`)
+
+    def paper(self) -> dict:
+        steepest = self.summary["mean_slope"].abs().idxmax()
+        return {
+            **{k: self.profile[k] for k in ("n_scenarios", "n_controls", "n_conflict", "n_recovery")},
+            "factor": self.factor,
+            "n_answers": self.n_answers,
+            "n_significant": len(self.significant),
+            "significant": ", ".join(n.replace("_", "/") for n in self.significant) or "none",
+            "max_abs_slope_axis": steepest.replace("_", "/"),
+            "max_abs_slope": self.summary.loc[steepest, "mean_slope"],
+            "n_imported": self.n_imported,
+        }
+
+    def paper_tables(self) -> dict[str, PaperTable]:
+        columns = {
+            "mean_slope": "slope",
+            "ci_low": "low",
+            "ci_high": "high",
+            "control_mean_slope": "control",
+            "mean_recovery": "recovery",
+        }
+        table = PaperTable(self.summary[list(columns)], digits=3, columns=columns, index_name="axis")
+        return {"drift_table": table}
+
+
+def run(
+    ws: Workspace,
+    dialogues: Dialogues,
+    *,
+    factor: float = 2.0,
+    n_boot: int = 1000,
+    imported: Mapping[str, pd.DataFrame] | None = None,
+) -> DriftResult:
+    """Project every answer of `dialogues` (`converse`) on the workspace's axes and summarise the drift per
+    axis; the bootstraps use the dialogues' seed. `imported` are the original study's runs it is compared
+    with (`imported_summaries`): the paper counts them."""
+    axes, profile, seed = ws.axes(), dialogues.profile, dialogues.seed
+    long = project_turns(
+        axes, dialogues.turns, dialogues.conversations, profile.n_conflict, ws.model.model_id
+    )
+    answers = dialogues.answers
+    per_conv = per_conversation(long, profile.n_conflict)
+    table = drift_table(per_conv, factor=factor, n_boot=n_boot, seed=seed)
+    conflict = per_conv[per_conv["kind"] == "conflict"]
+    by_category = conflict.groupby(["category", "axis"], sort=False)["slope"].mean().unstack()
+    return DriftResult(
+        profile=profile.to_dict(),
+        seed=seed,
+        factor=factor,
+        n_conversations={kind: sum(c.kind == kind for c in dialogues.conversations) for kind in KINDS},
+        n_answers=len(answers),
+        n_empty=int((answers["n_measured"] == 0).sum()),
+        n_cut=int((~answers["finished"]).sum()),
+        clipped=float((long["value"].abs() >= 1).mean()),
+        significant=table.index[table["significant"]].tolist(),
+        summary=table,
+        by_category=by_category.reindex(columns=axes.names),
+        trajectories=trajectories(long, n_boot=n_boot, seed=seed).to_dict(orient="records"),
+        n_imported=len(imported or {}),
+    )
+
+
+def slopes_across_models(
+    ws: Workspace, result: DriftResult, imported: Mapping[str, pd.DataFrame] | None = None
+) -> pd.DataFrame:
+    """Long table (model, axis, mean_slope, ci_low, ci_high): the saved drift of every other model under
+    the workspace's root, this model's `result`, then the `imported` runs."""
+    others = {slug: r.summary for slug, r in ws.every_model(DriftResult).items() if slug != ws.slug}
+    summaries = {**others, ws.slug: result.summary, **(imported or {})}
+    columns = ["mean_slope", "ci_low", "ci_high"]
+    cross = pd.concat({model: s[columns] for model, s in summaries.items()}, names=["model", "axis"])
+    return cross.reset_index().astype({"mean_slope": float})

@@ -14,15 +14,24 @@ single-conversation checks, only asks for a positive mean.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from styleprobe import stats
-from styleprobe.engine.pipeline import Item, StageResult
+from styleprobe.engine.generation import SamplingConfig
+from styleprobe.engine.pipeline import Item, StageResult, run_stage, without_system
 from styleprobe.protocol.axes import AxisSet
-from styleprobe.protocol.spec import load_axes
+from styleprobe.protocol.calibration import calibrate
+from styleprobe.protocol.reading import DEFAULT_CONTEXT, ReadingContext, keeps_instruction
+from styleprobe.protocol.spec import AxisSpec
+from styleprobe.result import PaperTable, Result
+
+if TYPE_CHECKING:
+    from styleprobe.workspace import Workspace
 
 SCENARIOS: dict[str, int] = {"system_positive": 1, "system_negative": -1, "increase": 1, "decrease": -1}
 """scenario -> expected direction on its axis (+1 towards the first-named pole)."""
@@ -34,21 +43,23 @@ STUDY_SUBSET = (
 SYSTEM_SET = "B"
 
 
-def first_turn_items(questions: Sequence[str], axes: Sequence[str], seeds: Sequence[int]) -> list[Item]:
-    """Per seed and question: the control (no system prompt) and each axis's two system-prompt scenarios."""
-    specs = load_axes()
+def first_turn_items(
+    specs: Mapping[str, AxisSpec], questions: Sequence[str], seeds: Sequence[int]
+) -> list[Item]:
+    """Per seed and question: the control (no system prompt) and the two system-prompt scenarios of each
+    axis of `specs`."""
     items = []
     for s in seeds:
         for i, q in enumerate(questions):
             meta = {"seed": s, "q_index": i}
             items.append(Item(f"seed-{s}/control/{i:02d}", q, meta={**meta, "scenario": "control"}, seed=s))
-            for name in axes:
+            for name, spec in specs.items():
                 for scenario, pole in (("system_positive", 1), ("system_negative", -1)):
                     items.append(
                         Item(
                             f"seed-{s}/{scenario}/{name}/{i:02d}",
                             q,
-                            system=specs[name].instruction(pole, SYSTEM_SET),
+                            system=spec.instruction(pole, SYSTEM_SET),
                             meta={**meta, "scenario": scenario, "axis": name},
                             seed=s,
                         )
@@ -57,11 +68,10 @@ def first_turn_items(questions: Sequence[str], axes: Sequence[str], seeds: Seque
 
 
 def second_turn_items(
-    first: StageResult, follow_ups: Sequence[str], axes: Sequence[str], seeds: Sequence[int]
+    specs: Mapping[str, AxisSpec], first: StageResult, follow_ups: Sequence[str], seeds: Sequence[int]
 ) -> list[Item]:
     """Per seed and question: the first turn's control conversation continued by a new question, alone
-    (control) and preceded by each axis's "more positive" and "more negative" request."""
-    specs = load_axes()
+    (control) and preceded by the "more positive" and "more negative" request of each axis of `specs`."""
     rec = first.records
     control = rec[rec["scenario"] == "control"].set_index(["seed", "q_index"])
     items = []
@@ -80,8 +90,8 @@ def second_turn_items(
                     s,
                 )
             )
-            for name in axes:
-                for scenario, nudge in zip(("increase", "decrease"), specs[name].nudges, strict=True):
+            for name, spec in specs.items():
+                for scenario, nudge in zip(("increase", "decrease"), spec.nudges, strict=True):
                     items.append(
                         Item(
                             f"seed-{s}/{scenario}/{name}/{i:02d}",
@@ -200,3 +210,112 @@ def retest_icc(shifts: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.Da
             )
         rows.append(row)
     return pd.DataFrame(rows).set_index("axis")
+
+
+def answers(
+    ws: Workspace,
+    *,
+    seeds: Sequence[int] = (0, 1, 2),
+    context: ReadingContext = DEFAULT_CONTEXT,
+    batch_size: int | None = None,
+) -> list[StageResult]:
+    """Both turns of the benchmark for every axis of the protocol, from the run store (generated the first
+    time): turn 1 with the system-prompt scenarios read in `context` ("uninstructed": question + answer,
+    like the axes), and turn 2, which has no system prompt."""
+    handle, profile, specs = ws.model, ws.profile, ws.protocol.axes
+    bank, n = ws.protocol.questions.baseline, profile.n_benchmark
+    sampling = SamplingConfig(profile.baseline_tokens)
+    first = first_turn_items(specs, bank[:n], seeds)
+    stage = ws.runs.benchmark
+    turn1 = run_stage(
+        handle,
+        stage(profile.name, seeds, "turn-1"),
+        first,
+        sampling,
+        batch_size=batch_size,
+        desc="benchmark turn 1",
+    )
+    if not keeps_instruction(context):
+        turn1 = without_system(handle, first, turn1, stage(profile.name, seeds, f"turn-1-{context}"))
+    second = second_turn_items(specs, turn1, bank[n : 2 * n], seeds)
+    turn2 = run_stage(
+        handle,
+        stage(profile.name, seeds, "turn-2"),
+        second,
+        sampling,
+        batch_size=batch_size,
+        desc="benchmark turn 2",
+    )
+    return [turn1, turn2]
+
+
+def shifts(
+    ws: Workspace,
+    axes: AxisSet,
+    *,
+    seeds: Sequence[int] = (0, 1, 2),
+    context: ReadingContext = DEFAULT_CONTEXT,
+    batch_size: int | None = None,
+) -> pd.DataFrame:
+    """`paired_shifts` of the benchmark's answers (see `answers`) on `axes`."""
+    return paired_shifts(axes, answers(ws, seeds=seeds, context=context, batch_size=batch_size))
+
+
+def run(
+    ws: Workspace,
+    *,
+    seeds: Sequence[int] = (0, 1, 2),
+    context: ReadingContext = DEFAULT_CONTEXT,
+    batch_size: int | None = None,
+) -> BenchmarkResult:
+    """The benchmark on the standard axes (instruction set A read in `context`): per scenario and axis the
+    signed shift with its CI and pass, per axis the pass rates."""
+    standard = calibrate(ws, instruction_set="A", context=context, batch_size=batch_size).axes
+    table = scenario_table(shifts(ws, standard, seeds=seeds, context=context, batch_size=batch_size))
+    rates = pass_rates(table)
+    return BenchmarkResult(
+        seeds=list(seeds),
+        n_questions=ws.profile.n_benchmark,
+        scenarios=table,
+        pass_rates=rates,
+        study_subset=dict(rates.attrs),
+    )
+
+
+@dataclass
+class BenchmarkResult(Result):
+    """Notebook 07: do a style system prompt and a mid-conversation request move the projection?"""
+
+    name: ClassVar[str] = "benchmark"
+    notebook: ClassVar[str] = "07_stability"
+
+    seeds: list[int]
+    n_questions: int  # questions per scenario
+    scenarios: pd.DataFrame  # per (axis, scenario): shift, ci_low, ci_high, passed, passed_lenient, ...
+    pass_rates: pd.DataFrame  # per axis: passed, passed_lenient, scenarios, pass_rate
+    study_subset: dict  # the original study's N/9: study_passed, study_passed_lenient, study_total
+
+    @property
+    def names(self) -> list[str]:
+        """The axes, in the protocol's order."""
+        return list(dict.fromkeys(self.scenarios["axis"]))
+
+    def paper(self) -> dict:
+        study = self.study_subset
+        return {
+            "benchmark_questions": self.n_questions,
+            "benchmark_seeds": len(self.seeds),
+            "scenarios_passed": int(self.scenarios["passed"].sum()),
+            "scenarios_passed_lenient": int(self.scenarios["passed_lenient"].sum()),
+            "scenarios_total": len(self.scenarios),
+            "study_passed": study["study_passed"],
+            "study_passed_lenient": study["study_passed_lenient"],
+            "study_total": study["study_total"],
+        }
+
+    def paper_tables(self) -> dict[str, PaperTable]:
+        shift = self.scenarios.pivot(index="axis", columns="scenario", values="shift")
+        table = shift.reindex(index=self.names, columns=list(SCENARIOS)).join(
+            self.pass_rates[["passed", "passed_lenient"]]
+        )
+        return {"benchmark_table": PaperTable(table, columns={"passed_lenient": "lenient"})}

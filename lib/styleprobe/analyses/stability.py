@@ -1,20 +1,31 @@
-"""Do the axes depend on the calibration data? Agreement across independent calibration sets, convergence
-with the number of calibration questions, and robustness to the wording of the style instruction."""
+"""Do the axes depend on the calibration data, and are the projections repeatable? Agreement across
+independent calibration sets, convergence with the number of calibration questions, and test-retest
+reliability across sampling seeds (the wording of the instruction: `robustness`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import InitVar, dataclass
 from itertools import combinations
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from styleprobe import stats
-from styleprobe.engine.pipeline import Item, StageResult
+from styleprobe.analyses import instruction_benchmark as benchmark
+from styleprobe.engine.pipeline import StageResult
+from styleprobe.errors import UsageError
 from styleprobe.protocol.axes import AxisSet
-from styleprobe.protocol.calibration import POLES, fit_from_result, heldout_scores
-from styleprobe.protocol.profiles import Profile
-from styleprobe.protocol.spec import load_axes, load_questions
+from styleprobe.protocol.calibration import calibrate, fit_from_result, heldout_scores
+from styleprobe.protocol.fingerprint import BaselineResult, baseline
+from styleprobe.protocol.reading import DEFAULT_CONTEXT, ReadingContext
+from styleprobe.protocol.spec import INSTRUCTION_SETS
+from styleprobe.result import PaperTable, Result
+
+if TYPE_CHECKING:
+    from styleprobe.workspace import Workspace
 
 
 def set_cosines(axis_sets: Mapping[str, AxisSet]) -> pd.DataFrame:
@@ -31,7 +42,7 @@ def set_cosines(axis_sets: Mapping[str, AxisSet]) -> pd.DataFrame:
     for a, b in combinations(axis_sets, 2):
         out[f"{a}~{b}"] = np.sum(axis_sets[a].vectors * axis_sets[b].vectors, axis=1)
     out["mean"] = out.mean(axis=1)
-    return out
+    return out.astype(float)  # as saved, so that the paper's means are the same from a reloaded result
 
 
 def projection_agreement(projections: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
@@ -94,55 +105,147 @@ def convergence(
     return pd.DataFrame(rows)
 
 
-def formulation_items(profile: Profile, axes: Sequence[str] | None = None) -> list[Item]:
-    """Every axis x pole x evaluation question under each of the five prompt formulations of the data."""
-    specs, bank = load_axes(), load_questions()
-    items = []
-    for name in axes or list(specs):
-        spec = specs[name]
-        for form, (positive, negative) in spec.formulations.items():
-            for q_index, question in enumerate(bank.evaluation[name][: profile.n_evaluation]):
-                for pole, pole_name in POLES.items():
-                    items.append(
-                        Item(
-                            id=f"formulation/{form}/{name}/{pole_name}/{q_index:02d}",
-                            question=question,
-                            system=positive if pole == 1 else negative,
-                            meta={
-                                "formulation": form,
-                                "axis": name,
-                                "pole": pole,
-                                "split": "evaluation",
-                                "q_index": q_index,
-                            },
-                        )
-                    )
-    return items
+def baseline_snr(values: ArrayLike) -> float:
+    """Baseline signal-to-noise of a questions x seeds matrix of normalised projections.
+
+    snr = std over questions (ddof=1) of the per-question seed mean / mean over questions of the std across
+    seeds (ddof=1): does the axis separate questions by more than sampling noise? Zero noise gives inf (NaN
+    with no signal either); a NaN value gives NaN, so the dead-zone severity skips the component.
+    """
+    m = np.asarray(values, dtype=float)
+    if m.ndim != 2 or m.shape[0] < 2 or m.shape[1] < 2:
+        raise ValueError(f"values must be a questions x seeds matrix of at least 2 x 2, got shape {m.shape}")
+    signal, noise = m.mean(axis=1).std(ddof=1), m.std(axis=1, ddof=1).mean()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return float(signal / noise)
 
 
-def formulation_scores(axes: AxisSet, standard: StageResult, formulations: StageResult) -> pd.DataFrame:
-    """Per formulation (plus "standard", the evaluation answers of the calibration instructions) and axis:
-    held-out pairwise accuracy and d' of the standard axis between the two poles' answers, and the cosine
-    between the formulation's own direction unit(mean(+) - mean(-)) and the standard axis."""
-    parts = {"standard": standard.select((standard.records["split"] == "evaluation").to_numpy())}
-    for form in dict.fromkeys(formulations.records["formulation"]):
-        parts[form] = formulations.select((formulations.records["formulation"] == form).to_numpy())
-    rows = []
-    for form, part in parts.items():
-        scores = heldout_scores(axes, part)
-        rec, states = part.records, part.states
-        for i, name in enumerate(axes.names):
-            sel = (rec["axis"] == name).to_numpy() & (rec["n_measured"] > 0).to_numpy()
-            pole = rec["pole"].to_numpy()
-            direction = states[sel & (pole == 1)].mean(0) - states[sel & (pole == -1)].mean(0)
-            norm = np.linalg.norm(direction)
-            rows.append(
-                {
-                    "formulation": form,
-                    "axis": name,
-                    "pairwise_accuracy": scores.loc[name, "pairwise_accuracy"],
-                    "dprime": scores.loc[name, "dprime"],
-                    "cosine": float(direction @ axes.vectors[i] / norm) if norm > 0 else np.nan,
-                }
-            )
-    return pd.DataFrame(rows)
+def baseline_retest(
+    icc: pd.DataFrame, projections: Mapping[int, np.ndarray], names: Sequence[str]
+) -> pd.DataFrame:
+    """Per axis: the baseline's ICC(2,1) across seeds with its CI (`icc`, as notebook 02 computed it) and the
+    `baseline_snr` of the questions x seeds matrix of unclipped projections
+    (`projections`: seed -> [questions, axes]); snr is NaN with one seed."""
+    out = icc.reindex(index=list(names), columns=["icc", "ci_low", "ci_high"]).astype(float)
+    out = out.rename(columns={"icc": "baseline_icc"}).rename_axis("axis")
+    snr = []
+    for i in range(len(names)):
+        matrix = np.column_stack([values[:, i] for values in projections.values()])
+        matrix = matrix[np.isfinite(matrix).all(axis=1)]
+        snr.append(baseline_snr(matrix) if matrix.shape[1] > 1 else np.nan)
+    out["snr"] = snr
+    return out
+
+
+def run(
+    ws: Workspace,
+    *,
+    seeds: Sequence[int] | None = None,
+    benchmark_seeds: Sequence[int] = (0, 1, 2),
+    convergence_sizes: Sequence[int] = (5, 10, 15, 20, 30),
+    n_repeats: int = 20,
+    n_boot: int = 1000,
+    context: ReadingContext = DEFAULT_CONTEXT,
+    batch_size: int | None = None,
+) -> StabilityResult:
+    """Axes of instruction sets A, B and C (read in `context`) compared on set A's held-out answers and on
+    the baseline answers of the first seed; convergence of set A's axes with the number of calibration
+    questions; test-retest reliability of the baseline (notebook 02's ICC, whose `seeds` these must be;
+    None: its seeds) and of the instruction benchmark's answers (`benchmark_seeds`, `n_boot` resamples)."""
+    stored = BaselineResult.load(ws)
+    seeds = list(stored.seeds if seeds is None else seeds)
+    if seeds != list(stored.seeds):
+        raise UsageError(
+            f"notebook 02 measured the baseline ICC over seeds {stored.seeds}, not {seeds}: give its seeds"
+        )
+    cal = {
+        s: calibrate(ws, instruction_set=s, context=context, batch_size=batch_size) for s in INSTRUCTION_SETS
+    }
+    standard = cal["A"].axes
+    names = standard.names
+    runs = baseline(ws, seeds=tuple(seeds), batch_size=batch_size)
+    first = runs[seeds[0]].states
+    subsets = convergence(cal["A"].result, standard, convergence_sizes, n_repeats=n_repeats)
+    shifts = benchmark.shifts(ws, standard, seeds=benchmark_seeds, context=context, batch_size=batch_size)
+    retest = baseline_retest(
+        stored.icc, {s: standard.project(r.states, clip=False) for s, r in runs.items()}, names
+    ).join(benchmark.retest_icc(shifts, n_boot=n_boot).add_prefix("benchmark_"))
+    return StabilityResult(
+        profile=ws.profile.name,
+        set_accuracy=pd.concat(
+            {s: heldout_scores(c.axes, cal["A"].result)["pairwise_accuracy"] for s, c in cal.items()}, axis=1
+        ),
+        set_cosines=set_cosines({s: c.axes for s, c in cal.items()}),
+        baseline_projection_r=projection_agreement(
+            {s: pd.DataFrame(c.axes.project(first, clip=False), columns=names) for s, c in cal.items()}
+        ),
+        convergence=subsets.groupby(["n", "axis"], as_index=False)[["cosine", "pairwise_accuracy"]].mean(),
+        retest=retest,
+        seeds=seeds,
+        n_repeats=n_repeats,
+        subsets=subsets,
+    )
+
+
+@dataclass
+class StabilityResult(Result):
+    """Notebook 07: agreement of the calibration sets, convergence and test-retest reliability."""
+
+    name: ClassVar[str] = "stability"
+    notebook: ClassVar[str] = "07_stability"
+    needs: ClassVar[tuple[str, ...]] = ("calibration", "baseline")
+
+    profile: str
+    set_accuracy: pd.DataFrame  # per axis, per set A/B/C: held-out pairwise accuracy on set A's answers
+    set_cosines: pd.DataFrame  # per axis: cosine of each pair of sets ("A~B", ...) and their mean
+    baseline_projection_r: pd.DataFrame  # per axis: Pearson r of the baseline projections, pairs and mean
+    convergence: pd.DataFrame  # per (n, axis): mean cosine to the full axis and held-out accuracy
+    retest: pd.DataFrame  # per axis: baseline_icc, ci_low, ci_high, snr, benchmark_icc, benchmark_ci_...
+    seeds: list[int]  # the baseline's
+    n_repeats: int  # random subsets per convergence size
+    subsets: InitVar[pd.DataFrame | None] = None  # every subset's convergence row; this run only, not saved
+
+    def __post_init__(self, subsets: pd.DataFrame | None) -> None:
+        self.subsets = subsets
+
+    def paper(self) -> dict:
+        cosine = self.set_cosines["mean"]
+        by_size = self.convergence.groupby("n")[["cosine", "pairwise_accuracy"]].mean()
+        return {
+            "profile": self.profile,
+            "set_accuracy_mean": self.set_accuracy.mean().to_dict(),
+            "mean_set_cosine": cosine.mean(),
+            "min_set_cosine_axis": cosine.idxmin().replace("_", "/"),
+            "min_set_cosine": cosine.min(),
+            "max_set_cosine_axis": cosine.idxmax().replace("_", "/"),
+            "max_set_cosine": cosine.max(),
+            "mean_projection_r": self.baseline_projection_r["mean"].mean(),
+            "convergence_smallest_n": int(by_size.index.min()),
+            "convergence_largest_n": int(by_size.index.max()),
+            "convergence_cosine_smallest": by_size["cosine"].iloc[0],
+            "convergence_cosine_largest": by_size["cosine"].iloc[-1],
+            "convergence_accuracy_smallest": by_size["pairwise_accuracy"].iloc[0],
+            "convergence_accuracy_largest": by_size["pairwise_accuracy"].iloc[-1],
+            "n_repeats": self.n_repeats,
+            "mean_baseline_icc": self.retest["baseline_icc"].mean(),
+            "mean_benchmark_icc": self.retest["benchmark_icc"].mean(),
+            "mean_snr": self.retest["snr"].mean(),
+        }
+
+    def paper_tables(self) -> dict[str, PaperTable]:
+        sets = (
+            self.set_accuracy.add_prefix("acc. ")
+            .join(self.set_cosines.add_prefix("cos "))
+            .join(self.baseline_projection_r[["mean"]].add_prefix("r "))
+        )
+        retest = self.retest[["baseline_icc", "ci_low", "ci_high", "snr", "benchmark_icc"]]
+        names = {
+            "baseline_icc": "baseline ICC",
+            "ci_low": "low",
+            "ci_high": "high",
+            "benchmark_icc": "benchmark ICC",
+        }
+        return {
+            "stability_sets_table": PaperTable(sets, index_name="axis"),
+            "retest_table": PaperTable(retest, columns=names, index_name="axis"),
+        }

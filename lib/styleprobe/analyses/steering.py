@@ -6,16 +6,26 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
 
+from styleprobe import stats
+from styleprobe.analyses.deadzones import DeadZonesResult
+from styleprobe.analyses.textmetrics import axis_metrics, metrics_frame, protocol_lexicon
 from styleprobe.engine.chat import build_prompt
-from styleprobe.engine.generation import tokenize_prompts
-from styleprobe.engine.models import ModelHandle, decoder_layers
-from styleprobe.engine.pipeline import Item
+from styleprobe.engine.generation import SamplingConfig, tokenize_prompts
+from styleprobe.engine.hooks import block_hooks, pad_batch
+from styleprobe.engine.models import ModelHandle
+from styleprobe.engine.pipeline import Item, reread, run_stage
 from styleprobe.protocol.axes import AxisSet
+from styleprobe.result import PaperTable, Result
+
+if TYPE_CHECKING:
+    from styleprobe.workspace import Workspace
 
 DEGRADED_PERPLEXITY = 2.0
 """An answer counts as degraded when its perplexity under the unsteered model exceeds this multiple of the
@@ -29,19 +39,8 @@ def steer(handle: ModelHandle, vector: np.ndarray, layers: Sequence[int], alpha:
     """Inside the block, every forward pass adds `alpha * vector` to the output of each decoder block in
     `layers` (absolute indices). The hooks are removed on exit, also when the block raises."""
     v = torch.as_tensor(np.asarray(vector), dtype=handle.model.dtype, device=handle.device) * alpha
-    blocks = decoder_layers(handle.model)
-
-    def hook(_module, _inputs, output):
-        if isinstance(output, tuple):
-            return (output[0] + v, *output[1:])
-        return output + v
-
-    handles = [blocks[i].register_forward_hook(hook) for i in layers]
-    try:
+    with block_hooks(handle, [(i, lambda hidden: hidden + v) for i in layers]):
         yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def axis_vector(axes: AxisSet, axis: str) -> np.ndarray:
@@ -74,12 +73,8 @@ def perplexity(
     for start in range(0, len(items), batch_size):
         rows = range(start, min(start + batch_size, len(items)))
         seqs = [list(prompts[i]) + list(response_ids[i]) for i in rows]
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for r, s in enumerate(seqs):
-            ids[r, : len(s)], mask[r, : len(s)] = torch.tensor(s), 1
-        logits = handle.model(input_ids=ids.to(handle.device), attention_mask=mask.to(handle.device)).logits
+        ids, mask = pad_batch(seqs, pad, "right", handle.device)
+        logits = handle.model(input_ids=ids, attention_mask=mask).logits
         logp = torch.log_softmax(logits.float(), dim=-1)
         for r, i in enumerate(rows):
             n_prompt, n = len(prompts[i]), len(response_ids[i])
@@ -119,3 +114,158 @@ def steerability(frame: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows).set_index("axis")
+
+
+def sweep(
+    ws: Workspace,
+    alphas: Sequence[float],
+    layers: Sequence[int],
+    max_new_tokens: int,
+    *,
+    batch_size: int | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Answer the profile's first `n_benchmark` baseline questions steered along each axis by every alpha
+    (0, unsteered, must be among them) at the blocks `layers`, and measure each answer: `value` (its
+    projection on the steered axis, read back without steering), `shift` (minus the unsteered answer's),
+    the axis's text metric and its `text_shift`, `perplexity` under the unsteered model, `repetition` and
+    `degraded`. One row per (axis, alpha, question)."""
+    if 0.0 not in alphas:
+        raise ValueError("alpha 0 (no steering) is the reference: add it to the alphas")
+    handle, axes = ws.model, ws.axes()
+    questions = ws.protocol.questions.baseline[: ws.profile.n_benchmark]
+    items = [Item(f"steer/{i:02d}", q, meta={"q_index": i}) for i, q in enumerate(questions)]
+    root = ws.runs.steering(ws.profile.name, max_new_tokens, list(layers))
+    frames = []
+    for name in axes.names:
+        vector = axis_vector(axes, name)
+        for alpha in alphas:
+            stage = root / ("unsteered" if alpha == 0 else f"{name}/alpha{alpha:+g}")
+            with steer(handle, vector, layers, alpha):
+                res = run_stage(
+                    handle,
+                    stage,
+                    items,
+                    SamplingConfig(max_new_tokens),
+                    batch_size=batch_size,
+                    desc=f"{name} {alpha:+g}",
+                    progress=progress,
+                )
+            ids = list(res.records["response_ids"])
+            decays = (res.aggregation.decay,)
+            per_layer = reread(
+                handle, items, ids, axes.layers, decays, stage_dir=stage / "read", progress=progress
+            )
+            values = axes.project(res.aggregation.combine(per_layer[:, 0]), clip=False)[:, axes.index(name)]
+            frame = res.records[["q_index", "response", "n_tokens"]].assign(
+                axis=name, alpha=alpha, value=values
+            )
+            frame["perplexity"] = perplexity(handle, items, ids)
+            frames.append(frame)
+    answers = pd.concat(frames, ignore_index=True)
+    answers["repetition"] = answers["response"].map(repetition)
+    text = metrics_frame(list(answers["response"]), protocol_lexicon(ws.protocol))
+    metric_of = axis_metrics(ws.protocol)  # an axis without a text metric gets NaN
+    answers["metric"] = [
+        text.at[k, metric_of[axis]] if axis in metric_of else np.nan for k, axis in enumerate(answers["axis"])
+    ]
+    unsteered = answers[answers["alpha"] == 0].set_index(["axis", "q_index"])  # the same answers, per axis
+    same = pd.MultiIndex.from_frame(answers[["axis", "q_index"]])
+    answers["shift"] = answers["value"].to_numpy() - unsteered["value"].reindex(same).to_numpy()
+    answers["text_shift"] = answers["metric"].to_numpy() - unsteered["metric"].reindex(same).to_numpy()
+    answers["degraded"] = degradation(answers)
+    return answers
+
+
+def severity_pairs(ws: Workspace, steerability_table: pd.DataFrame) -> pd.DataFrame:
+    """(severity, steerability, model) per axis of every model under the workspace's root with dead zones
+    and steering results; this model's steering is `steerability_table`."""
+    steered = {slug: r.steerability for slug, r in ws.every_model(SteeringResult).items()}
+    steered[ws.slug] = steerability_table
+    pairs = [
+        pd.concat([zones.table["severity"], steered[slug]["steerability"]], axis=1, join="inner")
+        .dropna()
+        .assign(model=slug)
+        for slug, zones in ws.every_model(DeadZonesResult).items()
+        if slug in steered
+    ]
+    return pd.concat(pairs) if pairs else pd.DataFrame(columns=["severity", "steerability", "model"])
+
+
+@dataclass
+class SteeringResult(Result):
+    """Notebook 11: steerability of each axis, and whether dead zones predict it."""
+
+    name: ClassVar[str] = "steering"
+    notebook: ClassVar[str] = "11_steering"
+    needs: ClassVar[tuple[str, ...]] = ("calibration", "dead_zones")
+    paper_digits: ClassVar[int] = 3
+
+    profile: str
+    alphas: list[float]
+    layers: list[int]  # the steered blocks
+    max_new_tokens: int
+    n_questions: int  # per (axis, alpha)
+    summary: pd.DataFrame  # per (axis, alpha): mean shift, text_shift, perplexity, repetition, degraded
+    steerability: pd.DataFrame  # per axis: `steerability`
+    severity_vs_steerability: dict  # Spearman rho, p, n_pairs over every model-axis pair (`severity_pairs`)
+
+    def paper(self) -> dict:
+        table = self.steerability
+        best = table["steerability"].idxmax()
+        relation = self.severity_vs_steerability
+        return {
+            "n_questions": self.n_questions,
+            "alphas": ", ".join(f"{a:g}" for a in self.alphas),
+            "layers": "+".join(map(str, self.layers)),
+            "max_new_tokens": self.max_new_tokens,
+            "degraded_share": self.summary["degraded"].mean(),  # every (axis, alpha) has n_questions answers
+            "best_axis": best.replace("_", "/"),
+            "best_steerability": table.loc[best, "steerability"],
+            "mean_steerability": table["steerability"].mean(),
+            "rho": relation["rho"],
+            "p": f"{relation['p']:.2g}",
+            "n_pairs": relation["n_pairs"],
+        }
+
+    def paper_tables(self) -> dict[str, PaperTable]:
+        columns = {
+            "steerability": "slope",
+            "usable_min_alpha": "usable from",
+            "usable_max_alpha": "to",
+            "degraded_share": "degraded",
+        }
+        return {"steering_table": PaperTable(self.steerability, digits=3, columns=columns)}
+
+
+def run(
+    ws: Workspace,
+    alphas: Sequence[float],
+    *,
+    layers: Sequence[int] | None = None,
+    max_new_tokens: int | None = None,
+    batch_size: int | None = None,
+    progress: bool = True,
+) -> SteeringResult:
+    """`sweep` the alphas at `layers` (None: the blocks the axes read) with `max_new_tokens` per answer
+    (None: the profile's baseline budget), summarise per (axis, alpha), fit each axis's steerability, and
+    correlate dead-zone severity with steerability over every model-axis pair (`severity_pairs`, Spearman)."""
+    layers = list(layers or ws.axes().layers)
+    max_new_tokens = max_new_tokens or ws.profile.baseline_tokens
+    answers = sweep(ws, alphas, layers, max_new_tokens, batch_size=batch_size, progress=progress)
+    columns = ["shift", "text_shift", "perplexity", "repetition", "degraded"]
+    summary = answers.groupby(["axis", "alpha"], sort=False)[columns].mean()
+    table = steerability(answers)
+    pooled = severity_pairs(ws, table)
+    varies = len(pooled) >= 3 and pooled["severity"].nunique() > 1 and pooled["steerability"].nunique() > 1
+    rho, p = stats.spearman(pooled["severity"], pooled["steerability"]) if varies else (np.nan, np.nan)
+    return SteeringResult(
+        profile=ws.profile.name,
+        alphas=list(alphas),
+        layers=layers,
+        max_new_tokens=max_new_tokens,
+        n_questions=int(answers["q_index"].nunique()),
+        summary=summary.reset_index(),
+        steerability=table,
+        severity_vs_steerability={"rho": rho, "p": p, "n_pairs": len(pooled)},
+    )

@@ -1,24 +1,32 @@
-"""Text-level check of the axes: lexicon rates per 100 words in the answers, and their pole effect sizes.
+"""Text-level check of the axes: lexicon rates per 100 words in the answers, their pole effect sizes, and
+whether the probe separates best where the text changes most (notebook 08's `TextValidationResult`).
 
 A word is a run of letters/digits, optionally joined by apostrophes ("don't" is one word, "trade-off" two).
-Rates are ``100 * count / n_words`` (0 when there are no words). Lexicon entries (data/lexicon.yaml) match
-case-insensitively as whole words or phrases; overlapping entries of one category count once.
+Rates are ``100 * count / n_words`` (0 when there are no words). Lexicon entries (the protocol's
+lexicon.yaml) match case-insensitively as whole words or phrases; overlapping entries of one category count
+once. Each axis's metric, expected higher at its positive pole, is the `text_metric` of its entry in the
+protocol's axes.yaml.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from styleprobe import stats
-from styleprobe.paths import data_dir
-from styleprobe.protocol.spec import DataError, _read_yaml
+from styleprobe.protocol.calibration import calibrate
+from styleprobe.protocol.spec import DataError, Protocol, _read_yaml
+from styleprobe.result import PaperTable, Result
+
+if TYPE_CHECKING:
+    from styleprobe.workspace import Workspace
 
 BASE_METRICS = (
     "n_words",
@@ -35,17 +43,6 @@ DERIVED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "empathy_minus_analytical": (("empathy",), ("analytical",)),
     "patience_minus_irritation": (("patience",), ("irritation",)),
 }
-# axis -> the metric expected to be higher at its positive (first-named) pole.
-AXIS_METRICS: dict[str, str] = {
-    "warm_cold": "warmth",
-    "verbose_concise": "n_words",
-    "confident_cautious": "certainty_minus_hedging",
-    "proactive_reluctant": "proactive",
-    "empathetic_analytical": "empathy_minus_analytical",
-    "formal_casual": "formality",
-    "patient_irritated": "patience_minus_irritation",
-}
-
 _WORD = re.compile(r"\w+(?:'\w+)*")
 _SENTENCE_END = re.compile(r"[.!?]+(?=\s|$)")
 # n't, 're, 'm, 'll, 've, 'd always; 's only after pronouns/adverbs ("it's", not the possessive "Ann's").
@@ -58,9 +55,8 @@ def _normalise(text: str) -> str:
     return text.replace("\u2019", "'").replace("\u2018", "'")
 
 
-def load_lexicon(path: Path | None = None) -> dict[str, list[str]]:
-    """Read and validate ``categories:`` of lexicon.yaml; errors are DataError (a ValueError), one line."""
-    path = Path(path) if path is not None else data_dir() / "lexicon.yaml"
+def load_lexicon(path: Path) -> dict[str, list[str]]:
+    """Read and validate ``categories:`` of a lexicon.yaml; errors are DataError (a ValueError), one line."""
     raw: Any = _read_yaml(path)
     if not isinstance(raw, dict) or not isinstance(raw.get("categories"), dict) or not raw["categories"]:
         raise DataError(f"{path}: expected a non-empty mapping 'categories: {{name: [words, ...]}}'")
@@ -82,9 +78,14 @@ def load_lexicon(path: Path | None = None) -> dict[str, list[str]]:
     return lexicon
 
 
-@lru_cache(maxsize=1)
-def _default_lexicon() -> dict[str, list[str]]:
-    return load_lexicon()
+def protocol_lexicon(protocol: Protocol) -> dict[str, list[str]]:
+    """The protocol's lexicon (its lexicon.yaml)."""
+    return load_lexicon(protocol.file("lexicon.yaml"))
+
+
+def axis_metrics(protocol: Protocol) -> dict[str, str]:
+    """{axis: its `text_metric`} for each axis of the protocol that names one, in protocol order."""
+    return {name: spec.text_metric for name, spec in protocol.axes.items() if spec.text_metric}
 
 
 @lru_cache(maxsize=256)
@@ -100,7 +101,7 @@ def count_matches(text: str, entries: Sequence[str]) -> int:
     return len(_pattern(tuple(entries)).findall(_normalise(text)))
 
 
-def text_metrics(text: str, lexicon: Mapping[str, Sequence[str]] | None = None) -> dict[str, float]:
+def text_metrics(text: str, lexicon: Mapping[str, Sequence[str]]) -> dict[str, float]:
     """Length, punctuation and lexicon metrics of one text.
 
     n_words; n_sentences (segments ending in . ! ? before whitespace or the end, plus a final unpunctuated
@@ -108,7 +109,6 @@ def text_metrics(text: str, lexicon: Mapping[str, Sequence[str]] | None = None) 
     exclamations = runs of "?" / "!" per 100 words; contractions per 100 words; each category's rate; the
     DERIVED differences of rates.
     """
-    lexicon = _default_lexicon() if lexicon is None else lexicon
     text = _normalise(text)
     n_words = len(_WORD.findall(text))
     n_sentences = sum(1 for seg in _SENTENCE_END.split(text) if _WORD.search(seg))
@@ -131,32 +131,35 @@ def text_metrics(text: str, lexicon: Mapping[str, Sequence[str]] | None = None) 
     return out
 
 
-def metrics_frame(texts: Sequence[str], lexicon: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
+def metrics_frame(texts: Sequence[str], lexicon: Mapping[str, Sequence[str]]) -> pd.DataFrame:
     """:func:`text_metrics` of each text, one row per text (same order)."""
     return pd.DataFrame([text_metrics(t, lexicon) for t in texts], index=pd.RangeIndex(len(texts)))
 
 
 def pole_effect_sizes(
-    frame: pd.DataFrame, lexicon: Mapping[str, Sequence[str]] | None = None
+    frame: pd.DataFrame, metrics: Mapping[str, str], lexicon: Mapping[str, Sequence[str]]
 ) -> pd.DataFrame:
-    """Per axis, Cohen's d (pole +1 minus pole -1) of its AXIS_METRICS metric, and of n_tokens when given.
+    """Per axis, Cohen's d (pole +1 minus pole -1) of its text metric (``metrics``: axis -> metric, see
+    :func:`axis_metrics`), and of n_tokens when given.
 
     ``frame`` has columns axis, pole (+1/-1), text and optionally n_tokens. Each pole needs >= 2 texts.
     """
     missing = {"axis", "pole", "text"} - set(frame.columns)
     if missing:
         raise ValueError(f"frame lacks columns {sorted(missing)}")
-    unknown = sorted(set(frame["axis"]) - set(AXIS_METRICS))
+    unknown = sorted(set(frame["axis"]) - set(metrics))
     if unknown:
-        raise ValueError(f"no text metric for axes {unknown}; known: {list(AXIS_METRICS)}")
-    metrics = metrics_frame(list(frame["text"]), lexicon).set_index(frame.index)
+        raise ValueError(f"no text metric for axes {unknown}; known: {list(metrics)}")
+    values_of = metrics_frame(list(frame["text"]), lexicon).set_index(frame.index)
     rows = []
     for axis, sub in frame.groupby("axis", sort=False):
         pos, neg = sub["pole"] == 1, sub["pole"] == -1
         if pos.sum() < 2 or neg.sum() < 2:
             raise ValueError(f"axis {axis}: need >= 2 texts per pole, got {pos.sum()} / {neg.sum()}")
-        metric = AXIS_METRICS[axis]
-        values = metrics.loc[sub.index, metric]
+        metric = metrics[axis]
+        if metric not in values_of:
+            raise ValueError(f"axis {axis}: unknown text metric {metric!r}; known: {list(values_of)}")
+        values = values_of.loc[sub.index, metric]
         row = {"axis": axis, "metric": metric, "n_pos": int(pos.sum()), "n_neg": int(neg.sum())}
         row |= {"mean_pos": values[pos].mean(), "mean_neg": values[neg].mean()}
         row["d"] = stats.cohens_d(values[pos], values[neg])
@@ -177,3 +180,83 @@ def accuracy_vs_text_effect(
     if len(keys) < 3:
         raise ValueError(f"need >= 3 model/axis keys with finite values in both mappings, got {len(keys)}")
     return stats.spearman([accuracy[k] for k in keys], [effect[k] for k in keys])
+
+
+# --- notebook 08: the text-level validation of one model -------------------------------------------------
+
+
+def pole_effects(ws: Workspace) -> pd.DataFrame:
+    """Per axis with a text metric: :func:`pole_effect_sizes` of the calibration answers of set A (both
+    splits, read in the context of the model's axes) and the axis's held-out pairwise accuracy."""
+    calibration = calibrate(ws, context=ws.axes().meta["context"])
+    rec = calibration.result.records
+    metrics = axis_metrics(ws.protocol)
+    rec = rec[rec["axis"].isin(list(metrics))]
+    answers = pd.DataFrame(
+        {"axis": rec["axis"], "pole": rec["pole"], "text": rec["response"], "n_tokens": rec["n_tokens"]}
+    )
+    effects = pole_effect_sizes(answers, metrics, protocol_lexicon(ws.protocol)).set_index("axis")
+    effects["accuracy"] = calibration.evaluation["pairwise_accuracy"]
+    return effects
+
+
+def pooled_effects(ws: Workspace, effects: pd.DataFrame) -> pd.DataFrame:
+    """(model, axis, accuracy, d) of every model-axis pair with both finite: this model's ``effects`` and
+    the saved text validation of every other model under the root."""
+    tables = {ws.slug: effects}
+    tables |= {slug: r.effects for slug, r in ws.every_model(TextValidationResult).items() if slug != ws.slug}
+    parts = [
+        t[["accuracy", "d"]].rename_axis("axis").reset_index().assign(model=s) for s, t in tables.items()
+    ]
+    return pd.concat(parts, ignore_index=True).astype({"accuracy": float, "d": float}).dropna()
+
+
+def run(ws: Workspace) -> TextValidationResult:
+    """This model's text effects, and Spearman's rho between held-out accuracy and text d over every
+    model-axis pair with results (NaN with fewer than 3 pairs)."""
+    effects = pole_effects(ws)
+    pooled = pooled_effects(ws, effects)
+    keyed = pooled.set_index(pooled["model"] + "/" + pooled["axis"])
+    rho, p = (
+        accuracy_vs_text_effect(keyed["accuracy"].to_dict(), keyed["d"].to_dict())
+        if len(pooled) >= 3
+        else (np.nan, np.nan)
+    )
+    return TextValidationResult(effects=effects, spearman_rho=rho, spearman_p=p, n_pairs=len(pooled))
+
+
+def _number(value: float | None) -> float:
+    """A saved NaN reads back as None."""
+    return np.nan if value is None else float(value)
+
+
+@dataclass
+class TextValidationResult(Result):
+    """Notebook 08: does the text itself change with the instruction, and does the probe separate best
+    where it changes most?"""
+
+    name: ClassVar[str] = "text_validation"
+    notebook: ClassVar[str] = "08_dead_zones"
+    needs: ClassVar[tuple[str, ...]] = ("calibration",)
+
+    effects: pd.DataFrame  # per axis: metric, n_pos, n_neg, mean_pos, mean_neg, d, d_n_tokens, accuracy
+    spearman_rho: float  # held-out accuracy vs text d, over every model-axis pair
+    spearman_p: float
+    n_pairs: int
+
+    def paper(self) -> dict[str, Any]:
+        p = _number(self.spearman_p)
+        return {
+            "text_rho": _number(self.spearman_rho),
+            "text_p": f"{p:.2g}",
+            "text_n_pairs": self.n_pairs,
+            "verbose_text_d": self.effects["d"].get("verbose_concise", np.nan),
+        }
+
+    def paper_tables(self) -> dict[str, PaperTable]:
+        return {
+            "text_effects_table": PaperTable(
+                self.effects[["metric", "d", "d_n_tokens", "accuracy"]],
+                columns={"d": "text d", "d_n_tokens": "length d", "accuracy": "probe acc."},
+            )
+        }

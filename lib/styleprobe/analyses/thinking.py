@@ -10,7 +10,8 @@ every generated token measured, think block included, as a counterfactual.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -22,9 +23,16 @@ from styleprobe.engine.extraction import TokenSequence, extract
 from styleprobe.engine.generation import tokenize_prompts
 from styleprobe.engine.models import ModelHandle
 from styleprobe.engine.pipeline import REFORWARD_CHUNK, StageResult
+from styleprobe.protocol.fingerprint import baseline, project_results
 from styleprobe.protocol.profiles import Profile
+from styleprobe.protocol.runs import Session
+from styleprobe.result import PaperTable, Result
+
+if TYPE_CHECKING:
+    from styleprobe.workspace import Workspace
 
 DEFAULT_THINKING_TOKENS = 4096
+STATUSES = ("visible", "no think block", "unclosed", "empty after think", "empty")  # of `answer_status`
 
 
 def thinking_profile(profile: Profile, thinking_tokens: int) -> Profile:
@@ -100,3 +108,128 @@ def paired_shift(
             "n": len(diff),
         }
     return pd.DataFrame(rows).T.astype({"shift": float, "ci_low": float, "ci_high": float, "n": int})
+
+
+@dataclass
+class ThinkingAnswers:
+    """The baseline questions answered with thinking off and with thinking on (by seed)."""
+
+    profile: Profile  # of the answers with thinking off
+    thinking_tokens: int  # the budget with thinking on: think block and visible answer together
+    off: dict[int, StageResult]
+    on: dict[int, StageResult]
+
+    @property
+    def on_records(self) -> pd.DataFrame:
+        return pd.concat([r.records for r in self.on.values()], ignore_index=True)
+
+
+def answer_both_ways(
+    ws: Session,
+    *,
+    seeds: tuple[int, ...] | None = None,
+    thinking_tokens: int = DEFAULT_THINKING_TOKENS,
+    batch_size: int | None = None,
+    progress: bool = True,
+) -> ThinkingAnswers:
+    """The model's baseline answers with thinking off (the profile's budget) and on (`thinking_tokens`);
+    `seeds` None: the profile's. ValueError for a model without a thinking switch."""
+    handle = ws.model
+    if not handle.thinking or handle.think_ids[1] is None:
+        raise ValueError(f"{handle.model_id} has no thinking switch (enable_thinking in its chat template)")
+    seeds = tuple(seeds if seeds is not None else ws.profile.seeds)
+    off = baseline(ws, seeds=seeds, thinking=False, batch_size=batch_size, progress=progress)
+    on = baseline(
+        ws,
+        seeds=seeds,
+        thinking=True,
+        profile=thinking_profile(ws.profile, thinking_tokens),
+        batch_size=batch_size,
+        progress=progress,
+    )
+    return ThinkingAnswers(ws.profile, thinking_tokens, off, on)
+
+
+@dataclass
+class ThinkingResult(Result):
+    """Notebook 06: the style shift of the visible answer after thinking, and with the think block read."""
+
+    name: ClassVar[str] = "thinking_mode"
+    notebook: ClassVar[str] = "06_thinking_mode"
+    needs: ClassVar[tuple[str, ...]] = ("calibration",)
+
+    profile: str
+    seeds: list[int]
+    thinking_tokens: int
+    baseline_tokens: int
+    n_answers: int  # with thinking on
+    n_without_visible_answer: int
+    status_counts: pd.Series  # answers with thinking on by `answer_status`
+    median_think_tokens: float
+    shift_visible: pd.DataFrame  # per axis: visible answer after thinking - answer without thinking
+    shift_included: pd.DataFrame  # the same with the think tokens measured too
+    think_tokens_effect: pd.DataFrame  # included - visible
+
+    def paper(self) -> dict:
+        visible = self.shift_visible
+        moved = visible.index[(visible["ci_low"] > 0) | (visible["ci_high"] < 0)]
+        return {
+            "profile": self.profile,
+            "thinking_tokens": self.thinking_tokens,
+            "n_answers": self.n_answers,
+            "n_without_visible_answer": self.n_without_visible_answer,
+            "median_think_tokens": self.median_think_tokens,
+            "n_shifted": len(moved),
+            "shifted_axes": ", ".join(n.replace("_", "/") for n in moved) or "none",
+            "mean_abs_shift_visible": visible["shift"].abs().mean(),
+            "mean_abs_shift_included": self.shift_included["shift"].abs().mean(),
+        }
+
+    def paper_tables(self) -> dict[str, PaperTable]:
+        others = {"included": self.shift_included, "think tokens' effect": self.think_tokens_effect}
+        frame = self.shift_visible[["shift", "ci_low", "ci_high"]].join(
+            pd.DataFrame({k: f["shift"] for k, f in others.items()})
+        )
+        columns = {"shift": "visible", "ci_low": "low", "ci_high": "high"}
+        return {"thinking_table": PaperTable(frame, columns=columns)}
+
+
+def run(
+    ws: Workspace,
+    answers: ThinkingAnswers,
+    *,
+    n_boot: int = 2000,
+    read_batch_size: int = 8,
+    progress: bool = True,
+) -> ThinkingResult:
+    """Project both modes' answers on the workspace's axes and compare them per question (seed-averaged):
+    the visible answer after thinking, and the same answers re-read with the think block (counted only
+    where there is a visible answer), each minus the answer without thinking."""
+    handle, axes = ws.model, ws.axes()
+    records = answers.on_records
+    counts = answer_status(handle, records).value_counts().reindex(list(STATUSES), fill_value=0)
+    included = {
+        s: read_with_thinking(handle, r, batch_size=read_batch_size, progress=progress)
+        for s, r in answers.on.items()
+    }
+    projections = {
+        "off": project_results(axes, answers.off, handle.model_id),
+        "visible": project_results(axes, answers.on, handle.model_id),
+        "included": project_results(axes, included, handle.model_id),
+    }
+    hidden = projections["visible"][axes.names].isna().all(axis=1)
+    projections["included"].loc[hidden, axes.names] = np.nan  # the same answers as the visible ones
+    per_question = {k: p.groupby("q_index")[axes.names].mean() for k, p in projections.items()}
+    return ThinkingResult(
+        profile=answers.profile.name,
+        seeds=list(answers.off),
+        thinking_tokens=answers.thinking_tokens,
+        baseline_tokens=answers.profile.baseline_tokens,
+        n_answers=len(records),
+        n_without_visible_answer=int((records["n_measured"] == 0).sum()),
+        status_counts=counts,
+        median_think_tokens=float((records["n_tokens"] - records["n_measured"]).median()),
+        shift_visible=paired_shift(per_question["visible"], per_question["off"], n_boot=n_boot),
+        shift_included=paired_shift(per_question["included"], per_question["off"], n_boot=n_boot),
+        think_tokens_effect=paired_shift(per_question["included"], per_question["visible"], n_boot=n_boot),
+    )

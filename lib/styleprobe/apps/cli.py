@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -27,6 +28,8 @@ from styleprobe.errors import StyleprobeError, UsageError
 from styleprobe.paths import folders
 from styleprobe.protocol.axes import NORMALISATIONS, AxesError, AxisSet
 from styleprobe.protocol.profiles import PROFILES, get_profile
+from styleprobe.protocol.reading import CONTEXTS, DEFAULT_CONTEXT
+from styleprobe.protocol.spec import Protocol
 
 KNOWN_ERRORS = (StyleprobeError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
 """What the user can cause: printed as one line, exit status 2. Anything else is a bug (traceback)."""
@@ -129,10 +132,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--batch-size", type=positive_int, help="answers per batch (default: the largest that fits)"
     )
-    p.add_argument("--runs-dir", type=folder, default=folders().runs, help="where runs are kept")
-    p.add_argument("--axes-dir", type=folder, default=folders().axes, help="where axes are kept")
     p.add_argument(
-        "--figures-dir", type=folder, default=folders().figures, help="where figures go (default: figures/)"
+        "--root",
+        type=folder,
+        help="folder of runs/, axes/, figures/ and results/ (default: the checkout, or STYLEPROBE_ROOT; "
+        "without --root each can be moved by STYLEPROBE_RUNS_DIR, _AXES_DIR, _FIGURES_DIR, _RESULTS_DIR)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -150,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         "calibrate",
         help="answer questions under opposite style instructions; fit the axes",
         description="Generate answers under each axis' two pole instructions, fit one unit "
-        "vector per axis and save it to axes/<model>.safetensors + .json.",
+        "vector per axis and save it to <root>/axes/<model>.safetensors + .json.",
     )
     _common(cal)
     cal.add_argument("--axes", nargs="+", metavar="AXIS", help="only these axes (default: all 7)")
@@ -162,35 +166,47 @@ def build_parser() -> argparse.ArgumentParser:
         help="median_iqr (centred, default) or uncentred_iqr (the original study)",
     )
     cal.add_argument(
-        "--instructed",
-        action="store_true",
-        help="read the answers with the style instruction still in context (the original study's way); "
-        "default: question + answer only",
+        "--context",
+        choices=CONTEXTS,
+        default=DEFAULT_CONTEXT,
+        help="read the answers as question + answer only (uninstructed, default) or with the style "
+        "instruction still in context (instructed: the original study's way)",
     )
-    cal.add_argument("--out", type=output_file, help="axes file to write (default: <axes-dir>/<model>.json)")
+    cal.add_argument("--out", type=output_file, help="axes file to write (default: <root>/axes/<model>.json)")
     cal.add_argument("--seed", type=non_negative_int, default=0)
 
     fp = sub.add_parser(
         "fingerprint",
         help="the model's default style (calibrates first if needed)",
-        description="Calibrate if no axes exist for the model, answer the baseline questions "
-        "with no system prompt, print the 7-axis table and draw a radar chart.",
+        description="Calibrate if no axes exist for the model, answer the baseline questions with no "
+        "system prompt, print the 7-axis table, save it as the baseline section of "
+        "<root>/results/<model>.json (with its paper numbers and table, as notebook 02 does) and draw "
+        "<root>/figures/<model>/fingerprint_radar.png.",
     )
     _common(fp)
-    fp.add_argument("--axes-file", type=input_file, help="use these axes instead of <axes-dir>/<model>.json")
+    fp.add_argument("--axes-file", type=input_file, help="use these axes instead of <root>/axes/<model>.json")
     fp.add_argument(
         "--seeds", type=non_negative_int, nargs="+", help="baseline seeds (default: the profile's)"
     )
     fp.add_argument(
-        "--system", help="answer under this system prompt (read without it), e.g. to test `compare`"
+        "--system",
+        help="answer under this system prompt (read without it), e.g. to test `compare`; needs --out, as "
+        "such a fingerprint is not the model's baseline",
+    )
+    fp.add_argument(
+        "--out",
+        type=output_file,
+        help="write the fingerprint to this results file (its baseline section; no paper numbers) and "
+        "its radar beside it, instead of <root>/results/<model>.json and <root>/figures/",
     )
 
     cp = sub.add_parser(
         "compare",
         help="compare two fingerprints; exit status 1 when a shift is flagged",
-        description="Per axis, the difference B - A with a bootstrap 95 %% CI; a shift is flagged when the "
-        "CI excludes 0 and |difference| exceeds the threshold. A and B are results/<model>.json files or "
-        "projections .csv files written by `styleprobe fingerprint`.",
+        description="Per axis, the difference B - A with a bootstrap 95 % CI; a shift is flagged when the "
+        "CI excludes 0 and |difference| exceeds the threshold. A and B are results files with a baseline "
+        "section: results/<model>.json (notebook 02 or `styleprobe fingerprint`) or `fingerprint --out` "
+        "files.",
     )
     cp.add_argument("a", type=input_file)
     cp.add_argument("b", type=input_file)
@@ -211,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(pr)
     pr.add_argument("input", type=input_file, help="JSONL file")
-    pr.add_argument("--axes-file", type=input_file, help="axes to use (default: <axes-dir>/<model>.json)")
+    pr.add_argument("--axes-file", type=input_file, help="axes to use (default: <root>/axes/<model>.json)")
     pr.add_argument("--output", type=output_file, help="output JSONL (default: print to stdout)")
 
     rp = sub.add_parser(
@@ -241,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only inject the parameters (for executing them later, e.g. with nbval)",
     )
+    rp.add_argument("--jobs", type=positive_int, default=1, help="notebooks run at once when independent (1)")
 
     ax = sub.add_parser("axes", help="manage axis files")
     ax_sub = ax.add_subparsers(dest="axes_command", required=True)
@@ -271,6 +288,9 @@ def _load(args) -> object:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # "Loading weights" and the like
+    smoke = (getattr(args, "profile", None) or "").startswith("smoke")
+    if args.model.startswith("random:") and (smoke or os.environ.get("STYLEPROBE_TEST_MODELS") == "1"):
+        import styleprobe.testing  # noqa: F401  (registers the tiny random-init test models)
     return load_model(
         args.model,
         device=args.device,
@@ -285,91 +305,74 @@ def model_slug(model: str) -> str:
     return model if model in load_presets() else slugify(model)
 
 
-def _axes_path(args, slug: str) -> Path:
-    return getattr(args, "axes_file", None) or getattr(args, "out", None) or args.axes_dir / f"{slug}.json"
+def _workspace(args, protocol: Protocol | None = None):
+    """The loaded model's Workspace, its files under --root."""
+    from styleprobe.workspace import Workspace
+
+    handle = _load(args)
+    profile = get_profile(args.profile)
+    return Workspace(handle, profile, protocol or Protocol.load(), handle.slug, folders(args.root))
 
 
-def cmd_calibrate(args, handle=None) -> AxisSet:
+def cmd_calibrate(args, ws=None) -> AxisSet:
     from styleprobe.protocol.calibration import calibrate, calibration_items
 
-    profile = get_profile(args.profile)
-    calibration_items(profile, args.axes, args.set)  # unknown axes fail here, before the model loads
-    handle = handle or _load(args)
+    protocol = ws.protocol if ws else Protocol.load()
+    # unknown axes fail here, before the model loads
+    calibration_items(get_profile(args.profile), protocol, args.axes, args.set)
+    ws = ws or _workspace(args, protocol)
     cal = calibrate(
-        handle,
-        profile,
-        args.runs_dir / handle.slug,
+        ws,
         axes=args.axes,
         instruction_set=args.set,
         normalisation=args.normalisation,
         seed=args.seed,
         batch_size=args.batch_size,
-        read_with_system=args.instructed,
+        context=args.context,
         progress=not args.quiet,
     )
-    path = cal.axes.save(_axes_path(args, handle.slug))
+    path = cal.axes.save(args.out or ws.axes_file)
     print(cal.evaluation.round(3).to_string())
     print(f"axes written to {path}")
     return cal.axes
 
 
 def cmd_fingerprint(args) -> pd.DataFrame:
-    from styleprobe.protocol.calibration import baseline, fingerprint_table, project_results
+    from styleprobe.protocol import fingerprint
     from styleprobe.report.plots import radar, save_figure
 
+    if args.system is not None and args.out is None:
+        raise UsageError("--system needs --out: a fingerprint under a system prompt is not the baseline")
     start = time.perf_counter()
-    handle = _load(args)
-    profile = get_profile(args.profile)
-    path = _axes_path(args, handle.slug)
+    ws = _workspace(args)
+    path = args.axes_file or ws.axes_file
     if path.exists():
         axes = AxisSet.load(path)
     else:
         print(f"no axes at {path}: calibrating first")
-        ns = argparse.Namespace(
-            **{
-                **vars(args),
-                "axes": None,
-                "set": "A",
-                "normalisation": "median_iqr",
-                "instructed": False,
-                "out": path,
-                "seed": 0,
-            }
-        )
-        axes = cmd_calibrate(ns, handle)
-    results = baseline(
-        handle,
-        profile,
-        args.runs_dir / handle.slug,
-        seeds=tuple(args.seeds or profile.seeds),
+        defaults = {"axes": None, "set": "A", "normalisation": "median_iqr", "context": DEFAULT_CONTEXT}
+        axes = cmd_calibrate(argparse.Namespace(**{**vars(args), **defaults, "out": path, "seed": 0}), ws)
+    result = fingerprint.run(
+        ws,
+        axes=axes,
+        seeds=args.seeds,
         batch_size=args.batch_size,
         system=args.system,
         progress=not args.quiet,
     )
-    projections = project_results(axes, results, handle.model_id)
-    table = fingerprint_table(projections, axes.names)
-    out_dir = args.runs_dir / handle.slug
-    label = "" if args.system is None else "-system"
-    csv = out_dir / f"baseline-{profile.name}{label}-projections.csv"
-    atomic_write_text(csv, projections.to_csv(index=False))
-    print(f"projections: {csv}")
-    write_json(
-        out_dir / f"fingerprint-{profile.name}.json",
-        {
-            "model_id": handle.model_id,
-            "profile": profile.name,
-            "axes_file": str(path),
-            "fingerprint": table.reset_index().to_dict(orient="records"),
-        },
-    )
-    ax = radar({handle.slug: table["mean"]}, title=f"{handle.slug} default style ({profile.name})")
-    figs = save_figure(ax.figure, args.figures_dir / handle.slug / "fingerprint_radar")
+    table = result.fingerprint
+    ax = radar({ws.slug: table["mean"]}, title=f"{ws.slug} default style ({ws.profile.name})")
+    if args.out:  # a results file of this fingerprint alone, its radar beside it
+        write_json(args.out, {"model": ws.slug, result.name: result.to_dict()})
+        saved, figs = args.out, save_figure(ax.figure, args.out.with_suffix(""))
+    else:
+        saved, figs = ws.save(result), ws.save_figure(ax.figure, "fingerprint_radar")
     print(
-        f"\nfingerprint of {handle.model_id} ({profile.name} profile, {table['n'].max()} questions, "
-        f"seeds {list(results)}); 0 = calibration midpoint, +1/-1 = towards the first/second pole"
+        f"\nfingerprint of {result.model_id} ({result.profile} profile, {table['n'].max()} questions, "
+        f"seeds {result.seeds}); 0 = calibration midpoint, +1/-1 = towards the first/second pole"
     )
     print(table.round(3).to_string())
-    print(f"radar chart: {figs[0]}\nwall time: {time.perf_counter() - start:.0f} s")
+    print(f"results: {saved}\nradar chart: {figs[0]}\nwall time: {time.perf_counter() - start:.0f} s")
     return table
 
 
@@ -382,7 +385,7 @@ def cmd_project(args) -> int:
         print(f"{args.input}:{line.line}: skipped: {line.reason}", file=sys.stderr)
     if not conversations:
         raise UsageError(f"{args.input}: no line can be scored ({len(bad)} malformed, see above)")
-    path = _axes_path(args, model_slug(args.model))
+    path = args.axes_file or folders(args.root).axes / f"{model_slug(args.model)}.json"
     axes = AxisSet.load(path)
     handle = _load(args)
     if axes.model_id != handle.model_id:
@@ -483,7 +486,7 @@ def cmd_axes(args) -> None:
         )
         print(f"control vector for {args.axis} written to {path}")
     else:
-        axes = interop.import_study_axes(args.npz, args.model_id, args.n_layers)
+        axes = interop.import_study_axes(args.npz, Protocol.load(), args.model_id, args.n_layers)
         print(f"{len(axes.names)} axes for {axes.model_id} written to {axes.save(args.out)}")
 
 
@@ -510,6 +513,7 @@ def cmd_reproduce(args) -> None:
         out_dir=args.out_dir,
         dry_run=args.dry_run,
         prepare_only=args.prepare_only,
+        jobs=args.jobs,
     )
 
 

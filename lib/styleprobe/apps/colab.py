@@ -1,6 +1,6 @@
-"""Notebooks on a fresh Colab or cloud GPU machine: the guarded install cell every notebook starts with, and
-the `.ipynb` copies in `notebooks/colab/` that Colab opens from the repository (`make colab` rewrites them;
-a test keeps them equal to the jupytext sources)."""
+"""Notebooks on a fresh Colab or cloud GPU machine: the `.ipynb` copies in `notebooks/colab/` that Colab opens
+from the repository, each the jupytext source with a guarded install cell added as its first code cell
+(`make colab` rewrites them; a test keeps them equal to the sources)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from styleprobe.paths import NOTEBOOKS_DIR
 
 COLAB_DIR = NOTEBOOKS_DIR / "colab"
 
-# The first code cell of every notebook (a test checks that each holds exactly this text).
+# The first code cell of every Colab copy: installs styleprobe where it is missing, does nothing elsewhere.
 INSTALL_CELL = """\
 # On a fresh Colab or cloud machine: install styleprobe from its repository first (does nothing here).
 import importlib.util
@@ -36,10 +36,14 @@ def sources() -> list[Path]:
 
 
 def colab_notebook(source: Path):
-    """The notebook as Colab should open it: no outputs, a Python 3 kernel, a GPU runtime asked for."""
+    """The notebook as Colab should open it: the install cell before its first code cell, no outputs, a
+    Python 3 kernel, a GPU runtime asked for."""
     import jupytext
+    import nbformat
 
     nb = jupytext.read(source)
+    first_code = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code"), len(nb.cells))
+    nb.cells.insert(first_code, nbformat.v4.new_code_cell(INSTALL_CELL))
     for i, cell in enumerate(nb.cells):
         cell.id = f"cell-{i:02d}"  # fixed ids: `make colab` rewrites only what changed
     nb.metadata.pop("jupytext", None)

@@ -1,9 +1,9 @@
 """Answer one message and score the answer on the axes: the engine of the `00_explore` widget app.
 
-An `Explorer` holds one model, one axis set and the model's baseline fingerprint under those axes. `ask`
-generates a reply (optionally under a system prompt, optionally continuing the conversation so far), reads
-it the way the axes were calibrated (question + answer, the system prompt dropped, unless the axes were
-read with the instruction in context) and keeps the turn in a history."""
+An `Explorer` holds one model's workspace, one axis set and the model's baseline fingerprint under those
+axes. `ask` generates a reply (optionally under a system prompt, optionally continuing the conversation so
+far), reads it in the context the axes were calibrated in (question + answer, the system prompt dropped,
+unless the axes were read "instructed") and keeps the turn in a history."""
 
 from __future__ import annotations
 
@@ -18,18 +18,20 @@ from styleprobe import paths
 from styleprobe.engine.chat import build_prompt
 from styleprobe.engine.extraction import Aggregation, measure_mask
 from styleprobe.engine.generation import SamplingConfig, generate, tokenize_prompts
-from styleprobe.engine.models import ModelHandle, load_model
+from styleprobe.engine.models import ModelHandle
 from styleprobe.engine.pipeline import Item, reread, row_key
 from styleprobe.protocol.axes import AxesError, AxisSet
-from styleprobe.protocol.calibration import (
+from styleprobe.protocol.calibration import calibrate
+from styleprobe.protocol.fingerprint import (
     baseline,
-    calibrate,
-    default_thinking,
     fingerprint_table,
     project_results,
     stored_baseline_seeds,
 )
 from styleprobe.protocol.profiles import Profile, get_profile
+from styleprobe.protocol.reading import DEFAULT_CONTEXT, ReadingContext, default_thinking, keeps_instruction
+from styleprobe.protocol.spec import Protocol
+from styleprobe.workspace import Workspace
 
 
 @dataclass
@@ -44,14 +46,13 @@ class Turn:
     index: int = field(default_factory=itertools.count().__next__)  # order of asking, across explorers
 
 
-def axes_files(slug: str, model_id: str, where: paths.Folders) -> list[Path]:
-    """Axis files calibrated on this model: `axes/<slug>.json` first, then the run store's variants
-    (e.g. `runs/<slug>/axes-instructed.json` from notebook 07)."""
-    candidates = [where.axes / f"{slug}.json", *sorted((where.runs / slug).glob("axes*.json"))]
+def axes_files(ws: Workspace) -> list[Path]:
+    """Axis files calibrated on the workspace's model: `axes/<slug>.json` first, then the run store's
+    (e.g. the instructed axes of notebook 07)."""
     found = []
-    for path in candidates:
+    for path in [ws.axes_file, *ws.runs.axes_files()]:
         try:
-            if path.exists() and AxisSet.load(path).model_id == model_id:
+            if path.exists() and AxisSet.load(path).model_id == ws.model.model_id:
                 found.append(path)
         except AxesError:
             continue  # a broken file is not offered
@@ -60,11 +61,9 @@ def axes_files(slug: str, model_id: str, where: paths.Folders) -> list[Path]:
 
 @dataclass
 class Explorer:
-    handle: ModelHandle
+    ws: Workspace  # the model, its profile and its run store (which keeps the baseline answers)
     axes: AxisSet
     axes_file: Path
-    profile: Profile
-    folders: paths.Folders  # runs/<slug> keeps the baseline answers
     history: list[Turn] = field(default_factory=list)
     _baseline: pd.Series | None = None
 
@@ -81,33 +80,43 @@ class Explorer:
         calibrate_missing: bool = False,
         progress: bool = True,
     ) -> Explorer:
-        """Load the model (or take a loaded handle) and its axes: `axes_file`, else the first of
-        `axes_files` under `root` (None: the repository's folders); with none, calibrate
+        """Open the model's workspace (or one around a loaded handle) and its axes: `axes_file`, else the
+        first of `axes_files` under `root` (None: the default root); with none, calibrate
         (`calibrate_missing`) or raise a one-line `AxesError`."""
-        handle = model if isinstance(model, ModelHandle) else load_model(model, device=device, dtype=dtype)
-        prof = get_profile(profile)
-        where = paths.folders(root)
+        if isinstance(model, ModelHandle):
+            ws = Workspace(model, get_profile(profile), Protocol.load(), model.slug, paths.folders(root))
+        else:
+            ws = Workspace.open(model, profile=profile, device=device, dtype=dtype, root=root)
         if axes_file is None:
-            found = axes_files(handle.slug, handle.model_id, where)
-            axes_file = found[0] if found else where.axes / f"{handle.slug}.json"
+            axes_file = next(iter(axes_files(ws)), ws.axes_file)
         axes_file = Path(axes_file)
         if not axes_file.exists():
             if not calibrate_missing:
-                raise AxesError(f"no axes for {handle.model_id} at {axes_file}: run notebook 01 or calibrate")
-            cal = calibrate(handle, prof, where.runs / handle.slug, progress=progress)
-            cal.axes.save(axes_file)
+                raise AxesError(
+                    f"no axes for {ws.model.model_id} at {axes_file}: run notebook 01 or calibrate"
+                )
+            calibrate(ws, progress=progress).axes.save(axes_file)
         axes = AxisSet.load(axes_file)
-        if axes.model_id != handle.model_id:
-            raise AxesError(f"axes in {axes_file} belong to {axes.model_id!r}, not {handle.model_id!r}")
-        return cls(handle, axes, axes_file, prof, where)
+        if axes.model_id != ws.model.model_id:
+            raise AxesError(f"axes in {axes_file} belong to {axes.model_id!r}, not {ws.model.model_id!r}")
+        return cls(ws, axes, axes_file)
+
+    @property
+    def handle(self) -> ModelHandle:
+        return self.ws.model
+
+    @property
+    def profile(self) -> Profile:
+        return self.ws.profile
 
     @property
     def name(self) -> str:
-        return self.handle.slug
+        return self.ws.slug
 
     @property
-    def runs(self) -> Path:
-        return self.folders.runs / self.handle.slug
+    def context(self) -> ReadingContext:
+        """The context the axes were calibrated in, and replies are read in."""
+        return self.axes.meta.get("context", DEFAULT_CONTEXT)
 
     @property
     def aggregation(self) -> Aggregation:
@@ -118,15 +127,8 @@ class Explorer:
         questions, under this axis set. A baseline run already in the run store (notebook 02's seeds) is
         reused; otherwise the profile's seeds are generated once."""
         if self._baseline is None:
-            seeds = stored_baseline_seeds(self.handle, self.profile, self.runs)
-            results = baseline(
-                self.handle,
-                self.profile,
-                self.runs,
-                seeds=seeds,
-                aggregation=self.aggregation,
-                progress=progress,
-            )
+            seeds = stored_baseline_seeds(self.ws)
+            results = baseline(self.ws, seeds=seeds, aggregation=self.aggregation, progress=progress)
             projections = project_results(self.axes, results, self.handle.model_id)
             self._baseline = fingerprint_table(projections, self.axes.names)["mean"]
         return self._baseline
@@ -163,7 +165,7 @@ class Explorer:
                 [gen.response_ids],
                 agg.absolute_layers(self.handle.n_layers),
                 (agg.decay,),
-                keep_system=self.axes.meta.get("context") == "instructed",
+                keep_system=keeps_instruction(self.context),
                 thinking=thinking,
                 progress=False,
             )[:, 0]

@@ -109,7 +109,7 @@ class ExploreApp:
         if model == self._loaded:
             return self.explorer(model, self.axes.value or None)
         e = self.explorer(model, self._first[1] if model == self._first[0] else None)
-        files = axes_files(e.handle.slug, e.handle.model_id, e.folders) or [e.axes_file]
+        files = axes_files(e.ws) or [e.axes_file]
         self._explorers[(model, str(e.axes_file))] = e
         self.axes.unobserve(self.on_axes, names="value")
         self.axes.options = [(f.name if f.parent == e.axes_file.parent else str(f), str(f)) for f in files]

@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 from transformers import DynamicCache
 
-from styleprobe.engine.models import ModelHandle, decoder_layers
+from styleprobe.engine.hooks import block_hooks, pad_batch
+from styleprobe.engine.models import ModelHandle
 from styleprobe.errors import StyleprobeError, is_integer
 
 
@@ -92,21 +94,6 @@ def token_weights(measure: torch.Tensor, decay: float) -> torch.Tensor:
     return (w / w.sum(-1, keepdim=True).clamp(min=1e-30)).float()
 
 
-def _pad(
-    seqs: list[TokenSequence], pad_id: int, side: str
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    width = max(len(s.ids) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    attn = torch.zeros_like(ids)
-    meas = torch.zeros_like(ids, dtype=torch.bool)
-    for row, s in enumerate(seqs):
-        span = slice(width - len(s.ids), width) if side == "left" else slice(0, len(s.ids))
-        ids[row, span] = torch.tensor(s.ids)
-        attn[row, span] = 1
-        meas[row, span] = torch.tensor(s.measure)
-    return ids, attn, meas
-
-
 class _Stop(Exception):
     pass
 
@@ -119,35 +106,32 @@ def extract(
     decays: Sequence[float] = (0.9,),
     *,
     chunk_size: int | None = None,
-    padding: str = "left",
+    padding: Literal["left", "right"] = "left",
 ) -> np.ndarray:
     """Per-layer aggregates, float32 array [n_seqs, n_decays, n_layers, hidden].
 
     `layers` are absolute block indices. With `chunk_size`, the forward pass runs over the sequence in
     chunks with a KV cache, so activation memory stays bounded for long responses."""
     dev = handle.device
-    ids, attn, meas = _pad(seqs, handle.tokenizer.pad_token_id, padding)
-    ids, attn = ids.to(dev), attn.to(dev)
+    ids, attn = pad_batch([s.ids for s in seqs], handle.tokenizer.pad_token_id, padding, dev)
+    meas = pad_batch([s.measure for s in seqs], 0, padding)[0].bool()  # padding is never measured
     weights = torch.stack([token_weights(meas, d) for d in decays]).to(dev)  # [K, B, T]
     positions = (attn.cumsum(-1) - 1).clamp(min=0)
     out = torch.zeros(len(decays), len(seqs), len(layers), handle.hidden_size, device=dev)
-    blocks = decoder_layers(handle.model)
     deepest = max(layers)
     span = [0, 0]
 
-    def hook(slot: int, index: int):
-        def fn(_module, _inputs, output):
-            h = output[0] if isinstance(output, tuple) else output
-            out[:, :, slot] += torch.einsum("kbt,btd->kbd", weights[:, :, span[0] : span[1]], h.float())
+    def reader(slot: int, index: int):
+        def fn(hidden: torch.Tensor) -> None:
+            out[:, :, slot] += torch.einsum("kbt,btd->kbd", weights[:, :, span[0] : span[1]], hidden.float())
             if index == deepest:
                 raise _Stop
 
         return fn
 
-    handles = [blocks[i].register_forward_hook(hook(j, i)) for j, i in enumerate(layers)]
     step = chunk_size or ids.shape[1]
     cache = DynamicCache(config=handle.model.config) if step < ids.shape[1] else None
-    try:
+    with block_hooks(handle, [(i, reader(j, i)) for j, i in enumerate(layers)]):
         for start in range(0, ids.shape[1], step):
             span[:] = [start, min(start + step, ids.shape[1])]
             with contextlib.suppress(_Stop):  # raised after the deepest needed block
@@ -158,9 +142,6 @@ def extract(
                     past_key_values=cache,
                     use_cache=cache is not None,
                 )
-    finally:
-        for h in handles:
-            h.remove()
     finite = torch.isfinite(out).all(-1).all(0).all(0)  # one flag per layer
     if not bool(finite.all()):
         bad = layers[int((~finite).nonzero()[0])]

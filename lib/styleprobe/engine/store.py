@@ -11,9 +11,9 @@ and are kept out of git (`*.lock` in .gitignore):
 - `<stage>/manifest.json.lock`: creating or checking a run stage's manifest (`Stage`);
 - `axes/<name>.lock`: writing or reading an axes pair `<name>.json` + `<name>.safetensors` (`axes.py`);
 - `results/<slug>.json.lock`: updating one section of a results file (`results.update_results`);
-- `<cache>/models/<name>.lock`: building a cached model folder once (`models.py`, `toy.py`);
-- `<cache>/gguf/<file>.gguf.lock`: reassembling a split GGUF file once (`models.assemble_parts`);
-- `<cache>/file-hashes.json.lock`: the index of remembered file hashes (`file_sha256`, for models.py).
+- `<cache>/models/<name>.lock`: building a cached model folder once (`gguf.py`, `styleprobe.testing`);
+- `<cache>/gguf/<file>.gguf.lock`: reassembling a split GGUF file once (`gguf.assemble_parts`);
+- `<cache>/file-hashes.json.lock`: the index of remembered file hashes (`file_sha256`, for gguf.py).
 """
 
 from __future__ import annotations

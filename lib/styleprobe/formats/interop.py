@@ -18,7 +18,7 @@ from styleprobe.engine.store import atomic_write_bytes
 from styleprobe.errors import is_integer
 from styleprobe.formats.mood_axis import load_axis_npz
 from styleprobe.protocol.axes import AxesError, AxisSet
-from styleprobe.protocol.spec import load_axes
+from styleprobe.protocol.spec import Protocol
 
 ARCH = "controlvector"
 STUDY_MODELS = {
@@ -104,11 +104,12 @@ def read_control_vector(path: Path) -> ControlVector:
     )
 
 
-def control_vector_axis(cv: ControlVector, name: str | None = None) -> AxisSet:
+def control_vector_axis(cv: ControlVector, protocol: Protocol, name: str | None = None) -> AxisSet:
     """One-axis AxisSet from a control vector: the unit mean of its directions, centre 0 and scale = their
-    mean norm (uncentred, as no calibration data comes with the file)."""
+    mean norm (uncentred, as no calibration data comes with the file). `name` (default: the one the file
+    records) must be an axis of `protocol`, which gives its poles."""
     name = name or cv.axis
-    specs = load_axes()
+    specs = protocol.axes
     if name not in specs:
         raise AxesError(f"unknown axis {name!r}; pass one of {', '.join(specs)}")
     stack = np.stack(list(cv.directions.values()))
@@ -129,9 +130,12 @@ def control_vector_axis(cv: ControlVector, name: str | None = None) -> AxisSet:
     )
 
 
-def import_study_axes(path: Path, model_id: str | None = None, n_layers: int | None = None) -> AxisSet:
+def import_study_axes(
+    path: Path, protocol: Protocol, model_id: str | None = None, n_layers: int | None = None
+) -> AxisSet:
     """The original study's published axes (`<model>_set_<X>_axes.npz`) as an AxisSet with its uncentred
-    normalisation (centre 0, scale = its stored IQR-based scale).
+    normalisation (centre 0, scale = its stored IQR-based scale); each axis must be one of `protocol`'s,
+    which gives its poles.
 
     Convention difference: the study aggregated the last 4 `hidden_states` entries, the last of which is
     taken *after* the model's final norm, while this library reads all 4 before it. Projections of our
@@ -144,7 +148,7 @@ def import_study_axes(path: Path, model_id: str | None = None, n_layers: int | N
             raise AxesError(f"{path}: unknown study model {short!r}; pass model_id and n_layers")
         model_id, n_layers = model_id or STUDY_MODELS[short][0], n_layers or STUDY_MODELS[short][1]
     names, vectors, scales = load_axis_npz(path)
-    specs = load_axes()
+    specs = protocol.axes
     unknown = [n for n in names if n not in specs]
     if unknown:
         raise AxesError(f"{path}: unknown axes {unknown}")

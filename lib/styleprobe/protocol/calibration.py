@@ -14,13 +14,16 @@ from styleprobe.engine.extraction import Aggregation
 from styleprobe.engine.generation import SamplingConfig
 from styleprobe.engine.pipeline import Item, StageResult, run_stage, without_system
 from styleprobe.protocol.axes import AxesError, AxisSet, fit_axes
-from styleprobe.protocol.profiles import Profile
+from styleprobe.protocol.profiles import PROFILES, Profile
 from styleprobe.protocol.reading import DEFAULT_CONTEXT, ReadingContext, default_thinking, keeps_instruction
 from styleprobe.protocol.runs import Session
 from styleprobe.protocol.spec import Protocol
-from styleprobe.result import Result
+from styleprobe.result import PaperTable, Result
 
 POLES = {+1: "positive", -1: "negative"}
+SEPARABLE_ACCURACY = 0.65
+"""An axis separates its poles when its held-out pairwise accuracy reaches this (below: a hard dead zone)."""
+PCA_COMPONENTS = 10  # principal components of the calibration states whose variance share is saved
 
 
 @dataclass
@@ -194,6 +197,66 @@ def calibrate(
     return Calibration(axis_set, result, evaluation)
 
 
+def calibration_pca(cal: Calibration) -> tuple[pd.DataFrame, np.ndarray]:
+    """The calibration answers (not the held-out ones) on the first two principal components of their
+    states (the records with columns pc1, pc2 added) and every component's share of the variance."""
+    records, states = cal.result.records, cal.result.states
+    calib = (records["split"] == "calibration").to_numpy()
+    x = states[calib] - states[calib].mean(0)
+    _, sv, vt = np.linalg.svd(x, full_matrices=False)
+    pcs = x @ vt[:2].T
+    return records[calib].assign(pc1=pcs[:, 0], pc2=pcs[:, 1]), sv**2 / np.sum(sv**2)
+
+
+def pole_projections(cal: Calibration) -> pd.DataFrame:
+    """Every answer's unclipped normalised projection on its own axis: columns axis, pole, split, value."""
+    records = cal.result.records
+    values = cal.axes.project(cal.result.states, clip=False)
+    return pd.concat(
+        [
+            records[["axis", "pole", "split"]].assign(value=values[:, i])[records["axis"] == name]
+            for i, name in enumerate(cal.axes.names)
+        ]
+    )
+
+
+def summarise(ws: Session, cal: Calibration) -> CalibrationResult:
+    """Notebook 01's result of a calibration: held-out scores, the axes' cosines, answer counts, and what
+    the paper states of the run (its settings, its states' PCA, its answers' lengths)."""
+    records, axes = cal.result.records, cal.axes
+    names, aggregation, sizes = axes.names, cal.result.aggregation, axes.meta["profile"]
+    cosines = pd.DataFrame(axes.cosine_matrix(), index=names, columns=names)
+    off_diagonal = np.abs(cosines.to_numpy()[~np.eye(len(names), dtype=bool)])
+    calib = records[records["split"] == "calibration"]
+    tokens = calib.groupby(["axis", "pole"])["n_tokens"].mean().unstack().round().astype(int)
+    return CalibrationResult(
+        model_id=axes.model_id,
+        profile=sizes["name"],
+        normalisation=axes.normalisation,
+        evaluation=cal.evaluation,
+        axis_cosines=cosines,
+        mean_abs_axis_cosine=float(off_diagonal.mean()),
+        n_answers=len(records),
+        n_empty=int(records["empty"].sum()),
+        mean_tokens_by_pole=records.groupby(["axis", "pole"])["n_tokens"].mean().unstack().to_dict(),
+        settings={
+            **{k: sizes[k] for k in ("n_calibration", "n_evaluation", "calibration_tokens")},
+            **{k: axes.meta["sampling"][k] for k in ("temperature", "top_p")},
+            "decay": aggregation.decay,
+            "layer_weights": list(aggregation.layer_weights),
+            "layers": list(axes.layers),
+            "n_blocks": ws.model.n_layers,
+            "hidden_size": axes.hidden_size,
+        },
+        pca_explained=calibration_pca(cal)[1][:PCA_COMPONENTS].tolist(),
+        tokens_by_pole=tokens.rename(columns=POLES).reindex(columns=list(POLES.values())),
+    )
+
+
+def _label(name: str) -> str:
+    return name.replace("_", "/")
+
+
 @dataclass
 class CalibrationResult(Result):
     """Notebook 01: the axes' held-out validation and geometry."""
@@ -209,4 +272,71 @@ class CalibrationResult(Result):
     mean_abs_axis_cosine: float
     n_answers: int
     n_empty: int
-    mean_tokens_by_pole: dict
+    mean_tokens_by_pole: dict  # by pole (1, -1) and axis, over both splits
+    settings: dict  # the run's sizes, sampling and reading (`summarise`); layers 0-based, of n_blocks
+    pca_explained: list[float]  # share of the variance of the calibration states' first components
+    tokens_by_pole: pd.DataFrame  # per axis: mean length of the calibration answers, positive and negative
+
+    def paper(self) -> dict:
+        settings, ev, cosines = self.settings, self.evaluation, self.axis_cosines
+        acc = ev["pairwise_accuracy"]
+        upper = cosines.where(np.triu(np.ones(cosines.shape, dtype=bool), k=1)).abs().stack()
+        explained, tokens = self.pca_explained, self.tokens_by_pole
+        return {
+            "model_id": self.model_id,
+            "profile": self.profile,
+            "normalisation": self.normalisation,
+            "n_axes": len(ev),
+            **{k: settings[k] for k in ("n_calibration", "n_evaluation", "calibration_tokens", "decay")},
+            "layer_weights": ", ".join(f"{w:g}" for w in settings["layer_weights"]),
+            **{k: settings[k] for k in ("temperature", "top_p", "n_blocks", "hidden_size")},
+            "first_layer": min(settings["layers"]) + 1,
+            "last_layer": max(settings["layers"]) + 1,
+            "n_answers": self.n_answers,
+            "n_empty": self.n_empty,
+            "mean_accuracy": acc.mean(),
+            "mean_dprime": ev["dprime"].mean(),
+            "best_axis": _label(acc.idxmax()),
+            "best_accuracy": acc.max(),
+            "worst_axis": _label(acc.idxmin()),
+            "worst_accuracy": acc.min(),
+            "hard_threshold": SEPARABLE_ACCURACY,
+            "n_separable": int((acc >= SEPARABLE_ACCURACY).sum()),
+            "mean_abs_cosine": self.mean_abs_axis_cosine,
+            "max_abs_cosine": upper.max(),
+            "max_cosine_pair": " and ".join(_label(n) for n in upper.idxmax()),
+            "pc1_percent": round(100 * explained[0]),
+            "pc2_percent": round(100 * explained[1]),
+            "axes": ev[["pairwise_accuracy", "sign_accuracy", "dprime"]].to_dict(orient="index"),
+            "tokens": tokens.to_dict(orient="index"),
+        }
+
+    def paper_tables(self) -> dict[str, PaperTable]:
+        tokens = self.tokens_by_pole.rename(columns={"positive": "tokens +", "negative": "tokens -"})
+        evaluation = self.evaluation[["pairwise_accuracy", "sign_accuracy", "dprime", "calibration_clipped"]]
+        profiles = pd.DataFrame([p.to_dict() for p in PROFILES.values()]).set_index("name")
+        profiles["seeds"] = profiles["seeds"].map(len)
+        return {
+            "calibration_evaluation": PaperTable(
+                evaluation.join(tokens),
+                index_name="axis",
+                columns={
+                    "pairwise_accuracy": "pairwise acc.",
+                    "sign_accuracy": "sign acc.",
+                    "dprime": "d'",
+                    "calibration_clipped": "clipped",
+                },
+            ),
+            "profiles": PaperTable(
+                profiles,
+                index_name="profile",
+                columns={
+                    "n_calibration": "calibration q.",
+                    "n_evaluation": "evaluation q.",
+                    "n_baseline": "baseline q.",
+                    "calibration_tokens": "cal. tokens",
+                    "baseline_tokens": "baseline tokens",
+                    "n_benchmark": "benchmark q.",
+                },
+            ),
+        }

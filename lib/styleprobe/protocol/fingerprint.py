@@ -1,9 +1,10 @@
 """The fingerprint: a model's default answers (no system prompt) to the baseline questions, projected on
-its axes. The command line (`styleprobe fingerprint`) and notebook 02 both compute it here, and both save
-it as a `BaselineResult`."""
+its axes. The command line (`styleprobe fingerprint`) and notebook 02 both compute it here (`run`), and both
+save it as a `BaselineResult`: its default style, test-retest reliability and dimensionality."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -18,7 +19,7 @@ from styleprobe.protocol.axes import AxisSet, axes_id
 from styleprobe.protocol.profiles import Profile
 from styleprobe.protocol.reading import default_thinking
 from styleprobe.protocol.runs import Session
-from styleprobe.result import Result
+from styleprobe.result import PaperTable, Result
 
 
 def stored_baseline_seeds(ws: Session, profile: Profile | None = None) -> tuple[int, ...] | None:
@@ -73,15 +74,17 @@ def baseline(
     return {s: result.select(seed_col == s) for s in seeds}
 
 
-def project_results(axes: AxisSet, results: dict[int, StageResult], model_id: str) -> pd.DataFrame:
-    """Long table of normalised projections: one row per (seed, question), one column per axis.
-    Empty answers get NaN projections (kept, flagged, never averaged in). The last two columns name what
-    was projected, so a saved table keeps its identity (`styleprobe compare` checks it): `model_id` (the
-    model that answered; "" when not given) and `axes_id` (`styleprobe.protocol.axes.axes_id` of `axes`)."""
+def project_results(
+    axes: AxisSet, results: dict[int, StageResult], model_id: str, clip: bool = True
+) -> pd.DataFrame:
+    """Long table of normalised projections (clipped to [-1, 1] unless `clip=False`): one row per (seed,
+    question), one column per axis. Empty answers get NaN projections (kept, flagged, never averaged in).
+    The last two columns name what was projected: `model_id` (the model that answered; "" when not given)
+    and `axes_id` (`styleprobe.protocol.axes.axes_id` of `axes`)."""
     identity = axes_id(axes)
     frames = []
     for seed, res in results.items():
-        values = axes.project(res.states, model_id)
+        values = axes.project(res.states, model_id, clip=clip)
         values[(res.records["n_measured"] == 0).to_numpy()] = np.nan
         frame = pd.DataFrame(values, columns=axes.names)
         frame.insert(0, "seed", seed)
@@ -114,6 +117,86 @@ def fingerprint_table(projections: pd.DataFrame, axes: list[str], seed: int = 0)
     return pd.DataFrame(rows).set_index("axis")
 
 
+def retest_icc(projections: pd.DataFrame, names: Sequence[str], n_boot: int = 1000) -> pd.DataFrame:
+    """The baseline's test-retest reliability: per axis, ICC(2,1) of the questions x seeds matrix with a
+    percentile bootstrap 95 % CI over questions (columns icc, ci_low, ci_high; no rows with one seed, where
+    it is undefined). Questions with an empty answer under any seed are left out.
+
+    `projections` must be UNCLIPPED (`project_results(..., clip=False)`): clipping to [-1, 1] squeezes the
+    questions that sit beyond a pole onto it, which shrinks the between-question variance the ICC compares
+    with the seed noise, so an axis near its pole would look less reliable than it is."""
+    rows = {}
+    if projections["seed"].nunique() > 1:
+        for name in names:
+            matrix = projections.pivot(index="q_index", columns="seed", values=name).dropna().to_numpy()
+            rows[name] = stats.icc_with_ci(matrix, n_boot)
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["icc", "ci_low", "ci_high"])
+
+
+def summarise(
+    axes: AxisSet,
+    results: dict[int, StageResult],
+    model_id: str,
+    *,
+    profile: Profile,
+    n_boot: int = 1000,
+) -> BaselineResult:
+    """The BaselineResult of baseline answers (`results`, by seed) projected on `axes`: the fingerprint
+    table, the retest ICC, the axes' correlation across questions and its spectrum, and the axes' poles and
+    cosines. Axes whose per-question values do not vary are left out of the correlation and the spectrum."""
+    projections = project_results(axes, results, model_id)
+    per_question = projections.groupby("q_index")[axes.names].mean()
+    usable = [n for n in axes.names if per_question[n].nunique() > 1]
+    matrix = per_question[usable].to_numpy()
+    several = len(usable) > 1  # a correlation spectrum needs two axes
+    return BaselineResult(
+        profile=profile.name,
+        seeds=list(results),
+        model_id=model_id,
+        axes_id=axes_id(axes),
+        fingerprint=fingerprint_table(projections, axes.names),
+        icc=retest_icc(project_results(axes, results, model_id, clip=False), axes.names, n_boot),
+        behavioural_correlation=per_question[usable].corr(),
+        pc1_share=stats.pc1_share(matrix) if several else np.nan,
+        participation_ratio=stats.participation_ratio(matrix) if several else np.nan,
+        eigenvalues=np.linalg.eigvalsh(np.corrcoef(matrix, rowvar=False))[::-1].tolist() if several else [],
+        per_question=per_question,
+        n_empty=int(projections[axes.names].isna().any(axis=1).sum()),
+        baseline_tokens=profile.baseline_tokens,
+        poles={name: list(pair) for name, pair in zip(axes.names, axes.poles, strict=True)},
+        axis_cosines=pd.DataFrame(axes.cosine_matrix(), index=axes.names, columns=axes.names),
+    )
+
+
+def run(
+    ws: Session,
+    *,
+    axes: AxisSet | None = None,
+    seeds: Sequence[int] | None = None,
+    n_boot: int = 1000,
+    batch_size: int | None = None,
+    system: str | None = None,
+    progress: bool = True,
+) -> BaselineResult:
+    """The model's fingerprint on `axes` (None: the workspace's, `ws.axes()`): its default answers under
+    `seeds` (None: the profile's), projected and summarised (`summarise`; `n_boot` resamples for the
+    ICC's CI). `system`: answers written under that system prompt instead (see `baseline`)."""
+    axes = axes if axes is not None else ws.axes()
+    results = baseline(
+        ws,
+        seeds=None if seeds is None else tuple(seeds),
+        aggregation=Aggregation(**axes.aggregation),
+        batch_size=batch_size,
+        system=system,
+        progress=progress,
+    )
+    return summarise(axes, results, ws.model.model_id, profile=ws.profile, n_boot=n_boot)
+
+
+def _label(name: str) -> str:
+    return name.replace("_", "/")
+
+
 @dataclass
 class BaselineResult(Result):
     """Notebook 02 and `styleprobe fingerprint`: the default style, its reliability and dimensionality."""
@@ -127,10 +210,72 @@ class BaselineResult(Result):
     model_id: str
     axes_id: str  # `styleprobe compare` refuses fingerprints made with other axes
     fingerprint: pd.DataFrame  # per axis: mean, ci_low, ci_high, std, clipped, n
-    icc: pd.DataFrame  # test-retest ICC(2,1) per axis over seeds
+    icc: pd.DataFrame  # test-retest ICC(2,1) per axis over seeds, unclipped projections (`retest_icc`)
     behavioural_correlation: pd.DataFrame
     pc1_share: float
     participation_ratio: float
     eigenvalues: list[float]
-    per_question: pd.DataFrame
+    per_question: pd.DataFrame  # per question (rows) and axis: the projection averaged over seeds
     n_empty: int
+    baseline_tokens: int  # the answers' token budget
+    poles: dict  # per axis: its positive and negative pole's names
+    axis_cosines: pd.DataFrame  # cosines between the axis vectors
+
+    def leans(self) -> list[str]:
+        """The poles the model leans to: one per axis whose CI excludes 0."""
+        return [
+            self.poles[n][0] if row.ci_low > 0 else self.poles[n][1]
+            for n, row in self.fingerprint.iterrows()
+            if row.ci_low > 0 or row.ci_high < 0
+        ]
+
+    def paper(self) -> dict:
+        table, behaviour, icc = self.fingerprint, self.behavioural_correlation, self.icc
+        usable = list(behaviour.index)
+        pairs = behaviour.where(np.triu(np.ones(behaviour.shape, dtype=bool), k=1)).stack().dropna()
+        top_pair = pairs.abs().idxmax() if len(pairs) else None  # the most correlated pair of axes
+        leans = self.leans()
+        strongest = table["mean"].abs().idxmax()
+        numbers = {
+            "profile": self.profile,
+            "n_baseline": len(self.per_question),
+            "baseline_tokens": self.baseline_tokens,
+            "n_seeds": len(self.seeds),
+            "n_answers": len(self.seeds) * len(self.per_question),
+            "n_empty": self.n_empty,
+            "fingerprint": table[["mean", "ci_low", "ci_high", "std"]].to_dict(orient="index"),
+            "n_axes_ci_excluding_zero": len(leans),
+            "leans": ", ".join(leans) or "none",
+            "strongest_axis": _label(strongest),
+            "strongest_mean": table["mean"].loc[strongest],
+            "max_clipped_percent": round(100 * table["clipped"].max()),
+            "pc1_percent": round(100 * self.pc1_share) if np.isfinite(self.pc1_share) else np.nan,
+            "participation_ratio": self.participation_ratio,
+            "n_usable_axes": len(usable),
+            "top_pair": " and ".join(_label(n) for n in top_pair) if top_pair else "none",
+            "top_pair_r": pairs.loc[top_pair] if top_pair else np.nan,
+            "top_pair_cosine": self.axis_cosines.loc[top_pair] if top_pair else np.nan,
+        }
+        if len(icc):
+            numbers |= {
+                "icc": icc.to_dict(orient="index"),
+                "mean_icc": icc["icc"].mean(),
+                "min_icc_axis": _label(icc["icc"].idxmin()),
+                "min_icc": icc["icc"].min(),
+                "max_icc_axis": _label(icc["icc"].idxmax()),
+                "max_icc": icc["icc"].max(),
+            }
+        return numbers
+
+    def paper_tables(self) -> dict[str, PaperTable]:
+        shown = self.fingerprint[["mean", "ci_low", "ci_high", "std", "clipped"]]
+        if len(self.icc):
+            shown = shown.join(self.icc.add_prefix("ICC "))
+        columns = {
+            "ci_low": "CI low",
+            "ci_high": "CI high",
+            "ICC icc": "ICC(2,1)",
+            "ICC ci_low": "ICC low",
+            "ICC ci_high": "ICC high",
+        }
+        return {"baseline_fingerprint_table": PaperTable(shown, columns=columns, index_name="axis")}

@@ -1,8 +1,11 @@
-"""Named protocol sizes: `paper` is the full protocol, `quick` a small one for CPUs and CI."""
+"""Named protocol sizes: `paper` is the full protocol, `quick` a small one for CPUs and CI, `smoke` a tiny
+one for notebooks on random-init models. Each profile has the sizes of the conflict-drift runs beside it
+(`drift_profile`), named and overridden the same way."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import TypeVar
 
 import torch
 
@@ -24,11 +27,37 @@ class Profile:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class DriftProfile:
+    """The sizes of the conflict-drift conversations (notebook 09), apart from the others because the
+    history makes a conversation's cost grow with the square of its turns."""
+
+    name: str
+    n_scenarios: int  # conflict scenarios, taken across categories in turn
+    n_controls: int  # neutral control conversations
+    n_conflict: int  # conflict turns, the opening request first
+    n_recovery: int = field(metadata={"minimum": 0})  # recovery turns after the conflict
+    max_new_tokens: int  # token budget of each answer
+
+    @property
+    def n_turns(self) -> int:
+        return self.n_conflict + self.n_recovery
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 PROFILES = {
     "paper": Profile("paper", 30, 10, 30, (0, 1, 2, 3, 4), 200, 384, 10),
     "quick": Profile("quick", 15, 5, 15, (0,), 128, 128, 5),
     "smoke": Profile("smoke", 4, 3, 6, (0,), 12, 12, 2),  # notebooks on tiny random models in CI
 }
+DRIFT_PROFILES = {
+    "paper": DriftProfile("paper", 20, 10, 12, 4, 200),
+    "quick": DriftProfile("quick", 10, 5, 8, 2, 32),
+    "smoke": DriftProfile("smoke", 2, 1, 3, 1, 8),
+}
+Sizes = TypeVar("Sizes", Profile, DriftProfile)
 
 
 def get_profile(name: str | None, **overrides) -> Profile:
@@ -37,26 +66,47 @@ def get_profile(name: str | None, **overrides) -> Profile:
     name = name or ("paper" if torch.cuda.is_available() else "quick")
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose from {', '.join(PROFILES)}")
-    base = PROFILES[name]
-    unknown = set(overrides) - set(base.to_dict()) - {"name"}
+    if name.startswith("smoke"):
+        import styleprobe.testing  # noqa: F401  (registers the tiny `random:` test models of smoke runs)
+    return with_sizes(PROFILES[name], **overrides)
+
+
+def drift_profile(profile: Profile | str | None, **overrides: int | None) -> DriftProfile:
+    """The drift sizes of `profile` (a Profile or its name: `quick+n_baseline=10` has quick's), with single
+    sizes overridden as in `get_profile`, e.g. `quick+max_new_tokens=16`."""
+    name = profile.name if isinstance(profile, Profile) else profile
+    base = (name or ("paper" if torch.cuda.is_available() else "quick")).split("+")[0]
+    if base not in DRIFT_PROFILES:
+        raise ValueError(f"unknown profile {base!r}; choose from {', '.join(DRIFT_PROFILES)}")
+    return with_sizes(DRIFT_PROFILES[base], **overrides)
+
+
+def with_sizes(base: Sizes, **overrides) -> Sizes:
+    """`base` with single sizes changed (None ones ignored), named after what changed (`quick+x=1`)."""
+    minimum = {f.name: f.metadata.get("minimum", 1) for f in fields(base) if f.name != "name"}
+    unknown = set(overrides) - set(minimum)
     if unknown:
-        sizes = ", ".join(k for k in base.to_dict() if k != "name")
-        raise ValueError(f"unknown profile size {', '.join(sorted(unknown))}; choose from {sizes}")
+        raise ValueError(
+            f"unknown profile size {', '.join(sorted(unknown))}; choose from {', '.join(minimum)}"
+        )
     for key, value in overrides.items():
-        if value is not None and not _valid_size(key, value):
-            what = "a non-empty list of seeds >= 0" if key == "seeds" else "a positive integer"
+        if value is not None and not _valid_size(key, value, minimum[key]):
+            if key == "seeds":
+                what = "a non-empty list of seeds >= 0"
+            else:
+                what = "a positive integer" if minimum[key] == 1 else f"an integer >= {minimum[key]}"
             raise ValueError(f"profile size {key} must be {what}, got {value!r}")
     overrides = {k: tuple(v) if k == "seeds" and v is not None else v for k, v in overrides.items()}
     changed = {k: v for k, v in overrides.items() if v is not None and getattr(base, k) != v}
     if not changed:
         return base
-    label = "+".join([name, *(f"{k}={v}" for k, v in sorted(changed.items()))])
+    label = "+".join([base.name, *(f"{k}={v}" for k, v in sorted(changed.items()))])
     return replace(base, name=label, **changed)
 
 
-def _valid_size(key: str, value) -> bool:
+def _valid_size(key: str, value, minimum: int) -> bool:
     if key == "seeds":
         return (
             isinstance(value, list | tuple) and bool(value) and all(is_integer(v) and v >= 0 for v in value)
         )
-    return is_integer(value) and value >= 1
+    return is_integer(value) and value >= minimum

@@ -38,6 +38,7 @@ class AxisSpec:
     instructions: dict[str, tuple[str, str]]
     formulations: dict[str, tuple[str, str]]
     nudges: tuple[str, str]
+    text_metric: str | None = None  # the text metric expected higher at the positive pole
 
     def instruction(self, pole: int, set_name: str = "A") -> str:
         """The system prompt for pole +1 (positive) or -1 (negative) from instruction set `set_name`."""
@@ -123,6 +124,7 @@ def load_axes(path: Path | None = None) -> dict[str, AxisSpec]:
             instructions=_pairs(path, entry, "instructions", where, INSTRUCTION_SETS),
             formulations=_pairs(path, entry, "formulations", where, FORMULATIONS),
             nudges=_pair(path, entry, "nudges", where),
+            text_metric=_get(path, entry, "text_metric", where, str) if "text_metric" in entry else None,
         )
     if not axes:
         raise DataError(f"{path}: 'axes' is empty")

@@ -1,21 +1,26 @@
 """The paper's inputs and its build.
 
-Notebooks write what the paper shows into `paper/generated/<model>/` (or `generated/cross_model/`):
-numbers as `numbers-<notebook>.tex` files of `\\defresult{<model>/<notebook>/<key>}{<value>}` lines, tables
-as booktabs `<name>.tex` files, and their figures as `<name>.pdf`. The text reads a number only through
+Saving a typed result (`ws.save(result)`) writes what the paper reads into `paper/generated/<model>/` (or
+`generated/cross_model/`): its numbers as `numbers-<notebook>@<result>.tex`, a file of
+`\\defresult{<model>/<notebook>/<key>}{<value>}` lines, and its tables as booktabs `<name>.tex` files.
+Figures are written once, to `figures/<model>/<name>.pdf` (`ws.save_figure`), and the text includes them
+from there as `\\includegraphics{\\figuresdir/<model>/<name>}`. The text reads a number only through
 `\\result{<model>/<notebook>/<key>}`. `python -m styleprobe.report.paper` collects which models have outputs,
-writes `generated/index.tex`, checks that every number and file the text needs exists (naming the notebook
-that makes anything missing) and runs latexmk."""
+writes `generated/index.tex` (which also defines `\\figuresdir`), checks that every number, table and figure
+the text needs exists (naming the notebook that makes anything missing) and runs latexmk."""
 
 from __future__ import annotations
 
 import argparse
 import ast
+import inspect
+import os
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+import textwrap
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,22 +28,16 @@ import numpy as np
 import pandas as pd
 
 from styleprobe import paths
-from styleprobe.engine.store import atomic_write_bytes, atomic_write_text
+from styleprobe.engine.store import atomic_write_text
 from styleprobe.errors import StyleprobeError
+from styleprobe.result import Result
 
 PAPER_DIR = paths.NOTEBOOKS_DIR.parent / "paper"  # in a checkout
 MAIN_MODEL = "smollm2-135m-instruct"
 CROSS_MODEL = "cross_model"  # the folder of notebook 10's outputs, in place of a model
 NUMBERS_PREFIX = "numbers-"
 INDEX = "generated/index"  # written by write_index, input by main.tex
-PAPER_CALLS = (
-    "paper_numbers",
-    "paper_table",
-    "paper_figures",
-    "write_numbers",
-    "write_table",
-    "copy_figures",
-)
+FIGURES = r"\figuresdir"  # the figures folder, as the text names it (defined in the index)
 _KEY = re.compile(r"^[A-Za-z0-9_.+=-]+(/[A-Za-z0-9_.+=-]+)*$")
 _LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {
     "~": r"\textasciitilde{}",
@@ -55,6 +54,15 @@ def generated_dir(results_dir: str | Path | None = None) -> Path:
     """`paper/generated` beside the results folder: the repository's own by default, a scratch folder's
     when a test run writes its results elsewhere."""
     return Path(results_dir or paths.folders().results).resolve().parent / "paper" / "generated"
+
+
+def figures_dir(generated: str | Path) -> Path:
+    """The figures folder of the outputs whose paper files are in `generated`: the default one for the
+    default generated folder, else `figures/` beside that `paper/` folder (a test root's)."""
+    generated = Path(generated).resolve()
+    if generated == generated_dir():
+        return paths.folders().figures.resolve()
+    return generated.parents[1] / "figures"
 
 
 def escape(text: str) -> str:
@@ -151,47 +159,60 @@ def write_table(
     return path
 
 
-def copy_figures(folder: str, source: Path, names: Iterable[str], *, root: Path | None = None) -> list[Path]:
-    """Copy `<source>/<name>.pdf` (written by `save_figure`) to `<root>/<folder>/<name>.pdf`."""
-    out = []
-    for name in names:
-        pdf = Path(source) / f"{name}.pdf"
-        if not pdf.exists():
-            raise FileNotFoundError(f"no figure {pdf}: save it with save_figure before copying it")
-        target = Path(root or generated_dir()) / folder / f"{name}.pdf"
-        atomic_write_bytes(target, pdf.read_bytes())
-        out.append(target)
+# --- who writes what the text reads -----------------------------------------------------------------------
+
+
+def _figure_names(notebooks_dir: Path) -> dict[str, str]:
+    """{figure name: notebook} for every `<workspace>.save_figure(fig, "name")` in `notebooks/*.py`."""
+    out: dict[str, str] = {}
+    for source in sorted(notebooks_dir.glob("[0-9][0-9]_*.py")):
+        for node in ast.walk(ast.parse(source.read_text())):
+            func = node.func if isinstance(node, ast.Call) else None
+            if isinstance(func, ast.Attribute) and func.attr == "save_figure" and len(node.args) > 1:
+                name = node.args[1]
+                if isinstance(name, ast.Constant) and isinstance(name.value, str):
+                    out.setdefault(name.value, source.stem)
     return out
 
 
-# --- what the notebooks write, read from their sources ---------------------------------------------------
+def _table_names(cls: type[Result]) -> list[str]:
+    """The table file names a Result's `paper_tables` returns: the string keys of the dictionaries it
+    builds (literals, or `tables["name"] = ...`)."""
+    if cls.paper_tables is Result.paper_tables:
+        return []
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls.paper_tables)))
+    names = []
+    for node in ast.walk(tree):
+        keys = node.keys if isinstance(node, ast.Dict) else []
+        if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store):
+            keys = [node.slice]
+        names += [k.value for k in keys if isinstance(k, ast.Constant) and isinstance(k.value, str)]
+    return names
 
 
-def producers(notebooks_dir: Path | None = None) -> dict[str, str]:
-    """{name: notebook} for every string literal passed to a paper-output call (`ws.paper_numbers`,
-    `ws.paper_table`, `ws.paper_figures`, `paper.write_*`, `paper.copy_figures`) in `notebooks/*.py`:
-    figure and table names, and the notebook names under which numbers are written."""
-    out: dict[str, str] = {}
-    for source in sorted(Path(notebooks_dir or paths.NOTEBOOKS_DIR).glob("[0-9][0-9]_*.py")):
-        for node in ast.walk(ast.parse(source.read_text())):
-            if not isinstance(node, ast.Call):
-                continue
-            func = node.func
-            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-            if called not in PAPER_CALLS:
-                continue
-            for arg in node.args:  # names are literals: a string, or a list or tuple of strings
-                leaves = arg.elts if isinstance(arg, ast.List | ast.Tuple) else [arg]
-                for leaf in leaves:
-                    if isinstance(leaf, ast.Constant) and isinstance(leaf.value, str):
-                        out.setdefault(leaf.value, source.stem)
+def producers(
+    notebooks_dir: Path | None = None, registry: Mapping[str, type[Result]] | None = None
+) -> dict[str, str]:
+    """{name: notebook} for what the paper reads: figure names (from the notebooks' `save_figure` calls),
+    table file names (from each Result's `paper_tables`) and the notebooks whose results write numbers
+    (those with a `paper` view); `registry` defaults to every Result (`results.result_classes`)."""
+    from styleprobe.report.results import result_classes
+
+    out = _figure_names(Path(notebooks_dir or paths.NOTEBOOKS_DIR))
+    for cls in (registry if registry is not None else result_classes()).values():
+        if cls.paper is not Result.paper:
+            out.setdefault(cls.notebook, cls.notebook)
+        for name in _table_names(cls):
+            out.setdefault(name, cls.notebook)
     return out
 
 
 # --- what the text needs ----------------------------------------------------------------------------------
 
 _RESULT = re.compile(r"\\result(ci)?\{([^{}]*(?:\{\}[^{}]*)*)\}")
-_FILE = re.compile(r"\\(?:input|include|includegraphics|resulttable)\s*(?:\[[^\]]*\])?\{(generated/[^}]*)\}")
+_FILE = re.compile(
+    r"\\(?:input|include|includegraphics|resulttable)\s*(?:\[[^\]]*\])?\{((?:generated|\\figuresdir)/[^}]*)\}"
+)
 _GATED = re.compile(r"\\notebooksection\{([^}]*)\}\{([^}]*)\}")
 _PLAIN_INPUT = re.compile(r"\\input\{(sections/[^}]*)\}")
 
@@ -211,7 +232,8 @@ def _strip_comments(text: str) -> str:
 
 def text_needs(tex: str) -> Needs:
     """Keys of `\\result{..}` / `\\resultci{..}` (the latter is three keys: mean, ci_low, ci_high) and
-    `generated/...` targets of `\\input`, `\\includegraphics` and `\\resulttable` in one file's text."""
+    `generated/...` and `\\figuresdir/...` targets of `\\input`, `\\includegraphics` and `\\resulttable` in
+    one file's text."""
     tex = _strip_comments(tex)
     needs = Needs()
     for ci, key in _RESULT.findall(tex):
@@ -263,11 +285,19 @@ def _hint(folder: str, notebook: str) -> str:
     return f"run notebook {notebook} for {folder} (make notebook NB={notebook[:2]} MODEL={folder})"
 
 
-def missing(paper_dir: Path, root: Path, main_model: str, notebooks_dir: Path | None = None) -> list[str]:
-    """One line per number or file the text needs but `root` lacks. Sections gated on a notebook that has
-    no outputs for `main_model` are skipped (they are left out of the build)."""
+def missing(
+    paper_dir: Path,
+    root: Path,
+    main_model: str,
+    notebooks_dir: Path | None = None,
+    figures: Path | None = None,
+) -> list[str]:
+    """One line per number or file the text needs but `root` (or for figures, `figures`, by default
+    `figures_dir(root)`) lacks. Sections gated on a notebook that has no outputs for `main_model` are
+    skipped (they are left out of the build)."""
     keys, have = defined_keys(root), available(root)
-    made_by = producers(notebooks_dir)
+    figures = Path(figures or figures_dir(root))
+    made_by: dict[str, str] = {}  # who writes a missing file, looked up once one is missing
     problems = []
     for path, gate in sections(paper_dir).items():
         if gate is not None and gate not in have.get(main_model, []):
@@ -281,18 +311,23 @@ def missing(paper_dir: Path, root: Path, main_model: str, notebooks_dir: Path | 
                 folder, notebook = [*key.split("/"), "?", "?"][:2]
                 problems.append(f"missing result {key} ({path.name}): {_hint(folder, notebook)}")
         for target in sorted(_resolve(t, main_model) for t in needs.files - {INDEX}):
-            file = root.parent / target
-            candidates = [file] if file.suffix else [file.with_suffix(".tex"), file.with_suffix(".pdf")]
+            if target.startswith(FIGURES):
+                candidates = [figures / f"{target.removeprefix(FIGURES + '/')}.pdf"]
+            else:
+                file = root.parent / target
+                candidates = [file] if file.suffix else [file.with_suffix(".tex"), file.with_suffix(".pdf")]
             if not any(c.exists() for c in candidates):
                 parts = Path(target).parts
+                made_by = made_by or producers(notebooks_dir)
                 notebook = made_by.get(Path(target).stem, "no notebook writes it")
                 problems.append(f"missing file {target} ({path.name}): {_hint(parts[1], notebook)}")
     return problems
 
 
-def write_index(paper_dir: Path, root: Path, main_model: str) -> Path:
+def write_index(paper_dir: Path, root: Path, main_model: str, figures: Path | None = None) -> Path:
     """`generated/index.tex`: the main model, every model with outputs, their numbers files, which
-    notebooks have outputs, and the gated sections left out of this build."""
+    notebooks have outputs, the gated sections left out of this build, and `\\figuresdir`: the figures
+    folder (`figures`, by default `figures_dir(root)`) relative to the paper."""
     have = available(root)
     if main_model not in have:
         models = ", ".join(m for m in have if m != CROSS_MODEL) or "none"
@@ -302,12 +337,14 @@ def write_index(paper_dir: Path, root: Path, main_model: str) -> Path:
         )
     models = [m for m in have if m != CROSS_MODEL]
     absent = sorted({nb for nb in sections(paper_dir).values() if nb} - set(have[main_model]))
+    figures_from = Path(os.path.relpath(figures or figures_dir(root), paper_dir.resolve())).as_posix()
     lines = [
         "% written by python -m styleprobe.report.paper; do not edit",
         rf"\def\mainmodel{{{main_model}}}",
         rf"\def\crossmodel{{{CROSS_MODEL}}}",
         rf"\def\papermodels{{{escape(', '.join(models))}}}",
         rf"\def\absentnotebooks{{{escape(', '.join(absent)) or 'none'}}}",
+        rf"\def\figuresdir{{{figures_from}}}",
     ]
     for folder, notebooks in have.items():
         for path in sorted((root / folder).glob(f"{NUMBERS_PREFIX}*.tex")):
@@ -324,13 +361,16 @@ def build(
     main_model: str = MAIN_MODEL,
     *,
     root: Path | None = None,
+    figures: Path | None = None,
     compile_pdf: bool = True,
     log=print,
 ) -> Path:
-    """Collect, check, and (with `compile_pdf`) run latexmk; return paper/main.pdf (or the index file)."""
+    """Collect, check, and (with `compile_pdf`) run latexmk; return paper/main.pdf (or the index file).
+    `root` holds the generated numbers and tables (default: the paper's `generated/`), `figures` the
+    figures (default: `figures_dir(root)`)."""
     root = Path(root or paper_dir / "generated")
-    index = write_index(paper_dir, root, main_model)
-    problems = missing(paper_dir, root, main_model)
+    index = write_index(paper_dir, root, main_model, figures)
+    problems = missing(paper_dir, root, main_model, figures=figures)
     if problems:
         raise PaperError("the paper needs results that are missing:\n  " + "\n  ".join(problems))
     have = available(root)
@@ -360,9 +400,18 @@ def main(argv: list[str] | None = None) -> int:
         "--main-model", default=MAIN_MODEL, help=f"the model the text is about ({MAIN_MODEL})"
     )
     parser.add_argument("--check", action="store_true", help="only collect and check, do not run latexmk")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        help="check the outputs under this root (its paper/generated/ and figures/, e.g. a test run's) "
+        "instead of the checkout's; only with --check",
+    )
     args = parser.parse_args(argv)
+    if args.root and not args.check:
+        parser.error("--root needs --check: the paper is built from the checkout's own outputs")
+    generated = generated_dir(args.root / "results") if args.root else None
     try:
-        out = build(main_model=args.main_model, compile_pdf=not args.check)
+        out = build(main_model=args.main_model, root=generated, compile_pdf=not args.check)
     except PaperError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

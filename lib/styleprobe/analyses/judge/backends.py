@@ -218,7 +218,8 @@ class PrefixCache:
 
 
 def make_judge(backend: str, model: str | ModelHandle | None = None, **kwargs) -> Judge:
-    """A judge by backend: "local" (preset, hub id, directory or loaded handle) or "openai" (env settings)."""
+    """A judge by backend: "local" (preset, hub id, directory or loaded handle) or "openai" (env settings);
+    `kwargs` go to the backend and `Judge` (`protocol` is required)."""
     if backend == "local":
         if model is None:
             raise JudgeError("the local judge needs a model (preset, hub id, directory or loaded handle)")

@@ -1,7 +1,7 @@
 """An independent reader of the answers: a judge model rates each axis from the text alone.
 
-`Judge` is the one interface of every backend (`styleprobe.analyses.judge.backends`): the prompts of
-`data/judge.yaml`, the strict parser, bounded retries of malformed or incomplete answers, an on-disk cache
+`Judge` is the one interface of every backend (`styleprobe.analyses.judge.backends`): the prompts of the
+protocol's judge.yaml, the strict parser, bounded retries of malformed or incomplete answers, an on-disk cache
 of the answers (keyed by backend, model, endpoint, settings and the question's messages, never by an API
 key), and the runners that apply a judge to tables of answers, skipping the rest once an endpoint keeps
 failing.
@@ -29,8 +29,7 @@ from tqdm.auto import tqdm
 
 from styleprobe.engine.store import write_json
 from styleprobe.errors import StyleprobeError
-from styleprobe.paths import data_dir
-from styleprobe.protocol.spec import DataError, load_axes
+from styleprobe.protocol.spec import DataError, Protocol
 
 Form = tuple[tuple[str, tuple], ...]  # the expected JSON object: (key, allowed values) in order
 Message = dict[str, str]
@@ -79,9 +78,8 @@ class JudgePrompts:
 
 
 @cache
-def load_prompts(path: Path | None = None) -> JudgePrompts:
-    """Read and check data/judge.yaml (a rubric for every axis of axes.yaml)."""
-    path = Path(path) if path else data_dir() / "judge.yaml"
+def load_prompts(path: Path, axes: tuple[str, ...]) -> JudgePrompts:
+    """Read and check a judge.yaml (a rubric for each of `axes`)."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         prompts = JudgePrompts(
@@ -90,9 +88,9 @@ def load_prompts(path: Path | None = None) -> JudgePrompts:
         )
     except (OSError, yaml.YAMLError, KeyError, TypeError) as err:
         raise DataError(f"{path}: cannot read the judge prompts ({type(err).__name__}: {err})") from None
-    missing = set(load_axes()) - set(prompts.rubrics)
+    missing = [a for a in axes if a not in prompts.rubrics]
     if missing:
-        raise DataError(f"{path}: no rubric for {sorted(missing)}")
+        raise DataError(f"{path}: no rubric for {missing}")
     return prompts
 
 
@@ -175,14 +173,17 @@ class Judge(ABC):
     kind: str
     call_errors: tuple[type[Exception], ...] = ()  # failures of a call that make its answer missing
 
-    def __init__(self, model: str, *, cache_dir: Path | None = None, max_attempts: int = 3):
+    def __init__(
+        self, model: str, *, protocol: Protocol, cache_dir: Path | None = None, max_attempts: int = 3
+    ):
+        """`protocol` gives the axes and the prompts (its judge.yaml)."""
         if max_attempts < 1:
             raise JudgeError(f"max_attempts must be at least 1, got {max_attempts}")
         self.model = model
         self.cache = AnswerCache(cache_dir)
         self.max_attempts = max_attempts
-        self.prompts = load_prompts()
-        self.specs = load_axes()
+        self.prompts = load_prompts(protocol.file("judge.yaml"), tuple(protocol.names))
+        self.specs = protocol.axes
 
     # -- what a backend provides ---------------------------------------------------------------------------
     @abstractmethod

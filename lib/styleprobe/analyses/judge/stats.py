@@ -4,6 +4,7 @@ calibration compliance. Plain functions of tables; no I/O."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -11,8 +12,8 @@ import scipy.stats
 
 from styleprobe import stats
 
-DEAD_ACCURACY = 0.6
-"""Without a `dead_zones` results section, an axis whose held-out pairwise accuracy is below this is dead."""
+if TYPE_CHECKING:
+    from styleprobe.analyses.deadzones import DeadZonesResult
 
 
 def long_ratings(
@@ -112,45 +113,10 @@ def leave_one_model_out(long: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("left_out")
 
 
-def _dead_table(section, axes: Sequence[str]) -> dict[str, bool] | None:
-    """Find a per-axis table with a `dead` column in a results section, whatever its JSON orientation:
-    {axis: {dead: ...}}, {dead: {axis: ...}}, [{axis: ..., dead: ...}] or {i: {axis: ..., dead: ...}},
-    possibly nested."""
-    if isinstance(section, dict) and section and all(isinstance(r, dict) for r in section.values()):
-        rows = list(section.values())  # a table with a plain index: {"0": {axis: ..., dead: ...}, ...}
-        if all("axis" in r and "dead" in r for r in rows):
-            section = rows
-    if isinstance(section, list):
-        rows = [r for r in section if isinstance(r, dict) and "axis" in r and "dead" in r]
-        return {r["axis"]: bool(r["dead"]) for r in rows if r["axis"] in axes} or None
-    if not isinstance(section, dict):
-        return None
-    by_axis = {a: v for a, v in section.items() if a in axes and isinstance(v, dict) and "dead" in v}
-    if by_axis:
-        return {a: bool(v["dead"]) for a, v in by_axis.items()}
-    if isinstance(section.get("dead"), dict):
-        found = {a: bool(v) for a, v in section["dead"].items() if a in axes}
-        if found:
-            return found
-    for value in section.values():
-        found = _dead_table(value, axes)
-        if found:
-            return found
-    return None
-
-
-def dead_axes(results: Mapping, axes: Sequence[str]) -> tuple[dict[str, bool], str]:
-    """Which axes are dead zones for this model, and where that came from: the `dead_zones` results section
-    (notebook 08) when present, else held-out pairwise accuracy < DEAD_ACCURACY from `calibration`."""
-    table = _dead_table(results.get("dead_zones"), axes)
-    if table:
-        return {a: table.get(a, False) for a in axes}, "dead_zones"
-    evaluation = (results.get("calibration") or {}).get("evaluation") or {}
-    accuracy = {a: (evaluation.get(a) or {}).get("pairwise_accuracy") for a in axes}
-    if any(v is not None for v in accuracy.values()):
-        flags = {a: v is not None and v < DEAD_ACCURACY for a, v in accuracy.items()}
-        return flags, f"calibration: held-out pairwise accuracy < {DEAD_ACCURACY}"
-    return dict.fromkeys(axes, False), "none (no dead_zones or calibration section)"
+def dead_axes(dead_zones: DeadZonesResult, axes: Sequence[str]) -> dict[str, bool]:
+    """Which of `axes` are dead zones of the model (notebook 08); an axis it did not score is not."""
+    dead = set(dead_zones.dead_axes())
+    return {a: a in dead for a in axes}
 
 
 def compliance(compared: pd.DataFrame) -> pd.DataFrame:

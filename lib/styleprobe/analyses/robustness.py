@@ -1,0 +1,141 @@
+"""Does an axis depend on the wording of its instruction? Answers under five other wordings of each pole's
+instruction (plain, minimal, role, behavioural, example), scored on the standard axes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from styleprobe.engine.generation import SamplingConfig
+from styleprobe.engine.pipeline import Item, StageResult, run_stage, without_system
+from styleprobe.protocol.axes import AxisSet
+from styleprobe.protocol.calibration import POLES, calibrate, heldout_scores
+from styleprobe.protocol.profiles import Profile
+from styleprobe.protocol.reading import DEFAULT_CONTEXT, ReadingContext, keeps_instruction
+from styleprobe.protocol.spec import Protocol
+from styleprobe.result import Result
+
+if TYPE_CHECKING:
+    from styleprobe.workspace import Workspace
+
+WEAK_ACCURACY = 0.65
+"""A wording separates an axis's poles weakly below this held-out pairwise accuracy."""
+PERSISTENT_SHARE = 0.6
+"""An axis is weak whatever the wording when at least this share of the wordings is weak."""
+
+
+def formulation_items(protocol: Protocol, profile: Profile, axes: Sequence[str] | None = None) -> list[Item]:
+    """Every axis x pole x evaluation question under each of the five prompt formulations of the data."""
+    items = []
+    for name in axes or protocol.names:
+        spec = protocol.axes[name]
+        for form, (positive, negative) in spec.formulations.items():
+            for q_index, question in enumerate(protocol.questions.evaluation[name][: profile.n_evaluation]):
+                for pole, pole_name in POLES.items():
+                    items.append(
+                        Item(
+                            id=f"formulation/{form}/{name}/{pole_name}/{q_index:02d}",
+                            question=question,
+                            system=positive if pole == 1 else negative,
+                            meta={
+                                "formulation": form,
+                                "axis": name,
+                                "pole": pole,
+                                "split": "evaluation",
+                                "q_index": q_index,
+                            },
+                        )
+                    )
+    return items
+
+
+def formulation_scores(axes: AxisSet, standard: StageResult, formulations: StageResult) -> pd.DataFrame:
+    """Per formulation (plus "standard", the evaluation answers of the calibration instructions) and axis:
+    held-out pairwise accuracy and d' of the standard axis between the two poles' answers, and the cosine
+    between the formulation's own direction unit(mean(+) - mean(-)) and the standard axis."""
+    parts = {"standard": standard.select((standard.records["split"] == "evaluation").to_numpy())}
+    for form in dict.fromkeys(formulations.records["formulation"]):
+        parts[form] = formulations.select((formulations.records["formulation"] == form).to_numpy())
+    rows = []
+    for form, part in parts.items():
+        scores = heldout_scores(axes, part)
+        rec, states = part.records, part.states
+        for i, name in enumerate(axes.names):
+            sel = (rec["axis"] == name).to_numpy() & (rec["n_measured"] > 0).to_numpy()
+            pole = rec["pole"].to_numpy()
+            direction = states[sel & (pole == 1)].mean(0) - states[sel & (pole == -1)].mean(0)
+            norm = np.linalg.norm(direction)
+            rows.append(
+                {
+                    "formulation": form,
+                    "axis": name,
+                    "pairwise_accuracy": scores.loc[name, "pairwise_accuracy"],
+                    "dprime": scores.loc[name, "dprime"],
+                    "cosine": float(direction @ axes.vectors[i] / norm) if norm > 0 else np.nan,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def run(
+    ws: Workspace, *, context: ReadingContext = DEFAULT_CONTEXT, batch_size: int | None = None
+) -> RobustnessResult:
+    """Answer the held-out questions under every formulation (generated with the instruction, read in
+    `context`; stored in the run store) and score them on the standard axes (set A read in `context`)."""
+    handle, profile = ws.model, ws.profile
+    cal = calibrate(ws, instruction_set="A", context=context, batch_size=batch_size)
+    items = formulation_items(ws.protocol, profile, cal.axes.names)
+    forms = run_stage(
+        handle,
+        ws.runs.formulations(profile.name),
+        items,
+        SamplingConfig(profile.calibration_tokens),
+        batch_size=batch_size,
+        desc="formulations",
+    )
+    if not keeps_instruction(context):
+        forms = without_system(handle, items, forms, ws.runs.formulations(profile.name, context))
+    scores = formulation_scores(cal.axes, cal.result, forms)
+    weak = _pivot(scores, "pairwise_accuracy").drop(columns="standard") < WEAK_ACCURACY
+    return RobustnessResult(scores, weak.mean(axis=1).rename(f"share_of_wordings_below_{WEAK_ACCURACY}"))
+
+
+def _pivot(scores: pd.DataFrame, value: str) -> pd.DataFrame:
+    return scores.pivot(index="axis", columns="formulation", values=value).loc[
+        list(dict.fromkeys(scores["axis"]))
+    ]
+
+
+@dataclass
+class RobustnessResult(Result):
+    """Notebook 07: the standard axes on answers under five wordings of each pole's instruction."""
+
+    name: ClassVar[str] = "robustness"
+    notebook: ClassVar[str] = "07_stability"
+
+    scores: pd.DataFrame  # per (formulation, axis): pairwise_accuracy, dprime, cosine to the standard axis
+    persistence: pd.Series  # per axis: share of the five wordings with held-out accuracy below WEAK_ACCURACY
+
+    @property
+    def accuracy(self) -> pd.DataFrame:
+        """Axes x formulations (and "standard"): held-out pairwise accuracy of the standard axis."""
+        return _pivot(self.scores, "pairwise_accuracy")
+
+    @property
+    def cosine(self) -> pd.DataFrame:
+        """Axes x formulations: cosine between the formulation's direction and the standard axis."""
+        return _pivot(self.scores, "cosine")
+
+    def paper(self) -> dict:
+        wordings = self.accuracy.drop(columns="standard")
+        persistent = self.persistence.index[self.persistence >= PERSISTENT_SHARE]
+        return {
+            "robustness_accuracy": wordings.to_numpy().mean(),
+            "robustness_cosine": self.cosine.drop(columns="standard").to_numpy().mean(),
+            "robustness_n_formulations": wordings.shape[1],
+            "robustness_persistent_axes": ", ".join(a.replace("_", "/") for a in persistent) or "none",
+        }
