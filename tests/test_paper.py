@@ -126,7 +126,9 @@ def test_write_table_is_booktabs_with_escaped_labels(tmp_path):
     frame = pd.DataFrame(
         {"pairwise_accuracy": [0.5, -0.25], "n": [3, 4]}, index=pd.Index(["warm_cold", "a&b"], name="axis")
     )
-    text = paper.write_table("m", "t", frame, root=tmp_path, columns={"n": "count"}).read_text()
+    text = paper.write_table(
+        "m", "t", frame, root=tmp_path, columns={"n": "count"}, axes=["warm_cold"]
+    ).read_text()
     assert r"\toprule" in text and r"\bottomrule" in text
     assert r"axis & pairwise\_accuracy & count \\" in text
     assert r"warm/cold & 0.50 & 3 \\" in text and r"a\&b & \ensuremath{-}0.25 & 4 \\" in text

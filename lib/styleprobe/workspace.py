@@ -123,6 +123,7 @@ class Workspace:
                 columns=table.columns,
                 index_name=table.index_name,
                 root=self.paper_dir,
+                axes=self.protocol.names,
             )
         return path
 

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 
 from styleprobe import __version__
-from styleprobe.engine.extraction import Aggregation
 from styleprobe.engine.models import (
     DEFAULT_MODEL,
     DTYPES,
@@ -391,7 +390,7 @@ def cmd_project(args) -> int:
     if axes.model_id != handle.model_id:
         raise AxesError(f"axes in {path} belong to {axes.model_id!r}, not {handle.model_id!r}")
     items = [Item(f"{args.input}:{c.line}", c.question, c.system, c.history) for c in conversations]
-    aggregation = Aggregation(**axes.aggregation)
+    aggregation = axes.reading()
     per_layer = read_responses(
         handle,
         items,

@@ -120,7 +120,7 @@ class Explorer:
 
     @property
     def aggregation(self) -> Aggregation:
-        return Aggregation(**self.axes.aggregation)
+        return self.axes.reading()
 
     def baseline(self, progress: bool = True) -> pd.Series:
         """Mean normalised projection of the default answers (no system prompt) to the profile's baseline

@@ -16,6 +16,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load, save
 
 from styleprobe import __version__
+from styleprobe.engine.extraction import Aggregation
 from styleprobe.engine.store import (
     atomic_write_bytes,
     atomic_write_text,
@@ -93,14 +94,14 @@ class AxisSet:
             raise AxesError(
                 f"unknown normalisation {self.normalisation!r}; expected {', '.join(NORMALISATIONS)}"
             )
-        from styleprobe.engine.extraction import (
-            Aggregation,  # the reading recipe is checked where it is defined
-        )
-
         try:
-            Aggregation(**self.aggregation)
+            self.reading()
         except (TypeError, ValueError) as err:
             raise AxesError(f"invalid aggregation {self.aggregation}: {err}") from None
+
+    def reading(self) -> Aggregation:
+        """How answers are read onto these axes (layers, token decay, layer weights), as calibrated."""
+        return Aggregation(**self.aggregation)
 
     def index(self, name: str) -> int:
         if name not in self.names:

@@ -185,7 +185,7 @@ def run(
     results = baseline(
         ws,
         seeds=None if seeds is None else tuple(seeds),
-        aggregation=Aggregation(**axes.aggregation),
+        aggregation=axes.reading(),
         batch_size=batch_size,
         system=system,
         progress=progress,

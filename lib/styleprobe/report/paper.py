@@ -20,8 +20,9 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -89,11 +90,9 @@ def format_value(value, digits: int = 2) -> str:
     return escape(value)
 
 
-def axis_label(name) -> str:
-    """`warm_cold` -> `warm/cold` (other labels unchanged)."""
-    from styleprobe.protocol.spec import load_axes
-
-    return str(name).replace("_", "/") if str(name) in load_axes() else str(name)
+def axis_label(name, axes: Collection[str] = ()) -> str:
+    """`warm_cold` -> `warm/cold` for a name in `axes` (other labels unchanged)."""
+    return str(name).replace("_", "/") if str(name) in axes else str(name)
 
 
 def flatten(values: Mapping, prefix: str = "") -> dict[str, object]:
@@ -143,11 +142,13 @@ def write_table(
     columns: Mapping[str, str] | None = None,
     index_name: str | None = None,
     root: Path | None = None,
+    axes: Collection[str] = (),
 ) -> Path:
     """Write `frame` as a booktabs tabular to `<root>/<folder>/<name>.tex` (the caption is the text's):
-    numbers with `digits` decimals, NaN as "--", labels escaped, axis names as `warm/cold`; `columns`
-    renames columns for print."""
-    frame = frame.rename(columns=dict(columns or {})).rename(index=axis_label, columns=axis_label)
+    numbers with `digits` decimals, NaN as "--", labels escaped, the names in `axes` as `warm/cold`;
+    `columns` renames columns for print."""
+    label = partial(axis_label, axes=frozenset(axes))
+    frame = frame.rename(columns=dict(columns or {})).rename(index=label, columns=label)
     label = index_name if index_name is not None else (frame.index.name or "")
     frame = frame.rename_axis(label).reset_index()  # the index as a first column: one header row
     styler = frame.style.hide(axis="index").format(precision=digits, na_rep="--", escape="latex")
