@@ -67,6 +67,16 @@ def plain(obj: Any) -> Any:
     return obj
 
 
+def axis_label(name: str) -> str:
+    """How the paper names an axis: `warm_cold` -> `warm/cold`."""
+    return str(name).replace("_", "/")
+
+
+def axis_list(names) -> str:
+    """Axes for a sentence of the paper: `warm/cold, formal/casual`, or `none`."""
+    return ", ".join(axis_label(n) for n in names) or "none"
+
+
 def _numeric_index(index: pd.Index) -> pd.Index:
     """Row labels that were numbers before JSON made them strings become numbers again."""
     try:

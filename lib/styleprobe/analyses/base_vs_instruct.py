@@ -25,7 +25,7 @@ from styleprobe.engine.pipeline import StageResult
 from styleprobe.protocol.axes import AxisSet
 from styleprobe.protocol.calibration import Calibration, calibrate
 from styleprobe.protocol.fingerprint import baseline
-from styleprobe.result import PaperTable, Result
+from styleprobe.result import PaperTable, Result, axis_list
 
 if TYPE_CHECKING:
     from styleprobe.workspace import Workspace
@@ -212,7 +212,7 @@ class BaseVsInstructResult(Result):
 
     def paper(self) -> dict:
         def listed(names) -> str:
-            return ", ".join(n.replace("_", "/") for n in names) or "none"
+            return axis_list(names)
 
         pooled = self.mcnemar_pooled
         return {

@@ -24,7 +24,7 @@ from styleprobe import stats
 from styleprobe.analyses.instruction_benchmark import BenchmarkResult
 from styleprobe.analyses.stability import StabilityResult
 from styleprobe.protocol.calibration import SEPARABLE_ACCURACY, CalibrationResult
-from styleprobe.result import PaperTable, Result
+from styleprobe.result import PaperTable, Result, axis_label, axis_list
 
 if TYPE_CHECKING:
     from styleprobe.workspace import Workspace
@@ -291,10 +291,10 @@ class DeadZonesResult(Result):
         classes = self.table["class"].value_counts()
         return {
             "n_dead": len(self.dead_axes()),
-            "dead_axes": ", ".join(a.replace("_", "/") for a in self.dead_axes()) or "none",
+            "dead_axes": axis_list(self.dead_axes()),
             "dead_threshold": DEAD_SEVERITY,
             "classes": {c: int(classes.get(c, 0)) for c in CLASSES},
-            "most_severe_axis": self.table["severity"].idxmax().replace("_", "/"),
+            "most_severe_axis": axis_label(self.table["severity"].idxmax()),
             "max_severity": self.table["severity"].max(),
             "n_draws": self.ranking_attrs["n_draws"],
             "n_pairs": len(self.ranking),

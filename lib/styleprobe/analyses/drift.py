@@ -39,7 +39,7 @@ from styleprobe.protocol.fingerprint import project_results
 from styleprobe.protocol.profiles import DriftProfile, drift_profile
 from styleprobe.protocol.runs import RunStore, Session
 from styleprobe.protocol.spec import DataError, Protocol, _get, _questions, _read_yaml
-from styleprobe.result import PaperTable, Result
+from styleprobe.result import PaperTable, Result, axis_label, axis_list
 
 if TYPE_CHECKING:
     from styleprobe.workspace import Workspace
@@ -425,8 +425,8 @@ class DriftResult(Result):
             "factor": self.factor,
             "n_answers": self.n_answers,
             "n_significant": len(self.significant),
-            "significant": ", ".join(n.replace("_", "/") for n in self.significant) or "none",
-            "max_abs_slope_axis": steepest.replace("_", "/"),
+            "significant": axis_list(self.significant),
+            "max_abs_slope_axis": axis_label(steepest),
             "max_abs_slope": self.summary.loc[steepest, "mean_slope"],
             "n_imported": self.n_imported,
         }

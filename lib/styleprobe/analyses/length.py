@@ -12,7 +12,7 @@ import pandas as pd
 
 from styleprobe import stats
 from styleprobe.protocol.fingerprint import BaselineResult, baseline, project_results
-from styleprobe.result import PaperTable, Result
+from styleprobe.result import PaperTable, Result, axis_label
 
 if TYPE_CHECKING:
     from styleprobe.workspace import Workspace
@@ -99,7 +99,7 @@ class LengthResult(Result):
             "per_axis": self.per_axis.to_dict(orient="index"),
             "alpha": ALPHA,
             "n_significant": int((self.per_axis["p"] < ALPHA).sum()),
-            "strongest_axis": strongest.replace("_", "/"),
+            "strongest_axis": axis_label(strongest),
             "strongest_r": self.per_axis.loc[strongest, "r"],
             "mean_abs_r_before": self.mean_abs_r_before,
             "mean_abs_r_after": self.mean_abs_r_after,

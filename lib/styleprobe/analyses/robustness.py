@@ -17,7 +17,7 @@ from styleprobe.protocol.calibration import POLES, calibrate, heldout_scores
 from styleprobe.protocol.profiles import Profile
 from styleprobe.protocol.reading import DEFAULT_CONTEXT, ReadingContext, keeps_instruction
 from styleprobe.protocol.spec import Protocol
-from styleprobe.result import Result
+from styleprobe.result import Result, axis_list
 
 if TYPE_CHECKING:
     from styleprobe.workspace import Workspace
@@ -137,5 +137,5 @@ class RobustnessResult(Result):
             "robustness_accuracy": wordings.to_numpy().mean(),
             "robustness_cosine": self.cosine.drop(columns="standard").to_numpy().mean(),
             "robustness_n_formulations": wordings.shape[1],
-            "robustness_persistent_axes": ", ".join(a.replace("_", "/") for a in persistent) or "none",
+            "robustness_persistent_axes": axis_list(persistent),
         }

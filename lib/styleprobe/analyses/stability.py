@@ -22,7 +22,7 @@ from styleprobe.protocol.calibration import calibrate, fit_from_result, heldout_
 from styleprobe.protocol.fingerprint import BaselineResult, baseline
 from styleprobe.protocol.reading import DEFAULT_CONTEXT, ReadingContext
 from styleprobe.protocol.spec import INSTRUCTION_SETS
-from styleprobe.result import PaperTable, Result
+from styleprobe.result import PaperTable, Result, axis_label
 
 if TYPE_CHECKING:
     from styleprobe.workspace import Workspace
@@ -215,9 +215,9 @@ class StabilityResult(Result):
             "profile": self.profile,
             "set_accuracy_mean": self.set_accuracy.mean().to_dict(),
             "mean_set_cosine": cosine.mean(),
-            "min_set_cosine_axis": cosine.idxmin().replace("_", "/"),
+            "min_set_cosine_axis": axis_label(cosine.idxmin()),
             "min_set_cosine": cosine.min(),
-            "max_set_cosine_axis": cosine.idxmax().replace("_", "/"),
+            "max_set_cosine_axis": axis_label(cosine.idxmax()),
             "max_set_cosine": cosine.max(),
             "mean_projection_r": self.baseline_projection_r["mean"].mean(),
             "convergence_smallest_n": int(by_size.index.min()),

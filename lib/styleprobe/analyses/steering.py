@@ -22,7 +22,7 @@ from styleprobe.engine.hooks import block_hooks, pad_batch
 from styleprobe.engine.models import ModelHandle
 from styleprobe.engine.pipeline import Item, reread, run_stage
 from styleprobe.protocol.axes import AxisSet
-from styleprobe.result import PaperTable, Result
+from styleprobe.result import PaperTable, Result, axis_label
 
 if TYPE_CHECKING:
     from styleprobe.workspace import Workspace
@@ -220,7 +220,7 @@ class SteeringResult(Result):
             "layers": "+".join(map(str, self.layers)),
             "max_new_tokens": self.max_new_tokens,
             "degraded_share": self.summary["degraded"].mean(),  # every (axis, alpha) has n_questions answers
-            "best_axis": best.replace("_", "/"),
+            "best_axis": axis_label(best),
             "best_steerability": table.loc[best, "steerability"],
             "mean_steerability": table["steerability"].mean(),
             "rho": relation["rho"],

@@ -225,11 +225,6 @@ def run(ws: Workspace) -> TextValidationResult:
     return TextValidationResult(effects=effects, spearman_rho=rho, spearman_p=p, n_pairs=len(pooled))
 
 
-def _number(value: float | None) -> float:
-    """A saved NaN reads back as None."""
-    return np.nan if value is None else float(value)
-
-
 @dataclass
 class TextValidationResult(Result):
     """Notebook 08: does the text itself change with the instruction, and does the probe separate best
@@ -245,10 +240,9 @@ class TextValidationResult(Result):
     n_pairs: int
 
     def paper(self) -> dict[str, Any]:
-        p = _number(self.spearman_p)
         return {
-            "text_rho": _number(self.spearman_rho),
-            "text_p": f"{p:.2g}",
+            "text_rho": self.spearman_rho,
+            "text_p": f"{self.spearman_p:.2g}",
             "text_n_pairs": self.n_pairs,
             "verbose_text_d": self.effects["d"].get("verbose_concise", np.nan),
         }

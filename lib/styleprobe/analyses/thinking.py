@@ -26,7 +26,7 @@ from styleprobe.engine.pipeline import REFORWARD_CHUNK, StageResult
 from styleprobe.protocol.fingerprint import baseline, project_results
 from styleprobe.protocol.profiles import Profile
 from styleprobe.protocol.runs import Session
-from styleprobe.result import PaperTable, Result
+from styleprobe.result import PaperTable, Result, axis_list
 
 if TYPE_CHECKING:
     from styleprobe.workspace import Workspace
@@ -180,7 +180,7 @@ class ThinkingResult(Result):
             "n_without_visible_answer": self.n_without_visible_answer,
             "median_think_tokens": self.median_think_tokens,
             "n_shifted": len(moved),
-            "shifted_axes": ", ".join(n.replace("_", "/") for n in moved) or "none",
+            "shifted_axes": axis_list(moved),
             "mean_abs_shift_visible": visible["shift"].abs().mean(),
             "mean_abs_shift_included": self.shift_included["shift"].abs().mean(),
         }

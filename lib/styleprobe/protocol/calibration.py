@@ -18,7 +18,7 @@ from styleprobe.protocol.profiles import PROFILES, Profile
 from styleprobe.protocol.reading import DEFAULT_CONTEXT, ReadingContext, default_thinking, keeps_instruction
 from styleprobe.protocol.runs import Session
 from styleprobe.protocol.spec import Protocol
-from styleprobe.result import PaperTable, Result
+from styleprobe.result import PaperTable, Result, axis_label
 
 POLES = {+1: "positive", -1: "negative"}
 SEPARABLE_ACCURACY = 0.65
@@ -253,10 +253,6 @@ def summarise(ws: Session, cal: Calibration) -> CalibrationResult:
     )
 
 
-def _label(name: str) -> str:
-    return name.replace("_", "/")
-
-
 @dataclass
 class CalibrationResult(Result):
     """Notebook 01: the axes' held-out validation and geometry."""
@@ -296,15 +292,15 @@ class CalibrationResult(Result):
             "n_empty": self.n_empty,
             "mean_accuracy": acc.mean(),
             "mean_dprime": ev["dprime"].mean(),
-            "best_axis": _label(acc.idxmax()),
+            "best_axis": axis_label(acc.idxmax()),
             "best_accuracy": acc.max(),
-            "worst_axis": _label(acc.idxmin()),
+            "worst_axis": axis_label(acc.idxmin()),
             "worst_accuracy": acc.min(),
             "hard_threshold": SEPARABLE_ACCURACY,
             "n_separable": int((acc >= SEPARABLE_ACCURACY).sum()),
             "mean_abs_cosine": self.mean_abs_axis_cosine,
             "max_abs_cosine": upper.max(),
-            "max_cosine_pair": " and ".join(_label(n) for n in upper.idxmax()),
+            "max_cosine_pair": " and ".join(axis_label(n) for n in upper.idxmax()),
             "pc1_percent": round(100 * explained[0]),
             "pc2_percent": round(100 * explained[1]),
             "axes": ev[["pairwise_accuracy", "sign_accuracy", "dprime"]].to_dict(orient="index"),

@@ -19,7 +19,7 @@ from styleprobe.protocol.axes import AxisSet, axes_id
 from styleprobe.protocol.profiles import Profile
 from styleprobe.protocol.reading import default_thinking
 from styleprobe.protocol.runs import Session
-from styleprobe.result import PaperTable, Result
+from styleprobe.result import PaperTable, Result, axis_label
 
 
 def stored_baseline_seeds(ws: Session, profile: Profile | None = None) -> tuple[int, ...] | None:
@@ -193,10 +193,6 @@ def run(
     return summarise(axes, results, ws.model.model_id, profile=ws.profile, n_boot=n_boot)
 
 
-def _label(name: str) -> str:
-    return name.replace("_", "/")
-
-
 @dataclass
 class BaselineResult(Result):
     """Notebook 02 and `styleprobe fingerprint`: the default style, its reliability and dimensionality."""
@@ -246,13 +242,13 @@ class BaselineResult(Result):
             "fingerprint": table[["mean", "ci_low", "ci_high", "std"]].to_dict(orient="index"),
             "n_axes_ci_excluding_zero": len(leans),
             "leans": ", ".join(leans) or "none",
-            "strongest_axis": _label(strongest),
+            "strongest_axis": axis_label(strongest),
             "strongest_mean": table["mean"].loc[strongest],
             "max_clipped_percent": round(100 * table["clipped"].max()),
             "pc1_percent": round(100 * self.pc1_share) if np.isfinite(self.pc1_share) else np.nan,
             "participation_ratio": self.participation_ratio,
             "n_usable_axes": len(usable),
-            "top_pair": " and ".join(_label(n) for n in top_pair) if top_pair else "none",
+            "top_pair": " and ".join(axis_label(n) for n in top_pair) if top_pair else "none",
             "top_pair_r": pairs.loc[top_pair] if top_pair else np.nan,
             "top_pair_cosine": self.axis_cosines.loc[top_pair] if top_pair else np.nan,
         }
@@ -260,9 +256,9 @@ class BaselineResult(Result):
             numbers |= {
                 "icc": icc.to_dict(orient="index"),
                 "mean_icc": icc["icc"].mean(),
-                "min_icc_axis": _label(icc["icc"].idxmin()),
+                "min_icc_axis": axis_label(icc["icc"].idxmin()),
                 "min_icc": icc["icc"].min(),
-                "max_icc_axis": _label(icc["icc"].idxmax()),
+                "max_icc_axis": axis_label(icc["icc"].idxmax()),
                 "max_icc": icc["icc"].max(),
             }
         return numbers
