@@ -20,6 +20,16 @@
 # tokens' residual stream after the last 4 decoder blocks is aggregated (decay 0.9 from the last token,
 # layer weights 0.1-0.4); the axis is the unit difference of the two poles' 10 %-trimmed means. Held-out
 # evaluation questions, never used to fit the axes, tell whether the direction generalises.
+#
+# **What 0 and ±1 mean** (the default `crossfit` normalisation): the calibration questions are split into 5
+# folds; each answer is projected on the axis fitted without its fold, and −1 and +1 are the mean of these
+# held-out projections under the negative and the positive instruction, 0 halfway between them. The
+# in-sample projections would put the poles much further apart than new answers ever land (the direction
+# is fitted to them), so the unit would depend on the hidden size and the number of answers.
+#
+# **Neutral control**: the same calibration questions answered with *no* instruction, read like the poles.
+# It shows where the model's own default sits between the instructed poles and how far each instruction
+# moves answers from it (*obedience*, per pole).
 
 # %% tags=["parameters"]
 model = "smollm2-135m-instruct"  # preset, local directory, .gguf file, hub id or random:<arch>
@@ -30,7 +40,7 @@ dtype = None
 sizes = {}  # profile sizes to override, e.g. {"n_baseline": 10, "calibration_tokens": 64}
 seed = 0
 batch_size = None
-normalisation = "median_iqr"  # or "uncentred_iqr" (the original study)
+normalisation = "crossfit"  # or "median_iqr" (earlier default) or "uncentred_iqr" (the original study)
 context = "uninstructed"  # or "instructed": read with the style instruction in context (the original)
 root = None  # folder for runs/, axes/, figures/, results/ (None: the repository's)
 
@@ -55,16 +65,31 @@ print(f"{ws.describe()}\n{result.n_answers} answers, {result.n_empty} empty; axe
 # %% [markdown]
 # ## Held-out separation
 # *Pairwise accuracy*: share of (positive, negative) evaluation answers ordered correctly on the axis
-# (0.5 = chance). *Sign accuracy*: share on the correct side of the calibration median. *d′*: mean
-# difference over the pooled standard deviation.
+# (0.5 = chance), with its 95 % interval. *Sign accuracy*: share on the correct side of 0. *d′*: mean
+# difference over the pooled standard deviation. *validation*: `valid` when the accuracy's interval lies
+# above 0.5 and the accuracy reaches 0.65; every later table marks the other axes with †, and no sentence
+# draws a conclusion from them.
 
 # %%
-result.evaluation
+shown = ["pairwise_accuracy", "accuracy_ci_low", "accuracy_ci_high", "sign_accuracy", "dprime", "validation"]
+result.evaluation[shown]
 
 # %%
 assert set(result.evaluation.index) == set(cal.axes.names)
-assert result.evaluation["pairwise_accuracy"].between(0, 1).all()
+assert (result.evaluation["accuracy_ci_low"] <= result.evaluation["pairwise_accuracy"]).all()
 assert np.isfinite(cal.result.states).all()
+validated = result.validated()
+print(f"validated: {', '.join(validated) or 'none'} ({len(validated)} of {len(cal.axes.names)})")
+
+# %% [markdown]
+# ## Neutral control: where the default sits, and how far each instruction moves it
+# *neutral*: mean position of the uninstructed answers to the calibration questions (cross-fitted, like the
+# poles). *obey +* / *obey −*: mean over questions of (positive − neutral) and (neutral − negative), with
+# 95 % t intervals, in the axis unit; they add up to 2 on average, and a default at +0.6 is one that the
+# positive instruction moves only a little (0.4) and the negative one a lot (1.6).
+
+# %%
+result.evaluation[["neutral", "obey_positive", "obey_negative", "obey_positive_low", "obey_negative_low"]]
 
 # %% [markdown]
 # ## Geometry: how orthogonal are the axes?

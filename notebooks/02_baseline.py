@@ -27,7 +27,6 @@ device = None
 dtype = None
 sizes = {}  # profile sizes to override, e.g. {"n_baseline": 10, "calibration_tokens": 64}
 seeds = [0, 1, 2, 3, 4]  # test-retest needs several; the CLI fingerprint uses the profile's seeds
-n_boot = 1000  # bootstrap resamples for the ICC confidence intervals
 batch_size = None
 root = None  # folder for runs/, axes/, figures/, results/ (None: the repository's)
 
@@ -43,29 +42,37 @@ ws = Workspace.open(
     model, profile=profile, revision=revision, device=device, dtype=dtype, root=root, sizes=sizes
 )
 axes = ws.axes()  # notebook 01's
-result = fingerprint.run(ws, axes=axes, seeds=seeds, n_boot=n_boot, batch_size=batch_size)
+result = fingerprint.run(ws, axes=axes, seeds=seeds, batch_size=batch_size)
 n = len(result.per_question)
 print(f"{len(seeds) * n} answers ({len(seeds)} seeds x {n} questions), {result.n_empty} empty")
 
 # %% [markdown]
 # ## Fingerprint
-# 0 is the calibration midpoint of each axis; +1 and −1 are clipped extremes towards the first and the second
-# pole. The CI resamples questions (values averaged over seeds first).
+# With the default `crossfit` normalisation, +1 and −1 are where the model's held-out answers land on
+# average when told to take the first or the second pole, and 0 is halfway (notebook 01). The position
+# is the mean over questions (values averaged over seeds first) with a t 95 % CI over questions; it is
+# not clipped. Beside it, from notebook 01: *neutral*, where the model's uninstructed answers to the
+# calibration questions sit, and *obey ±*, how far each instruction moves answers from them. A position
+# near +1 with a small *obey +* means the default is already where the positive instruction takes it.
+# Axes that failed held-out validation (`validation` not `valid`) are shown but not interpreted.
 
 # %%
 table = result.fingerprint
 table
 
 # %%
-assert table["mean"].between(-1, 1).all() and len(table) == len(axes.names)
+assert len(table) == len(axes.names) and table["mean"].notna().all()
+print(
+    f"not interpreted (failed validation): {', '.join(set(table.index) - set(result.validated())) or 'none'}"
+)
 
 # %%
 fig = plt.figure(figsize=(13, 5))
 ax_radar = fig.add_subplot(1, 2, 1, projection="polar")
 ax_heat = fig.add_subplot(1, 2, 2)
 fig.subplots_adjust(wspace=0.5)
-radar({ws.slug: table["mean"]}, ax=ax_radar, title="mean projection")
-sns.heatmap(result.per_question.T, cmap="RdBu_r", vmin=-1, vmax=1, ax=ax_heat, cbar_kws={"shrink": 0.7})
+radar({ws.slug: table["mean"].clip(-1, 1)}, ax=ax_radar, title="position (shown within ±1)")
+sns.heatmap(result.per_question.T, cmap="RdBu_r", center=0, ax=ax_heat, cbar_kws={"shrink": 0.7})
 ax_heat.set_xlabel("baseline question")
 ax_heat.set_title("projection per question (mean over seeds)")
 ws.save_figure(fig, "baseline_fingerprint")
@@ -73,7 +80,7 @@ ws.save_figure(fig, "baseline_fingerprint")
 # %% [markdown]
 # ## Test-retest reliability across seeds
 # ICC(2,1) per axis on the questions × seeds matrix: two-way random effects (seeds are a random sample of
-# runs), absolute agreement, single run. The CI is a percentile bootstrap over questions. It is computed on
+# runs), absolute agreement, single run. The CI is the F-based interval (McGraw & Wong). It is computed on
 # the unclipped projections (clipping squeezes the questions beyond a pole together and so shrinks the
 # between-question variance); notebook 07 reports this ICC too. With one seed it is undefined and left out.
 
@@ -111,5 +118,5 @@ assert 1 - 1e-9 <= pr <= usable + 1e-9
 # the fingerprint table the paper reads (`paper/generated/<model>/`).
 
 # %%
-print(f"leans: {', '.join(result.leans()) or 'none'}")
+print(f"leans (validated axes whose CI excludes 0): {', '.join(result.leans()) or 'none'}")
 print(f"results: {ws.save(result)}")

@@ -22,8 +22,9 @@
 #   question counts as correct when the answer under the positive-pole instruction projects above the
 #   answer under the negative-pole instruction), paired between the models with McNemar's exact test;
 # - **baseline variability**: the spread of the default answers across questions, as the ratio of standard
-#   deviations instruct/base with a paired bootstrap CI (unclipped projections, each model in units of its
-#   own calibration IQR);
+#   deviations instruct/base with a Pitman-Morgan 95 % CI (unclipped projections, each model in units of
+#   its own held-out within-pole spread, which does not depend on how far its instructions move answers;
+#   the ratio in the pole unit, which does, is shown beside it);
 # - **effective dimensionality** of the default answers: the participation ratio of the questions × axes
 #   matrix.
 #
@@ -45,7 +46,6 @@ sizes = {}  # profile sizes to override, e.g. {"n_baseline": 10, "calibration_to
 seeds = [0, 1, 2, 3, 4]  # baseline repetitions, averaged per question (as in notebook 02)
 seed = 0  # calibration sampling seed
 alpha = 0.05  # level of the per-axis separability test and of McNemar's test
-n_boot = 2000  # bootstrap resamples for the std-ratio CIs
 batch_size = None
 root = None  # folder for runs/, axes/, figures/, results/ (None: the repository's)
 
@@ -92,9 +92,7 @@ if base.model.uses_chat_template:
 # difference below mixes those with the effect of tuning.
 
 # %%
-result = base_vs_instruct.run(
-    base, ws, seeds=seeds, seed=seed, alpha=alpha, n_boot=n_boot, batch_size=batch_size
-)
+result = base_vs_instruct.run(base, ws, seeds=seeds, seed=seed, alpha=alpha, batch_size=batch_size)
 shape = {role: (w.model.n_layers, w.model.hidden_size) for role, w in models.items()}
 family = result.families
 if result.same_family:
@@ -154,22 +152,26 @@ correctness
 
 # %% [markdown]
 # ## Baseline variability
-# Standard deviation across baseline questions (seed-averaged, unclipped) per axis and model, and the
-# ratio instruct/base with a paired bootstrap 95 % CI over questions. A ratio below 1 with its CI means
-# the tuned model's default answers vary less along that axis.
+# Standard deviation across baseline questions (seed-averaged, unclipped) per axis and model, each in
+# units of that model's held-out within-pole spread, and the ratio instruct/base with a Pitman-Morgan
+# 95 % CI (dots). A ratio below 1 with its CI means the tuned model's default
+# answers vary less along that axis. Crosses: the same ratio in the pole unit (half the held-out pole
+# separation), which also shrinks when the tuned model merely follows the style instructions more
+# strongly; conclusions rest on the dots, and only on axes validated in both models (others marked †).
 
 # %%
 variability = result.variability
-assert (variability["ci_low"] <= variability["ratio"] + 1e-9).all()
-assert (variability["ratio"] <= variability["ci_high"] + 1e-9).all()
+assert np.isfinite(variability[["ratio", "ci_low", "ci_high"]].to_numpy()).all()
 fig, ax = plt.subplots(figsize=(6, 4))
 y = np.arange(len(variability))
 err = np.abs(variability[["ci_low", "ci_high"]].to_numpy().T - variability["ratio"].to_numpy())
-ax.errorbar(variability["ratio"], y, xerr=err, fmt="o", capsize=3)
+ax.errorbar(variability["ratio"], y, xerr=err, fmt="o", capsize=3, label="within-pole spread unit")
+ax.plot(result.variability_poles["ratio"], y, "x", color="grey", label="pole unit")
 ax.axvline(1, color="grey", lw=1, ls="--")
-ax.set_yticks(y, variability.index)
+ax.set_yticks(y, [n if n in result.validated else f"{n} †" for n in variability.index])
 ax.set_xscale("log")
 ax.set_xlabel("std across questions, instruct / base (95 % CI)")
+ax.legend(fontsize=8)
 fig.tight_layout()
 ws.save_figure(fig, "base_vs_instruct_variability")
 variability

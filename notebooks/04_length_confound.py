@@ -17,6 +17,11 @@
 # Longer answers could push every projection in the same direction and make the axes look correlated.
 # We correlate each axis' baseline projection with the answer length in tokens, then regress length out of
 # every axis and compare the cross-axis correlations before and after. Uses the answers of notebook 02.
+#
+# Only the axes that pass validation (held-out accuracy of notebook 01, not dead in notebook 08; run both
+# first) are tested, with Holm-adjusted p-values over them; the others are shown with a † and not
+# interpreted. An answer cut off at the token budget has the budget's length whatever it would have said,
+# so the share cut off is printed beside the correlations.
 
 # %% tags=["parameters"]
 model = "smollm2-135m-instruct"
@@ -35,6 +40,7 @@ import numpy as np
 import seaborn as sns
 
 from styleprobe.analyses import length
+from styleprobe.protocol.validity import mark
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(
@@ -42,18 +48,27 @@ ws = Workspace.open(
 )
 result = length.run(ws, seeds=seeds, batch_size=batch_size)
 answers, per_axis = result.answers, result.per_axis
+label = {n: mark(n, n in result.validated) for n in per_axis.index}  # † failed validation
+print(
+    f"{result.n_answers} answers, mean length {result.mean_length:.1f} tokens; {result.n_cut}"
+    f" ({result.n_cut / result.n_answers:.0%}) cut off at the budget of {result.budget} tokens"
+)
 
 # %% [markdown]
 # ## Projection vs length, per axis (Pearson r over all answers)
+# `p_holm`: Holm-adjusted over the validated axes (NaN: not tested).
 
 # %%
-per_axis
+significant = result.significant()
+print(f"length correlates with {len(significant)} of {len(result.validated)} validated axes: {significant}")
+assert set(significant) <= set(result.validated)
+per_axis.rename(index=label)
 
 # %%
 fig, axs = plt.subplots(1, len(per_axis), figsize=(2.3 * len(per_axis), 2.4), sharey=True)
 for ax_, name in zip(np.atleast_1d(axs), per_axis.index, strict=True):
     ax_.scatter(answers["n_tokens"], answers[name], s=6, alpha=0.5)
-    ax_.set_title(f"{name}\nr = {per_axis.loc[name, 'r']:.2f}", fontsize=8)
+    ax_.set_title(f"{label[name]}\nr = {per_axis.loc[name, 'r']:.2f}", fontsize=8)
     ax_.set_xlabel("tokens", fontsize=8)
 ws.save_figure(fig, "length_vs_projection")
 
@@ -68,7 +83,8 @@ assert np.isfinite([before, after]).all()
 # %%
 fig, (a, b) = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
 for ax_, mat, title in [(a, result.before, "raw"), (b, result.after, "length regressed out")]:
-    sns.heatmap(mat, vmin=-1, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", ax=ax_, cbar=False)
+    shown = mat.rename(index=label, columns=label)
+    sns.heatmap(shown, vmin=-1, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", ax=ax_, cbar=False)
     ax_.set_title(f"cross-axis correlation, {title}")
 ws.save_figure(fig, "length_confound")
 

@@ -19,14 +19,18 @@
 # 7 axes from −2 to +2 with a one-line rubric per axis (`data/judge.yaml`). We then ask:
 #
 # 1. **Ratings vs projections**: per axis, Spearman's ρ between the judge's ratings and the projections of
-#    the model's default answers (notebook 02's seed 0), with p and a bootstrap 95 % CI; pooled over every
-#    axis and every model that has judge results, with leave-one-model-out values.
+#    the model's default answers (notebook 02's seed 0), with p and a Bonett–Wright 95 % interval; pooled
+#    over every validated axis and every model that has judge results, with leave-one-model-out values.
 # 2. **Pairwise compliance**: shown the two held-out calibration answers to one question, written under
-#    opposite instructions, in random order, does the judge pick the one written under the positive pole?
+#    opposite instructions, **in both orders**, does the judge pick the one written under the positive
+#    pole, and does it answer by content or by position?
 #
-# Answers whose projection is clipped at ±1 and axes in dead zones (notebook 08) are flagged: clipping ties
-# the extremes and a dead axis' projection is mostly noise, so both can explain weak or negative
-# correlations. Run notebooks 01, 02, 07 and 08 first.
+# Only axes that pass held-out validation (their held-out pairwise accuracy's interval lies above 0.5 and
+# the accuracy reaches 0.65; `styleprobe.protocol.validity`) and are not dead zones (notebook 08) carry a
+# conclusion: the others are marked † and left out of the mean, the agreement rule, the pooled correlation
+# and the generated sentences, since their projections are mostly noise. Answers whose projection is
+# clipped at ±1 (only under the IQR normalisations, which clip) are flagged: clipping ties the extremes.
+# Run notebooks 01, 02, 07 and 08 first.
 #
 # The judge is either a local transformers model (`judge = "local"`: by default the model under study
 # itself, scoring the JSON answer by log-probability) or any OpenAI-compatible endpoint
@@ -68,6 +72,8 @@ import numpy as np
 import pandas as pd
 
 from styleprobe.analyses.judge import analysis
+from styleprobe.analyses.judge import stats as judge_stats
+from styleprobe.protocol.validity import mark
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(
@@ -79,10 +85,11 @@ print(f"judge: {reader.describe()}")
 # %% [markdown]
 # ## The judge's ratings
 # The first `n_responses` non-empty default answers (no system prompt) of the first seed are projected onto
-# the axes of notebook 01 (normalised and clipped to [−1, 1]) and rated, one call per answer. A judgement's
-# status is `ok`, `malformed` (still not the requested JSON after `max_attempts` asks), `error` (the
-# endpoint failed after its own retries with backoff), `skipped` (not asked after several failed calls in a
-# row), or `partial` (some axes still missing after `max_attempts`: the axes that were answered are kept).
+# the axes of notebook 01 (normalised as the axes say, clipped to [−1, 1] only by the IQR normalisations)
+# and rated, one call per answer. A judgement's status is `ok`, `malformed` (still not the requested JSON
+# after `max_attempts` asks), `error` (the endpoint failed after its own retries with backoff), `skipped`
+# (not asked after several failed calls in a row), or `partial` (some axes still missing after
+# `max_attempts`: the axes that were answered are kept).
 # A missing rating is NaN; a later run asks again only for what is missing.
 #
 # The held-out pairs of the compliance check (below) are judged in the same run.
@@ -107,30 +114,47 @@ long.pivot(index="q_index", columns="axis", values="rating")[names]
 
 # %%
 assert sum(result.status.values()) == result.n_responses and len(long) == result.n_responses * len(names)
-assert long["rating"].dropna().between(-2, 2).all() and long["projection"].abs().le(1).all()
+assert long["rating"].dropna().between(-2, 2).all()
+assert not ws.axes().clips or long["projection"].abs().le(1).all()
 if set(result.status) == {"ok"}:
     assert long["rating"].notna().all()
 
 # %% [markdown]
-# ## Flags: clipped projections and dead zones
-# Dead zones are those of notebook 08's severity table.
+# ## Flags: validation, dead zones and clipped projections
+# The validation status of each axis comes from its own held-out evaluation (saved with the axes by
+# notebook 01): `valid`, `chance` (the accuracy's 95 % interval includes 0.5), `weak` (above chance but
+# below 0.65), or `dead` (a dead zone of notebook 08's severity table).
 
 # %%
 flags = long.groupby("axis", sort=False).agg(clipped=("clipped", "sum"), dead=("dead", "any"))
-print(f"dead zones: {[a for a, d in result.dead_axes.items() if d] or 'none'}")
+flags["validation"] = pd.Series(result.validation)
+valid = {name: status == "valid" for name, status in result.validation.items()}
+assert flags["dead"].to_dict() == {name: result.validation[name] == "dead" for name in names}
+print(f"validated axes: {[a for a in names if valid[a]] or 'none'}")
 flags.T
 
 # %% [markdown]
 # ## Agreement per axis
-# Spearman's ρ between rating and projection over the rated answers, its p-value and a percentile bootstrap
-# 95 % CI (bootstrap replicates where one side is constant count as ρ = 0). `rho_unclipped` leaves out
-# answers clipped at ±1. With few answers the CIs are wide; a constant rating leaves ρ undefined (NaN).
+# Spearman's ρ between rating and projection over the rated answers, its p-value and the Bonett–Wright
+# interval (Fisher z with variance (1 + ρ²/2)/(n − 3)). It is not a bootstrap: a judge's ratings are few and
+# heavily tied, so many resamples have constant ratings and no ρ, and an interval over the others covers
+# far less than 95 %. A ρ that is undefined says why in `undefined` (constant ratings, constant
+# projections, fewer than 4 rated answers). `agrees` is the agreement rule (`judge.stats.agreeing`): the
+# interval of ρ lies above 0 at the family-wise 5 % level, Bonferroni over the validated axes with a defined
+# ρ; it is never claimed on an axis that failed validation. The mean ρ is given only over at least
+# `MIN_DEFINED_AXES` validated axes with a defined ρ. `rho_unclipped` leaves out answers clipped at ±1.
 
 # %%
 agreement = result.agreement
+summary = analysis.agreement_summary(agreement)
 assert list(agreement.index) == names
 assert agreement["rho"].dropna().between(-1, 1).all()
 assert (agreement["n"] + agreement["n_missing"] == result.n_responses).all()
+assert (agreement["rho"].isna() == (agreement["undefined"] != "")).all()
+assert not agreement.loc[~agreement["valid"], "agrees"].any()
+if summary["n_defined_axes"] < judge_stats.MIN_DEFINED_AXES:
+    assert np.isnan(summary["mean_rho"])
+print(summary["agreement_text"])
 agreement
 
 # %%
@@ -142,7 +166,8 @@ for ax_, name in zip(np.atleast_1d(axs), names, strict=True):
         sel = (part & (long["clipped"] == clipped)).to_numpy()
         ax_.scatter(long["projection"][sel], long["rating"][sel] + jitter[sel], s=14, marker=marker)
     rho = agreement.loc[name, "rho"]
-    ax_.set_title(f"{name}{' (dead)' if result.dead_axes[name] else ''}\nρ = {rho:.2f}", fontsize=8)
+    value = f"ρ = {rho:.2f}" if np.isfinite(rho) else f"ρ undefined ({agreement.loc[name, 'undefined']})"
+    ax_.set_title(f"{mark(name, valid[name])} ({result.validation[name]})\n{value}", fontsize=7)
     ax_.set_xlim(-1.1, 1.1)
     ax_.set_xlabel("projection", fontsize=8)
 np.atleast_1d(axs)[0].set_ylabel("judge rating")
@@ -158,43 +183,61 @@ ws.save_figure(fig, "judge_ratings")
 context, other = result.axes_context, result.other_context
 if result.agreement_other_context is not None:
     both = {context: agreement["rho"], other: result.agreement_other_context["rho"]}
-    print(pd.concat(both, axis=1).round(3).to_string())
+    both = pd.concat(both, axis=1).round(3)
+    both.index = [mark(n, v) for n, v in result.agreement_other_context["valid"].items()]
+    print(both.to_string(), "\n† failed held-out validation in the", other, "context")
 else:
     print(f"no {other} axes in the run store (notebook 07 writes them): only the {context} axes are compared")
 
 # %% [markdown]
 # ## Pairwise compliance on the held-out calibration pairs
 # For each held-out evaluation question of each axis, the judge sees the answer written under the positive
-# instruction and the one under the negative instruction, in random order, and is asked which is more like
-# the positive pole. Accuracy 0.5 is chance; the CI is Wilson's, the p-value a two-sided binomial test.
-# `chose_first` is the share of picks of whichever answer was shown first: far from 0.5, the judge follows
-# position rather than content.
+# instruction and the one under the negative instruction **twice, once in each order**, and is asked which
+# is more like the positive pole. A judge that reads the texts picks the same answer in both orders; one
+# that answers by position picks the first-shown (or the second-shown) both times.
+#
+# - `accuracy`: among the pairs answered the same in both orders (`n_consistent`), the share where the
+#   judge picked the positive answer (0.5 is chance; Wilson CI, two-sided exact binomial p).
+# - `chose_first`: the share of showings where the judge picked the first-shown answer.
+# - The position rule (`judge.stats.answers_by_position`): among the pairs whose pick changes with the
+#   order, the first-shown answer wins in both orders (`first_both`) more or less often than the
+#   second-shown (`second_both`), by the exact McNemar test at the 5 % level (`position_p`). When the "all"
+#   row is `by_position`, the compliance check is **invalid**. The texts, not the axes, are judged here, so
+#   every axis is pooled; the axes that failed validation are marked †.
 
 # %%
 compliance, compared = result.compliance, pd.DataFrame(result.compliance_pairs)
 print("comparisons:", compared["status"].value_counts().to_dict())
 assert set(compared["status"]) <= {"ok", "malformed", "error", "skipped"}
-assert compliance.loc["all", "n"] + compliance.loc["all", "n_missing"] == len(compared)
-assert compliance.loc[compliance["n"] > 0, "accuracy"].between(0, 1).all()
-compliance
+assert compared.groupby(["axis", "q_index"])["positive_first"].nunique().eq(2).all()  # both orders
+overall = compliance.loc["all"]
+assert overall["n_pairs"] + overall["n_missing"] == len(compared) // 2
+assert overall["n_consistent"] + overall["first_both"] + overall["second_both"] == overall["n_pairs"]
+assert compliance.loc[compliance["n_consistent"] > 0, "accuracy"].between(0, 1).all()
+checked = analysis.compliance_summary(compliance)
+assert checked["compliance"]["valid"] == (not overall["by_position"] and overall["n_pairs"] > 0)
+print(checked["compliance_text"])
+compliance.rename(index=lambda n: n if n == "all" else mark(n, valid[n]))
 
 # %% [markdown]
 # ## Pooled over axes and models
-# Every model with a judge result under the root is pooled (this model from this run). The CI resamples
-# whole answers, since the seven ratings of one answer are not independent. Leaving each model out in turn
-# shows whether one model carries the pooled value.
+# Every model with a judge result under the root is pooled (this model from this run), over the validated
+# axes of each. The CI is the project's bootstrap (`styleprobe.stats.bootstrap_ci`) over whole answers,
+# since the ratings of one answer are not independent (so no p-value, which would treat them as
+# independent). `p_undefined` is the exact share of resamples whose ratings or projections are constant,
+# so that ρ is undefined: they are never counted as a value. Leaving each model out in turn shows whether
+# one model carries the pooled value.
 
 # %%
 pooled, loo = result.pooled, result.leave_one_model_out
-print(f"pooled over {len(pooled['models'])} model(s), {pooled['n_pairs']} rated (answer, axis) pairs:")
-print(f"rho = {pooled['rho']:.3f}, 95 % CI [{pooled['ci_low']:.3f}, {pooled['ci_high']:.3f}]", end=", ")
-print(f"p = {pooled['p']:.3g}")
+print(analysis.pooled_summary(pooled)["pooled_text"])
 judges = {slug: r.judge for slug, r in ws.every_model(analysis.JudgeResult).items()} | {ws.slug: result.judge}
 if len({str(judges[m]) for m in pooled["models"]}) > 1:
     print("note: the models were rated by different judges:", judges)
-assert np.isnan(pooled["rho"]) or -1 <= pooled["rho"] <= 1
+assert (np.isnan(pooled["rho"]) and pooled["undefined"]) or -1 <= pooled["rho"] <= 1
 if pooled["models"] == [ws.slug]:
-    assert pooled["n_pairs"] == long[["rating", "projection"]].notna().all(axis=1).sum()
+    rated = long[long["valid"]]
+    assert pooled["n_pairs"] == rated[["rating", "projection"]].notna().all(axis=1).sum()
 assert len(loo) == (len(pooled["models"]) if len(pooled["models"]) > 1 else 0)
 loo
 
@@ -202,20 +245,23 @@ loo
 fig, (a, b) = plt.subplots(1, 2, figsize=(12, 3.6))
 x = np.arange(len(names))
 yerr = np.abs(agreement[["ci_low", "ci_high"]].to_numpy().T - agreement["rho"].to_numpy())
-a.bar(x, agreement["rho"], yerr=yerr, color=["0.6" if result.dead_axes[n] else "C0" for n in names])
+a.bar(x, agreement["rho"], yerr=yerr, color=["C0" if valid[n] else "0.7" for n in names])
 for i in np.flatnonzero(agreement["rho"].isna().to_numpy()):
-    a.text(i, 0.05, "n/a", ha="center", fontsize=7)
+    a.text(i, 0.05, "undefined", ha="center", rotation=90, fontsize=7)
 a.axhline(0, color="k", lw=0.8)
 a.set_ylim(-1, 1)
-a.set_title(f"Spearman ρ, judge vs projection (grey: dead zone); pooled ρ = {pooled['rho']:.2f}", fontsize=9)
+a.set_title(
+    f"Spearman ρ, judge vs projection (grey †: not validated); pooled ρ = {pooled['rho']:.2f}", fontsize=9
+)
 comp = compliance.drop(index="all").reindex(names)
 cerr = np.abs(comp[["ci_low", "ci_high"]].to_numpy().T - comp["accuracy"].to_numpy())
 b.bar(x, comp["accuracy"], yerr=cerr)
 b.axhline(0.5, color="k", lw=0.8, ls="--")
 b.set_ylim(0, 1)
-b.set_title(f"pairwise compliance (all: {compliance.loc['all', 'accuracy']:.2f})", fontsize=9)
+verdict = "invalid: answers by position" if overall["by_position"] else f"all: {overall['accuracy']:.2f}"
+b.set_title(f"pairwise compliance, pairs answered the same in both orders ({verdict})", fontsize=9)
 for ax_ in (a, b):
-    ax_.set_xticks(x, names, rotation=45, ha="right", fontsize=8)
+    ax_.set_xticks(x, [mark(n, valid[n]) for n in names], rotation=45, ha="right", fontsize=8)
 ws.save_figure(fig, "judge_agreement")
 
 # %% [markdown]

@@ -23,8 +23,10 @@
 # reasoning. Both runs are projected on the axes from notebook 01 (run it first).
 #
 # We report the per-axis shift *visible answer after thinking − answer without thinking* with a paired
-# bootstrap CI over questions, and the same shift had the think tokens been measured too (the original
-# study read every generated token), to show what excluding them changes.
+# t 95 % CI over questions, and the same shift had the think tokens been measured too (the original
+# study read every generated token), to show what excluding them changes. Axes that fail validation
+# (held-out accuracy of notebook 01, or classed dead by notebook 08 when it has run) are shown with a † and
+# not interpreted.
 
 # %% tags=["parameters"]
 model = "qwen3-8b"  # a model with a thinking switch: preset, local directory, hub id or random:qwen3
@@ -35,7 +37,6 @@ dtype = None
 sizes = {}  # profile sizes to override, e.g. {"n_baseline": 10, "calibration_tokens": 64}
 thinking_tokens = 4096  # budget of the answers with thinking on: think block and visible answer together
 seeds = None  # None: the profile's seeds
-n_boot = 2000  # bootstrap resamples for the shift CIs
 batch_size = None
 read_batch_size = 8  # answers per teacher-forced pass when re-reading with the think block included
 root = None  # folder for runs/, axes/, figures/, results/ (None: the repository's)
@@ -46,12 +47,19 @@ import numpy as np
 import pandas as pd
 
 from styleprobe.analyses import thinking
+from styleprobe.analyses.deadzones import DeadZonesResult
 from styleprobe.engine.chat import build_prompt
+from styleprobe.protocol.calibration import CalibrationResult
+from styleprobe.protocol.validity import mark, valid_axes
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(
     model, profile=profile, revision=revision, device=device, dtype=dtype, root=root, sizes=sizes
 )
+dead = DeadZonesResult.load(ws).dead_axes() if ws.has(DeadZonesResult) else []
+validated = valid_axes(CalibrationResult.load(ws).evaluation, dead)
+marked = {n: mark(n, n in validated) for n in ws.protocol.names}  # † failed validation
+print(f"validated axes: {', '.join(validated) or 'none'}")
 
 # %% [markdown]
 # ## The two prompts
@@ -89,7 +97,7 @@ print(ws.model.tokenizer.decode(example["response_ids"])[:2000])
 # answers (those with a visible answer) with their think tokens measured too.
 
 # %%
-result = thinking.run(ws, answers, n_boot=n_boot, read_batch_size=read_batch_size)
+result = thinking.run(ws, answers, read_batch_size=read_batch_size)
 counts = result.status_counts
 print(
     f"thinking on: {result.n_answers} answers; {result.n_without_visible_answer} never reached a visible "
@@ -102,7 +110,7 @@ shift = {
     "think tokens' effect": result.think_tokens_effect,
 }
 table = pd.concat(shift, axis=1)
-table
+table.rename(index=marked)
 
 # %%
 assert counts.sum() == result.n_answers == len(result.seeds) * ws.profile.n_baseline
@@ -125,7 +133,7 @@ for offset, (label, frame) in zip(
     err = np.abs(frame[["ci_low", "ci_high"]].to_numpy().T - frame["shift"].to_numpy())
     ax.errorbar(frame["shift"], y + offset, xerr=err, fmt="o", capsize=3, label=label)
 ax.axvline(0, color="grey", lw=1)
-ax.set_yticks(y, names)
+ax.set_yticks(y, [marked[n] for n in names])
 ax.set_xlabel("shift vs thinking off (normalised units, 95 % CI)")
 ax.legend(loc="best", fontsize=8)
 fig.tight_layout()

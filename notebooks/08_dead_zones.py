@@ -37,6 +37,7 @@ import numpy as np
 import seaborn as sns
 
 from styleprobe.analyses import deadzones, textmetrics
+from styleprobe.protocol.validity import mark
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(
@@ -59,13 +60,20 @@ ws = Workspace.open(
 # An axis is flagged **dead** at severity ≥ 0.5.
 #
 # ## Classification
-# Checked in this order (thresholds of `deadzones.ClassThresholds`):
-# **hard**: held-out accuracy below 0.65 — the instructions do not separate the poles;
+# Checked in this order (thresholds of `deadzones.ClassThresholds`; the notebook prints the rule with the
+# values used): **hard**: held-out accuracy below 0.65 — the instructions do not separate the poles;
 # **soft**: separable, but the mean A/B/C stability cosine is below 0.7 — the direction depends on the
-# calibration set; **asymmetric**: in the benchmark's system-prompt scenarios the model moves towards one
-# pole by at least 0.25 (normalised units) and towards the other by less than a quarter of that;
-# otherwise **healthy**. The shifts are paired against the same questions answered with no system prompt.
-#
+# calibration set; **unvalidated**: an axis that failed held-out validation (notebook 01: the interval of its
+# accuracy includes 0.5) or is flagged dead gets no further class, since the next two describe how the model
+# follows instructions; **asymmetric**: in the benchmark's system-prompt scenarios the model moves towards
+# one pole by at least 0.25 (normalised units) and towards the other by less than a quarter of that;
+# otherwise **healthy**. The shifts are paired against the same questions answered with no system prompt
+# (the benchmark's pass rule also compares each instruction with the opposite one; the class uses the
+# movement from the default). The classes compare point estimates with thresholds and carry no test:
+# with few questions a class can change with sampling noise, which is why only validated axes get the two
+# that describe behaviour. The table's `validation` column is the held-out status; axes that are not
+# validated, or dead, are marked † in the figures and tables.
+
 # ## How much does the ranking depend on the weights?
 # All model-axis pairs with results are ranked by severity (1 = most dead). The weights are then drawn
 # uniformly from the simplex (Dirichlet(1, 1, 1, 1)) `n_draws` times; per pair, the 5-95 % range of its rank
@@ -75,16 +83,12 @@ ws = Workspace.open(
 # %%
 zones = deadzones.run(ws, n_draws=n_draws)
 table = zones.table
-t = zones.thresholds
-print(
-    f"hard: accuracy < {t['hard_accuracy']}; soft: stability < {t['soft_stability']}; asymmetric: larger "
-    f"shift >= {t['asym_min_shift']} and smaller < {t['asym_ratio']} x larger"
-)
-print(table["class"].value_counts().to_string())
+print(zones.summary())
 assert table["severity"].dropna().between(0, 1).all()
 assert set(table["class"]) <= set(deadzones.CLASSES)
 assert (table["dead"] == (table["severity"] >= deadzones.DEAD_SEVERITY)).all()
-table.round(3)
+assert not table.loc[~deadzones.validated(table), "class"].isin(["asymmetric", "healthy"]).any()
+table.rename(index=lambda n: mark(n, n in zones.validated())).round(3)
 
 # %%
 ranked = zones.ranking.sort_values("default_rank")
@@ -94,14 +98,15 @@ print(
     f"k = {zones.ranking_attrs['k']}"
 )
 fig, ax = plt.subplots(figsize=(7, 0.3 * len(ranked) + 1.5))
-labels = ranked["model"] + " · " + ranked["axis"]
+valid = (ranked["validation"] == "valid") & (ranked["severity"] < deadzones.DEAD_SEVERITY)
+labels = [mark(f"{m} · {a}", ok) for m, a, ok in zip(ranked["model"], ranked["axis"], valid, strict=True)]
 y = np.arange(len(ranked))
 ax.hlines(y, ranked["rank_p05"], ranked["rank_p95"], color="grey")
 ax.plot(ranked["default_rank"], y, "o", color="C3", label="default weights")
 ax.plot(ranked["mean_rank"], y, "|", color="k", ms=10, label="mean over draws")
 ax.set_yticks(y, labels, fontsize=7)
 ax.invert_yaxis()
-ax.set_xlabel("severity rank (1 = most dead); bar: 5-95 % over weight draws")
+ax.set_xlabel("severity rank (1 = most dead); bar: 5-95 % over weight draws; †: not validated or dead")
 ax.legend(fontsize=8)
 ws.save_figure(fig, "dead_zone_ranking")
 ranked.head(15).round(3)
@@ -117,7 +122,7 @@ ranked.head(15).round(3)
 # most (Spearman ρ between held-out accuracy and text d)?
 
 # %%
-text = textmetrics.run(ws)
+text = textmetrics.run(ws, dead=zones.dead_axes())
 text.effects.round(3)
 
 # %%
@@ -128,7 +133,7 @@ print(f"Spearman rho(accuracy, text d) over {text.n_pairs} model-axis pairs: {rh
 fig, ax = plt.subplots(figsize=(5.5, 4))
 sns.scatterplot(pooled, x="d", y="accuracy", hue="model", ax=ax)
 for row in pooled[pooled["model"] == ws.slug].itertuples():
-    ax.annotate(row.axis, (row.d, row.accuracy), fontsize=7)
+    ax.annotate(mark(row.axis, row.axis in zones.validated()), (row.d, row.accuracy), fontsize=7)
 ax.axhline(0.5, color="grey", ls=":", lw=0.8)
 ax.set_xlabel("text-level Cohen's d (first pole - second pole)")
 ax.set_ylabel("held-out pairwise accuracy")

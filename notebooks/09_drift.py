@@ -23,8 +23,15 @@
 #
 # Per conversation and axis: the least-squares **slope** of the projection on the turn number over the 12
 # conflict turns (opening included), and the **recovery** = mean over the recovery turns − the value at the
-# last conflict turn. Per axis: the mean slope with a bootstrap 95 % CI over scenarios. A drift counts as
-# significant only when the CI excludes 0 **and** |mean slope| > 2 × |mean slope of the controls|.
+# last conflict turn. Per axis: the mean slope with its t 95 % CI over scenarios and a one-sample t-test
+# against 0. Only the axes that pass validation (held-out accuracy of notebook 01, not dead in notebook 08;
+# run both first) are tested; the others are shown with a † and not interpreted. Over the tested axes the
+# p-values are Holm-adjusted, so the chance of calling any drift significant when none drifts stays at most
+# `alpha`. A drift counts as significant only when its Holm-adjusted p < `alpha` **and** |mean slope| >
+# 2 × |mean slope of the controls|.
+#
+# Every answer has at most `max_new_tokens` tokens (32 in the `quick` profile): an answer cut off at the
+# budget is measured on its opening only, so the share cut off is printed beside the drift numbers.
 
 # %% tags=["parameters"]
 model = "smollm2-135m-instruct"
@@ -40,8 +47,8 @@ n_conflict = None
 n_recovery = None
 max_new_tokens = None
 seed = 0
+alpha = 0.05  # family-wise error rate of the drift tests over the validated axes (Holm)
 factor = 2.0  # significance needs |mean slope| > factor * |control mean slope|
-n_boot = 1000  # bootstrap resamples for the confidence intervals
 batch_size = None
 root = None  # folder for runs/, axes/, figures/, results/ (None: the repository's)
 imported_dir = None  # the original study's extended_drift files; None: the protocol's mood_axis copy
@@ -55,6 +62,7 @@ from matplotlib.ticker import MaxNLocator
 
 from styleprobe.analyses import drift
 from styleprobe.protocol.profiles import drift_profile
+from styleprobe.protocol.validity import mark
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(
@@ -84,18 +92,22 @@ peak = dialogues.turns[drift_sizes.n_conflict].records.iloc[0]
 print(f"[{first.category} / {first.topic}]\nUSER: {peak['question']}\nMODEL: {peak['response'][:600]}")
 
 # %%
-imported = drift.imported_summaries(ws.protocol, imported_dir, n_boot=n_boot, seed=seed)
-result = drift.run(ws, dialogues, factor=factor, n_boot=n_boot, imported=imported)
+imported = drift.imported_summaries(ws.protocol, imported_dir)
+result = drift.run(ws, dialogues, alpha=alpha, factor=factor, imported=imported)
 print(
-    f"{result.n_empty} empty answers (NaN, left out), {result.n_cut} cut at {drift_sizes.max_new_tokens}"
-    f" tokens, {result.clipped:.1%} of the projections clipped at ±1"
+    f"{result.n_empty} empty answers (NaN, left out); {result.n_cut} of {result.n_answers}"
+    f" ({result.n_cut / result.n_answers:.0%}) cut off at the budget of {drift_sizes.max_new_tokens} tokens"
+    f" and measured on their opening only; {result.clipped:.1%} of the projections at or beyond ±1"
 )
 assert result.n_answers == len(dialogues.conversations) * n_turns
+tested = set(result.tested)
+label = {n: mark(n.replace("_", " / "), n in tested) for n in ws.protocol.names}  # † failed validation
+print(f"tested (passed validation): {', '.join(result.tested) or 'none'}")
 
 # %% [markdown]
 # ## Trajectories
-# Mean projection per turn over scenarios (conflict) and over controls, with bootstrap 95 % CI bands. The
-# dashed line separates the conflict turns from the recovery turns.
+# Mean projection per turn over scenarios (conflict) and over controls, with t 95 % CI bands. The
+# dashed line separates the conflict turns from the recovery turns; † marks an axis that failed validation.
 
 # %%
 names = ws.protocol.names
@@ -109,8 +121,7 @@ for ax, name in zip(grid.flat, names, strict=False):
         ax.plot(t["turn"], t["mean"], marker="o", ms=3, color=colour, label=kind)
         ax.fill_between(t["turn"], t["ci_low"], t["ci_high"], color=colour, alpha=0.2, lw=0)
     ax.axvline(drift_sizes.n_conflict + 0.5, ls="--", color="k", lw=0.8)
-    ax.set_title(name.replace("_", " / "), fontsize=10)
-    ax.set_ylim(-1.05, 1.05)
+    ax.set_title(label[name], fontsize=10)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 for ax in grid.flat[len(names) :]:
     ax.axis("off")
@@ -122,25 +133,25 @@ ws.save_figure(fig, "drift_trajectories")
 
 # %%
 assert len(traj) == len(drift.KINDS) * len(names) * n_turns
-assert traj["mean"].between(-1, 1).all()
 valid = traj.dropna(subset=["ci_low"])
 assert ((valid["ci_low"] <= valid["mean"] + 1e-12) & (valid["mean"] <= valid["ci_high"] + 1e-12)).all()
 
 # %% [markdown]
 # ## Slopes, significance and recovery
-# `mean_slope` is in projection units per user turn. `significant` needs the CI to exclude 0 and the slope
-# to exceed twice the controls' slope in size. `mean_recovery` > 0 means the value rose again once the
-# user calmed down; `mean_residual` is what is left relative to the opening turn.
+# `mean_slope` is in projection units per user turn. `tested`: the axis passed validation. `significant`
+# needs a tested axis, a Holm-adjusted `p_holm` below `alpha` and a slope above twice the controls' slope
+# in size. `mean_recovery` > 0 means the value rose again once the user calmed down; `mean_residual` is
+# what is left relative to the opening turn.
 
 # %%
 table = result.summary
-shown = ["mean_slope", "ci_low", "ci_high", "control_mean_slope", "significant"]
+shown = ["mean_slope", "ci_low", "ci_high", "p", "p_holm", "control_mean_slope", "tested", "significant"]
 shown += ["mean_delta", "mean_recovery", "recovery_ci_low", "recovery_ci_high", "mean_residual"]
-significant = ", ".join(result.significant) or "none"
-print(f"significant drift on {len(result.significant)} of {len(table)} axes: {significant}")
+print(result.conclusion())
 assert list(table.index) == names and table["mean_slope"].notna().all()
 assert table["n"].between(1, drift_sizes.n_scenarios).all()
-table[shown].round(4)
+assert set(result.significant) <= tested and table.loc[~table["tested"], "p_holm"].isna().all()
+table[shown].rename(index=lambda n: mark(n, n in tested)).round(4)
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 0.5 * len(table) + 1.5))
@@ -150,9 +161,13 @@ ax.barh(
     y, 2 * band, left=-band, height=0.6, color="tab:grey", alpha=0.25, label=f"±{factor:g}×|control slope|"
 )
 err = np.vstack([table["mean_slope"] - table["ci_low"], table["ci_high"] - table["mean_slope"]])
-for flag, colour in ((False, "tab:blue"), (True, "tab:red")):
-    sel = (table["significant"] == flag).to_numpy()
-    label = "significant drift (95 % CI)" if flag else "not significant (95 % CI)"
+groups = {
+    "significant drift (95 % CI)": ("tab:red", table["significant"]),
+    "not significant (95 % CI)": ("tab:blue", table["tested"] & ~table["significant"]),
+    "† failed validation, not tested": ("tab:grey", ~table["tested"].astype(bool)),
+}
+for group, (colour, members) in groups.items():
+    sel = members.to_numpy(bool)
     if sel.any():
         ax.errorbar(
             table["mean_slope"][sel],
@@ -161,11 +176,11 @@ for flag, colour in ((False, "tab:blue"), (True, "tab:red")):
             fmt="o",
             color=colour,
             capsize=3,
-            label=label,
+            label=group,
         )
 ax.scatter(table["control_mean_slope"], y, marker="x", color="k", zorder=3, label="control mean slope")
 ax.axvline(0, color="k", lw=0.8)
-ax.set_yticks(y, table.index)
+ax.set_yticks(y, [label[n] for n in table.index])
 ax.invert_yaxis()
 ax.set_xlabel("slope (projection per turn, conflict turns)")
 ax.set_title(f"{ws.slug}: mean slope over conflict scenarios")
@@ -173,13 +188,15 @@ ax.legend(fontsize=7, loc="best")
 ws.save_figure(fig, "drift_slopes")
 
 # %% [markdown]
-# Mean slope per conflict category (a few scenarios each, so read the pattern rather than the values).
+# Mean slope per conflict category (a few scenarios each, so read the pattern rather than the values; †:
+# failed validation).
 
 # %%
 by_category = result.by_category
 limit = float(np.nanmax(np.abs(by_category.to_numpy()))) or 1.0
 fig, ax = plt.subplots(figsize=(8, 0.5 * len(by_category) + 1.5))
-sns.heatmap(by_category, cmap="RdBu_r", center=0, vmin=-limit, vmax=limit, annot=True, fmt=".3f", ax=ax)
+shown_categories = by_category.rename(columns=label)
+sns.heatmap(shown_categories, cmap="RdBu_r", center=0, vmin=-limit, vmax=limit, annot=True, fmt=".3f", ax=ax)
 ax.set_title("mean slope per conflict category")
 ws.save_figure(fig, "drift_categories")
 by_category.round(4)
@@ -190,7 +207,7 @@ by_category.round(4)
 # functions from its published per-turn values (labelled imported; the recomputation is checked against the
 # study's own published summary). The study had 12 conflict turns (6 for some models), no recovery turns and
 # no controls, and its projections are uncentred with a scale floored at 0.1: compare signs and relative
-# sizes, not levels.
+# sizes, not levels. † marks the axes that failed validation for this model.
 
 # %%
 cross = drift.slopes_across_models(ws, result, imported)
@@ -210,7 +227,7 @@ for ax, name in zip(np.atleast_1d(grid), shown_axes, strict=True):
     err = np.vstack([sub["mean_slope"] - sub["ci_low"], sub["ci_high"] - sub["mean_slope"]])
     ax.errorbar(sub["mean_slope"], y, xerr=np.nan_to_num(err.astype(float)), fmt="o", ms=4, capsize=2)
     ax.axvline(0, color="k", lw=0.8)
-    ax.set_title(name.replace("_", " /\n"), fontsize=9)
+    ax.set_title(label[name].replace(" / ", " /\n"), fontsize=9)
     ax.tick_params(axis="x", labelsize=7)
     ax.xaxis.set_major_locator(MaxNLocator(3))
 np.atleast_1d(grid)[0].set_yticks(np.arange(len(models)), models, fontsize=8)

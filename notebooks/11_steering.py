@@ -15,9 +15,9 @@
 # # 11 · Steering with the calibrated axes
 #
 # If an axis is a direction the model uses, adding it to the residual stream while the model writes should
-# move the style of the text. For each axis we add `alpha × scale × axis` (scale: the axis's calibration
-# IQR, so alpha is in projection units per block) to the output of the steered blocks during generation,
-# over a range of alpha, and measure on the generated text:
+# move the style of the text. For each axis we add `alpha × scale × axis` (scale: the axis's normalisation
+# scale, so alpha is in normalised projection units per block) to the output of the steered blocks while
+# the model writes, over a range of alpha, and measure on the generated text:
 # - the **projection shift**: the answers are read back *without* steering (a steered residual projects on
 #   the axis trivially; the text read by the unsteered model is what counts), minus the unsteered answer to
 #   the same question;
@@ -27,6 +27,10 @@
 #
 # Steerability is the slope of the projection shift on alpha over the alphas whose answers are mostly not
 # degraded. Do dead zones (notebook 08) predict which axes cannot be steered? Run 01 and 08 first.
+#
+# Every axis is steered and shown; only the axes that pass validation (held-out accuracy of notebook 01,
+# not dead in notebook 08) are interpreted, the others carry a †. Answers stop at `max_new_tokens`; the
+# share cut off there is printed beside the results.
 
 # %% tags=["parameters"]
 model = "smollm2-135m-instruct"
@@ -35,7 +39,7 @@ profile = None  # "quick" (CPU default), "paper" (GPU default) or "smoke" (tiny 
 device = None
 dtype = None
 sizes = {}  # profile sizes to override; questions per alpha: {"n_benchmark": 10}
-alphas = [-1.0, -0.5, 0.0, 0.5, 1.0]  # per block, in calibration IQRs (±1.5 degraded most SmolLM2 answers)
+alphas = [-1.0, -0.5, 0.0, 0.5, 1.0]  # per block, in normalised units (±1.5 degraded most SmolLM2 answers)
 steer_layers = None  # decoder blocks to steer (None: the blocks the axes read)
 max_new_tokens = None  # None: the profile's baseline budget
 batch_size = None
@@ -46,6 +50,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 from styleprobe.analyses import steering
+from styleprobe.protocol.validity import mark
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(
@@ -60,10 +65,13 @@ ws = Workspace.open(
 # %%
 result = steering.run(ws, alphas, layers=steer_layers, max_new_tokens=max_new_tokens, batch_size=batch_size)
 summary = result.summary
+label = {n: mark(n, n in result.validated) for n in result.steerability.index}  # † failed validation
 print(
     f"{ws.describe()}; steered blocks {result.layers}, {result.n_questions} questions per alpha: "
-    f"{len(summary) * result.n_questions} answers, {summary['degraded'].mean():.0%} degraded"
+    f"{len(summary) * result.n_questions} answers, {summary['degraded'].mean():.0%} degraded, "
+    f"{summary['cut'].mean():.0%} cut off at the budget of {result.max_new_tokens} tokens"
 )
+summary = summary.assign(axis=summary["axis"].map(label))
 fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 4))
 sns.lineplot(summary, x="alpha", y="shift", hue="axis", marker="o", errorbar=None, ax=a)
 a.set_title("projection shift (read without steering)")
@@ -81,7 +89,7 @@ summary.set_index(["axis", "alpha"]).round(3)
 # Steerability per axis: the slope of the projection shift on alpha over the usable alphas (at most half of
 # their answers degraded). Across every model-axis pair with both steering and dead-zone results, the
 # Spearman correlation between dead-zone severity and steerability (a negative ρ: dead zones resist
-# steering).
+# steering). The most steerable axis is named among the validated axes only.
 
 # %%
 relation = result.severity_vs_steerability
@@ -89,7 +97,9 @@ print(
     f"Spearman rho(severity, steerability) over {relation['n_pairs']} model-axis pairs: "
     f"{relation['rho']:.3f} (p = {relation['p']:.3g})"
 )
-result.steerability
+numbers = result.paper()
+print(f"most steerable validated axis: {numbers['best_axis']}; not interpreted: {numbers['not_interpreted']}")
+result.steerability.rename(index=label)
 
 # %% [markdown]
 # ## Saved for the paper

@@ -3,7 +3,15 @@ import json
 import numpy as np
 import pytest
 
-from styleprobe.protocol.axes import AxesError, AxisSet, axis_direction, centre_and_scale, fit_axes
+from styleprobe.protocol.axes import (
+    AxesError,
+    AxisSet,
+    axis_direction,
+    centre_and_scale,
+    fit_axes,
+    folds,
+    out_of_fold,
+)
 
 
 def _planted(rng, direction, n=40, dim=32, shift=3.0):
@@ -11,11 +19,19 @@ def _planted(rng, direction, n=40, dim=32, shift=3.0):
     return noise() + shift * direction, noise() - shift * direction
 
 
-def _axis_set(rng, dim=32, model_id="org/model"):
+def _axis_set(rng, dim=32, model_id="org/model", normalisation="crossfit"):
     dirs = np.linalg.qr(rng.normal(size=(dim, 2)))[0].T
     states = {"warm_cold": _planted(rng, dirs[0], dim=dim), "formal_casual": _planted(rng, dirs[1], dim=dim)}
     poles = {"warm_cold": ("warm", "cold"), "formal_casual": ("formal", "casual")}
-    return fit_axes(states, poles, model_id=model_id, layers=[1, 2], aggregation={"decay": 0.9}), dirs, states
+    axes = fit_axes(
+        states,
+        poles,
+        normalisation=normalisation,
+        model_id=model_id,
+        layers=[1, 2],
+        aggregation={"decay": 0.9},
+    )
+    return axes, dirs, states
 
 
 def test_planted_direction_is_recovered():
@@ -36,18 +52,19 @@ def test_identical_poles_have_no_axis():
 
 
 def test_normalisation_median_iqr_and_clip():
-    raw = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
-    assert centre_and_scale(raw) == (2.0, 2.0)  # median 2, IQR 3 - 1
-    assert centre_and_scale(raw, "uncentred_iqr") == (0.0, 2.0)
-    assert centre_and_scale(raw / 100, "uncentred_iqr") == (0.0, 0.1)  # the original's floor
+    pos, neg = np.array([3.0, 4.0]), np.array([0.0, 1.0, 2.0])
+    assert centre_and_scale(pos, neg, "median_iqr") == (2.0, 2.0)  # median 2, IQR 3 - 1
+    assert centre_and_scale(pos, neg, "uncentred_iqr") == (0.0, 2.0)
+    assert centre_and_scale(pos / 100, neg / 100, "uncentred_iqr") == (0.0, 0.1)  # the original's floor
     rng = np.random.default_rng(1)
-    axes, _, states = _axis_set(rng)
+    axes, _, states = _axis_set(rng, normalisation="median_iqr")
     pooled = np.concatenate(states["warm_cold"]) @ axes.vectors[0]
     z = axes.normalise(np.c_[pooled, np.zeros_like(pooled)], clip=False)[:, 0]
     assert abs(np.median(z)) < 1e-9
     assert np.isclose(np.subtract(*np.percentile(z, [75, 25])), 1.0)
     far = 10 * np.concatenate(states["warm_cold"])
-    clipped = axes.project(far)
+    clipped = axes.project(far)  # the IQR normalisations clip by default, crossfit does not
+    assert axes.clips and not _axis_set(rng)[0].clips
     assert clipped.min() == -1 and clipped.max() == 1
     np.testing.assert_allclose(clipped, np.clip(axes.project(far, clip=False), -1, 1))
 
@@ -153,3 +170,65 @@ def test_axes_files_written_before_the_checksum_still_load(tmp_path):
     del meta["tensors_sha256"]
     js.write_text(json.dumps(meta))
     np.testing.assert_array_equal(AxisSet.load(js).vectors, axes.vectors)
+
+
+def _weak_poles(rng, n, dim, shift, spread=1.0, centre=0.0):
+    """n answers per pole in `dim` dimensions whose poles differ by 2 * shift along e_0 (noise sd `spread`);
+    the default (uninstructed) answers sit at `centre` along e_0."""
+    pos = rng.normal(scale=spread, size=(n, dim))
+    neg = rng.normal(scale=spread, size=(n, dim))
+    pos[:, 0] += centre + shift
+    neg[:, 0] += centre - shift
+    return pos, neg
+
+
+def test_crossfit_puts_fresh_held_out_pole_means_at_plus_and_minus_one():
+    """With 15 answers per pole in 576 dimensions the in-sample projections overfit: fitted on the same
+    answers, the pole means sit far apart; on fresh answers they shrink. The crossfit centre and scale come
+    from answers the direction was not fitted on, so fresh answers' pole means land near ±1; the in-sample
+    median/IQR puts the calibration pole means near ±0.5 and fresh ones much closer to 0."""
+    rng = np.random.default_rng(3)
+    fresh_means = {"crossfit": [], "median_iqr": []}
+    for _ in range(20):
+        pos, neg = _weak_poles(rng, 15, 576, shift=3.0)
+        fresh_pos, fresh_neg = _weak_poles(rng, 200, 576, shift=3.0)
+        for normalisation, means in fresh_means.items():
+            axes = fit_axes(
+                {"a_b": (pos, neg)},
+                {"a_b": ("a", "b")},
+                normalisation=normalisation,
+                model_id="m",
+                layers=[0],
+                aggregation={},
+            )
+            means.append(
+                [axes.project(fresh_pos, clip=False).mean(), axes.project(fresh_neg, clip=False).mean()]
+            )
+    crossfit, in_sample = np.median(fresh_means["crossfit"], 0), np.median(fresh_means["median_iqr"], 0)
+    assert crossfit == pytest.approx([1.0, -1.0], abs=0.2)
+    assert abs(in_sample[0] - in_sample[1]) < 0.5  # far below the 1.0 between its calibration pole means
+
+
+def test_the_within_pole_spread_is_measured_on_held_out_answers():
+    rng = np.random.default_rng(4)
+    pos, neg = _weak_poles(rng, 30, 64, shift=3.0, spread=2.0)
+    axes = fit_axes({"a_b": (pos, neg)}, {"a_b": ("a", "b")}, model_id="m", layers=[0], aggregation={})
+    assert axes.spreads[0] == pytest.approx(2.0, rel=0.25)  # the noise sd along any fixed direction
+    far = np.zeros((1, 64))
+    far[0, 0] = axes.centres[0] / axes.vectors[0, 0] + 4.0  # 4 raw units from the centre along e_0
+    assert axes.in_spreads(axes.project_raw(far))[0, 0] == pytest.approx(
+        4.0 * axes.vectors[0, 0] / axes.spreads[0]
+    )
+
+
+def test_out_of_fold_projections_never_use_their_own_fold():
+    rng = np.random.default_rng(5)
+    pos, neg = _weak_poles(rng, 10, 8, shift=1.0)
+    fp, fn = folds(np.arange(10), np.arange(10))
+    before = out_of_fold(pos, neg, fp, fn)
+    changed = pos.copy()
+    changed[fp == 0] += 50.0  # fold 0's own answers move; the axis it is projected on must not
+    after = out_of_fold(changed, neg, fp, fn)
+    direction_0 = axis_direction(pos[fp != 0], neg[fn != 0]).astype(np.float64)
+    np.testing.assert_allclose(after[0][fp == 0], changed[fp == 0] @ direction_0, rtol=1e-6)
+    np.testing.assert_allclose(after[1][fn == 0], before[1][fn == 0], rtol=1e-6)

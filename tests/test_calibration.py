@@ -105,22 +105,20 @@ def test_the_retest_icc_is_read_on_unclipped_projections():
     rng = np.random.default_rng(0)
     questions = rng.normal(0, 1.0, size=(30, 1))  # spread well beyond [-1, 1]
     values = questions + rng.normal(0, 0.2, size=(30, 3))
-    icc = retest_icc(_long(values), ["a"], n_boot=200)
+    icc = retest_icc(_long(values), ["a"])
     assert icc.loc["a", "icc"] == pytest.approx(stats.icc(values, "ICC2"))
     clipped = stats.icc(np.clip(values, -1, 1), "ICC2")
     assert icc.loc["a", "icc"] > clipped  # clipping squeezes the questions apart less than the noise
     assert icc.loc["a", "ci_low"] < icc.loc["a", "icc"] < icc.loc["a", "ci_high"]
     missing = _long(values).assign(a=lambda f: f["a"].mask((f["q_index"] == 0) & (f["seed"] == 1)))
-    assert retest_icc(missing, ["a"], n_boot=200).loc["a", "icc"] == pytest.approx(
-        stats.icc(values[1:], "ICC2")
-    )
+    assert retest_icc(missing, ["a"]).loc["a", "icc"] == pytest.approx(stats.icc(values[1:], "ICC2"))
     assert retest_icc(_long(values[:, :1]), ["a"]).empty  # one seed: undefined
 
 
 def test_the_fingerprint_result_is_the_one_notebook_02_and_the_command_line_save(both_readings, tmp_path):
     ws, instructed = both_readings
     instructed.axes.save(ws.axes_file)
-    result = fingerprint.run(ws, seeds=[0, 1], n_boot=100, progress=False)
+    result = fingerprint.run(ws, seeds=[0, 1], progress=False)
     assert result.seeds == [0, 1] and list(result.fingerprint.index) == AXES
     assert list(result.icc.index) == AXES and result.model_id == ws.model.model_id
     assert result.per_question.shape == (ws.profile.n_baseline, len(AXES))
@@ -136,7 +134,9 @@ def test_the_fingerprint_result_is_the_one_notebook_02_and_the_command_line_save
         "ci_low",
         "ci_high",
         "std",
-        "clipped",
+        "neutral",
+        "obey_positive",
+        "obey_negative",
         "ICC icc",
         "ICC ci_low",
         "ICC ci_high",
@@ -151,3 +151,73 @@ def test_the_fingerprint_result_is_the_one_notebook_02_and_the_command_line_save
     )
     one_seed = fingerprint.run(ws, seeds=[0], progress=False)
     assert one_seed.icc.empty and "ICC icc" not in one_seed.paper_tables()["baseline_fingerprint_table"].frame
+
+
+def _stage(rows: list[dict], states: list[np.ndarray]) -> pipeline.StageResult:
+    from styleprobe.engine.extraction import Aggregation
+
+    records = pd.DataFrame(rows).assign(n_measured=5, empty=False)
+    return pipeline.StageResult(
+        records, np.asarray(states, dtype=np.float32)[:, None], Aggregation((0,), (1.0,))
+    )
+
+
+def _obedience_run(rng, positive_moves: float, negative_moves: float, n=20, dim=6):
+    """Calibration and neutral answers on one axis along e_0: the default sits at 0, the positive
+    instruction moves answers by `positive_moves`, the negative one by -`negative_moves` (noise sd 0.3)."""
+    rows, states, neutral_rows, neutral_states = [], [], [], []
+    for split, count in (("calibration", n), ("evaluation", 8)):
+        for q in range(count):
+            default = rng.normal(scale=0.3, size=dim)
+            for pole, move in ((1, positive_moves), (-1, -negative_moves)):
+                rows.append({"axis": "warm_cold", "pole": pole, "split": split, "q_index": q})
+                states.append(default + rng.normal(scale=0.3, size=dim) + np.eye(dim)[0] * move)
+            if split == "calibration":
+                neutral_rows.append({"axis": "warm_cold", "pole": 0, "split": "neutral", "q_index": q})
+                neutral_states.append(default + rng.normal(scale=0.3, size=dim))
+    return _stage(rows, states), _stage(neutral_rows, neutral_states)
+
+
+@pytest.mark.parametrize(("positive_moves", "negative_moves"), [(1.0, 1.0), (0.0, 2.0), (2.0, 0.0)])
+def test_the_neutral_control_measures_how_far_each_instruction_moves_answers(positive_moves, negative_moves):
+    """The same default style under different obedience: its position between the poles moves (that is
+    what a position relative to the instructed poles means), and the neutral control says why: obey+ and
+    obey- recover how far each instruction moved answers, in units of half the pole separation."""
+    from styleprobe.protocol.calibration import fit_from_result
+
+    result, neutral = _obedience_run(np.random.default_rng(11), positive_moves, negative_moves)
+    _, evaluation = fit_from_result(result, "m", neutral=neutral, layers=[0])
+    row = evaluation.loc["warm_cold"]
+    half = (positive_moves + negative_moves) / 2
+    assert row["obey_positive"] == pytest.approx(positive_moves / half, abs=0.3)
+    assert row["obey_negative"] == pytest.approx(negative_moves / half, abs=0.3)
+    assert row["neutral"] == pytest.approx((row["obey_negative"] - row["obey_positive"]) / 2, abs=0.15)
+    assert row["obey_positive_low"] < row["obey_positive"] < row["obey_positive_high"]
+    assert row["n_neutral"] == 20 and row["validation"] == "valid"
+
+
+def test_calibration_answers_the_neutral_control_beside_the_poles(both_readings):
+    _, instructed = both_readings
+    assert instructed.neutral is not None and len(instructed.neutral.records) == len(AXES) * 4
+    assert (instructed.neutral.records["split"] == "neutral").all()
+    assert {"neutral", "obey_positive", "obey_negative"} <= set(instructed.evaluation.columns)
+    assert instructed.axes.calibration["warm_cold"]["n_neutral"] == 4
+
+
+def test_whitespace_only_answers_are_never_fitted():
+    """An answer of only whitespace has measured tokens but no text: it must not move the axis."""
+    from styleprobe.protocol.calibration import fit_from_result
+
+    result, _ = _obedience_run(np.random.default_rng(12), 1.0, 1.0)
+    axes = fit_from_result(result, "m", layers=[0])[0]
+    silent = result.records.copy()
+    first = (silent["split"] == "calibration").to_numpy().nonzero()[0][0]
+    silent.loc[first, "empty"] = True
+    moved = result.per_layer.copy()
+    moved[first] += 100.0  # whatever a whitespace answer's states are, they must not count
+    again = fit_from_result(pipeline.StageResult(silent, moved, result.aggregation), "m", layers=[0])[0]
+    kept = np.ones(len(silent), bool)
+    kept[first] = False
+    without = fit_from_result(result.select(kept), "m", layers=[0])[0]
+    np.testing.assert_allclose(again.vectors, without.vectors, atol=1e-6)
+    assert not np.allclose(without.vectors, axes.vectors, atol=1e-9)  # leaving one answer out shows

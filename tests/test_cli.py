@@ -89,7 +89,7 @@ def test_project_refuses_axes_of_another_model(dirs, tmp_path, capsys, cache):
 
 
 def test_reproduce_paper_dry_run_prints_every_step(capsys):
-    from styleprobe.apps.reproduce import per_model_notebooks
+    from styleprobe.apps.reproduce import cross_model_notebooks, per_model_notebooks
     from styleprobe.engine.models import load_presets
 
     assert main(["reproduce", "--all-presets", "--profile", "paper", "--dry-run"]) == 0
@@ -98,10 +98,12 @@ def test_reproduce_paper_dry_run_prints_every_step(capsys):
     pairs = sum(p.base is not None for p in presets.values())  # notebook 03
     thinking = sum(p.thinking for p in presets.values())  # notebook 06
     per_model = len(per_model_notebooks())
-    assert len(lines) == per_model * len(presets) + pairs + thinking + 1  # then the cross-model one
+    cross = len(cross_model_notebooks())
+    assert len(lines) == per_model * len(presets) + pairs + thinking + cross  # then the cross-model ones
     assert all(line.startswith("would run: papermill notebooks/") for line in lines)
     assert "-p model qwen3-8b -p profile paper" in "\n".join(lines)
-    assert lines[-1].startswith("would run: papermill notebooks/10_cross_model.py")
+    assert lines[-2].startswith("would run: papermill notebooks/10_cross_model.py")
+    assert lines[-1].startswith("would run: papermill notebooks/12_statistics_check.py")
 
 
 def test_a_subset_calibration_does_not_block_the_full_one(dirs, tmp_path):

@@ -15,8 +15,10 @@ from styleprobe.analyses.instruction_benchmark import BenchmarkResult
 from styleprobe.analyses.stability import StabilityResult
 from styleprobe.paths import folders
 from styleprobe.protocol.calibration import CalibrationResult
+from styleprobe.protocol.fingerprint import BaselineResult
 from styleprobe.protocol.profiles import get_profile
 from styleprobe.protocol.spec import Protocol
+from styleprobe.protocol.validity import MARK
 from styleprobe.report.results import update_results
 from styleprobe.result import ResultsError
 from styleprobe.workspace import Workspace
@@ -167,14 +169,36 @@ def test_ranking_stability_agreeing_and_conflicting_components():
     ],
 )
 def test_classify(args, expected):
-    assert dz.classify(*args) == expected
+    assert dz.classify(*args, validated=True) == expected
+    # an axis that failed validation keeps the failure classes and gets no other
+    assert dz.classify(*args, validated=False) == (
+        expected if expected in ("hard", "soft") else "unvalidated"
+    )
 
 
 def test_classify_custom_thresholds_and_nan_accuracy():
     strict = dz.ClassThresholds(hard_accuracy=0.95)
-    assert dz.classify(0.9, 0.9, 0.5, 0.4, thresholds=strict) == "hard"
+    assert dz.classify(0.9, 0.9, 0.5, 0.4, validated=True, thresholds=strict) == "hard"
     with pytest.raises(ValueError, match="finite accuracy"):
-        dz.classify(NAN, 0.9, 0.5, 0.4)
+        dz.classify(NAN, 0.9, 0.5, 0.4, validated=True)
+
+
+def test_the_class_rules_state_the_thresholds_classify_uses():
+    t = dz.ClassThresholds(hard_accuracy=0.7, soft_stability=0.6, asym_min_shift=0.4, asym_ratio=0.5)
+    rules = dz.class_rules(t)
+    assert "accuracy below 0.7;" in rules and "cosine below 0.6;" in rules
+    assert "at least 0.4 and the other's below 0.5 times it" in rules
+
+    def cls(acc=0.9, cos=0.9, pos=0.0, neg=0.0):
+        return dz.classify(acc, cos, pos, neg, validated=True, thresholds=t)
+
+    assert (cls(acc=0.69), cls(acc=0.7)) == ("hard", "healthy")
+    assert (cls(cos=0.59), cls(cos=0.6)) == ("soft", "healthy")
+    assert (cls(pos=0.4, neg=0.19), cls(pos=0.39, neg=0.0), cls(pos=0.4, neg=0.2)) == (
+        "asymmetric",
+        "healthy",
+        "healthy",
+    )
 
 
 def test_pole_shifts():
@@ -192,7 +216,11 @@ def _result(cls, **given):
 def _model(accuracy, dprime, cosine, snr, shifts, axes=("warm_cold", "formal_casual")):
     """A model's calibration, stability and benchmark results as notebooks 01 and 07 make them."""
     index = pd.Index(list(axes), name="axis")
-    evaluation = pd.DataFrame({"pairwise_accuracy": accuracy, "dprime": dprime}, index=index)
+    low = [a - 0.1 for a in accuracy]  # an interval 0.2 wide: above chance from 0.6 on
+    evaluation = pd.DataFrame(
+        {"pairwise_accuracy": accuracy, "accuracy_ci_low": low, "accuracy_ci_high": 1.0, "dprime": dprime},
+        index=index,
+    )
     cosines = pd.DataFrame({"A~B": cosine, "mean": cosine}, index=index)
     retest = pd.DataFrame({"baseline_icc": [0.5] * len(axes), "snr": snr}, index=index)
     scenarios = pd.DataFrame(
@@ -209,16 +237,50 @@ def _model(accuracy, dprime, cosine, snr, shifts, axes=("warm_cold", "formal_cas
     )
 
 
+def _leaning_baseline(axes=("warm_cold", "formal_casual")):
+    """Notebook 02's result with every axis validated and its CI above 0 (towards the first pole)."""
+    fingerprint = pd.DataFrame({"ci_low": 0.1, "ci_high": 0.5, "validation": "valid"}, index=list(axes))
+    return _result(BaselineResult, fingerprint=fingerprint, poles={a: a.split("_") for a in axes})
+
+
 HEALTHY_AND_DEAD = ([0.95, 0.55], [2.5, 0.1], [0.93, 0.3], [3.0, 0.5], [0.6, 0.05, 0.3, 0.2])
 
 
 def test_inputs_read_every_component_and_classify():
     inputs = dz.inputs(*_model(*HEALTHY_AND_DEAD))
-    assert inputs.loc["warm_cold"].tolist() == [0.95, 2.5, 0.93, 3.0, 0.6, 0.05]
-    table = dz.severity_table(inputs)
+    assert inputs.loc["warm_cold"].tolist() == [0.95, 2.5, "valid", 0.93, 3.0, 0.6, 0.05]
+    assert inputs["validation"].to_dict() == {"warm_cold": "valid", "formal_casual": "chance"}
+    table = dz.severity_table(inputs).assign(dead=lambda t: t["severity"] >= dz.DEAD_SEVERITY)
     assert table.loc["warm_cold", "severity"] == 0.0 and table.loc["formal_casual", "severity"] > 0.5
-    classes = dz.classify_table(inputs)
+    classes = dz.classify_table(table)
     assert classes.to_dict() == {"warm_cold": "asymmetric", "formal_casual": "hard"}
+
+
+def test_no_class_is_drawn_for_an_axis_that_failed_validation_or_is_dead():
+    # chance: accuracy 0.8 whose interval reaches 0.5; dead: separable and stable, but severity >= 0.5
+    calibration, stability, benchmark = _model(
+        [0.8, 0.7, 0.95],
+        [2.5, 0.5, 2.5],
+        [0.93, 0.75, 0.93],
+        [3.0, 0.5, 3.0],
+        [0.6, 0.05] * 3,
+        axes=("warm_cold", "formal_casual", "verbose_concise"),
+    )
+    calibration.evaluation.loc["warm_cold", "accuracy_ci_low"] = 0.45
+    table = dz.severity_table(dz.inputs(calibration, stability, benchmark))
+    table["dead"] = table["severity"] >= dz.DEAD_SEVERITY
+    assert table["validation"].tolist() == ["chance", "valid", "valid"]
+    assert table["dead"].tolist() == [False, True, False]
+    assert dz.validated(table).tolist() == [False, False, True]
+    table["class"] = dz.classify_table(table)
+    assert table["class"].tolist() == ["unvalidated", "unvalidated", "asymmetric"]
+    # the sentence lists the dead axis (not the one failing validation) and counts the classes above
+    zones = dz.DeadZonesResult(table, pd.DataFrame(), {}, dataclasses.asdict(dz.DEFAULT_THRESHOLDS))
+    assert zones.summary().startswith(
+        "1 of 3 axes reach the dead severity of 0.5 (formal/casual). By class: 0 hard, 0 soft, "
+        "2 unvalidated, 1 asymmetric, 0 healthy (hard: held-out pairwise accuracy below 0.65;"
+    )
+    assert zones.validated() == ["verbose_concise"]
 
 
 def test_inputs_without_the_stability_and_benchmark_results_leave_nan():
@@ -237,19 +299,27 @@ def _workspace(root, slug, *results):
 
 
 def test_run_scores_this_model_and_ranks_every_model_under_the_root(tmp_path):
-    ws = _workspace(tmp_path, "m1", *_model(*HEALTHY_AND_DEAD))
+    ws = _workspace(tmp_path, "m1", *_model(*HEALTHY_AND_DEAD), _leaning_baseline())
     calibration_only = _model([0.5, 0.6], [0.0, 0.2], [0.1, 0.2], [0.1, 0.2], [0.0] * 4)[0]
     other = _workspace(tmp_path, "m2", calibration_only)
     zones = dz.run(ws, n_draws=50)
     assert zones.table["dead"].to_dict() == {"warm_cold": False, "formal_casual": True}
     assert zones.table["class"].to_dict() == {"warm_cold": "asymmetric", "formal_casual": "hard"}
+    assert zones.table["validation"].to_dict() == {"warm_cold": "valid", "formal_casual": "chance"}
     assert len(zones.ranking) == 4 and set(zones.ranking["model"]) == {"m1", "m2"}
     assert zones.ranking_attrs["n_draws"] == 50 and zones.thresholds["hard_accuracy"] == 0.65
     numbers = zones.paper()
-    assert numbers["n_dead"] == 1 and numbers["dead_axes"] == "formal/casual"
-    assert numbers["classes"] == {"hard": 1, "soft": 0, "asymmetric": 1, "healthy": 0}
+    assert numbers["n_dead"] == 1 and numbers["dead_axes"] == "formal/casual" and numbers["n_validated"] == 1
+    assert numbers["leans"] == "warm"  # formal/casual is dead, so its lean is not stated
+    assert numbers["classes"] == {"hard": 1, "soft": 0, "unvalidated": 0, "asymmetric": 1, "healthy": 0}
     assert numbers["most_severe_axis"] == "formal/casual" and numbers["max_severity"] > 0.5
     assert (numbers["n_pairs"], numbers["n_models"], numbers["n_draws"]) == (4, 2, 50)
+    assert numbers["summary"] == (
+        "1 of 2 axes reach the dead severity of 0.5 (formal/casual). By class: 1 hard, 0 soft, "
+        f"0 unvalidated, 1 asymmetric, 0 healthy ({dz.class_rules()})."
+    )
+    shown = zones.paper_tables()["dead_zone_table"].frame
+    assert list(shown.index) == ["warm_cold", f"formal_casual{MARK}"]
     ws.save(zones)
     loaded = dz.DeadZonesResult.load(ws)
     pd.testing.assert_frame_equal(loaded.table, zones.table, check_dtype=False, check_names=False)

@@ -52,7 +52,7 @@ def test_a_reply_is_scored_as_read_without_its_system_prompt(explorer):
     assert not np.allclose(
         read_scores(explorer, item, turn.response_ids, keep_system=True), without, atol=1e-5
     )
-    assert np.all(np.abs(turn.scores) <= 1) and explorer.context == "uninstructed"
+    assert np.isfinite(turn.scores).all() and explorer.context == "uninstructed"
 
 
 def test_axes_calibrated_instructed_read_the_reply_with_its_system_prompt(explorer):

@@ -104,7 +104,7 @@ def test_calibration_and_the_fingerprint_cover_the_new_axis(data, tmp_path, monk
     assert NEW in set(cal.evaluation.index)
     results = baseline(ws, seeds=(0,), progress=False)
     projections = project_results(cal.axes, results, ws.model.model_id)
-    table = fingerprint_table(projections, cal.axes.names)
+    table = fingerprint_table(projections, cal.axes)
     assert list(table.index) == cal.axes.names and table.loc[NEW, "n"] == ws.profile.n_baseline
 
 

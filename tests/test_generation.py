@@ -3,8 +3,10 @@ import pytest
 import torch
 
 from styleprobe.engine.chat import build_prompt
-from styleprobe.engine.extraction import TokenSequence, extract, measure_mask
+from styleprobe.engine.extraction import NonFiniteStatesError, TokenSequence, extract, measure_mask
 from styleprobe.engine.generation import SamplingConfig, generate, tokenize_prompts
+from styleprobe.engine.hooks import untuple
+from styleprobe.engine.models import decoder_layers
 from styleprobe.engine.sampling import sample, sample_full, uniform_noise
 
 QUESTIONS = ["What is rain?", "How do I boil an egg?", "Name a fruit.", "Why do birds sing in the morning?"]
@@ -75,6 +77,27 @@ def test_online_capture_equals_teacher_forced_reread(tiny, arch):
     ]
     reread = extract(handle, seqs, layers, (0.9,))[:, 0]
     np.testing.assert_allclose(online, reread, atol=1e-4)
+
+
+def test_online_capture_refuses_non_finite_states(tiny):
+    """A NaN in one decoded token's block output (the prompt stays finite, as after an fp16 overflow while
+    decoding) is reported in one line naming the first read layer that holds it, not aggregated."""
+    handle = tiny("llama")
+
+    def poison(_module, _inputs, output):  # row 0's newest token, decoding steps only
+        hidden = untuple(output)
+        if hidden.shape[1] == 1:
+            hidden[0, -1, 0] = float("nan")
+
+    hook = decoder_layers(handle.model)[3].register_forward_hook(poison)
+    try:
+        with pytest.raises(
+            NonFiniteStatesError, match=r"^non-finite hidden states at decoder layer 3 "
+        ) as err:
+            generate(handle, _prompts(handle), SamplingConfig(6), [1, 2, 3, 4], capture=([2, 3, 4, 5], 0.9))
+    finally:
+        hook.remove()
+    assert "\n" not in str(err.value)
 
 
 def test_sampler_draws_from_the_nucleus_distribution():

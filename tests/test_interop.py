@@ -1,11 +1,17 @@
+import os
 from pathlib import Path
 
 import gguf
 import numpy as np
 import pytest
+import torch
 
+from styleprobe import paths
 from styleprobe.engine.extraction import Aggregation
-from styleprobe.formats import interop
+from styleprobe.engine.hooks import block_hooks
+from styleprobe.engine.models import load_model
+from styleprobe.engine.pipeline import Item, read_responses
+from styleprobe.formats import interop, mood_axis
 from styleprobe.protocol.axes import AxesError, AxisSet
 from styleprobe.protocol.spec import Protocol
 
@@ -125,3 +131,38 @@ def test_an_export_that_fails_half_way_leaves_no_partial_file(tmp_path, monkeypa
     with pytest.raises(OSError, match="disk full"):
         interop.export_control_vector(_axes(), "warm_cold", tmp_path / "v.gguf")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.realmodel
+def test_the_study_reading_ranks_answers_like_ours_on_another_scale():
+    """The README's claim about imported study axes, measured where it can be: the study read the last of its
+    4 layers after the final norm, we read all 4 before it. The study's 7B models are not available offline,
+    so the embedded SmolLM2 reads the study's own 30 baseline answers (qwen_7b, first 64 tokens of each)
+    both ways, the study's by passing the last block's output through the final norm, and both readings are
+    projected on the shipped axes with one scale (an imported axis keeps the study's scale the same way).
+    The readings rank the answers alike, but ours spread about twice as widely: values are not the study's."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    try:
+        handle = load_model("smollm2-135m-instruct")
+        study_file = paths.data_dir() / "mood_axis" / "baselines" / "qwen_7b_baseline.json"
+        answers = mood_axis.load_baseline(study_file).responses
+        items = [Item(f"q{i}", a["question"]) for i, a in enumerate(answers)]
+        ids = handle.tokenizer([a["response"] for a in answers], add_special_tokens=False)["input_ids"]
+        texts = [handle.tokenizer.decode(i[:64]) for i in ids]
+        ours = read_responses(handle, items, texts, progress=False)
+        with block_hooks(handle, {handle.n_layers - 1: handle.model.get_decoder().norm}):
+            study = read_responses(handle, items, texts, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_array_equal(ours[:, :-1], study[:, :-1])  # the same blocks; only the last one differs
+    axes = AxisSet.load(paths.REPO_ROOT / "axes" / "smollm2-135m-instruct")
+    aggregation = Aggregation()
+    mine, theirs = (aggregation.combine(x) @ axes.vectors.T.astype(np.float32) for x in (ours, study))
+    r = np.array([np.corrcoef(mine[:, i], theirs[:, i])[0, 1] for i in range(len(axes.names))])
+    spread = mine.std(axis=0) / theirs.std(axis=0)
+    shift = np.abs(mine.mean(axis=0) - theirs.mean(axis=0)) / axes.scales
+    print(dict(zip(axes.names, zip(r.round(3), spread.round(2), shift.round(2), strict=True), strict=True)))
+    assert r.min() >= 0.9  # the same ranking of answers, axis by axis
+    assert spread.min() >= 1.5 and spread.max() <= 3.0  # not the same values: about twice the spread
+    assert shift.max() >= 0.5  # and means up to more than half a scale unit apart

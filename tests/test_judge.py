@@ -4,6 +4,7 @@ model, the statistics, and that an API key is never written anywhere."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 import torch
 from chat_server import AXES, ChatServer, quoted_answer
 
@@ -42,6 +44,7 @@ from styleprobe.analyses.judge.core import (
 from styleprobe.paths import data_dir
 from styleprobe.protocol.calibration import calibrate
 from styleprobe.protocol.spec import DataError, Protocol
+from styleprobe.protocol.validity import mark
 from styleprobe.report import paper
 from styleprobe.report.results import update_results
 from styleprobe.workspace import Workspace
@@ -439,8 +442,10 @@ def test_within_one_ask_a_later_reply_fills_the_missing_axes_and_the_first_value
     assert judge.calls[1][1] == ["warm_cold"]
 
 
-def test_compare_pairs_shows_random_order_and_scores_the_pick():
-    records = pd.DataFrame(
+def evaluation_records(n_questions: int = 10) -> pd.DataFrame:
+    """Held-out and calibration answers of two axes; the positive answers contain POS (the answer to the
+    last evaluation question under the positive instruction is empty)."""
+    return pd.DataFrame(
         [
             {
                 "axis": ax,
@@ -452,21 +457,270 @@ def test_compare_pairs_shows_random_order_and_scores_the_pick():
                 "response": ("POS " if pole == 1 else "neg ") + f"{ax}{q}",
             }
             for ax in ("warm_cold", "formal_casual")
-            for q in range(10)
+            for q in range(n_questions)
             for pole in (1, -1)
-            for split, empty in (("evaluation", q == 9 and pole == 1), ("calibration", False))
+            for split, empty in (("evaluation", q == n_questions - 1 and pole == 1), ("calibration", False))
         ]
     )
-    pairs = evaluation_pairs(records)
+
+
+def test_compare_pairs_shows_both_orders_and_a_content_judge_is_valid():
+    pairs = evaluation_pairs(evaluation_records())
     assert len(pairs) == 18 and (pairs["positive"].str.startswith("POS")).all()
     assert list(pairs["axis"].drop_duplicates()) == ["warm_cold", "formal_casual"]
-    compared = compare_pairs(KeywordJudge(), pairs, seed=1, progress=False)
-    assert compared["positive_first"].any() and not compared["positive_first"].all()
+    compared = compare_pairs(KeywordJudge(), pairs, progress=False)
+    assert (
+        len(compared) == 36 and compared.groupby(["axis", "q_index"])["positive_first"].nunique().eq(2).all()
+    )
     assert (compared["correct"] == 1.0).all()
+    assert (compared["chose_first"] == compared["positive_first"].astype(float)).all()
     table = judge_stats.compliance(compared)
-    assert table.loc["all", "accuracy"] == 1 and table.loc["all", "n"] == 18
-    assert table.loc["all", "chose_first"] == pytest.approx(compared["positive_first"].mean())
-    assert table.loc["warm_cold", "ci_low"] < 1 and table.loc["all", "p"] < 0.001
+    assert table.loc["all", "accuracy"] == 1 and table.loc["all", "n_consistent"] == 18
+    assert table.loc["all", "chose_first"] == 0.5 and table.loc["all", "first_both"] == 0
+    assert not table["by_position"].any() and table.loc["all", "p"] < 0.001
+    assert table.loc["warm_cold", "ci_low"] < 1 and table.loc["warm_cold", "n_pairs"] == 9
+    summary = analysis.compliance_summary(table)
+    assert summary["compliance"]["valid"] and summary["compliance"]["n"] == 18
+    text = summary["compliance_text"]
+    assert "same answer in both orders on 18" in text and "share of 1.00" in text and "invalid" not in text
+
+
+def test_a_judge_that_always_picks_the_first_answer_is_flagged(server, tmp_path):
+    """The chat server's judge answers "A" to every comparison: by position, whatever the texts."""
+    pairs = evaluation_pairs(evaluation_records(6))
+    judge = remote(server, tmp_path)
+    compared = compare_pairs(judge, pairs, progress=False)
+    assert len(server.requests) == 2 * len(pairs)  # both orders are asked: the cache keys differ
+    shown = [quoted_pair(r["body"]) for r in server.requests]
+    assert {(a.startswith("POS"), b.startswith("POS")) for a, b in shown} == {(True, False), (False, True)}
+    table = judge_stats.compliance(compared)
+    overall = table.loc["all"]
+    assert overall["chose_first"] == 1 and overall["first_both"] == len(pairs) == overall["n_pairs"]
+    assert overall["n_consistent"] == 0 and np.isnan(overall["accuracy"])
+    assert overall["by_position"] and overall["position_p"] < 0.05
+    summary = analysis.compliance_summary(table)
+    assert not summary["compliance"]["valid"]
+    assert f"first-shown answer in both orders on {len(pairs)} pairs" in summary["compliance_text"]
+    assert "answers by position, so its compliance check is invalid" in summary["compliance_text"]
+    compare_pairs(judge, pairs, progress=False)  # both orders come from the cache
+    assert len(server.requests) == 2 * len(pairs)
+
+
+def quoted_pair(body: dict) -> tuple[str, str]:
+    """Answers A and B quoted in a comparison prompt."""
+    blocks = re.findall(r"<<<\n(.*?)\n>>>", body["messages"][1]["content"], flags=re.DOTALL)
+    return blocks[1], blocks[2]
+
+
+def test_the_position_rule_is_mcnemars_exact_test_on_the_order_dependent_pairs():
+    n = 20
+    content = np.ones(n, bool), np.zeros(n, bool)  # positive picked in both orders
+    assert judge_stats.position_test(*content) == {"first_both": 0, "second_both": 0, "position_p": 1.0}
+    assert not judge_stats.answers_by_position(*content)
+    first = np.r_[np.ones(6, bool), np.zeros(n - 6, bool)]
+    mixed = np.ones(n, bool), first  # 6 pairs picked first in both orders, the rest by content
+    result = judge_stats.position_test(*mixed)
+    assert result["first_both"] == 6 and result["position_p"] == pytest.approx(2 * 0.5**6)
+    assert judge_stats.answers_by_position(*mixed)
+    balanced = np.r_[np.ones(5, bool), np.zeros(5, bool)], np.r_[np.ones(5, bool), np.zeros(5, bool)]
+    assert not judge_stats.answers_by_position(*balanced)  # as often first as second: no position preference
+    assert judge_stats.answers_by_position(np.ones(6, bool), np.ones(6, bool), alpha=0.05)
+    assert not judge_stats.answers_by_position(np.ones(5, bool), np.ones(5, bool), alpha=0.05)  # p = 0.0625
+
+
+def test_compliance_counts_a_pair_only_when_both_orders_were_answered():
+    compared = pd.DataFrame(
+        {
+            "axis": ["warm_cold"] * 6,
+            "q_index": [0, 0, 1, 1, 2, 2],
+            "positive_first": [True, False] * 3,
+            "chose_first": [1.0, 0.0, 1.0, np.nan, 0.0, 1.0],
+        }
+    )
+    row = judge_stats.compliance(compared).loc["warm_cold"]
+    assert (row["n_pairs"], row["n_missing"], row["n_consistent"]) == (2, 1, 2)
+    assert row["accuracy"] == 0.5 and row["chose_first"] == 0.5  # pair 0 right, pair 2 wrong
+
+
+def bonett_wright(rho: float, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    half = z * np.sqrt((1 + rho**2 / 2) / (n - 3))
+    return np.tanh(np.arctanh(rho) - half), np.tanh(np.arctanh(rho) + half)
+
+
+def test_undefined_resamples_are_never_counted_as_rho_zero():
+    """17 of 20 ratings equal: 3.9 % of bootstrap resamples of the answers have constant ratings. Counted as
+    rho = 0 they made the lower end of the interval exactly 0."""
+    projection = np.arange(20) / 20
+    rating = np.r_[np.zeros(3), np.ones(17)]
+    row = judge_stats.correlation(projection, rating)
+    assert row["ci_low"] > 0.15
+    rho = scipy.stats.spearmanr(projection, rating).statistic
+    assert row["rho"] == pytest.approx(rho) and row["undefined"] == ""
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(bonett_wright(rho, 20))
+
+
+def test_the_share_of_undefined_resamples_is_exact():
+    x = np.array([0.1, 0.2, 0.3, 0.4, 0.4])
+    y = np.array([1.0, 1.0, 1.0, 2.0, 2.0])
+    draws = list(itertools.product(range(5), repeat=5))
+    brute = np.mean([np.ptp(x[list(d)]) == 0 or np.ptp(y[list(d)]) == 0 for d in draws])
+    assert judge_stats.undefined_share(x, y) == pytest.approx(brute)
+    units = np.array([0, 0, 1, 2, 2])  # answers 0 and 2 hold two pairs each
+    members = [np.flatnonzero(units == u) for u in range(3)]
+    resamples = [np.concatenate([members[u] for u in d]) for d in itertools.product(range(3), repeat=3)]
+    brute = np.mean([np.ptp(x[i]) == 0 or np.ptp(y[i]) == 0 for i in resamples])
+    assert brute > 0 and judge_stats.undefined_share(x, y, units) == pytest.approx(brute)
+
+
+def test_the_pooled_bootstrap_gives_undefined_resamples_no_value(monkeypatch):
+    long = judge_stats.long_ratings(
+        pd.DataFrame({"q_index": range(4), "warm_cold": [1.0, 1.0, 1.0, 2.0]}),
+        pd.DataFrame({"warm_cold": [0.1, 0.2, 0.3, 0.4]}),
+        ["warm_cold"],
+    )
+    seen = {}
+
+    def bootstrap(statistic, data, **kwargs):
+        seen["constant"] = statistic(np.array([0, 1, 2, 0]))  # a resample without the answer rated 2
+        seen["varied"] = statistic(np.array([0, 1, 3, 3]))
+        return -0.5, 0.9
+
+    monkeypatch.setattr(judge_stats.stats, "bootstrap_ci", bootstrap)
+    out = judge_stats.pooled(long)
+    assert np.isnan(seen["constant"]) and np.isfinite(seen["varied"])
+    assert out["p_undefined"] == pytest.approx(
+        judge_stats.undefined_share([0.1, 0.2, 0.3, 0.4], [1, 1, 1, 2])
+    )
+    assert out["p_undefined"] == pytest.approx(0.75**4 + 0.25**4)  # only constant ratings occur
+
+
+def test_an_undefined_rho_says_why():
+    proj = pd.DataFrame({a: [0.1, 0.5, 0.2, 0.4] for a in AXES})
+    ratings = pd.DataFrame({a: [1.0, 1.0, 1.0, 1.0] for a in AXES}).assign(q_index=range(4))
+    ratings["formal_casual"] = [1.0, 2.0, 1.0, 2.0]
+    proj["formal_casual"] = 0.3
+    ratings["verbose_concise"] = [1.0, 2.0, np.nan, np.nan]
+    table = judge_stats.agreement(judge_stats.long_ratings(ratings, proj, AXES))
+    assert table["rho"].isna().all() and not table["agrees"].any()
+    assert table.loc["warm_cold", "undefined"] == "constant ratings"
+    assert table.loc["formal_casual", "undefined"] == "constant projections"
+    assert table.loc["verbose_concise", "undefined"] == "fewer than 4 rated answers"
+    summary = analysis.agreement_summary(table)
+    assert summary["n_defined_axes"] == 0 and np.isnan(summary["mean_rho"])
+    assert "warm/cold: constant ratings" in summary["agreement_text"]
+    constant = judge_stats.long_ratings(ratings.assign(**dict.fromkeys(AXES, 1.0)), proj, AXES)
+    assert np.isnan(judge_stats.pooled(constant)["rho"])
+
+
+def agreement_table(rho: dict, valid: dict | None = None, n: int = 12) -> pd.DataFrame:
+    """An agreement table with the given per-axis rho (NaN: undefined, constant ratings)."""
+    table = pd.DataFrame({"rho": rho, "n": n}).rename_axis("axis")
+    table["undefined"] = np.where(table["rho"].isna(), "constant ratings", "")
+    table["valid"] = [True if valid is None else valid[a] for a in table.index]
+    table["agrees"] = False
+    table.loc[table["valid"], "agrees"] = judge_stats.agreeing(table.loc[table["valid"], "rho"], n)
+    return table
+
+
+def test_no_mean_agreement_over_fewer_than_the_minimum_of_defined_axes():
+    """The committed run: rho defined on one axis of seven, and its value reported as the mean."""
+    one = agreement_table({a: 0.6 if a == "warm_cold" else np.nan for a in AXES})
+    summary = analysis.agreement_summary(one)
+    assert summary["n_defined_axes"] == 1 and np.isnan(summary["mean_rho"])
+    assert summary["min_defined_axes"] == judge_stats.MIN_DEFINED_AXES
+    assert (
+        f"defined on 1 of them, fewer than {judge_stats.MIN_DEFINED_AXES}, so no mean"
+        in summary["agreement_text"]
+    )
+    rho = dict(zip(AXES, [0.9, 0.5, 0.4, 0.1, np.nan, np.nan, np.nan], strict=True))
+    enough = analysis.agreement_summary(agreement_table(rho))
+    assert enough["mean_rho"] == pytest.approx(0.475) and enough["n_defined_axes"] == 4
+    assert "their mean is 0.47" in enough["agreement_text"]
+    assert judge_stats.mean_agreement([0.9, 0.5, 0.4]) != judge_stats.mean_agreement([0.9, 0.5, 0.4], 3)
+
+
+def judge_result(agreement: pd.DataFrame, compliance: pd.DataFrame, pooled: dict) -> analysis.JudgeResult:
+    """A JudgeResult around the given tables (the other fields do not enter its paper numbers)."""
+    return analysis.JudgeResult(
+        judge={"kind": "openai", "model": "m"},
+        self_judged=False,
+        profile="quick",
+        seed=0,
+        n_responses=12,
+        status={"ok": 12},
+        dead_axes=dict.fromkeys(AXES, False),
+        dead_source="dead_zones",
+        validation={a: "valid" if v else "chance" for a, v in agreement["valid"].items()},
+        ratings=[],
+        agreement=agreement,
+        axes_context="uninstructed",
+        agreement_other_context=None,
+        other_context="instructed",
+        compliance=compliance,
+        compliance_pairs=[],
+        pooled={"models": ["m"], **pooled},
+        leave_one_model_out=pd.DataFrame(),
+    )
+
+
+def test_the_paper_gives_no_mean_rho_over_one_defined_axis():
+    one = agreement_table({a: 0.6 if a == "warm_cold" else np.nan for a in AXES})
+    compared = pd.DataFrame(
+        {"axis": "warm_cold", "q_index": [0, 0], "positive_first": [True, False], "chose_first": [1.0, 0.0]}
+    )
+    pooled = {"n_pairs": 12, "n_answers": 12, "rho": 0.6, "undefined": ""}
+    pooled |= {"ci_low": 0.1, "ci_high": 0.8, "p_undefined": 0.02}
+    numbers = judge_result(one, judge_stats.compliance(compared), pooled).paper()
+    assert np.isnan(numbers["mean_rho"]) and numbers["n_defined_axes"] == 1
+    assert numbers["pooled"]["p_undefined"] == 0.02 and "2.0% of resamples" in numbers["pooled_text"]
+
+
+def test_the_pooled_sentence_says_what_its_numbers_say():
+    base = {"models": ["m1", "m2"], "n_pairs": 40, "n_answers": 8, "undefined": ""}
+    full = analysis.pooled_summary(base | {"rho": 0.41, "ci_low": 0.05, "ci_high": 0.7, "p_undefined": 0.125})
+    assert full["pooled"] == {
+        "rho": 0.41, "ci_low": 0.05, "ci_high": 0.7, "p_undefined": 0.125, "n_pairs": 40, "n_answers": 8
+    }  # fmt: skip
+    assert "validated axes of 2 models (40 rated answer-axis pairs from 8 answers)" in full["pooled_text"]
+    assert "rho is 0.41 (95 % CI 0.05 to 0.70" in full["pooled_text"] and "12.5% of" in full["pooled_text"]
+    flat = base | {"rho": None, "ci_low": None, "ci_high": None, "p_undefined": None}
+    undefined = analysis.pooled_summary(flat | {"undefined": "constant ratings"})
+    assert undefined["pooled_text"].endswith("rho is undefined (constant ratings).")
+    assert np.isnan(undefined["pooled"]["rho"])
+    no_interval = analysis.pooled_summary(flat | {"rho": 0.18, "p_undefined": 0.3436})
+    assert no_interval["pooled_text"].endswith(
+        "rho is 0.18; no bootstrap interval can be computed (34.4% of resamples have constant ratings or "
+        "projections, where rho is undefined)."
+    )
+    none = analysis.pooled_summary(flat | {"n_pairs": 0, "n_answers": 0})
+    assert none["pooled_text"] == "No validated axis has a rated answer, so no correlation is pooled."
+
+
+def test_axes_that_failed_validation_carry_no_conclusion():
+    rho = dict(zip(AXES, [0.95, 0.9, 0.85, 0.8, 0.1, 0.2, 0.3], strict=True))
+    valid = {a: a not in ("warm_cold", "verbose_concise") for a in AXES}
+    table = agreement_table(rho, valid)
+    summary = analysis.agreement_summary(table)
+    assert summary["n_valid_axes"] == 5 and summary["mean_rho"] == pytest.approx(
+        np.mean([0.85, 0.8, 0.1, 0.2, 0.3])
+    )
+    assert summary["agreeing_axes"] == "confident/cautious, proactive/reluctant"
+    assert "warm/cold" not in summary["agreement_text"] and "verbose/concise" not in summary["agreement_text"]
+    assert "5 of the 7 axes passed held-out validation; Spearman's rho" in summary["agreement_text"]
+    assert "on confident/cautious, proactive/reluctant." in summary["agreement_text"]
+    none = analysis.agreement_summary(agreement_table(rho, dict.fromkeys(AXES, False)))
+    assert np.isnan(none["mean_rho"]) and none["agreeing_axes"] == "none"
+    assert none["agreement_text"].startswith("None of the 7 axes passed held-out validation")
+
+
+def test_the_agreement_rule_is_bonferroni_over_the_defined_axes():
+    rho, n = 0.75, 12
+    alone = judge_stats.agreeing([rho], [n])
+    among_seven = judge_stats.agreeing([rho, *[np.nan] * 6], [n] * 7)  # undefined axes are not counted
+    assert alone[0] and among_seven[0] and bonett_wright(rho, n)[0] > 0
+    crowded = judge_stats.agreeing([rho] + [0.0] * 6, [n] * 7)  # seven tests: a wider interval each
+    assert not crowded[0] and bonett_wright(rho, n, scipy.stats.norm.ppf(1 - 0.025 / 7))[0] < 0
+    assert not judge_stats.agreeing([-0.99, np.nan], [n, n]).any()
 
 
 def test_agreement_flags_and_pooling():
@@ -480,7 +734,7 @@ def test_agreement_flags_and_pooling():
         ratings.loc[1, "formal_casual"] = np.nan  # missing
         dead = {"verbose_concise": True}
         frames.append(judge_stats.long_ratings(ratings, proj, AXES, dead=dead).assign(model=model))
-    table = judge_stats.agreement(frames[0], n_boot=200)
+    table = judge_stats.agreement(frames[0])
     assert (
         (table["rho"] > 0.8).all()
         and (table["ci_high"] <= 1).all()
@@ -488,21 +742,15 @@ def test_agreement_flags_and_pooling():
     )
     assert table.loc["warm_cold", "n_clipped"] == 1 and table.loc["formal_casual", "n_missing"] == 1
     assert table.loc["formal_casual", "n"] == 11 and table["dead"].sum() == 1
+    assert list(table.index[~table["valid"]]) == ["verbose_concise"]  # a dead zone is not valid
+    assert table["agrees"].sum() == 6 and not table.loc["verbose_concise", "agrees"]
     everything = pd.concat(frames, ignore_index=True)
     pooled = judge_stats.pooled(everything, n_boot=200)
-    assert pooled["n_answers"] == 36 and pooled["n_pairs"] == 3 * 12 * 7 - 3
-    assert pooled["ci_low"] <= pooled["rho"] <= pooled["ci_high"]
+    assert pooled["n_answers"] == 36 and pooled["n_pairs"] == 3 * 12 * 6 - 3  # the dead axis is left out
+    assert pooled["ci_low"] <= pooled["rho"] <= pooled["ci_high"] and pooled["p_undefined"] == 0
     loo = judge_stats.leave_one_model_out(everything, n_boot=100)
     assert loo["rho"].idxmax() == "m3" and loo.loc["m3", "rho"] > pooled["rho"]
     assert judge_stats.leave_one_model_out(frames[0].assign(model="m1")).empty
-
-
-def test_agreement_is_nan_not_an_error_for_constant_or_tiny_input():
-    proj = pd.DataFrame({a: [0.1, 0.5] for a in AXES})
-    ratings = pd.DataFrame({a: [1.0, 1.0] for a in AXES}).assign(q_index=[0, 1])
-    table = judge_stats.agreement(judge_stats.long_ratings(ratings, proj, AXES), n_boot=50)
-    assert table["rho"].isna().all() and (table["n"] == 2).all()
-    assert np.isnan(judge_stats.pooled(judge_stats.long_ratings(ratings, proj, AXES))["rho"])
 
 
 def test_runner_over_a_judge_matches_direct_calls():
@@ -545,7 +793,16 @@ def test_run_rates_compares_flags_pools_and_saves(tmp_path, cache, monkeypatch):
     and its own reading context, then one with the other context's axes and another model's ratings."""
     monkeypatch.setenv("STYLEPROBE_CACHE", str(cache / "ws"))
     ws = Workspace.open("random:qwen2", profile="smoke", root=tmp_path)
-    calibrate(ws, progress=False).axes.save(ws.axes_file)
+    axes = calibrate(ws, progress=False).axes
+    separated = (
+        "warm_cold",
+        "verbose_concise",
+        "formal_casual",
+    )  # held-out validation, as notebook 01 saves it
+    for name in AXES:
+        low = 0.9 if name in separated else 0.3
+        axes.calibration[name] |= {"pairwise_accuracy": low + 0.05, "accuracy_ci_low": low}
+    axes.save(ws.axes_file)
     dead = pd.DataFrame({"dead": [name == "formal_casual" for name in AXES]}, index=list(AXES))
     update_results(
         ws.slug, "dead_zones", DeadZonesResult(dead, pd.DataFrame(), {}, {}).to_dict(), ws.results_dir
@@ -569,15 +826,27 @@ def test_run_rates_compares_flags_pools_and_saves(tmp_path, cache, monkeypatch):
         "instructed",
         None,
     )
-    assert first.compliance.loc["all", "n"] == 2 * len(AXES) == len(first.compliance_pairs)
-    assert first.pooled["models"] == [ws.slug] and first.pooled["n_pairs"] == len(ratings)
+    assert first.compliance.loc["all", "n_pairs"] == 2 * len(AXES) and len(first.compliance_pairs) == 4 * len(
+        AXES
+    )
+    assert first.validation == {
+        a: {"formal_casual": "dead"}.get(a, "valid" if a in separated else "chance") for a in AXES
+    }
+    valid = ["warm_cold", "verbose_concise"]
+    assert ratings.groupby("axis")["valid"].all().to_dict() == {a: a in valid for a in AXES}
+    assert first.pooled["models"] == [ws.slug] and first.pooled["n_pairs"] == first.n_responses * len(valid)
     assert first.leave_one_model_out.empty
     assert list(ws.runs.judge_cache().rglob("*.json"))  # every judgement is cached in the run store
-    assert set(_numbers(first)) == {
-        "judge", "judge_kind", "self_judged", "n_responses", "mean_rho", "pooled/rho", "pooled/ci_low",
-        "pooled/ci_high", "pooled/p", "pooled/n_pairs", "compliance/accuracy", "compliance/ci_low",
-        "compliance/ci_high", "compliance/n", "chose_first",
+    numbers = _numbers(first)
+    assert set(numbers) == {
+        "judge", "judge_kind", "self_judged", "n_responses", "n_axes", "n_valid_axes", "n_defined_axes",
+        "min_defined_axes", "mean_rho", "n_agreeing", "agreeing_axes", "agreement_text", "pooled_text",
+        "pooled/rho", "pooled/ci_low", "pooled/ci_high", "pooled/p_undefined", "pooled/n_pairs",
+        "pooled/n_answers", "compliance/accuracy", "compliance/ci_low", "compliance/ci_high", "compliance/p",
+        "compliance/n", "compliance/n_pairs", "compliance/valid", "chose_first", "position/first_both",
+        "position/second_both", "position/p", "compliance_text",
     }  # fmt: skip
+    assert numbers["n_valid_axes"] == str(len(valid)) and numbers["min_defined_axes"] == "4"
 
     update_results("other-model", "judge", first.to_dict(), ws.results_dir)
     calibrate(ws, context="instructed", progress=False).axes.save(ws.runs.axes("instructed"))
@@ -585,7 +854,9 @@ def test_run_rates_compares_flags_pools_and_saves(tmp_path, cache, monkeypatch):
     assert second.ratings == first.ratings and second.status == first.status  # from the cache
     assert list(second.agreement_other_context.index) == list(AXES)
     assert second.pooled["models"] == [ws.slug, "other-model"]
-    assert second.pooled["n_pairs"] == 2 * len(ratings) and list(second.leave_one_model_out.index) == [
+    assert second.pooled["n_pairs"] == 2 * first.pooled["n_pairs"] and list(
+        second.leave_one_model_out.index
+    ) == [
         ws.slug,
         "other-model",
     ]
@@ -593,7 +864,9 @@ def test_run_rates_compares_flags_pools_and_saves(tmp_path, cache, monkeypatch):
     loaded = analysis.JudgeResult.load(ws)
     assert _numbers(loaded) == _numbers(second) and loaded.compliance_pairs == second.compliance_pairs
     table = (ws.paper_dir / ws.slug / "judge_table.tex").read_text()
-    assert "Spearman rho" in table and "pairs accuracy" in table and "formal/casual" in table
+    assert "Spearman rho" in table and "pairs accuracy" in table and "warm/cold" in table
+    marked = second.paper_tables()["judge_table"].frame.index
+    assert list(marked) == [mark(a, a in valid) for a in AXES]
 
 
 @pytest.mark.slow

@@ -3,9 +3,14 @@ are formatted and escaped, and the collector names what is missing."""
 
 from __future__ import annotations
 
+import ast
+import inspect
 import shutil
 import subprocess
+import sys
+import textwrap
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import ClassVar
 
@@ -15,8 +20,10 @@ import pandas as pd
 import pytest
 
 from styleprobe.paths import NOTEBOOKS_DIR
+from styleprobe.protocol.validity import MARK, mark
 from styleprobe.report import paper
 from styleprobe.report.plots import save_figure
+from styleprobe.report.results import result_classes
 from styleprobe.result import PaperTable, Result
 
 TEXT = sorted(paper.PAPER_DIR.glob("*.tex")) + sorted((paper.PAPER_DIR / "sections").glob("*.tex"))
@@ -56,6 +63,57 @@ def test_every_generated_target_is_written_by_a_notebook(file, target):
 @pytest.mark.parametrize(("file", "notebook"), _result_notebooks())
 def test_every_result_comes_from_a_notebook_that_writes_numbers(file, notebook):
     assert notebook in paper.producers(), f"{file} reads numbers of {notebook}, which writes none"
+
+
+def _literal_keys(func, seen: set) -> set[str]:
+    """String keys of the dictionaries `func` builds (literals, `d["key"] = ...`, comprehensions over a
+    literal tuple), and of those built by the module-level functions it calls."""
+    module = sys.modules[func.__module__]
+    keys = set()
+    for node in ast.walk(ast.parse(textwrap.dedent(inspect.getsource(func)))):
+        if isinstance(node, ast.Dict):
+            keys |= {k.value for k in node.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
+        elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store):
+            keys |= {node.slice.value} if isinstance(node.slice, ast.Constant) else set()
+        elif isinstance(node, ast.DictComp):
+            literal = [g.iter.elts for g in node.generators if isinstance(g.iter, ast.Tuple | ast.List)]
+            keys |= {e.value for elts in literal for e in elts if isinstance(e, ast.Constant)}
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            helper = getattr(module, node.func.id, None)
+            if inspect.isfunction(helper) and helper not in seen:
+                seen.add(helper)
+                keys |= _literal_keys(helper, seen)
+    return keys
+
+
+@cache
+def _paper_keys() -> dict[str, set[str]]:
+    """{notebook: the first part of every key its results' `paper()` views write}."""
+    out: dict[str, set[str]] = {}
+    for cls in result_classes().values():
+        if cls.paper is not Result.paper:
+            out.setdefault(cls.notebook, set()).update(_literal_keys(cls.paper, set()))
+    return out
+
+
+def _text_keys() -> list[tuple[str, str]]:
+    return sorted((path.name, key) for path in TEXT for key in paper.text_needs(path.read_text()).keys)
+
+
+@pytest.mark.parametrize(("file", "key"), _text_keys())
+def test_every_number_the_text_reads_is_a_key_of_its_notebooks_paper_view(file, key):
+    """A renamed or removed key fails here, before any run: the text reads `<model>/<notebook>/<key>`
+    (nested keys by their first part) and some Result of that notebook writes `key` in its `paper()`."""
+    notebook, first = key.split("/")[1:3]
+    assert first in _paper_keys().get(notebook, set()), (
+        f"{file} reads {key}, which no {notebook} result writes"
+    )
+
+
+def test_the_key_check_sees_keys_written_by_helpers_and_comprehensions():
+    keys = _paper_keys()
+    assert {"conclusion", "not_interpreted", "n_cut", "n_scenarios"} <= keys["09_drift"]
+    assert "renamed_away" not in keys["09_drift"]
 
 
 @dataclass
@@ -103,6 +161,7 @@ def test_format_value():
     assert paper.format_value(float("nan")) == paper.format_value(None) == "n/a"
     assert paper.format_value(True) == "yes"
     assert paper.format_value("a_b & 50%") == r"a\_b \& 50\%"
+    assert paper.format_value(mark("a_b", False)) == r"a\_b\textdagger{}"  # failed validation
 
 
 def test_write_numbers_flattens_and_rejects_bad_keys(tmp_path):
@@ -124,7 +183,8 @@ def test_write_numbers_flattens_and_rejects_bad_keys(tmp_path):
 
 def test_write_table_is_booktabs_with_escaped_labels(tmp_path):
     frame = pd.DataFrame(
-        {"pairwise_accuracy": [0.5, -0.25], "n": [3, 4]}, index=pd.Index(["warm_cold", "a&b"], name="axis")
+        {"pairwise_accuracy": [0.5, -0.25, -0.001], "n": [3, 4, 5]},
+        index=pd.Index(["warm_cold", "a&b", "c"], name="axis"),
     )
     text = paper.write_table(
         "m", "t", frame, root=tmp_path, columns={"n": "count"}, axes=["warm_cold"]
@@ -132,6 +192,17 @@ def test_write_table_is_booktabs_with_escaped_labels(tmp_path):
     assert r"\toprule" in text and r"\bottomrule" in text
     assert r"axis & pairwise\_accuracy & count \\" in text
     assert r"warm/cold & 0.50 & 3 \\" in text and r"a\&b & \ensuremath{-}0.25 & 4 \\" in text
+    assert r"c & 0.00 & 5 \\" in text  # no negative zero
+    assert paper.MARKED not in text  # no axis marked: no validity note
+
+
+def test_a_table_marks_the_axes_that_failed_validation_and_asks_for_the_note(tmp_path):
+    frame = pd.DataFrame({"acc": [0.9, 0.4]}, index=["warm_cold", mark("formal_casual", False)])
+    text = paper.write_table("m", "t", frame, root=tmp_path, axes=["warm_cold", "formal_casual"]).read_text()
+    assert r"warm/cold & 0.90 \\" in text and r"formal/casual\textdagger{} & 0.40 \\" in text
+    assert MARK not in text and text.rstrip().endswith(r"\end{tabular}" + "\n" + paper.MARKED)
+    sty = (paper.PAPER_DIR / "styleprobe-results.sty").read_text()
+    assert r"\newcommand\spmarked" in sty and r"\ifsp@marked" in sty  # \resulttable prints the note
 
 
 def _mini_paper(folder: Path) -> Path:
@@ -244,3 +315,28 @@ def test_latex_prints_results_skips_gated_sections_and_fails_on_a_missing_key(tm
     done = compile_()
     assert done.returncode != 0
     assert "missing result m/05_demo/rho: run notebook 05_demo for m" in done.stdout.replace("\n", "")
+
+
+def test_a_section_gated_on_a_cross_model_notebook_is_required_only_when_it_ran(tmp_path):
+    folder = _mini_paper(tmp_path / "paper")
+    main = folder / "main.tex"
+    main.write_text(
+        main.read_text().replace(
+            r"\end{document}", "\\crossmodelsection{12_demo}{sections/sim}\n\\end{document}"
+        )
+    )
+    (folder / "sections" / "sim.tex").write_text("Coverage \\result{\\crossmodel/12_demo/coverage}.\n")
+    root = folder / "generated"
+    paper.write_numbers("m", "01_calibration", {"accuracy": 0.8}, root=root)
+    assert paper.sections(folder)[folder / "sections" / "sim.tex"] == f"{paper.CROSS_MODEL}/12_demo"
+    assert not any("12_demo" in p for p in paper.missing(folder, root, "m"))
+    assert (
+        r"\def\absentnotebooks{05\_demo, cross\_model/12\_demo}"
+        in paper.write_index(folder, root, "m").read_text()
+    )
+    paper.write_numbers("m", "12_demo", {"coverage": 0.95}, root=root)  # the main model's: not the gate
+    assert not any("12_demo" in p for p in paper.missing(folder, root, "m"))
+    paper.write_numbers(paper.CROSS_MODEL, "12_demo", {"other": 1}, root=root)
+    assert "missing result cross_model/12_demo/coverage (sim.tex): run notebook 12_demo (make reproduce)" in (
+        paper.missing(folder, root, "m")
+    )

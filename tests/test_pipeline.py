@@ -4,9 +4,12 @@ import numpy as np
 import pytest
 
 import styleprobe.engine.pipeline as pipeline
+from styleprobe.engine.extraction import NonFiniteStatesError
 from styleprobe.engine.generation import SamplingConfig
+from styleprobe.engine.hooks import untuple
+from styleprobe.engine.models import decoder_layers
 from styleprobe.engine.pipeline import Item, run_stage
-from styleprobe.engine.store import RunMismatchError
+from styleprobe.engine.store import RunMismatchError, Stage
 from styleprobe.errors import UsageError
 
 ITEMS = [
@@ -26,8 +29,8 @@ ITEMS = [
 SAMPLING = SamplingConfig(8)
 
 
-def _run(handle, path, **kw):
-    return run_stage(handle, path, ITEMS, SAMPLING, seed=3, batch_size=2, progress=False, **kw)
+def _run(handle, path, sampling=SAMPLING, **kw):
+    return run_stage(handle, path, ITEMS, sampling, seed=3, batch_size=2, progress=False, **kw)
 
 
 def test_same_settings_same_responses(tiny, tmp_path):
@@ -98,6 +101,56 @@ def test_empty_responses_are_kept_and_flagged(tiny, tmp_path):
     assert manifest["settings"]["batch_size"] == 2 and manifest["settings"]["seed"] == 3
 
 
+def _steer(handle, after: dict[int, int], first: int | None = None):
+    """Force the next token: `first` after the prompt, `after[t]` right after token t is fed back; the
+    tokens of `after` are drawn nowhere else. A hook on the causal LM, so it runs after the tiny qwen3's."""
+
+    def hook(_module, _args, kwargs, output):
+        ids, logits = kwargs["input_ids"], output.logits[:, -1]
+        logits[:, list(after.values())] = -1e4
+        if ids.shape[1] > 1:  # the prompt
+            forced = [] if first is None else [(slice(None), first)]
+        else:
+            forced = [(ids[:, 0] == fed, token) for fed, token in after.items()]
+        for rows, token in forced:
+            logits[rows] = -1e4
+            logits[rows, token] = 0.0
+
+    return handle.model.register_forward_hook(hook, with_kwargs=True)
+
+
+@pytest.mark.parametrize("kind", ["whitespace", "special tokens", "after the think block"])
+def test_answers_with_no_visible_text_are_flagged_empty(tiny, tmp_path, kind):
+    """`empty` means no visible text is measured: whitespace, special tokens only, or (thinking models)
+    nothing but whitespace after `</think>`; such answers are measured (n_measured > 0) but flagged, also
+    when an older run stored another flag."""
+    handle = tiny("qwen3" if kind == "after the think block" else "llama")
+    tok = handle.tokenizer
+    tab, newline = tok("\t\n", add_special_tokens=False)["input_ids"]
+    eot = handle.end_of_turn_ids[0]
+    if kind == "whitespace":
+        steering = _steer(handle, {tab: newline, newline: eot}, first=tab)
+    elif kind == "special tokens":
+        bos, start = tok.convert_tokens_to_ids(["<bos>", "<|im_start|>"])
+        steering = _steer(handle, {bos: start, start: eot}, first=bos)
+    else:  # the tiny qwen3 thinks (random text), closes the block, then writes a tab and ends its turn
+        steering = _steer(handle, {handle.think_ids[1]: tab, tab: eot})
+    try:
+        result = _run(handle, tmp_path / "s", sampling=SamplingConfig(40))
+    finally:
+        steering.remove()
+    rec = result.records
+    assert rec["finished"].all() and (rec["n_measured"] > 0).all() and rec["empty"].all()
+    if kind == "after the think block":
+        assert rec["response"].str.strip().str.len().gt(1).all()  # the think block itself has text
+        assert (rec["n_measured"] == 1).all()
+    stage = Stage(tmp_path / "s", json.loads((tmp_path / "s" / "manifest.json").read_text())["settings"])
+    records, arrays = stage.read(0)
+    stage.write(0, [{**r, "empty": False} for r in records], arrays)  # as an older version stored it
+    again = _run(handle, tmp_path / "s", sampling=SamplingConfig(40))
+    assert again.records["empty"].all()
+
+
 def test_rereading_without_the_system_prompt_changes_states_not_answers(tiny, tmp_path):
     handle = tiny("llama")
     with_sys = _run(handle, tmp_path / "a")
@@ -116,6 +169,24 @@ def test_online_and_reforward_stages_agree(tiny, tmp_path):
     np.testing.assert_allclose(online.per_layer, reread.per_layer, atol=1e-4)
     with pytest.raises(ValueError, match="generation context"):
         _run(handle, tmp_path / "x", extraction="online", read_with_system=False)
+
+
+def test_non_finite_states_while_decoding_stop_the_stage_before_anything_is_stored(tiny, tmp_path):
+    handle = tiny("qwen2")
+    last = handle.n_layers - 1
+
+    def overflow(_module, _inputs, output):  # inf in the last block's output at every decoded token
+        hidden = untuple(output)
+        if hidden.shape[1] == 1:
+            hidden[..., 0] = float("inf")
+
+    hook = decoder_layers(handle.model)[last].register_forward_hook(overflow)
+    try:
+        with pytest.raises(NonFiniteStatesError, match=f"decoder layer {last} "):
+            _run(handle, tmp_path / "s", extraction="online")
+    finally:
+        hook.remove()
+    assert not (tmp_path / "s" / "batches").exists()  # a resumed run never reads them back
 
 
 def test_reread_matches_online_capture_and_resumes_from_its_store(tiny, tmp_path, monkeypatch):

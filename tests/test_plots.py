@@ -1,7 +1,8 @@
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from styleprobe.report.plots import radar, save_figure
+from styleprobe.protocol.validity import MARK
+from styleprobe.report.plots import axis_labels, radar, save_figure
 
 
 def test_the_same_figure_saved_at_two_times_gives_the_same_files(tmp_path, monkeypatch):
@@ -20,3 +21,12 @@ def test_a_figure_keeps_a_dotted_stem_and_leaves_no_temporary_file(tmp_path):
     assert [p.name for p in paths] == ["radar.v2.png", "radar.v2.pdf"]
     assert sorted(p.name for p in (tmp_path / "qwen2.5-7b").iterdir()) == ["radar.v2.pdf", "radar.v2.png"]
     assert paths[0].read_bytes().startswith(b"\x89PNG") and paths[1].read_bytes().startswith(b"%PDF")
+
+
+def test_a_radar_marks_the_axes_that_failed_validation():
+    values = pd.Series({"warm_cold": 0.2, "formal_casual": -0.4, "verbose_concise": 0.1})
+    ax = radar({"m": values}, valid=["formal_casual"])
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels == [f"warm/cold{MARK}", "formal/casual", f"verbose/concise{MARK}"]
+    plt.close(ax.figure)
+    assert axis_labels(["warm_cold"]) == ["warm/cold"]  # nothing known about validity: nothing marked

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -40,8 +42,13 @@ def test_convergence_reaches_the_full_axis_and_never_uses_evaluation_answers():
     np.testing.assert_allclose(last["cosine"], 1.0, atol=1e-6)
     means = conv.groupby("n")["cosine"].mean()
     assert means[2] < means[5] < means[10]  # more questions, closer to the full axis
-    # the held-out accuracy is scored on evaluation answers only, which every subset keeps
-    assert conv["pairwise_accuracy"].between(0, 1).all()
+    # other evaluation answers leave every subset's axis as it was and change only its held-out score
+    ev = (result.records["split"] == "evaluation").to_numpy()
+    states = result.per_layer.copy()
+    states[ev] = np.random.default_rng(1).normal(size=states[ev].shape)
+    other = stability.convergence(replace(result, per_layer=states), full, (2, 5, 30), n_repeats=4)
+    np.testing.assert_array_equal(other["cosine"], conv["cosine"])
+    assert not np.allclose(other["pairwise_accuracy"], conv["pairwise_accuracy"])
 
 
 def test_baseline_snr():
@@ -89,6 +96,7 @@ def _stability_result(**changes) -> stability.StabilityResult:
             | {"benchmark_icc": [0.6, np.nan]},
             index=names,
         ),
+        validation=pd.Series(["chance", "valid"], index=names),
         seeds=[0, 1, 2],
         n_repeats=20,
     )
@@ -99,13 +107,16 @@ def test_stability_paper_numbers_and_tables_come_from_the_fields():
     result = _stability_result(subsets=pd.DataFrame({"n": [2]}))
     numbers = result.paper()
     assert numbers["set_accuracy_mean"] == pytest.approx({"A": 0.7, "B": 0.6, "C": 0.95})
-    assert numbers["min_set_cosine_axis"] == "warm/cold" and numbers["max_set_cosine"] == 0.8
+    assert numbers["min_set_cosine_axis"] == "warm/cold\u2020" and numbers["max_set_cosine"] == 0.8
+    assert numbers["max_set_cosine_axis"] == "verbose/concise"
     assert numbers["convergence_smallest_n"] == 2 and numbers["convergence_largest_n"] == 4
     assert numbers["convergence_cosine_smallest"] == pytest.approx(0.6)
     assert numbers["convergence_accuracy_largest"] == pytest.approx(0.8)
     assert numbers["mean_benchmark_icc"] == 0.6 and numbers["mean_snr"] == 2.0 and numbers["n_repeats"] == 20
     tables = result.paper_tables()
     assert list(tables) == ["stability_sets_table", "retest_table"]
+    for table in tables.values():  # warm/cold failed held-out validation: marked wherever it is shown
+        assert list(table.frame.index) == ["warm_cold\u2020", "verbose_concise"]
     assert list(tables["stability_sets_table"].frame.columns) == [
         "acc. A",
         "acc. B",
@@ -127,4 +138,5 @@ def test_stability_result_round_trips_without_the_subsets():
     loaded = stability.StabilityResult.from_dict(saved)
     assert loaded.subsets is None and loaded.seeds == [0, 1, 2]
     pd.testing.assert_frame_equal(loaded.retest, result.retest)
+    pd.testing.assert_series_equal(loaded.validation, result.validation)
     assert loaded.paper() == result.paper()

@@ -49,15 +49,15 @@ def stored_baseline(monkeypatch):
 
 
 def test_stability_reads_the_baseline_icc_and_adds_the_benchmark_icc(ws, stored_baseline, tmp_path):
-    result = stability.run(
-        ws, seeds=SEEDS, benchmark_seeds=[0, 1], convergence_sizes=[2], n_repeats=3, n_boot=20
-    )
+    result = stability.run(ws, seeds=SEEDS, benchmark_seeds=[0, 1], convergence_sizes=[2], n_repeats=3)
     assert list(result.set_accuracy.columns) == ["A", "B", "C"] and list(result.set_accuracy.index) == AXES
     assert list(result.set_cosines.columns) == ["A~B", "A~C", "B~C", "mean"]
     pd.testing.assert_series_equal(
         result.retest["baseline_icc"], stored_baseline.icc["icc"], check_names=False, check_index_type=False
     )
     assert {"snr", "benchmark_icc", "benchmark_n_subjects"} <= set(result.retest.columns)
+    evaluation = calibrate(ws, context="uninstructed", progress=False).evaluation
+    pd.testing.assert_series_equal(result.validation, evaluation["validation"], check_names=False)
     assert sorted(result.convergence["n"].unique()) == [2, 3] and len(result.subsets) == (3 + 1) * len(AXES)
     ws.save(result)
     assert _printed(stability.StabilityResult.load(ws).paper()) == _printed(result.paper())
@@ -74,9 +74,8 @@ def test_benchmark_reuses_its_stored_answers(ws, monkeypatch):
     result = benchmark.run(ws, seeds=[0, 1])
     pd.testing.assert_frame_equal(result.scenarios, first.scenarios)
     assert len(result.scenarios) == len(AXES) * len(benchmark.SCENARIOS) and result.names == AXES
-    assert (
-        result.study_subset["study_total"] == 2 * 3
-    )  # warm and verbose x system_positive, increase, decrease
+    counted = {"warm_cold", "verbose_concise"} & set(result.validated())  # of the study's subset
+    assert result.study_subset["study_total"] == 3 * len(counted)  # x system_positive, increase, decrease
 
 
 def test_robustness_and_ablation_keep_their_run_folders(ws):

@@ -2,6 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from reloading import assert_paper_survives_reload
+from saved_validity import save_validity
 
 from styleprobe import paths, stats
 from styleprobe.analyses import steering
@@ -12,6 +14,7 @@ from styleprobe.engine.pipeline import Item
 from styleprobe.protocol.axes import fit_axes
 from styleprobe.protocol.profiles import get_profile
 from styleprobe.protocol.spec import Protocol
+from styleprobe.protocol.validity import MARK
 from styleprobe.report.results import update_results
 from styleprobe.workspace import Workspace
 
@@ -96,13 +99,13 @@ def test_run_sweeps_every_axis_and_relates_dead_zones_to_steerability(tiny, tmp_
         states, poles, model_id=handle.model_id, layers=layers, aggregation=Aggregation().to_dict()
     ).save(ws.axes_file)
     severity = {"warm_cold": 0.9, "formal_casual": 0.1}
+    accuracy = {"warm_cold": (0.55, 0.4), "formal_casual": (0.9, 0.7)}  # warm/cold fails validation
     for slug in ("other", ws.slug):
-        zones = {"table": {n: {"severity": v} for n, v in severity.items()}, "ranking": {}}
-        update_results(slug, "dead_zones", zones | {"ranking_attrs": {}, "thresholds": {}}, ws.results_dir)
+        save_validity(ws, accuracy, dead=["warm_cold"], severity=severity, slug=slug)
     other = pd.DataFrame({"steerability": [0.0, 0.5]}, index=names)  # high severity, low steerability
     fields = {"profile": "smoke", "alphas": [0.0], "layers": [0], "max_new_tokens": 4, "n_questions": 2}
     saved = steering.SteeringResult(
-        **fields, summary=pd.DataFrame(), steerability=other, severity_vs_steerability={}
+        **fields, validated=[], summary=pd.DataFrame(), steerability=other, severity_vs_steerability={}
     )
     update_results("other", "steering", saved.to_dict(), ws.results_dir)
     with pytest.raises(ValueError, match="alpha 0"):
@@ -118,3 +121,35 @@ def test_run_sweeps_every_axis_and_relates_dead_zones_to_steerability(tiny, tmp_
     numbers = result.paper()
     assert numbers["alphas"] == "-1, 0, 1" and numbers["layers"] == "+".join(map(str, layers))
     assert numbers["n_pairs"] == 4 and numbers["degraded_share"] == pytest.approx(summary["degraded"].mean())
+    # every answer has 4 tokens at most: the share cut off there is stated beside the steering numbers
+    assert numbers["max_new_tokens"] == 4 and numbers["cut_percent"] == round(100 * summary["cut"].mean())
+    # only the validated axis is interpreted; warm/cold is shown, marked
+    assert result.validated == ["formal_casual"] and numbers["best_axis"] == "formal/casual"
+    assert numbers["best_steerability"] == result.steerability.loc["formal_casual", "steerability"]
+    assert (numbers["n_not_interpreted"], numbers["not_interpreted"]) == (1, "warm/cold")
+    table = result.paper_tables()["steering_table"].frame
+    assert list(table.index) == [f"warm_cold{MARK}", "formal_casual"]
+
+
+def _steering_result(steerability: dict[str, float], validated: list[str]) -> steering.SteeringResult:
+    summary = pd.DataFrame({"degraded": [0.0, 0.5], "cut": [1.0, 0.5]})
+    fields = {"profile": "smoke", "alphas": [0.0, 1.0], "layers": [0], "max_new_tokens": 4, "n_questions": 2}
+    relation = {"rho": np.nan, "p": np.nan, "n_pairs": 0}
+    table = pd.DataFrame({"steerability": steerability})
+    return steering.SteeringResult(
+        **fields, validated=validated, summary=summary, steerability=table, severity_vs_steerability=relation
+    )
+
+
+def test_the_most_steerable_axis_is_named_among_the_validated_axes_only(tmp_path):
+    """The paper's "largest on" names the steepest validated axis, never one that failed validation."""
+    result = _steering_result(
+        {"warm_cold": 0.9, "formal_casual": 0.2, "verbose_concise": 0.4}, ["formal_casual"]
+    )
+    numbers = result.paper()
+    assert numbers["best_axis"] == "formal/casual" and numbers["best_steerability"] == 0.2
+    assert numbers["mean_steerability"] == 0.2 and numbers["cut_percent"] == 75
+    assert numbers["not_interpreted"] == "warm/cold, verbose/concise"
+    none = _steering_result({"warm_cold": 0.9}, []).paper()
+    assert none["best_axis"] == "none" and np.isnan(none["best_steerability"])
+    assert_paper_survives_reload(result, tmp_path)

@@ -9,7 +9,9 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 import yaml
+from saved_validity import save_validity
 
 from styleprobe.analyses import textmetrics as tm
 from styleprobe.paths import data_dir
@@ -164,11 +166,14 @@ def test_pole_effect_sizes_rejects_bad_frames():
 
 
 def test_accuracy_vs_text_effect():
-    acc = {"m/a": 0.6, "m/b": 0.7, "m/c": 0.9, "m/d": 0.95, "only/acc": 0.5}
-    eff = {"m/a": 0.1, "m/b": 0.5, "m/c": 1.2, "m/d": 2.0, "only/eff": 3.0}
+    """Spearman's rho and p over the keys both mappings share with finite values, as scipy gives them."""
+    acc = {"m/a": 0.6, "m/b": 0.7, "m/c": 0.9, "m/d": 0.95, "m/e": 0.8, "only/acc": 0.5, "m/nan": np.nan}
+    eff = {"m/a": 0.1, "m/b": 0.5, "m/c": 1.2, "m/d": 0.3, "m/e": 2.0, "only/eff": 3.0, "m/nan": -9.0}
     rho, p = tm.accuracy_vs_text_effect(acc, eff)
-    assert rho == pytest.approx(1.0)
-    assert 0 <= p <= 1
+    shared = ["m/a", "m/b", "m/c", "m/d", "m/e"]
+    expected = scipy.stats.spearmanr([acc[k] for k in shared], [eff[k] for k in shared])
+    assert (rho, p) == pytest.approx((expected.statistic, expected.pvalue))
+    assert rho == pytest.approx(0.3)  # 1 - 6 * 14 / (5 * 24): the NaN and unshared keys left out
     with pytest.raises(ValueError, match=">= 3"):
         tm.accuracy_vs_text_effect({"m/a": 0.6, "m/b": float("nan")}, eff)
 
@@ -201,7 +206,12 @@ def test_run_measures_this_model_and_pools_every_model(tmp_path, cache, monkeypa
     ws = Workspace.open("random:qwen2", profile="smoke", root=tmp_path)
     calibration = calibrate(ws, progress=False)
     calibration.axes.save(ws.axes_file)
-    alone = tm.run(ws)
+    # every axis passes held-out validation but warm/cold; formal/casual is classed dead by notebook 08
+    passed = {n: (0.9, 0.7) for n in ws.protocol.names} | {"warm_cold": (0.6, 0.4)}
+    save_validity(ws, passed)
+    alone = tm.run(ws, dead=["formal_casual"])
+    assert "warm_cold" not in alone.validated and "formal_casual" not in alone.validated
+    assert len(alone.validated) == len(ws.protocol.names) - 2
     effects = alone.effects
     assert list(effects.index) == ws.protocol.names
     assert effects["metric"].to_dict() == tm.axis_metrics(ws.protocol)
@@ -211,14 +221,19 @@ def test_run_measures_this_model_and_pools_every_model(tmp_path, cache, monkeypa
     assert alone.n_pairs == effects[["accuracy", "d"]].notna().all(axis=1).sum()
 
     other = effects.assign(d=np.linspace(-1, 1, 7), accuracy=np.linspace(0.4, 0.9, 7))
-    saved = tm.TextValidationResult(other, np.nan, np.nan, 7)
+    saved = tm.TextValidationResult(other, validated=[], spearman_rho=np.nan, spearman_p=np.nan, n_pairs=7)
     update_results("other-model", saved.name, saved.to_dict(), ws.results_dir)
-    pooled = tm.run(ws)
+    pooled = tm.run(ws, dead=["formal_casual"])
     assert pooled.n_pairs == alone.n_pairs + 7 == len(tm.pooled_effects(ws, pooled.effects))
     assert pooled.spearman_rho > 0.5 and 0 <= pooled.spearman_p <= 1
     numbers = pooled.paper()
     assert numbers["text_n_pairs"] == pooled.n_pairs and numbers["text_p"] == f"{pooled.spearman_p:.2g}"
+    keyed = tm.pooled_effects(ws, pooled.effects)
+    expected = scipy.stats.spearmanr(keyed["accuracy"], keyed["d"])
+    assert (pooled.spearman_rho, pooled.spearman_p) == pytest.approx((expected.statistic, expected.pvalue))
     np.testing.assert_equal(numbers["verbose_text_d"], effects.loc["verbose_concise", "d"])
     ws.save(pooled)
     table = (ws.paper_dir / ws.slug / "text_effects_table.tex").read_text()
     assert "probe acc." in table and "warmth" in table
+    assert r"warm/cold\textdagger{}" in table and r"formal/casual\textdagger{}" in table
+    assert r"verbose/concise\textdagger{}" not in table and table.rstrip().endswith(r"\spmarked")

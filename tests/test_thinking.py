@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from styleprobe import paths
+from styleprobe import paths, stats
 from styleprobe.analyses import thinking as th
 from styleprobe.apps.reproduce import plan
 from styleprobe.engine.chat import build_prompt
@@ -16,6 +16,7 @@ from styleprobe.engine.pipeline import Item, run_stage
 from styleprobe.protocol.axes import fit_axes
 from styleprobe.protocol.profiles import get_profile
 from styleprobe.protocol.spec import Protocol
+from styleprobe.protocol.validity import MARK
 from styleprobe.testing import THINK_LENGTHS
 from styleprobe.workspace import Workspace
 
@@ -91,14 +92,43 @@ def test_reading_with_thinking_changes_only_which_tokens_are_measured(qwen3, tmp
 def test_paired_shift_pairs_questions_and_drops_missing_ones():
     rng = np.random.default_rng(0)
     off = pd.DataFrame(rng.normal(size=(8, 2)), columns=["a", "b"])
-    on = off + np.array([0.3, -0.1])
+    on = off + np.array([0.3, -0.1]) + rng.normal(scale=0.05, size=(8, 2))
     on.loc[7, "a"] = np.nan
-    shift = th.paired_shift(on.drop(index=6), off, n_boot=200)
-    assert shift.loc["a", "shift"] == pytest.approx(0.3) and shift.loc["a", "n"] == 6
-    assert shift.loc["b", "ci_low"] == pytest.approx(-0.1) and shift.loc["b", "ci_high"] == pytest.approx(
-        -0.1
+    shift = th.paired_shift(on.drop(index=6), off)
+    diff_a = (on["a"] - off["a"]).drop(index=[6, 7])
+    assert shift.loc["a", "shift"] == pytest.approx(diff_a.mean()) and shift.loc["a", "n"] == 6
+    expected = stats.mean_ci(diff_a.to_numpy())
+    assert (shift.loc["a", "ci_low"], shift.loc["a", "ci_high"]) == pytest.approx(expected)
+    assert shift.loc["b", "ci_low"] < -0.1 < shift.loc["b", "ci_high"] and shift.loc["b", "n"] == 7
+    constant = th.paired_shift(off + 0.5, off)  # no spread: no interval, and no exception
+    assert constant["ci_low"].isna().all() and constant["shift"].tolist() == pytest.approx([0.5, 0.5])
+
+
+def test_only_validated_axes_carry_conclusions():
+    shift = pd.DataFrame(
+        {"shift": [0.4, -0.3, 0.01], "ci_low": [0.2, -0.5, -0.1], "ci_high": [0.6, -0.1, 0.1], "n": 8},
+        index=["warm_cold", "formal_casual", "verbose_concise"],
     )
-    assert shift.loc["b", "n"] == 7
+    result = th.ThinkingResult(
+        profile="smoke",
+        seeds=[0],
+        thinking_tokens=24,
+        baseline_tokens=12,
+        n_answers=8,
+        n_without_visible_answer=0,
+        status_counts=pd.Series({"visible": 8}),
+        median_think_tokens=10.0,
+        shift_visible=shift,
+        shift_included=shift,
+        think_tokens_effect=shift,
+        validation=pd.Series({"warm_cold": "valid", "formal_casual": "chance", "verbose_concise": "valid"}),
+    )
+    paper = result.paper()
+    # formal/casual's interval excludes 0, but the axis failed validation: no conclusion from it
+    assert (paper["n_shifted"], paper["shifted_axes"], paper["n_not_interpreted"]) == (1, "warm/cold", 1)
+    assert paper["mean_abs_shift_visible"] == pytest.approx((0.4 + 0.01) / 2)
+    labels = list(result.paper_tables()["thinking_table"].frame.index)
+    assert labels == ["warm_cold", f"formal_casual{MARK}", "verbose_concise"]
 
 
 def test_thinking_profile_keeps_its_runs_apart():
@@ -124,19 +154,22 @@ def test_run_compares_both_modes_on_the_axes_and_saves_the_paper_numbers(qwen3, 
     states = {
         n: (rng.normal(1, 1, (8, qwen3.hidden_size)), rng.normal(-1, 1, (8, qwen3.hidden_size))) for n in "xy"
     }
-    fit_axes(
+    axes = fit_axes(
         states, {"x": ("x+", "x-"), "y": ("y+", "y-")}, model_id=qwen3.model_id, layers=[], aggregation={}
-    ).save(ws.axes_file)
+    )
+    axes.calibration = {"x": {"validation": "valid"}, "y": {"validation": "chance"}}
+    axes.save(ws.axes_file)
     answers = th.answer_both_ways(ws, seeds=(0, 1), thinking_tokens=BUDGET, progress=False)
     assert ws.runs.baseline_seeds("smoke+n_baseline=4+thinking_tokens=24", thinking=True) == [(0, 1)]
     records = answers.on_records
     assert len(records) == 8 and (answers.off[0].records["n_tokens"] <= ws.profile.baseline_tokens).all()
-    result = th.run(ws, answers, n_boot=50, progress=False)
+    result = th.run(ws, answers, progress=False)
     hidden = int((records["n_measured"] == 0).sum())
     assert 0 < hidden < len(records), "the fixture should give both kinds of answers"
     assert (result.n_answers, result.n_without_visible_answer, result.status_counts.sum()) == (8, hidden, 8)
     assert (result.thinking_tokens, result.baseline_tokens, result.seeds) == (BUDGET, 12, [0, 1])
     assert list(result.shift_visible.index) == ["x", "y"] and result.shift_visible["n"].max() <= 4
+    assert result.validated() == ["x"] and result.paper()["not_interpreted"] == "y"
     ws.save(result)
     again = th.ThinkingResult.load(ws)
     assert again.paper() == pytest.approx(result.paper())

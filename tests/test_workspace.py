@@ -22,12 +22,15 @@ def test_workspace_resolves_folders_and_explains_missing_axes(tmp_path, cache, m
         LengthResult.load(ws)
 
     result = LengthResult(
-        per_axis=pd.DataFrame({"r": [0.5], "p": [0.2]}, index=["warm_cold"]),
+        per_axis=pd.DataFrame({"r": [0.5], "p": [0.2], "p_holm": [0.2]}, index=["warm_cold"]),
         mean_abs_r_before=0.2,
         mean_abs_r_after=float("nan"),
         relative_change=0.1,
         n_answers=3,
         mean_length=6.0,
+        validated=["warm_cold"],
+        budget=8,
+        n_cut=1,
     )
     path = ws.save(result)
     assert (

@@ -22,7 +22,16 @@ def synthetic_result(
         for split, n in (("calibration", n_cal), ("evaluation", n_eval)):
             for q in range(n):
                 for pole in (1, -1):
-                    rows.append({"axis": axis, "pole": pole, "split": split, "q_index": q, "n_measured": 5})
+                    rows.append(
+                        {
+                            "axis": axis,
+                            "pole": pole,
+                            "split": split,
+                            "q_index": q,
+                            "n_measured": 5,
+                            "empty": False,
+                        }
+                    )
                     layer_states = rng.normal(size=(n_layers, hidden))
                     layer_states[-1, i] += signal * pole / 2
                     states.append(layer_states)

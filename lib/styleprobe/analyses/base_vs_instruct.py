@@ -4,9 +4,12 @@ Per-item correctness: an evaluation question of an axis counts as correct for a 
 under the positive-pole instruction projects above its answer under the negative-pole instruction (both
 on that model's own axis). Both models answer the same evaluation questions, so their correctness is
 paired item by item and compared with McNemar's exact test. Baseline variability is the standard deviation
-across baseline questions of the seed-averaged, unclipped normalised projection: each model in units of
-its own calibration IQR, unclipped so that answers far outside the calibration range are not flattened
-to ±1.
+across baseline questions of the seed-averaged, unclipped projection, in two units of each model's own
+axes: the normalised unit (half the held-out pole separation under the crossfit normalisation), which
+shrinks a model's variability as its instructions move answers further apart, and the held-out within-pole
+spread (`AxisSet.in_spreads`), which does not depend on how far the instructions move answers. Two models
+with the same spread of default answers but different pole separations have a spread-unit ratio near 1 and
+a pole-unit ratio far from it; the variability conclusions rest on the spread unit.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from styleprobe.engine.pipeline import StageResult
 from styleprobe.protocol.axes import AxisSet
 from styleprobe.protocol.calibration import Calibration, calibrate
 from styleprobe.protocol.fingerprint import baseline
+from styleprobe.protocol.validity import mark, valid_axes
 from styleprobe.result import PaperTable, Result, axis_list
 
 if TYPE_CHECKING:
@@ -38,7 +42,7 @@ def evaluation_items(cal: Calibration) -> pd.DataFrame:
     projection and whether the pair is ordered correctly (NaN when either answer is empty)."""
     rec = cal.result.records
     values = cal.axes.project(cal.result.states, clip=False)
-    values[(rec["n_measured"] == 0).to_numpy()] = np.nan
+    values[_silent(cal.result)] = np.nan
     column = rec["axis"].map({name: i for i, name in enumerate(cal.axes.names)}).to_numpy()
     frame = rec[["axis", "q_index", "pole"]].assign(value=values[np.arange(len(rec)), column])
     frame = frame[(rec["split"] == "evaluation").to_numpy()]
@@ -90,13 +94,27 @@ def separability(items: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     return frame.astype({"correct": int, "n": int, "share": float, "p_value": float, "separable": bool})
 
 
-def question_means(axes: AxisSet, results: dict[int, StageResult], model_id: str) -> pd.DataFrame:
-    """Baseline questions x axes: unclipped normalised projections averaged over seeds (empty answers
-    left out)."""
+UNITS = ("poles", "spreads")
+"""Units of baseline variability: the normalised unit (pole separation) or the within-pole spread."""
+
+
+def _silent(result: StageResult) -> np.ndarray:
+    """Answers without visible text (empty or whitespace only), left out of every statistic."""
+    return result.records["empty"].to_numpy(bool) | (result.records["n_measured"] == 0).to_numpy()
+
+
+def question_means(
+    axes: AxisSet, results: dict[int, StageResult], model_id: str, unit: str = "poles"
+) -> pd.DataFrame:
+    """Baseline questions x axes: unclipped projections averaged over seeds (empty answers left out), in
+    the axes' normalised unit (`unit="poles"`) or in within-pole spreads (`"spreads"`)."""
+    if unit not in UNITS:
+        raise ValueError(f"unknown unit {unit!r}; choose from {', '.join(UNITS)}")
     frames = []
     for seed, res in results.items():
-        values = axes.project(res.states, model_id, clip=False)
-        values[(res.records["n_measured"] == 0).to_numpy()] = np.nan
+        raw = axes.project_raw(res.states, model_id)
+        values = axes.normalise(raw, clip=False) if unit == "poles" else axes.in_spreads(raw)
+        values[_silent(res)] = np.nan
         frame = pd.DataFrame(values, columns=axes.names).assign(seed=seed)
         frames.append(frame.assign(q_index=res.records["q_index"].to_numpy()))
     return pd.concat(frames).groupby("q_index")[axes.names].mean()
@@ -107,28 +125,35 @@ def _std_ratio(numerator: np.ndarray, denominator: np.ndarray) -> float:
     return float(np.std(numerator, ddof=1) / low) if low > 0 else np.nan
 
 
-def std_ratio(
-    numerator: np.ndarray, denominator: np.ndarray, *, n_boot: int = 2000, seed: int = 0
-) -> tuple[float, float, float]:
-    """std(numerator) / std(denominator) over paired questions, with a paired percentile bootstrap
-    95 % CI (questions resampled together)."""
+def std_ratio(numerator: np.ndarray, denominator: np.ndarray, ci: float = 0.95) -> tuple[float, float, float]:
+    """std(numerator) / std(denominator) over paired questions, with the Pitman-Morgan 95 % interval for
+    the ratio of two correlated standard deviations: with F the variance ratio, r the correlation of the
+    pairs and t the t quantile at n - 2 degrees of freedom, K = 1 + 2 (1 - r²) t² / (n - 2) and the
+    ratio² lies in F (K ± √(K² - 1)). Notebook 12 measures its coverage (a BCa bootstrap covered 0.92 at
+    15 questions)."""
     num, den = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
     keep = np.isfinite(num) & np.isfinite(den)
     num, den = num[keep], den[keep]
-    if len(num) < 3:
-        raise ValueError(f"a std ratio needs at least 3 paired questions, got {len(num)}")
-    lo, hi = stats.bootstrap_ci(_std_ratio, num, den, n_boot=n_boot, seed=seed)
-    return _std_ratio(num, den), lo, hi
+    n = len(num)
+    if n < 3:
+        raise ValueError(f"a std ratio needs at least 3 paired questions, got {n}")
+    ratio = _std_ratio(num, den)
+    if not np.isfinite(ratio) or ratio == 0:
+        return ratio, np.nan, np.nan
+    r = np.corrcoef(num, den)[0, 1] if np.ptp(num) > 0 and np.ptp(den) > 0 else 0.0
+    t = scipy.stats.t.ppf((1 + ci) / 2, n - 2)
+    k = 1 + 2 * (1 - r**2) * t**2 / (n - 2)
+    spread = np.sqrt(max(k**2 - 1, 0.0))
+    return ratio, float(ratio * np.sqrt(k - spread)), float(ratio * np.sqrt(k + spread))
 
 
-def variability_table(
-    base: pd.DataFrame, instruct: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0
-) -> pd.DataFrame:
-    """Per axis: std across questions of each model, the ratio instruct/base with its bootstrap CI, and
-    whether instruction tuning lowers (CI below 1) or raises (CI above 1) the variability."""
+def variability_table(base: pd.DataFrame, instruct: pd.DataFrame) -> pd.DataFrame:
+    """Per axis: std across questions of each model (both in one unit, see `question_means`), the ratio
+    instruct/base with its bootstrap CI, and whether instruction tuning lowers (CI below 1) or raises (CI
+    above 1) the variability."""
     rows = {}
     for name in instruct.columns:
-        ratio, lo, hi = std_ratio(instruct[name], base[name], n_boot=n_boot, seed=seed)
+        ratio, lo, hi = std_ratio(instruct[name], base[name])
         change = "lower" if hi < 1 else "higher" if lo > 1 else "no clear change"
         rows[name] = {
             "std_base": float(base[name].std()),
@@ -195,9 +220,11 @@ class BaseVsInstructResult(Result):
     per_item_correctness: dict  # by role: a `separability` frame
     mcnemar_pooled: dict  # `mcnemar` of all axes' items, base first
     mcnemar_per_axis: pd.DataFrame
-    variability: pd.DataFrame  # `variability_table`
+    variability: pd.DataFrame  # `variability_table` in within-pole spreads: the one conclusions rest on
+    variability_poles: pd.DataFrame  # the same in the axes' normalised unit (confounded with separation)
+    validated: list[str]  # axes that pass held-out validation in both models (`validity.valid_axes`)
     dimensionality: pd.DataFrame  # by role: `effective_dimensionality`
-    summary: pd.DataFrame  # per axis: separable (`separation_change`), variability, std_ratio
+    summary: pd.DataFrame  # per axis: separable, variability (spread unit), std ratio in both units
     lower_variability_after_tuning: list[str]
     higher_variability_after_tuning: list[str]
     separable_only_after_tuning: list[str]
@@ -228,6 +255,8 @@ class BaseVsInstructResult(Result):
             "only_base": int(pooled["only_first"]),
             "only_instruct": int(pooled["only_second"]),
             "mcnemar_p": f"{pooled['p_value']:.2g}",
+            "n_validated": len(self.validated),
+            "not_interpreted": listed(n for n in self.summary.index if n not in self.validated),
             "lower_variability": listed(self.lower_variability_after_tuning),
             "higher_variability": listed(self.higher_variability_after_tuning),
             "separable_only_after": listed(self.separable_only_after_tuning),
@@ -237,9 +266,13 @@ class BaseVsInstructResult(Result):
 
     def paper_tables(self) -> dict[str, PaperTable]:
         accuracy = pd.DataFrame({role: ev["pairwise_accuracy"] for role, ev in self.evaluation.items()})
-        ratios = self.variability[["ratio", "ci_low", "ci_high"]].add_prefix("std ratio ")
-        columns = {"std ratio ratio": "std ratio", "std ratio ci_low": "low", "std ratio ci_high": "high"}
-        frame = accuracy.add_prefix("acc. ").join(ratios)
+        ratios = self.variability[["ratio", "ci_low", "ci_high"]].add_prefix("spread ")
+        frame = (
+            accuracy.add_prefix("acc. ").join(ratios).join(self.variability_poles["ratio"].rename("poles"))
+        )
+        frame = frame.rename(index={n: mark(n, n in self.validated) for n in frame.index})
+        columns = {"spread ratio": "std ratio", "spread ci_low": "low", "spread ci_high": "high"}
+        columns["poles"] = "ratio, pole unit"
         return {"base_vs_instruct_table": PaperTable(frame, columns=columns, index_name="axis")}
 
 
@@ -250,19 +283,22 @@ def run(
     seeds: Sequence[int],
     seed: int = 0,
     alpha: float = 0.05,
-    n_boot: int = 2000,
     batch_size: int | None = None,
 ) -> BaseVsInstructResult:
     """Calibrate both models (calibration sampling `seed`), answer the baseline under `seeds`, and compare
     each model on its own axes: held-out separation, per-item correctness paired by McNemar's test,
-    baseline variability (std ratio instruct/base with a bootstrap CI) and effective dimensionality."""
+    baseline variability (std ratio instruct/base with a Pitman-Morgan CI, in within-pole spreads and in the
+    pole unit) and effective dimensionality. Variability conclusions are drawn only on axes validated in
+    both models."""
     models = dict(zip(ROLES, (base, instruct), strict=True))
     cals = {role: calibrate(ws, seed=seed, batch_size=batch_size) for role, ws in models.items()}
+    answers = {role: baseline(ws, seeds=tuple(seeds), batch_size=batch_size) for role, ws in models.items()}
     per_question = {
-        role: question_means(
-            cals[role].axes, baseline(ws, seeds=tuple(seeds), batch_size=batch_size), ws.model.model_id
-        )
-        for role, ws in models.items()
+        unit: {
+            role: question_means(cals[role].axes, answers[role], ws.model.model_id, unit)
+            for role, ws in models.items()
+        }
+        for unit in UNITS
     }
     items = {role: evaluation_items(cal) for role, cal in cals.items()}
     paired = items["base"].merge(items["instruct"], on=["axis", "q_index"], suffixes=("_base", "_instruct"))
@@ -274,14 +310,21 @@ def run(
         for name, group in paired.groupby("axis", sort=False)
     }
     pooled = mcnemar(paired["correct_base"], paired["correct_instruct"])
-    variability = variability_table(per_question["base"], per_question["instruct"], n_boot=n_boot)
+    variability, variability_poles = (
+        variability_table(per_question[unit]["base"], per_question[unit]["instruct"])
+        for unit in ("spreads", "poles")
+    )
     summary = pd.DataFrame(
         {
             "separable": separation_change(separable["base"], separable["instruct"]),
             "variability": variability["after_tuning"],
             "std_ratio": variability["ratio"],
+            "std_ratio_poles": variability_poles["ratio"],
         }
     )
+    both_valid = set.intersection(*(set(valid_axes(cal.evaluation)) for cal in cals.values()))
+    validated = [n for n in summary.index if n in both_valid]
+    interpreted = summary.loc[validated]
     families = {role: family(ws.model) for role, ws in models.items()}
     shapes = {(ws.model.n_layers, ws.model.hidden_size) for ws in models.values()}
     return BaseVsInstructResult(
@@ -298,11 +341,13 @@ def run(
         mcnemar_pooled=pooled,
         mcnemar_per_axis=pd.DataFrame(per_axis).T,
         variability=variability,
+        variability_poles=variability_poles,
+        validated=validated,
         dimensionality=pd.DataFrame(
-            {role: effective_dimensionality(pq) for role, pq in per_question.items()}
+            {role: effective_dimensionality(pq) for role, pq in per_question["poles"].items()}
         ).T,
         summary=summary,
-        lower_variability_after_tuning=summary.index[summary["variability"] == "lower"].tolist(),
-        higher_variability_after_tuning=summary.index[summary["variability"] == "higher"].tolist(),
+        lower_variability_after_tuning=interpreted.index[interpreted["variability"] == "lower"].tolist(),
+        higher_variability_after_tuning=interpreted.index[interpreted["variability"] == "higher"].tolist(),
         separable_only_after_tuning=summary.index[summary["separable"] == "only after tuning"].tolist(),
     )

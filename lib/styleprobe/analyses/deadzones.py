@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -23,7 +23,9 @@ from numpy.typing import ArrayLike
 from styleprobe import stats
 from styleprobe.analyses.instruction_benchmark import BenchmarkResult
 from styleprobe.analyses.stability import StabilityResult
-from styleprobe.protocol.calibration import SEPARABLE_ACCURACY, CalibrationResult
+from styleprobe.protocol.calibration import CalibrationResult
+from styleprobe.protocol.fingerprint import BaselineResult
+from styleprobe.protocol.validity import SEPARABLE_ACCURACY, heldout_status, mark
 from styleprobe.result import PaperTable, Result, axis_label, axis_list
 
 if TYPE_CHECKING:
@@ -118,7 +120,8 @@ def ranking_stability(frame: pd.DataFrame, n_draws: int = 1000, seed: int = 0) -
     """How much the dead-zone ranking depends on the weights.
 
     Weights are drawn from Dirichlet(1, 1, 1, 1) (uniform over the simplex). Per draw the pairs are ranked by
-    severity (rank 1 = most dead, ties share the best rank). Per pair: severity and rank at default weights,
+    severity (rank 1 = most dead, ties share the best rank). Per pair (with its model, axis and validation
+    when ``frame`` has them): severity and rank at default weights,
     mean rank, 5 % and 95 % rank quantiles, and top_k_share = share of draws ranking it within the top k, with
     k = number flagged dead (severity >= DEAD_SEVERITY) at default weights, or 3 if none (at most n pairs).
     ``attrs`` holds k, n_draws and mean_spearman: mean Spearman rho of each draw's severities with the default
@@ -137,7 +140,7 @@ def ranking_stability(frame: pd.DataFrame, n_draws: int = 1000, seed: int = 0) -
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # constant severities: scipy warns and returns NaN
         rhos = [stats.spearman(row, default)[0] for row in sev]
-    out = table[[c for c in ("model", "axis") if c in table]].copy()
+    out = table[[c for c in ("model", "axis", "validation") if c in table]].copy()
     out["severity"] = default
     out["default_rank"] = scipy.stats.rankdata(-default, method="min")
     out["mean_rank"] = ranks.mean(axis=0)
@@ -149,7 +152,8 @@ def ranking_stability(frame: pd.DataFrame, n_draws: int = 1000, seed: int = 0) -
 
 @dataclass(frozen=True)
 class ClassThresholds:
-    """Thresholds of :func:`classify`, checked in this order: hard, soft, asymmetric, else healthy."""
+    """Thresholds of :func:`classify`, checked in this order: hard, soft, (unvalidated), asymmetric, else
+    healthy."""
 
     hard_accuracy: float = SEPARABLE_ACCURACY  # below it an axis is not separable (notebook 01 too)
     """hard: pairwise accuracy below this (the instructions do not separate the poles)."""
@@ -162,7 +166,7 @@ class ClassThresholds:
 
 
 DEFAULT_THRESHOLDS = ClassThresholds()
-CLASSES = ("hard", "soft", "asymmetric", "healthy")
+CLASSES = ("hard", "soft", "unvalidated", "asymmetric", "healthy")
 
 
 def classify(
@@ -171,12 +175,18 @@ def classify(
     pos_shift: float,
     neg_shift: float,
     *,
+    validated: bool,
     thresholds: ClassThresholds = DEFAULT_THRESHOLDS,
 ) -> str:
-    """ "hard", "soft", "asymmetric" or "healthy" (checked in that order; see ClassThresholds).
+    """One of CLASSES, checked in that order (see ClassThresholds and `class_rules`). "hard" and "soft"
+    state a failure and are given to any axis; "asymmetric" and "healthy" describe how the model follows
+    instructions, so an axis that is not `validated` (held-out validation failed, or classed dead) gets
+    "unvalidated" instead.
 
-    A NaN stability cosine or NaN shift skips that check; a NaN accuracy raises ValueError.
-    """
+    No significance test: the classes compare point estimates with thresholds, so at the profiles' sample
+    sizes sampling noise alone can change an axis's class (notebook 12 measures how often); what keeps a
+    noisy class from becoming a conclusion is the held-out gate. A NaN stability cosine or NaN shift skips
+    that check; a NaN accuracy raises ValueError."""
     t = thresholds
     if not np.isfinite(accuracy):
         raise ValueError(f"cannot classify without a finite accuracy, got {accuracy}")
@@ -184,10 +194,24 @@ def classify(
         return "hard"
     if stability_cosine < t.soft_stability:  # False for NaN
         return "soft"
+    if not validated:
+        return "unvalidated"
     big, small = max(pos_shift, neg_shift), min(pos_shift, neg_shift)
     if np.isfinite(big) and np.isfinite(small) and big >= t.asym_min_shift and small < t.asym_ratio * big:
         return "asymmetric"
     return "healthy"
+
+
+def class_rules(thresholds: ClassThresholds = DEFAULT_THRESHOLDS) -> str:
+    """The rule of :func:`classify` with its thresholds, as the notebook and the paper state it."""
+    t = thresholds
+    return (
+        f"hard: held-out pairwise accuracy below {t.hard_accuracy:g}; soft: otherwise, a mean A/B/C "
+        f"stability cosine below {t.soft_stability:g}; unvalidated: otherwise, an axis that failed held-out "
+        "validation or is dead, which gets no further class; asymmetric: otherwise, one pole's benchmark "
+        f"shift at least {t.asym_min_shift:g} and the other's below {t.asym_ratio:g} times it; "
+        "healthy: the rest"
+    )
 
 
 def pole_shifts(
@@ -213,16 +237,21 @@ def inputs(
     stability: StabilityResult | None = None,
     benchmark: BenchmarkResult | None = None,
 ) -> pd.DataFrame:
-    """Per axis of one model: the severity inputs (COMPONENTS) and the benchmark's pole shifts.
+    """Per axis of one model: the severity inputs (COMPONENTS), the benchmark's pole shifts and the
+    held-out validation.
 
-    accuracy, dprime: held-out, set A (notebook 01); stability_cosine: mean cosine of the A/B/C axes and
-    snr: baseline signal-to-noise (notebook 07's stability); pos_shift / neg_shift: mean shift of the
-    system_positive / system_negative benchmark answers towards their pole against no system prompt
-    (notebook 07's benchmark). A result not given leaves its columns NaN."""
+    accuracy, dprime: held-out, set A (notebook 01); validation: `validity.heldout_status` of the same
+    evaluation (needs its accuracy_ci_low column); stability_cosine: mean cosine of the A/B/C axes and snr:
+    baseline signal-to-noise (notebook 07's stability); pos_shift / neg_shift: the `shift` of the
+    system_positive / system_negative benchmark scenarios, the mean movement towards each pole against the
+    same questions with no system prompt (notebook 07's benchmark; its pass rule also needs the contrast
+    with the opposite instruction, the shifts stay the movement from the default). A result not given
+    leaves its columns NaN."""
     evaluation = calibration.evaluation
     out = pd.DataFrame(index=pd.Index(evaluation.index, name="axis"))
     out["accuracy"] = evaluation["pairwise_accuracy"].astype(float)
     out["dprime"] = evaluation["dprime"].astype(float)
+    out["validation"] = heldout_status(evaluation)
     cosines = stability.set_cosines if stability is not None else pd.DataFrame()
     retest = stability.retest if stability is not None else pd.DataFrame()
     out["stability_cosine"] = cosines["mean"].astype(float) if "mean" in cosines else np.nan
@@ -234,14 +263,27 @@ def inputs(
     return out
 
 
-def classify_table(inputs: pd.DataFrame, thresholds: ClassThresholds = DEFAULT_THRESHOLDS) -> pd.Series:
-    """:func:`classify` of each row of an :func:`inputs` table."""
+def validated(table: pd.DataFrame) -> pd.Series:
+    """Per axis of a dead-zone table: passed held-out validation and is not dead (`validity`'s rule)."""
+    return (table["validation"] == "valid") & ~table["dead"].astype(bool)
+
+
+def classify_table(table: pd.DataFrame, thresholds: ClassThresholds = DEFAULT_THRESHOLDS) -> pd.Series:
+    """:func:`classify` of each row of a table with the :func:`inputs` columns and `dead`."""
+    ok = validated(table)
     return pd.Series(
         [
-            classify(r.accuracy, r.stability_cosine, r.pos_shift, r.neg_shift, thresholds=thresholds)
-            for r in inputs.itertuples()
+            classify(
+                r.accuracy,
+                r.stability_cosine,
+                r.pos_shift,
+                r.neg_shift,
+                validated=bool(ok[r.Index]),
+                thresholds=thresholds,
+            )
+            for r in table.itertuples()
         ],
-        index=inputs.index,
+        index=table.index,
         name="class",
     )
 
@@ -260,14 +302,15 @@ def every_model_inputs(ws: Workspace) -> pd.DataFrame:
 def run(
     ws: Workspace, *, n_draws: int = 1000, thresholds: ClassThresholds = DEFAULT_THRESHOLDS
 ) -> DeadZonesResult:
-    """This model's severity table (inputs, badness, severity, dead flag, class) and the ranking stability
-    of every model-axis pair under the root over `n_draws` Dirichlet weight draws."""
+    """This model's severity table (inputs, validation, badness, severity, dead flag, class) and the ranking
+    stability of every model-axis pair under the root over `n_draws` Dirichlet weight draws."""
     own = inputs(ws.load(CalibrationResult), ws.load(StabilityResult), ws.load(BenchmarkResult))
     table = severity_table(own)
     table["dead"] = table["severity"] >= DEAD_SEVERITY
-    table["class"] = classify_table(own, thresholds)
+    table["class"] = classify_table(table, thresholds)
     ranking = ranking_stability(every_model_inputs(ws), n_draws=n_draws)
-    return DeadZonesResult(table, ranking, dict(ranking.attrs), asdict(thresholds))
+    leans = list(ws.load(BaselineResult).leaning(dead=list(table.index[table["dead"]])).values())
+    return DeadZonesResult(table, ranking, dict(ranking.attrs), asdict(thresholds), leans)
 
 
 @dataclass
@@ -277,15 +320,33 @@ class DeadZonesResult(Result):
 
     name: ClassVar[str] = "dead_zones"
     notebook: ClassVar[str] = "08_dead_zones"
-    needs: ClassVar[tuple[str, ...]] = ("calibration", "stability", "benchmark")
+    needs: ClassVar[tuple[str, ...]] = ("calibration", "baseline", "stability", "benchmark")
 
-    table: pd.DataFrame  # per axis: COMPONENTS, pos_shift, neg_shift, bad_<component>, severity, dead, class
+    table: (
+        pd.DataFrame
+    )  # per axis: COMPONENTS, validation, pos_shift, neg_shift, bad_*, severity, dead, class
     ranking: pd.DataFrame  # per model-axis pair: see ranking_stability
     ranking_attrs: dict  # k, n_draws, mean_spearman
     thresholds: dict  # the ClassThresholds used
+    leans: list[str] = field(default_factory=list)  # notebook 02's leans without the dead axes
 
     def dead_axes(self) -> list[str]:
         return [a for a, dead in self.table["dead"].items() if dead]
+
+    def validated(self) -> list[str]:
+        """The axes that passed held-out validation and are not dead (`validated`)."""
+        ok = validated(self.table)
+        return list(ok.index[ok])
+
+    def summary(self) -> str:
+        """The dead axes and the classes, each with the rule that selects it (the table's own columns)."""
+        classes = self.table["class"].value_counts()
+        counts = ", ".join(f"{int(classes.get(c, 0))} {c}" for c in CLASSES)
+        dead = self.dead_axes()
+        return (
+            f"{len(dead)} of {len(self.table)} axes reach the dead severity of {DEAD_SEVERITY:g} "
+            f"({axis_list(dead)}). By class: {counts} ({class_rules(ClassThresholds(**self.thresholds))})."
+        )
 
     def paper(self) -> dict[str, Any]:
         classes = self.table["class"].value_counts()
@@ -293,7 +354,11 @@ class DeadZonesResult(Result):
             "n_dead": len(self.dead_axes()),
             "dead_axes": axis_list(self.dead_axes()),
             "dead_threshold": DEAD_SEVERITY,
+            "n_validated": len(self.validated()),
+            "leans": ", ".join(self.leans) or "none",
             "classes": {c: int(classes.get(c, 0)) for c in CLASSES},
+            "class_rules": class_rules(ClassThresholds(**self.thresholds)),
+            "summary": self.summary(),
             "most_severe_axis": axis_label(self.table["severity"].idxmax()),
             "max_severity": self.table["severity"].max(),
             "n_draws": self.ranking_attrs["n_draws"],
@@ -304,9 +369,11 @@ class DeadZonesResult(Result):
         }
 
     def paper_tables(self) -> dict[str, PaperTable]:
+        shown = self.table[["accuracy", "dprime", "stability_cosine", "snr", "severity", "class"]]
+        valid = set(self.validated())
+        shown = shown.rename(index={n: mark(n, n in valid) for n in shown.index})
         return {
             "dead_zone_table": PaperTable(
-                self.table[["accuracy", "dprime", "stability_cosine", "snr", "severity", "class"]],
-                columns={"dprime": "d'", "stability_cosine": "A/B/C cosine", "snr": "SNR"},
+                shown, columns={"dprime": "d'", "stability_cosine": "A/B/C cosine", "snr": "SNR"}
             )
         }

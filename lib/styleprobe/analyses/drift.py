@@ -11,35 +11,43 @@ Per conversation and axis (`per_conversation`):
 - recovery = mean over the recovery turns - end (how far the style moves back once the user calms down);
 - residual = mean over the recovery turns - start (what is left of the drift relative to the opening).
 
-Per axis (`summarise`, `drift_table`): the mean slope over conversations with a percentile bootstrap 95 % CI
-over conversations; a drift is significant only when that CI excludes 0 and |mean slope| > 2 |mean slope of
-the control conversations|. The same functions recompute the original study's published `drift_summary`
-(mean and ddof=0 std of the per-scenario slopes, mean start, end and delta) from its per-turn values
-(`imported_summaries`).
+Per axis (`summarise`, `drift_table`, `drift_tests`): the mean slope over conversations with its Student t
+95 % CI over conversations, and a one-sample t-test of the conflict slopes against 0. Only axes that pass
+validation (`styleprobe.protocol.validity`: held-out accuracy and notebook 08's dead zones) are tested; the
+others are shown, marked and not interpreted. Over the tested axes the p-values are adjusted by Holm's
+step-down method, so the chance of calling any drift significant when none drifts stays at most ALPHA. A
+drift is significant when its Holm-adjusted p is below ALPHA and |mean slope| > FACTOR |mean slope of the
+control conversations|. The token budget and the share of answers cut off at it are part of the result:
+a short budget measures only the opening of each answer. The same functions recompute the original
+study's published `drift_summary` (mean and ddof=0 std of the per-scenario slopes, mean start, end and
+delta) from its per-turn values (`imported_summaries`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
+import pingouin
 import scipy.stats
 
-from styleprobe import stats
+from styleprobe.analyses.deadzones import DeadZonesResult
 from styleprobe.engine.extraction import Aggregation
 from styleprobe.engine.generation import SamplingConfig
 from styleprobe.engine.pipeline import Item, StageResult, run_stage
 from styleprobe.formats.mood_axis import load_drift
 from styleprobe.protocol.axes import AxisSet
+from styleprobe.protocol.calibration import CalibrationResult
 from styleprobe.protocol.fingerprint import project_results
 from styleprobe.protocol.profiles import DriftProfile, drift_profile
 from styleprobe.protocol.runs import RunStore, Session
 from styleprobe.protocol.spec import DataError, Protocol, _get, _questions, _read_yaml
-from styleprobe.result import PaperTable, Result, axis_label, axis_list
+from styleprobe.protocol.validity import mark, valid_axes
+from styleprobe.result import PaperTable, Result, axis_list
 
 if TYPE_CHECKING:
     from styleprobe.workspace import Workspace
@@ -48,6 +56,8 @@ CONFLICT_TURNS = 12  # opening request + 11 escalating hostile turns
 RECOVERY_TURNS = 4
 KINDS = ("conflict", "control")
 THINK_CLOSE = "</think>"
+ALPHA = 0.05  # family-wise error rate of the drift tests (Holm over the tested axes)
+FACTOR = 2.0  # a drift must exceed this multiple of the control conversations' mean slope in size
 
 
 @dataclass(frozen=True)
@@ -252,9 +262,7 @@ def imported_drift(path: str | Path) -> pd.DataFrame:
     return long[["id", "kind", "category", "turn", "phase", "n_tokens", "axis", "value"]]
 
 
-def imported_summaries(
-    protocol: Protocol, folder: str | Path | None = None, *, n_boot: int = 2000, seed: int = 0
-) -> dict[str, pd.DataFrame]:
+def imported_summaries(protocol: Protocol, folder: str | Path | None = None) -> dict[str, pd.DataFrame]:
     """The original study's drift runs (`<folder>/*_drift.json`; None: the protocol's
     `mood_axis/extended_drift`), summarised by `summarise` from their per-turn values, by model name
     `<model> (imported)`. Each recomputation is checked against the study's published summary (DataError
@@ -262,7 +270,7 @@ def imported_summaries(
     folder = Path(folder) if folder is not None else protocol.file("mood_axis") / "extended_drift"
     out = {}
     for path in sorted(folder.glob("*_drift.json")):
-        recomputed = summarise(per_conversation(imported_drift(path)), n_boot=n_boot, seed=seed)
+        recomputed = summarise(per_conversation(imported_drift(path)))
         _, published = load_drift(path)
         gap = (recomputed.loc[published.index, list(published.columns)] - published).abs().to_numpy().max()
         if not gap < 1e-9:
@@ -319,24 +327,37 @@ def per_conversation(long: pd.DataFrame, n_conflict: int | None = None) -> pd.Da
     return table.reset_index()
 
 
-def _mean_ci(values: pd.Series, n_boot: int, seed: int) -> tuple[float, float, float]:
-    v = values.dropna().to_numpy(dtype=float)
+def t_summary(values: Iterable[float], ci: float = 0.95) -> tuple[float, float, float, float]:
+    """Mean of the finite `values`, its Student t interval and the two-sided p of a one-sample t-test
+    against 0 (scipy); interval and p are NaN with fewer than 2 values. Identical values give the point
+    as the interval and p = 0 (1 when they are all 0)."""
+    v = np.asarray(list(values), dtype=float)
+    v = v[np.isfinite(v)]
     if v.size == 0:
-        return np.nan, np.nan, np.nan
+        return np.nan, np.nan, np.nan, np.nan
+    mean = float(v.mean())
     if v.size < 2:
-        return float(v.mean()), np.nan, np.nan
-    lo, hi = stats.bootstrap_ci(np.mean, v, n_boot=n_boot, seed=seed)
-    return float(v.mean()), lo, hi
+        return mean, np.nan, np.nan, np.nan
+    if np.ptp(v) == 0:  # no spread (scipy warns and gives NaN)
+        return mean, mean, mean, float(mean == 0)
+    test = scipy.stats.ttest_1samp(v, 0.0)
+    low, high = test.confidence_interval(ci)
+    return mean, float(low), float(high), float(test.pvalue)
 
 
-def summarise(per_conv: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Per axis over conversations (NaN slopes left out): n, mean_slope with its bootstrap 95 % CI,
-    std_slope (ddof=0, as the study), mean_start, mean_end, mean_delta (= mean_end - mean_start),
-    mean_recovery with its CI, mean_residual."""
+def _mean_ci(values: Iterable[float], ci: float = 0.95) -> tuple[float, float, float]:
+    """Mean of the finite `values` with its Student t interval (`t_summary`)."""
+    return t_summary(values, ci)[:3]
+
+
+def summarise(per_conv: pd.DataFrame) -> pd.DataFrame:
+    """Per axis over conversations (NaN slopes left out): n, mean_slope with its t 95 % CI, std_slope
+    (ddof=0, as the study), mean_start, mean_end, mean_delta (= mean_end - mean_start), mean_recovery with
+    its CI, mean_residual."""
     rows = {}
     for axis, g in per_conv.groupby("axis", sort=False):
-        slope, lo, hi = _mean_ci(g["slope"], n_boot, seed)
-        recovery, r_lo, r_hi = _mean_ci(g["recovery"], n_boot, seed)
+        slope, lo, hi = _mean_ci(g["slope"])
+        recovery, r_lo, r_hi = _mean_ci(g["recovery"])
         rows[axis] = {
             "n": int(g["slope"].notna().sum()),
             "mean_slope": slope,
@@ -354,37 +375,74 @@ def summarise(per_conv: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> p
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("axis")
 
 
-def is_significant(
-    mean_slope: float, ci_low: float, ci_high: float, control_slope: float, factor: float = 2.0
-) -> bool:
-    """A drift counts only when the CI excludes 0 and |mean slope| > factor * |control mean slope|
-    (a missing CI or control slope counts as not significant)."""
-    if not np.all(np.isfinite([mean_slope, ci_low, ci_high, control_slope])):
-        return False
-    return bool((ci_low > 0 or ci_high < 0) and abs(mean_slope) > factor * abs(control_slope))
-
-
-def drift_table(
-    per_conv: pd.DataFrame, *, factor: float = 2.0, n_boot: int = 2000, seed: int = 0
+def drift_tests(
+    conflict_slopes: np.ndarray,
+    control_slopes: np.ndarray,
+    tested: Sequence[bool] | np.ndarray | None = None,
+    *,
+    alpha: float = ALPHA,
+    factor: float = FACTOR,
 ) -> pd.DataFrame:
-    """Per axis: the conflict conversations' `summarise` columns, the controls' mean slope with its CI,
-    and `significant` (see `is_significant`)."""
-    conflict = summarise(per_conv[per_conv["kind"] == "conflict"], n_boot=n_boot, seed=seed)
-    control = summarise(per_conv[per_conv["kind"] == "control"], n_boot=n_boot, seed=seed)
-    control = control[["mean_slope", "ci_low", "ci_high", "mean_recovery"]].add_prefix("control_")
-    table = conflict.join(control)
-    table["significant"] = [
-        is_significant(r.mean_slope, r.ci_low, r.ci_high, r.control_mean_slope, factor)
-        for r in table.itertuples()
-    ]
+    """The drift decision, a pure function of arrays: per-conversation slopes of the conflict and of the
+    control conversations, (n_conversations, n_axes) each, NaN left out. Per axis (one row per column):
+    n, mean_slope with its t 95 % CI, p of a one-sample t-test of the conflict slopes against 0, p_holm
+    (Holm's step-down adjustment over the `tested` axes with a p, so the chance of calling any drift
+    significant when none drifts stays at most `alpha`; untested axes get NaN), control_mean_slope, and
+    significant: tested, p_holm < alpha and |mean_slope| > factor * |control_mean_slope| (no control
+    slope: not significant). `tested` (bool per axis; None: every axis) are the validated axes."""
+    conflict, control = np.atleast_2d(conflict_slopes), np.atleast_2d(control_slopes)
+    n_axes = conflict.shape[1]
+    tested = np.ones(n_axes, bool) if tested is None else np.asarray(tested, bool)
+    if control.shape[1] != n_axes or tested.shape != (n_axes,):
+        raise ValueError(
+            f"conflict slopes have {n_axes} axes, control slopes {control.shape[1]}, tested {tested.shape}"
+        )
+    columns = ["mean_slope", "ci_low", "ci_high", "p"]
+    table = pd.DataFrame([t_summary(col) for col in conflict.T], columns=columns)
+    table.insert(0, "n", np.isfinite(conflict).sum(axis=0))
+    family = tested & table["p"].notna().to_numpy()
+    table["p_holm"] = np.nan
+    if family.any():
+        table.loc[family, "p_holm"] = pingouin.multicomp(table.loc[family, "p"].to_numpy(), method="holm")[1]
+    finite = np.isfinite(control)
+    n_control = finite.sum(axis=0)
+    total = np.where(finite, control, 0.0).sum(axis=0)
+    table["control_mean_slope"] = np.where(n_control > 0, total / np.maximum(n_control, 1), np.nan)
+    stronger = np.abs(table["mean_slope"]) > factor * np.abs(table["control_mean_slope"])  # NaN: False
+    table["significant"] = family & (table["p_holm"] < alpha).to_numpy() & stronger.to_numpy()
     return table
 
 
-def trajectories(long: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Per (kind, axis, turn): mean projection over conversations with its bootstrap 95 % CI, and n."""
+def drift_table(
+    per_conv: pd.DataFrame,
+    *,
+    tested: Collection[str] | None = None,
+    alpha: float = ALPHA,
+    factor: float = FACTOR,
+) -> pd.DataFrame:
+    """Per axis: the conflict conversations' `summarise` columns, the controls' mean slope with its CI and
+    mean recovery, and `drift_tests`' p, p_holm, tested and significant, the axes in `tested` (None: all)
+    being the family that is tested."""
+    conflict = summarise(per_conv[per_conv["kind"] == "conflict"])
+    shown = ["mean_slope", "ci_low", "ci_high", "mean_recovery"]
+    control = summarise(per_conv[per_conv["kind"] == "control"]).reindex(conflict.index, columns=shown)
+    axes = list(conflict.index)
+
+    def slopes(kind: str) -> np.ndarray:
+        rows = per_conv[per_conv["kind"] == kind]
+        return rows.pivot(index="id", columns="axis", values="slope").reindex(columns=axes).to_numpy(float)
+
+    family = [True] * len(axes) if tested is None else [a in set(tested) for a in axes]
+    tests = drift_tests(slopes("conflict"), slopes("control"), family, alpha=alpha, factor=factor)
+    tests = tests.set_axis(conflict.index).assign(tested=family)
+    return conflict.join(control.add_prefix("control_")).join(tests[["p", "p_holm", "tested", "significant"]])
+
+
+def trajectories(long: pd.DataFrame) -> pd.DataFrame:
+    """Per (kind, axis, turn): mean projection over conversations with its t 95 % CI, and n."""
     rows = []
     for (kind, axis, turn), g in long.groupby(["kind", "axis", "turn"], sort=False):
-        mean, lo, hi = _mean_ci(g["value"], n_boot, seed)
+        mean, lo, hi = _mean_ci(g["value"])
         n = int(g["value"].notna().sum())
         rows.append(
             {"kind": kind, "axis": axis, "turn": turn, "mean": mean, "ci_low": lo, "ci_high": hi, "n": n}
@@ -401,33 +459,56 @@ class DriftResult(Result):
 
     name: ClassVar[str] = "drift"
     notebook: ClassVar[str] = "09_drift"
-    needs: ClassVar[tuple[str, ...]] = ("calibration",)
+    needs: ClassVar[tuple[str, ...]] = ("calibration", "dead_zones")
     paper_digits: ClassVar[int] = 3
 
-    profile: dict  # the DriftProfile's sizes
+    profile: dict  # the DriftProfile's sizes, max_new_tokens (the token budget of every answer) included
     seed: int
+    alpha: float  # family-wise error rate of the drift tests over the tested (validated) axes
     factor: float  # significance needs |mean slope| > factor * |control mean slope|
     n_conversations: dict  # by kind
     n_answers: int
     n_empty: int  # answers with nothing to measure: NaN projections, left out
     n_cut: int  # answers cut at the token budget
-    clipped: float  # share of the projections clipped at ±1
-    significant: list[str]
-    summary: pd.DataFrame  # per axis: `drift_table`
+    clipped: float  # share of the projections at or beyond ±1 (clipped there by clipping normalisations)
+    significant: list[str]  # validated axes with a significant drift (`drift_tests`)
+    summary: pd.DataFrame  # per axis: `drift_table`; `tested`: the axis passed validation
     by_category: pd.DataFrame  # mean slope of the conflict conversations, category x axis
     trajectories: list[dict]  # `trajectories` rows: mean projection per (kind, axis, turn) with its CI
     n_imported: int  # runs of the original study compared with (`imported_summaries`)
 
+    @property
+    def tested(self) -> list[str]:
+        """The axes that passed validation: the only ones tested and interpreted."""
+        return list(self.summary.index[self.summary["tested"].astype(bool)])
+
+    def conclusion(self) -> str:
+        """The paper's sentence on the drift, from the same columns the notebook shows."""
+        tested, n = self.tested, len(self.summary)
+        if not tested:
+            return f"None of the {n} axes passes validation, so no drift is interpreted."
+        drifting = f"{len(self.significant)} drift significantly ({axis_list(self.significant)})"
+        if not self.significant:
+            drifting = "none drifts significantly"
+        return f"Of the {len(tested)} of {n} axes that pass validation, {drifting}."
+
     def paper(self) -> dict:
-        steepest = self.summary["mean_slope"].abs().idxmax()
+        tested = self.tested
         return {
             **{k: self.profile[k] for k in ("n_scenarios", "n_controls", "n_conflict", "n_recovery")},
-            "factor": self.factor,
+            "max_new_tokens": self.profile["max_new_tokens"],
+            "alpha": f"{self.alpha:g}",
+            "factor": f"{self.factor:g}",
             "n_answers": self.n_answers,
+            "n_cut": self.n_cut,
+            "cut_percent": round(100 * self.n_cut / self.n_answers),
+            "n_axes": len(self.summary),
+            "n_tested": len(tested),
+            "n_not_interpreted": len(self.summary) - len(tested),
+            "not_interpreted": axis_list(n for n in self.summary.index if n not in tested),
             "n_significant": len(self.significant),
             "significant": axis_list(self.significant),
-            "max_abs_slope_axis": axis_label(steepest),
-            "max_abs_slope": self.summary.loc[steepest, "mean_slope"],
+            "conclusion": self.conclusion(),
             "n_imported": self.n_imported,
         }
 
@@ -436,36 +517,44 @@ class DriftResult(Result):
             "mean_slope": "slope",
             "ci_low": "low",
             "ci_high": "high",
+            "p_holm": "p (Holm)",
             "control_mean_slope": "control",
             "mean_recovery": "recovery",
         }
-        table = PaperTable(self.summary[list(columns)], digits=3, columns=columns, index_name="axis")
-        return {"drift_table": table}
+        table = self.summary[list(columns)].assign(
+            drift=self.summary["significant"].map({True: "yes", False: "no"}).where(self.summary["tested"])
+        )
+        tested = set(self.tested)
+        table = table.rename(index={n: mark(n, n in tested) for n in table.index})
+        return {"drift_table": PaperTable(table, digits=3, columns=columns, index_name="axis")}
 
 
 def run(
     ws: Workspace,
     dialogues: Dialogues,
     *,
-    factor: float = 2.0,
-    n_boot: int = 1000,
+    alpha: float = ALPHA,
+    factor: float = FACTOR,
     imported: Mapping[str, pd.DataFrame] | None = None,
 ) -> DriftResult:
     """Project every answer of `dialogues` (`converse`) on the workspace's axes and summarise the drift per
-    axis; the bootstraps use the dialogues' seed. `imported` are the original study's runs it is compared
-    with (`imported_summaries`): the paper counts them."""
-    axes, profile, seed = ws.axes(), dialogues.profile, dialogues.seed
+    axis, testing only the axes that pass validation (held-out accuracy of notebook 01, not dead in
+    notebook 08). `imported` are the original study's runs it is compared with (`imported_summaries`):
+    the paper counts them."""
+    axes, profile = ws.axes(), dialogues.profile
+    validated = valid_axes(CalibrationResult.load(ws).evaluation, DeadZonesResult.load(ws).dead_axes())
     long = project_turns(
         axes, dialogues.turns, dialogues.conversations, profile.n_conflict, ws.model.model_id
     )
     answers = dialogues.answers
     per_conv = per_conversation(long, profile.n_conflict)
-    table = drift_table(per_conv, factor=factor, n_boot=n_boot, seed=seed)
+    table = drift_table(per_conv, tested=validated, alpha=alpha, factor=factor)
     conflict = per_conv[per_conv["kind"] == "conflict"]
     by_category = conflict.groupby(["category", "axis"], sort=False)["slope"].mean().unstack()
     return DriftResult(
         profile=profile.to_dict(),
-        seed=seed,
+        seed=dialogues.seed,
+        alpha=alpha,
         factor=factor,
         n_conversations={kind: sum(c.kind == kind for c in dialogues.conversations) for kind in KINDS},
         n_answers=len(answers),
@@ -475,7 +564,7 @@ def run(
         significant=table.index[table["significant"]].tolist(),
         summary=table,
         by_category=by_category.reindex(columns=axes.names),
-        trajectories=trajectories(long, n_boot=n_boot, seed=seed).to_dict(orient="records"),
+        trajectories=trajectories(long).to_dict(orient="records"),
         n_imported=len(imported or {}),
     )
 

@@ -1,5 +1,9 @@
 """Does an axis depend on the wording of its instruction? Answers under five other wordings of each pole's
-instruction (plain, minimal, role, behavioural, example), scored on the standard axes."""
+instruction (plain, minimal, role, behavioural, example), scored on the standard axes.
+
+An axis is *persistently weak* when its held-out pairwise accuracy is below WEAK_ACCURACY under at least
+PERSISTENT_SHARE of the wordings (`weak_share`, `persistent_axes`); the sentence the paper prints about it
+(`RobustnessResult.persistent_sentence`) states that rule with its parameters."""
 
 from __future__ import annotations
 
@@ -17,7 +21,8 @@ from styleprobe.protocol.calibration import POLES, calibrate, heldout_scores
 from styleprobe.protocol.profiles import Profile
 from styleprobe.protocol.reading import DEFAULT_CONTEXT, ReadingContext, keeps_instruction
 from styleprobe.protocol.spec import Protocol
-from styleprobe.result import Result, axis_list
+from styleprobe.protocol.validity import heldout_status, mark
+from styleprobe.result import Result, axis_label
 
 if TYPE_CHECKING:
     from styleprobe.workspace import Workspace
@@ -85,7 +90,8 @@ def run(
     ws: Workspace, *, context: ReadingContext = DEFAULT_CONTEXT, batch_size: int | None = None
 ) -> RobustnessResult:
     """Answer the held-out questions under every formulation (generated with the instruction, read in
-    `context`; stored in the run store) and score them on the standard axes (set A read in `context`)."""
+    `context`; stored in the run store) and score them on the standard axes (set A read in `context`),
+    whose held-out validation (`validity.heldout_status`) marks the axes."""
     handle, profile = ws.model, ws.profile
     cal = calibrate(ws, instruction_set="A", context=context, batch_size=batch_size)
     items = formulation_items(ws.protocol, profile, cal.axes.names)
@@ -99,15 +105,31 @@ def run(
     )
     if not keeps_instruction(context):
         forms = without_system(handle, items, forms, ws.runs.formulations(profile.name, context))
-    scores = formulation_scores(cal.axes, cal.result, forms)
-    weak = _pivot(scores, "pairwise_accuracy").drop(columns="standard") < WEAK_ACCURACY
-    return RobustnessResult(scores, weak.mean(axis=1).rename(f"share_of_wordings_below_{WEAK_ACCURACY}"))
+    return RobustnessResult(formulation_scores(cal.axes, cal.result, forms), heldout_status(cal.evaluation))
 
 
 def _pivot(scores: pd.DataFrame, value: str) -> pd.DataFrame:
     return scores.pivot(index="axis", columns="formulation", values=value).loc[
         list(dict.fromkeys(scores["axis"]))
     ]
+
+
+def weak_share(accuracy: pd.DataFrame, weak: float = WEAK_ACCURACY) -> pd.Series:
+    """Per axis of an axes x formulations accuracy table: the share of the wordings (every column but
+    "standard") whose held-out pairwise accuracy is below `weak`."""
+    wordings = accuracy.drop(columns="standard")
+    return (wordings < weak).mean(axis=1).rename("weak_share")
+
+
+def persistent_axes(share: pd.Series, persistent: float = PERSISTENT_SHARE) -> list[str]:
+    """The axes weak under at least a `persistent` share of the wordings (`weak_share` >= persistent)."""
+    return list(share.index[share >= persistent])
+
+
+def fewest_wordings(n_wordings: int, persistent: float = PERSISTENT_SHARE) -> int:
+    """The fewest weak wordings out of `n_wordings` that make an axis persistent (the same comparison as
+    `persistent_axes`)."""
+    return next(k for k in range(n_wordings + 1) if k / n_wordings >= persistent)
 
 
 @dataclass
@@ -118,7 +140,7 @@ class RobustnessResult(Result):
     notebook: ClassVar[str] = "07_stability"
 
     scores: pd.DataFrame  # per (formulation, axis): pairwise_accuracy, dprime, cosine to the standard axis
-    persistence: pd.Series  # per axis: share of the five wordings with held-out accuracy below WEAK_ACCURACY
+    validation: pd.Series  # per axis: held-out status of the standard axis (`validity.heldout_status`)
 
     @property
     def accuracy(self) -> pd.DataFrame:
@@ -130,12 +152,37 @@ class RobustnessResult(Result):
         """Axes x formulations: cosine between the formulation's direction and the standard axis."""
         return _pivot(self.scores, "cosine")
 
+    @property
+    def persistence(self) -> pd.Series:
+        """Per axis: the share of the wordings with held-out accuracy below WEAK_ACCURACY (`weak_share`)."""
+        return weak_share(self.accuracy)
+
+    def marked(self, name: str) -> str:
+        """The axis name, marked (`validity.mark`) when the standard axis failed held-out validation."""
+        return mark(name, self.validation.get(name) == "valid")
+
+    def persistent_sentence(self) -> str:
+        """The persistently weak axes (`persistent_axes`), with the rule that selects them."""
+        n_wordings = self.accuracy.shape[1] - 1
+        persistent = persistent_axes(self.persistence)
+        listed = ", ".join(axis_label(self.marked(n)) for n in persistent) or "none"
+        sentence = (
+            f"Axes with a held-out pairwise accuracy below {WEAK_ACCURACY:g} under at least "
+            f"{fewest_wordings(n_wordings)} of the {n_wordings} wordings: {listed}"
+        )
+        if any(self.validation.get(n) != "valid" for n in persistent):
+            sentence += " (marked: the standard axis failed held-out validation too)"
+        return sentence + "."
+
     def paper(self) -> dict:
         wordings = self.accuracy.drop(columns="standard")
-        persistent = self.persistence.index[self.persistence >= PERSISTENT_SHARE]
+        persistent = persistent_axes(self.persistence)
         return {
             "robustness_accuracy": wordings.to_numpy().mean(),
             "robustness_cosine": self.cosine.drop(columns="standard").to_numpy().mean(),
             "robustness_n_formulations": wordings.shape[1],
-            "robustness_persistent_axes": axis_list(persistent),
+            "robustness_weak_accuracy": WEAK_ACCURACY,
+            "robustness_persistent_wordings": fewest_wordings(wordings.shape[1]),
+            "robustness_persistent_axes": ", ".join(axis_label(self.marked(n)) for n in persistent) or "none",
+            "robustness_persistent_sentence": self.persistent_sentence(),
         }

@@ -22,6 +22,7 @@ from styleprobe.protocol.calibration import calibrate, fit_from_result, heldout_
 from styleprobe.protocol.fingerprint import BaselineResult, baseline
 from styleprobe.protocol.reading import DEFAULT_CONTEXT, ReadingContext
 from styleprobe.protocol.spec import INSTRUCTION_SETS
+from styleprobe.protocol.validity import heldout_status, mark
 from styleprobe.result import PaperTable, Result, axis_label
 
 if TYPE_CHECKING:
@@ -144,14 +145,14 @@ def run(
     benchmark_seeds: Sequence[int] = (0, 1, 2),
     convergence_sizes: Sequence[int] = (5, 10, 15, 20, 30),
     n_repeats: int = 20,
-    n_boot: int = 1000,
     context: ReadingContext = DEFAULT_CONTEXT,
     batch_size: int | None = None,
 ) -> StabilityResult:
     """Axes of instruction sets A, B and C (read in `context`) compared on set A's held-out answers and on
     the baseline answers of the first seed; convergence of set A's axes with the number of calibration
     questions; test-retest reliability of the baseline (notebook 02's ICC, whose `seeds` these must be;
-    None: its seeds) and of the instruction benchmark's answers (`benchmark_seeds`, `n_boot` resamples)."""
+    None: its seeds) and of the instruction benchmark's answers (`benchmark_seeds`; F-based intervals).
+    Each axis carries set A's held-out validation status (`validity.heldout_status`)."""
     stored = BaselineResult.load(ws)
     seeds = list(stored.seeds if seeds is None else seeds)
     if seeds != list(stored.seeds):
@@ -169,7 +170,7 @@ def run(
     shifts = benchmark.shifts(ws, standard, seeds=benchmark_seeds, context=context, batch_size=batch_size)
     retest = baseline_retest(
         stored.icc, {s: standard.project(r.states, clip=False) for s, r in runs.items()}, names
-    ).join(benchmark.retest_icc(shifts, n_boot=n_boot).add_prefix("benchmark_"))
+    ).join(benchmark.retest_icc(shifts).add_prefix("benchmark_"))
     return StabilityResult(
         profile=ws.profile.name,
         set_accuracy=pd.concat(
@@ -181,6 +182,7 @@ def run(
         ),
         convergence=subsets.groupby(["n", "axis"], as_index=False)[["cosine", "pairwise_accuracy"]].mean(),
         retest=retest,
+        validation=heldout_status(cal["A"].evaluation),
         seeds=seeds,
         n_repeats=n_repeats,
         subsets=subsets,
@@ -201,12 +203,18 @@ class StabilityResult(Result):
     baseline_projection_r: pd.DataFrame  # per axis: Pearson r of the baseline projections, pairs and mean
     convergence: pd.DataFrame  # per (n, axis): mean cosine to the full axis and held-out accuracy
     retest: pd.DataFrame  # per axis: baseline_icc, ci_low, ci_high, snr, benchmark_icc, benchmark_ci_...
+    validation: pd.Series  # per axis: set A's held-out status, "valid", "chance" or "weak" (validity)
     seeds: list[int]  # the baseline's
     n_repeats: int  # random subsets per convergence size
     subsets: InitVar[pd.DataFrame | None] = None  # every subset's convergence row; this run only, not saved
 
     def __post_init__(self, subsets: pd.DataFrame | None) -> None:
         self.subsets = subsets
+
+    def marked(self, name: str) -> str:
+        """The axis name, marked (`validity.mark`) when set A's axis failed held-out validation: for tables
+        and figures."""
+        return mark(name, self.validation.get(name) == "valid")
 
     def paper(self) -> dict:
         cosine = self.set_cosines["mean"]
@@ -215,9 +223,9 @@ class StabilityResult(Result):
             "profile": self.profile,
             "set_accuracy_mean": self.set_accuracy.mean().to_dict(),
             "mean_set_cosine": cosine.mean(),
-            "min_set_cosine_axis": axis_label(cosine.idxmin()),
+            "min_set_cosine_axis": axis_label(self.marked(cosine.idxmin())),
             "min_set_cosine": cosine.min(),
-            "max_set_cosine_axis": axis_label(cosine.idxmax()),
+            "max_set_cosine_axis": axis_label(self.marked(cosine.idxmax())),
             "max_set_cosine": cosine.max(),
             "mean_projection_r": self.baseline_projection_r["mean"].mean(),
             "convergence_smallest_n": int(by_size.index.min()),
@@ -246,6 +254,6 @@ class StabilityResult(Result):
             "benchmark_icc": "benchmark ICC",
         }
         return {
-            "stability_sets_table": PaperTable(sets, index_name="axis"),
-            "retest_table": PaperTable(retest, columns=names, index_name="axis"),
+            "stability_sets_table": PaperTable(sets.rename(index=self.marked), index_name="axis"),
+            "retest_table": PaperTable(retest.rename(index=self.marked), columns=names, index_name="axis"),
         }

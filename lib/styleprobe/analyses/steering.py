@@ -1,5 +1,9 @@
 """Steering with the calibrated axes: add alpha * scale * axis to the residual stream while generating, and
-measure what it does to the text (projection shift read back without steering, repetition, perplexity)."""
+measure what it does to the text (projection shift read back without steering, repetition, perplexity).
+
+Every axis is steered and shown; only the axes that pass validation (`styleprobe.protocol.validity`: held-out
+accuracy of notebook 01, not dead in notebook 08) are interpreted, the others are marked. The token budget
+and the share of answers cut off at it are part of the result."""
 
 from __future__ import annotations
 
@@ -22,7 +26,9 @@ from styleprobe.engine.hooks import block_hooks, pad_batch
 from styleprobe.engine.models import ModelHandle
 from styleprobe.engine.pipeline import Item, reread, run_stage
 from styleprobe.protocol.axes import AxisSet
-from styleprobe.result import PaperTable, Result, axis_label
+from styleprobe.protocol.calibration import CalibrationResult
+from styleprobe.protocol.validity import mark, valid_axes
+from styleprobe.result import PaperTable, Result, axis_label, axis_list
 
 if TYPE_CHECKING:
     from styleprobe.workspace import Workspace
@@ -45,7 +51,7 @@ def steer(handle: ModelHandle, vector: np.ndarray, layers: Sequence[int], alpha:
 
 def axis_vector(axes: AxisSet, axis: str) -> np.ndarray:
     """The steering direction of one axis in raw units: unit axis times its normalisation scale, so alpha = 1
-    moves a block's output by one calibration IQR of projection."""
+    moves a block's output by one unit of the normalised projection."""
     i = axes.index(axis)
     return axes.vectors[i] * np.float32(axes.scales[i])
 
@@ -128,8 +134,8 @@ def sweep(
     """Answer the profile's first `n_benchmark` baseline questions steered along each axis by every alpha
     (0, unsteered, must be among them) at the blocks `layers`, and measure each answer: `value` (its
     projection on the steered axis, read back without steering), `shift` (minus the unsteered answer's),
-    the axis's text metric and its `text_shift`, `perplexity` under the unsteered model, `repetition` and
-    `degraded`. One row per (axis, alpha, question)."""
+    the axis's text metric and its `text_shift`, `perplexity` under the unsteered model, `repetition`,
+    `degraded` and `finished` (False: cut off at `max_new_tokens`). One row per (axis, alpha, question)."""
     if 0.0 not in alphas:
         raise ValueError("alpha 0 (no steering) is the reference: add it to the alphas")
     handle, axes = ws.model, ws.axes()
@@ -157,7 +163,7 @@ def sweep(
                 handle, items, ids, axes.layers, decays, stage_dir=stage / "read", progress=progress
             )
             values = axes.project(res.aggregation.combine(per_layer[:, 0]), clip=False)[:, axes.index(name)]
-            frame = res.records[["q_index", "response", "n_tokens"]].assign(
+            frame = res.records[["q_index", "response", "n_tokens", "finished"]].assign(
                 axis=name, alpha=alpha, value=values
             )
             frame["perplexity"] = perplexity(handle, items, ids)
@@ -204,27 +210,35 @@ class SteeringResult(Result):
     profile: str
     alphas: list[float]
     layers: list[int]  # the steered blocks
-    max_new_tokens: int
+    max_new_tokens: int  # the token budget of every answer
     n_questions: int  # per (axis, alpha)
-    summary: pd.DataFrame  # per (axis, alpha): mean shift, text_shift, perplexity, repetition, degraded
+    validated: list[str]  # the axes that passed validation: the only ones interpreted
+    summary: pd.DataFrame  # per (axis, alpha): mean shift, text_shift, perplexity, repetition, degraded, cut
     steerability: pd.DataFrame  # per axis: `steerability`
     severity_vs_steerability: dict  # Spearman rho, p, n_pairs over every model-axis pair (`severity_pairs`)
 
     def paper(self) -> dict:
         table = self.steerability
-        best = table["steerability"].idxmax()
-        relation = self.severity_vs_steerability
+        validated = table.loc[[n for n in table.index if n in self.validated], "steerability"].dropna()
+        best = validated.idxmax() if len(validated) else None
+        # a NaN comes back from JSON as None
+        relation = {k: np.nan if v is None else v for k, v in self.severity_vs_steerability.items()}
         return {
             "n_questions": self.n_questions,
             "alphas": ", ".join(f"{a:g}" for a in self.alphas),
             "layers": "+".join(map(str, self.layers)),
             "max_new_tokens": self.max_new_tokens,
-            "degraded_share": self.summary["degraded"].mean(),  # every (axis, alpha) has n_questions answers
-            "best_axis": axis_label(best),
-            "best_steerability": table.loc[best, "steerability"],
-            "mean_steerability": table["steerability"].mean(),
+            # every (axis, alpha) has n_questions answers, so the mean over rows is the share of answers
+            "degraded_share": self.summary["degraded"].mean(),
+            "cut_percent": round(100 * self.summary["cut"].mean()),
+            "n_validated": len(self.validated),
+            "n_not_interpreted": len(table) - len(self.validated),
+            "not_interpreted": axis_list(n for n in table.index if n not in self.validated),
+            "best_axis": axis_label(best) if best else "none",
+            "best_steerability": validated.loc[best] if best else np.nan,
+            "mean_steerability": validated.mean() if len(validated) else np.nan,
             "rho": relation["rho"],
-            "p": f"{relation['p']:.2g}",
+            "p": f"{relation['p']:.2g}" if np.isfinite(relation["p"]) else np.nan,
             "n_pairs": relation["n_pairs"],
         }
 
@@ -235,7 +249,9 @@ class SteeringResult(Result):
             "usable_max_alpha": "to",
             "degraded_share": "degraded",
         }
-        return {"steering_table": PaperTable(self.steerability, digits=3, columns=columns)}
+        valid = set(self.validated)
+        table = self.steerability.rename(index={n: mark(n, n in valid) for n in self.steerability.index})
+        return {"steering_table": PaperTable(table, digits=3, columns=columns)}
 
 
 def run(
@@ -252,8 +268,10 @@ def run(
     correlate dead-zone severity with steerability over every model-axis pair (`severity_pairs`, Spearman)."""
     layers = list(layers or ws.axes().layers)
     max_new_tokens = max_new_tokens or ws.profile.baseline_tokens
+    validated = valid_axes(CalibrationResult.load(ws).evaluation, DeadZonesResult.load(ws).dead_axes())
     answers = sweep(ws, alphas, layers, max_new_tokens, batch_size=batch_size, progress=progress)
-    columns = ["shift", "text_shift", "perplexity", "repetition", "degraded"]
+    answers["cut"] = ~answers["finished"].astype(bool)
+    columns = ["shift", "text_shift", "perplexity", "repetition", "degraded", "cut"]
     summary = answers.groupby(["axis", "alpha"], sort=False)[columns].mean()
     table = steerability(answers)
     pooled = severity_pairs(ws, table)
@@ -265,6 +283,7 @@ def run(
         layers=layers,
         max_new_tokens=max_new_tokens,
         n_questions=int(answers["q_index"].nunique()),
+        validated=[n for n in ws.axes().names if n in validated],
         summary=summary.reset_index(),
         steerability=table,
         severity_vs_steerability={"rho": rho, "p": p, "n_pairs": len(pooled)},

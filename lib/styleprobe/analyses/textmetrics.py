@@ -11,7 +11,7 @@ protocol's axes.yaml.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 
 from styleprobe import stats
-from styleprobe.protocol.calibration import calibrate
+from styleprobe.protocol.calibration import CalibrationResult, calibrate
 from styleprobe.protocol.spec import DataError, Protocol, _read_yaml
+from styleprobe.protocol.validity import mark, valid_axes
 from styleprobe.result import PaperTable, Result
 
 if TYPE_CHECKING:
@@ -211,10 +212,12 @@ def pooled_effects(ws: Workspace, effects: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True).astype({"accuracy": float, "d": float}).dropna()
 
 
-def run(ws: Workspace) -> TextValidationResult:
+def run(ws: Workspace, dead: Iterable[str] = ()) -> TextValidationResult:
     """This model's text effects, and Spearman's rho between held-out accuracy and text d over every
-    model-axis pair with results (NaN with fewer than 3 pairs)."""
+    model-axis pair with results (NaN with fewer than 3 pairs). The table marks the axes that fail
+    held-out validation (notebook 01) or are in `dead` (notebook 08's dead zones)."""
     effects = pole_effects(ws)
+    validated = valid_axes(CalibrationResult.load(ws).evaluation, dead)
     pooled = pooled_effects(ws, effects)
     keyed = pooled.set_index(pooled["model"] + "/" + pooled["axis"])
     rho, p = (
@@ -222,7 +225,13 @@ def run(ws: Workspace) -> TextValidationResult:
         if len(pooled) >= 3
         else (np.nan, np.nan)
     )
-    return TextValidationResult(effects=effects, spearman_rho=rho, spearman_p=p, n_pairs=len(pooled))
+    return TextValidationResult(
+        effects=effects,
+        validated=[n for n in effects.index if n in validated],
+        spearman_rho=rho,
+        spearman_p=p,
+        n_pairs=len(pooled),
+    )
 
 
 @dataclass
@@ -235,6 +244,7 @@ class TextValidationResult(Result):
     needs: ClassVar[tuple[str, ...]] = ("calibration",)
 
     effects: pd.DataFrame  # per axis: metric, n_pos, n_neg, mean_pos, mean_neg, d, d_n_tokens, accuracy
+    validated: list[str]  # the axes that passed validation (the others are marked in the table)
     spearman_rho: float  # held-out accuracy vs text d, over every model-axis pair
     spearman_p: float
     n_pairs: int
@@ -248,9 +258,10 @@ class TextValidationResult(Result):
         }
 
     def paper_tables(self) -> dict[str, PaperTable]:
+        frame = self.effects[["metric", "d", "d_n_tokens", "accuracy"]]
+        frame = frame.rename(index={n: mark(n, n in self.validated) for n in frame.index})
         return {
             "text_effects_table": PaperTable(
-                self.effects[["metric", "d", "d_n_tokens", "accuracy"]],
-                columns={"d": "text d", "d_n_tokens": "length d", "accuracy": "probe acc."},
+                frame, columns={"d": "text d", "d_n_tokens": "length d", "accuracy": "probe acc."}
             )
         }

@@ -26,6 +26,7 @@ from styleprobe.engine.pipeline import REFORWARD_CHUNK, StageResult
 from styleprobe.protocol.fingerprint import baseline, project_results
 from styleprobe.protocol.profiles import Profile
 from styleprobe.protocol.runs import Session
+from styleprobe.protocol.validity import mark
 from styleprobe.result import PaperTable, Result, axis_list
 
 if TYPE_CHECKING:
@@ -89,18 +90,15 @@ def read_with_thinking(
     return StageResult(records, per_layer, result.aggregation)
 
 
-def paired_shift(
-    first: pd.DataFrame, second: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0
-) -> pd.DataFrame:
+def paired_shift(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
     """Per axis: mean over questions of `first - second` (two questions x axes tables, paired by index;
-    questions missing from either are left out) with a paired percentile bootstrap 95 % CI."""
+    questions missing from either are left out) with its 95 % t interval (`stats.mean_ci`; NaN with fewer
+    than 2 questions or differences without spread)."""
     common = first.index.intersection(second.index)
     rows = {}
     for name in first.columns:
         diff = (first.loc[common, name] - second.loc[common, name]).dropna().to_numpy()
-        lo, hi = (
-            stats.bootstrap_ci(np.mean, diff, n_boot=n_boot, seed=seed) if len(diff) > 1 else (np.nan,) * 2
-        )
+        lo, hi = stats.mean_ci(diff)
         rows[name] = {
             "shift": float(diff.mean()) if len(diff) else np.nan,
             "ci_low": lo,
@@ -169,20 +167,31 @@ class ThinkingResult(Result):
     shift_visible: pd.DataFrame  # per axis: visible answer after thinking - answer without thinking
     shift_included: pd.DataFrame  # the same with the think tokens measured too
     think_tokens_effect: pd.DataFrame  # included - visible
+    # per axis: held-out validation status of the axis (`validity.heldout_status`, from the axes file)
+    validation: pd.Series
+
+    def validated(self) -> list[str]:
+        """The axes that passed held-out validation: the only ones conclusions are drawn from."""
+        return [n for n in self.shift_visible.index if self.validation.get(n) == "valid"]
 
     def paper(self) -> dict:
-        visible = self.shift_visible
+        valid = self.validated()
+        visible = self.shift_visible.loc[valid]
         moved = visible.index[(visible["ci_low"] > 0) | (visible["ci_high"] < 0)]
+        others = [n for n in self.shift_visible.index if n not in valid]
         return {
             "profile": self.profile,
             "thinking_tokens": self.thinking_tokens,
             "n_answers": self.n_answers,
             "n_without_visible_answer": self.n_without_visible_answer,
             "median_think_tokens": self.median_think_tokens,
+            "n_validated": len(valid),
             "n_shifted": len(moved),
             "shifted_axes": axis_list(moved),
+            "n_not_interpreted": len(others),
+            "not_interpreted": axis_list(others),
             "mean_abs_shift_visible": visible["shift"].abs().mean(),
-            "mean_abs_shift_included": self.shift_included["shift"].abs().mean(),
+            "mean_abs_shift_included": self.shift_included.loc[valid, "shift"].abs().mean(),
         }
 
     def paper_tables(self) -> dict[str, PaperTable]:
@@ -190,6 +199,8 @@ class ThinkingResult(Result):
         frame = self.shift_visible[["shift", "ci_low", "ci_high"]].join(
             pd.DataFrame({k: f["shift"] for k, f in others.items()})
         )
+        valid = set(self.validated())
+        frame = frame.rename(index={n: mark(n, n in valid) for n in frame.index})
         columns = {"shift": "visible", "ci_low": "low", "ci_high": "high"}
         return {"thinking_table": PaperTable(frame, columns=columns)}
 
@@ -198,13 +209,13 @@ def run(
     ws: Workspace,
     answers: ThinkingAnswers,
     *,
-    n_boot: int = 2000,
     read_batch_size: int = 8,
     progress: bool = True,
 ) -> ThinkingResult:
     """Project both modes' answers on the workspace's axes and compare them per question (seed-averaged):
     the visible answer after thinking, and the same answers re-read with the think block (counted only
-    where there is a visible answer), each minus the answer without thinking."""
+    where there is a visible answer), each minus the answer without thinking; with each axis' held-out
+    validation status as the axes file records it ("unknown" where it does not)."""
     handle, axes = ws.model, ws.axes()
     records = answers.on_records
     counts = answer_status(handle, records).value_counts().reindex(list(STATUSES), fill_value=0)
@@ -229,7 +240,10 @@ def run(
         n_without_visible_answer=int((records["n_measured"] == 0).sum()),
         status_counts=counts,
         median_think_tokens=float((records["n_tokens"] - records["n_measured"]).median()),
-        shift_visible=paired_shift(per_question["visible"], per_question["off"], n_boot=n_boot),
-        shift_included=paired_shift(per_question["included"], per_question["off"], n_boot=n_boot),
-        think_tokens_effect=paired_shift(per_question["included"], per_question["visible"], n_boot=n_boot),
+        shift_visible=paired_shift(per_question["visible"], per_question["off"]),
+        shift_included=paired_shift(per_question["included"], per_question["off"]),
+        think_tokens_effect=paired_shift(per_question["included"], per_question["visible"]),
+        validation=pd.Series(
+            {n: axes.calibration.get(n, {}).get("validation", "unknown") for n in axes.names}
+        ),
     )

@@ -160,9 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--set", default="A", choices=["A", "B", "C"], help="instruction and question set")
     cal.add_argument(
         "--normalisation",
-        default="median_iqr",
+        default="crossfit",
         choices=NORMALISATIONS,
-        help="median_iqr (centred, default) or uncentred_iqr (the original study)",
+        help="crossfit (default: -1/+1 = held-out pole means, 0 halfway), median_iqr (in-sample median "
+        "and IQR, earlier versions' default) or uncentred_iqr (the original study)",
     )
     cal.add_argument(
         "--context",
@@ -202,8 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     cp = sub.add_parser(
         "compare",
         help="compare two fingerprints; exit status 1 when a shift is flagged",
-        description="Per axis, the difference B - A with a bootstrap 95 % CI; a shift is flagged when the "
-        "CI excludes 0 and |difference| exceeds the threshold. A and B are results files with a baseline "
+        description="Per axis, the difference B - A with a t CI (paired t; Welch when A and B share no "
+        "question), the CIs simultaneous over the axes compared (Bonferroni: together at 95 %); a shift is "
+        "flagged when its CI excludes 0 and |difference| exceeds the threshold, so with no real difference "
+        "some axis is flagged at most 5 % of the time. A and B are results files with a baseline "
         "section: results/<model>.json (notebook 02 or `styleprobe fingerprint`) or `fingerprint --out` "
         "files.",
     )
@@ -212,7 +215,6 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument(
         "--threshold", type=non_negative_float, default=0.2, help="flag |difference| above this (default 0.2)"
     )
-    cp.add_argument("--n-boot", type=positive_int, default=2000)
     cp.add_argument(
         "--figure", type=output_file, help="also draw the differences with their CIs (png and pdf)"
     )
@@ -349,7 +351,7 @@ def cmd_fingerprint(args) -> pd.DataFrame:
         axes = AxisSet.load(path)
     else:
         print(f"no axes at {path}: calibrating first")
-        defaults = {"axes": None, "set": "A", "normalisation": "median_iqr", "context": DEFAULT_CONTEXT}
+        defaults = {"axes": None, "set": "A", "normalisation": "crossfit", "context": DEFAULT_CONTEXT}
         axes = cmd_calibrate(argparse.Namespace(**{**vars(args), **defaults, "out": path, "seed": 0}), ws)
     result = fingerprint.run(
         ws,
@@ -360,7 +362,7 @@ def cmd_fingerprint(args) -> pd.DataFrame:
         progress=not args.quiet,
     )
     table = result.fingerprint
-    ax = radar({ws.slug: table["mean"]}, title=f"{ws.slug} default style ({ws.profile.name})")
+    ax = radar({ws.slug: table["mean"].clip(-1, 1)}, title=f"{ws.slug} default style ({ws.profile.name})")
     if args.out:  # a results file of this fingerprint alone, its radar beside it
         write_json(args.out, {"model": ws.slug, result.name: result.to_dict()})
         saved, figs = args.out, save_figure(ax.figure, args.out.with_suffix(""))
@@ -438,15 +440,17 @@ def cmd_axes_list(args) -> None:
 
 
 def cmd_compare(args) -> int:
-    from styleprobe.analyses.compare import compare_fingerprints, load_fingerprint
+    from styleprobe.analyses.compare import ALPHA, compare_fingerprints, load_fingerprint
 
-    table = compare_fingerprints(
-        load_fingerprint(args.a), load_fingerprint(args.b), threshold=args.threshold, n_boot=args.n_boot
-    )
+    table = compare_fingerprints(load_fingerprint(args.a), load_fingerprint(args.b), threshold=args.threshold)
     models, ids = table.attrs["models"], table.attrs["axes_ids"]
     for side, path, i in (("A", args.a, 0), ("B", args.b, 1)):
         print(f"{side} = {path} (model {models[i] or 'not recorded'}, axes id {ids[i] or 'not recorded'})")
-    print(f"(difference B - A, bootstrap 95 % CI, paired: {table.attrs['paired']})")
+    family = len(table) - len(table.attrs["not_comparable"])
+    print(
+        f"(difference B - A, t CI at {table.attrs['ci']:.2%} each: {1 - ALPHA:.0%} together over the "
+        f"{family} axes compared (Bonferroni); paired: {table.attrs['paired']})"
+    )
     print("\n".join(table.attrs["notes"]) or "A and B: same model, same axes")
     print(table.round(3).to_string())
     if args.figure:

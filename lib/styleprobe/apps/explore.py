@@ -130,7 +130,7 @@ class Explorer:
             seeds = stored_baseline_seeds(self.ws)
             results = baseline(self.ws, seeds=seeds, aggregation=self.aggregation, progress=progress)
             projections = project_results(self.axes, results, self.handle.model_id)
-            self._baseline = fingerprint_table(projections, self.axes.names)["mean"]
+            self._baseline = fingerprint_table(projections, self.axes)["mean"]
         return self._baseline
 
     def ask(

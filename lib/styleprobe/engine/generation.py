@@ -10,6 +10,7 @@ import torch
 from transformers import DynamicCache
 
 from styleprobe.engine.chat import PLAIN_USER, adds_special_tokens
+from styleprobe.engine.extraction import NonFiniteStatesError, measure_mask
 from styleprobe.engine.hooks import block_hooks, pad_batch
 from styleprobe.engine.models import ModelHandle
 from styleprobe.engine.sampling import sample, sample_full
@@ -29,10 +30,14 @@ class Generation:
     response_ids: list[int]  # the reply's tokens, without the end-of-turn token and padding
     text: str
     finished: bool  # ended on an end-of-turn token rather than the token budget
+    empty: bool  # no visible text is measured (`is_empty`)
 
-    @property
-    def empty(self) -> bool:
-        return not self.text.strip()
+
+def is_empty(handle: ModelHandle, response_ids: list[int]) -> bool:
+    """Whether the measured part of an answer (`measure_mask`: all of it, or what follows `</think>`) has
+    no visible text: nothing, whitespace or special tokens only, or a think block that never closed."""
+    measured = [t for t, m in zip(response_ids, measure_mask(handle, 0, response_ids), strict=True) if m]
+    return not handle.tokenizer.decode(measured, skip_special_tokens=True).strip()
 
 
 def tokenize_prompts(handle: ModelHandle, prompts: list[str]) -> list[list[int]]:
@@ -85,6 +90,18 @@ class _Capture:
 
     def means(self) -> torch.Tensor:
         return self.sums / self.norm.clamp(min=1e-30)[:, None, None]
+
+
+def check_finite(states: torch.Tensor, layers: list[int]) -> None:
+    """Raise NonFiniteStatesError naming the first of `layers` whose states [..., layers, hidden] hold NaN
+    or inf."""
+    finite = torch.isfinite(states).all(-1).flatten(0, -2).all(0)  # one flag per layer
+    if not bool(finite.all()):
+        bad = layers[int((~finite).nonzero()[0])]
+        raise NonFiniteStatesError(
+            f"non-finite hidden states at decoder layer {bad} (fp16 overflow is the usual cause; "
+            "use bfloat16 or float32)"
+        )
 
 
 @torch.inference_mode()
@@ -169,11 +186,12 @@ def generate(
                 cap.step_done()
         if cap:
             captured[live] = cap.means()
+            check_finite(captured, capture[0])
     results = []
     for prompt, row in zip(prompt_ids, tokens.tolist(), strict=True):
         resp, finished = _cut(handle, [t for t in row if t >= 0])
         text = handle.tokenizer.decode(resp, skip_special_tokens=True)
-        results.append(Generation(list(prompt), resp, text, finished))
+        results.append(Generation(list(prompt), resp, text, finished, is_empty(handle, resp)))
     return results, (captured.cpu().numpy() if captured is not None else None)
 
 

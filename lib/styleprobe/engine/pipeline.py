@@ -16,7 +16,13 @@ from tqdm.auto import tqdm
 
 from styleprobe.engine.chat import build_prompt
 from styleprobe.engine.extraction import Aggregation, TokenSequence, extract, measure_mask
-from styleprobe.engine.generation import SamplingConfig, auto_batch_size, generate, tokenize_prompts
+from styleprobe.engine.generation import (
+    SamplingConfig,
+    auto_batch_size,
+    generate,
+    is_empty,
+    tokenize_prompts,
+)
 from styleprobe.engine.models import ModelHandle
 from styleprobe.engine.store import RunMismatchError, Stage, read_manifest
 from styleprobe.errors import UsageError, is_integer
@@ -181,6 +187,7 @@ def run_stage(
     position = {r["id"]: k for k, r in enumerate(records)}
     back = [position[it.id] for it in items]
     frame = pd.DataFrame([records[k] for k in back])
+    frame["empty"] = [is_empty(handle, ids) for ids in frame["response_ids"]]  # also for runs stored before
     return StageResult(frame, arrays["per_layer"][back], aggregation)
 
 

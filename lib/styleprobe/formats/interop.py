@@ -138,9 +138,10 @@ def import_study_axes(
     which gives its poles.
 
     Convention difference: the study aggregated the last 4 `hidden_states` entries, the last of which is
-    taken *after* the model's final norm, while this library reads all 4 before it. Projections of our
-    states on these axes are therefore close to, not identical with, the study's; the difference is stated
-    in the axis set's meta."""
+    taken *after* the model's final norm, while this library reads all 4 before it. The two readings rank
+    answers alike but are not on one scale (on the embedded SmolLM2, r >= 0.9 per axis while ours spread
+    about twice as widely: tests/test_interop.py), so projections on these axes order answers as the
+    study's would but are not the study's values; the difference is stated in the axis set's meta."""
     path = Path(path)
     if model_id is None or n_layers is None:
         short = path.name.split("_set_")[0]
@@ -167,6 +168,9 @@ def import_study_axes(
         normalisation="uncentred_iqr",
         meta={
             "source": f"mood-axis study file {path.name}",
-            "convention": "study: last of the 4 layers read after the final norm; here all 4 before it",
+            "convention": (
+                "study: last of the 4 layers read after the final norm; here all 4 before it, so answers "
+                "rank alike but values are not on the study's scale"
+            ),
         },
     )

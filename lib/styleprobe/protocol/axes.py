@@ -27,8 +27,20 @@ from styleprobe.engine.store import (
 from styleprobe.errors import StyleprobeError, first_line
 from styleprobe.stats import iqr, trimmed_mean
 
-NORMALISATIONS = ("median_iqr", "uncentred_iqr")
+NORMALISATIONS = ("crossfit", "median_iqr", "uncentred_iqr")
+"""crossfit (default): 0 and ±1 from held-out pole means; median_iqr: the pooled calibration median and IQR
+(earlier versions' default); uncentred_iqr: the original study's (0 and the IQR, floored)."""
+CLIPPED = (
+    "median_iqr",
+    "uncentred_iqr",
+)  # normalisations whose projections are clipped to [-1, 1] by default
+CROSSFIT_FOLDS = (
+    5  # calibration questions are split into this many folds (fewer if there are fewer questions)
+)
 ORIGINAL_SCALE_FLOOR = 0.1  # the original study's floor on the IQR, in raw projection units
+SCALE_FLOOR_SPREADS = (
+    0.1  # crossfit's floor on the scale, in within-pole spreads (reached by failed axes only)
+)
 
 
 class AxesError(StyleprobeError, ValueError):
@@ -44,14 +56,63 @@ def axis_direction(pos: np.ndarray, neg: np.ndarray, trim: float = 0.1) -> np.nd
     return (diff / norm).astype(np.float32)
 
 
-def centre_and_scale(raw: np.ndarray, normalisation: str = "median_iqr") -> tuple[float, float]:
-    """Centre and scale from the pooled calibration projections of one axis.
+def folds(*questions: np.ndarray) -> list[np.ndarray]:
+    """The fold of each answer, from its question index, for each array of question indices: both poles
+    (and the neutral answer) of a question share a fold, so no question is on both sides of a split.
+    There are CROSSFIT_FOLDS folds, or one per question when there are fewer questions."""
+    arrays = [np.asarray(q, dtype=int) for q in questions]
+    k = max(1, min(CROSSFIT_FOLDS, len(np.unique(np.concatenate(arrays)))))
+    return [q % k for q in arrays]
 
-    median_iqr (default): centre = median, scale = IQR, so 0 is the calibration midpoint and the value
-    is comparable across models. uncentred_iqr (the original study): centre = 0, scale = max(IQR, 0.1)."""
-    spread = iqr(raw)
+
+def out_of_fold(
+    pos: np.ndarray,
+    neg: np.ndarray,
+    pos_folds: np.ndarray,
+    neg_folds: np.ndarray,
+    others: tuple[tuple[np.ndarray, np.ndarray], ...] = (),
+    trim: float = 0.1,
+) -> list[np.ndarray]:
+    """Raw projections of every answer on the axis fitted without its fold: [pos, neg, *others], each
+    others entry given as (states, folds). With one fold, every answer is projected in-sample."""
+    groups = [(pos, pos_folds), (neg, neg_folds), *others]
+    out = [np.empty(len(s)) for s, _ in groups]
+    for k in np.unique(np.concatenate([pos_folds, neg_folds])):
+        train_p, train_n = pos[pos_folds != k], neg[neg_folds != k]
+        if not len(train_p) or not len(train_n):  # one fold: nothing is held out
+            train_p, train_n = pos, neg
+        direction = axis_direction(train_p, train_n, trim).astype(np.float64)
+        for (states, f), values in zip(groups, out, strict=True):
+            values[f == k] = states[f == k] @ direction
+    return out
+
+
+def within_spread(pos_raw: np.ndarray, neg_raw: np.ndarray) -> float:
+    """The pooled within-pole standard deviation (ddof=1 in each pole) of raw projections."""
+    dof = len(pos_raw) + len(neg_raw) - 2
+    if dof < 1:
+        return float("nan")
+    ss = ((pos_raw - pos_raw.mean()) ** 2).sum() + ((neg_raw - neg_raw.mean()) ** 2).sum()
+    return float(np.sqrt(ss / dof))
+
+
+def centre_and_scale(
+    pos_raw: np.ndarray, neg_raw: np.ndarray, normalisation: str = "crossfit"
+) -> tuple[float, float]:
+    """Centre and scale of one axis from its poles' raw projections.
+
+    crossfit (default; `pos_raw`, `neg_raw` are out-of-fold projections, see `out_of_fold`): centre = the
+    midpoint of the two held-out pole means, scale = half their distance, so -1 and +1 are where answers
+    under the negative and positive instruction land on average and 0 is halfway; the scale is floored at
+    SCALE_FLOOR_SPREADS within-pole spreads. median_iqr (in-sample): centre = median, scale = IQR of the
+    pooled projections. uncentred_iqr (the original study, in-sample): centre = 0, scale = max(IQR, 0.1)."""
+    if normalisation == "crossfit":
+        half = (pos_raw.mean() - neg_raw.mean()) / 2
+        floor = SCALE_FLOOR_SPREADS * within_spread(pos_raw, neg_raw)
+        return float((pos_raw.mean() + neg_raw.mean()) / 2), float(max(half, floor, 1e-12))
+    spread = iqr(np.concatenate([pos_raw, neg_raw]))
     if normalisation == "median_iqr":
-        return float(np.median(raw)), max(spread, 1e-12)
+        return float(np.median(np.concatenate([pos_raw, neg_raw]))), max(spread, 1e-12)
     if normalisation == "uncentred_iqr":
         return 0.0, max(spread, ORIGINAL_SCALE_FLOOR)
     raise ValueError(f"unknown normalisation {normalisation!r}; choose from {', '.join(NORMALISATIONS)}")
@@ -70,7 +131,8 @@ class AxisSet:
     hidden_size: int
     layers: list[int]
     aggregation: dict
-    normalisation: str = "median_iqr"
+    normalisation: str = "crossfit"
+    spreads: np.ndarray | None = None  # per axis: held-out within-pole spread, raw units (None: not measured)
     calibration: dict = field(default_factory=dict)  # per-axis statistics from calibration
     meta: dict = field(default_factory=dict)  # profile, prompt-set hash, instruction set, context, ...
     version: str = __version__
@@ -79,6 +141,8 @@ class AxisSet:
         self.vectors = np.asarray(self.vectors, dtype=np.float32)
         self.centres = np.asarray(self.centres, dtype=np.float64)
         self.scales = np.asarray(self.scales, dtype=np.float64)
+        if self.spreads is not None:
+            self.spreads = np.asarray(self.spreads, dtype=np.float64)
         n = len(self.names)
         if (
             self.vectors.shape != (n, self.hidden_size)
@@ -90,6 +154,8 @@ class AxisSet:
             raise AxesError("axis vectors or centres hold NaN or inf")
         if not (np.isfinite(self.scales).all() and (self.scales > 0).all()):
             raise AxesError(f"scales must be finite and > 0, got {self.scales.tolist()}")
+        if self.spreads is not None and self.spreads.shape != (n,):
+            raise AxesError(f"spreads must hold one value per axis, got shape {self.spreads.shape}")
         if self.normalisation not in NORMALISATIONS:
             raise AxesError(
                 f"unknown normalisation {self.normalisation!r}; expected {', '.join(NORMALISATIONS)}"
@@ -124,12 +190,29 @@ class AxisSet:
         self.check_states(states, model_id)
         return states.astype(np.float64) @ self.vectors.T.astype(np.float64)
 
-    def normalise(self, raw: np.ndarray, clip: bool = True) -> np.ndarray:
-        z = (raw - self.centres) / self.scales
-        return np.clip(z, -1.0, 1.0) if clip else z
+    @property
+    def clips(self) -> bool:
+        """Whether projections are clipped to [-1, 1] by default: the IQR normalisations' convention. The
+        crossfit unit puts the held-out pole means at ±1, so about half of each pole's answers lie beyond
+        them and clipping would bias every mean; it is not clipped."""
+        return self.normalisation in CLIPPED
 
-    def project(self, states: np.ndarray, model_id: str | None = None, clip: bool = True) -> np.ndarray:
-        """Normalised projections, clipped to [-1, 1] unless `clip=False`."""
+    def normalise(self, raw: np.ndarray, clip: bool | None = None) -> np.ndarray:
+        z = (raw - self.centres) / self.scales
+        return np.clip(z, -1.0, 1.0) if (self.clips if clip is None else clip) else z
+
+    def in_spreads(self, raw: np.ndarray) -> np.ndarray:
+        """Raw projections in units of each axis's held-out within-pole spread (a unit that does not depend
+        on how far the instructions move answers), centred like `normalise`."""
+        if self.spreads is None:
+            raise AxesError("these axes hold no within-pole spreads (calibrated before they were measured)")
+        return (raw - self.centres) / self.spreads
+
+    def project(
+        self, states: np.ndarray, model_id: str | None = None, clip: bool | None = None
+    ) -> np.ndarray:
+        """Normalised projections; `clip` (default: the normalisation's convention, see `clips`) clips them
+        to [-1, 1]."""
         return self.normalise(self.project_raw(states, model_id), clip)
 
     def cosine_matrix(self) -> np.ndarray:
@@ -145,6 +228,7 @@ class AxisSet:
                 "vectors": self.vectors[idx],
                 "centres": self.centres[idx],
                 "scales": self.scales[idx],
+                "spreads": None if self.spreads is None else self.spreads[idx],
             }
         )
 
@@ -165,6 +249,7 @@ class AxisSet:
         meta.update(
             centres=self.centres.tolist(),
             scales=self.scales.tolist(),
+            spreads=None if self.spreads is None else self.spreads.tolist(),
             poles=[list(p) for p in self.poles],
             tensors_sha256=sha256_bytes(blob),
         )
@@ -245,25 +330,39 @@ def fit_axes(
     states: dict[str, tuple[np.ndarray, np.ndarray]],
     poles: dict[str, tuple[str, str]],
     *,
-    normalisation: str = "median_iqr",
+    questions: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    normalisation: str = "crossfit",
     trim: float = 0.1,
     **provenance,
 ) -> AxisSet:
-    """One axis per entry of `states`: axis -> (positive states, negative states), each [n, hidden]."""
+    """One axis per entry of `states`: axis -> (positive states, negative states), each [n, hidden].
+
+    The direction comes from all of them. `questions` gives each answer's question index (axis -> (pos,
+    neg); default: the i-th positive and the i-th negative answer answer question i); the answers are split
+    into folds by question (`folds`) and each is projected on the axis fitted without its fold
+    (`out_of_fold`), which the crossfit normalisation and the within-pole spread use."""
+    if normalisation not in NORMALISATIONS:
+        raise ValueError(f"unknown normalisation {normalisation!r}; choose from {', '.join(NORMALISATIONS)}")
+    if questions is None:
+        questions = {n: (np.arange(len(p)), np.arange(len(q))) for n, (p, q) in states.items()}
     names = list(states)
     vectors = np.stack([axis_direction(*states[n], trim=trim) for n in names])
-    centres, scales = [], []
+    centres, scales, spreads = [], [], []
     for i, n in enumerate(names):
-        raw = np.concatenate(states[n]) @ vectors[i].astype(np.float64)
-        c, s = centre_and_scale(raw, normalisation)
+        pos, neg = states[n]
+        in_sample = [pos @ vectors[i].astype(np.float64), neg @ vectors[i].astype(np.float64)]
+        held_out = out_of_fold(pos, neg, *folds(*questions[n]), trim=trim)
+        c, s = centre_and_scale(*(held_out if normalisation == "crossfit" else in_sample), normalisation)
         centres.append(c)
         scales.append(s)
+        spreads.append(within_spread(*held_out))
     return AxisSet(
         names=names,
         poles=[poles[n] for n in names],
         vectors=vectors,
         centres=np.array(centres),
         scales=np.array(scales),
+        spreads=np.array(spreads) if np.isfinite(spreads).all() and (np.array(spreads) > 0).all() else None,
         hidden_size=vectors.shape[1],
         normalisation=normalisation,
         **provenance,

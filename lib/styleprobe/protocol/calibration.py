@@ -3,26 +3,36 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 import pandas as pd
+import scipy.stats
 
 from styleprobe import stats
 from styleprobe.engine.extraction import Aggregation
 from styleprobe.engine.generation import SamplingConfig
 from styleprobe.engine.pipeline import Item, StageResult, run_stage, without_system
-from styleprobe.protocol.axes import AxesError, AxisSet, fit_axes
+from styleprobe.protocol.axes import CROSSFIT_FOLDS, AxesError, AxisSet, fit_axes, folds, out_of_fold
 from styleprobe.protocol.profiles import PROFILES, Profile
 from styleprobe.protocol.reading import DEFAULT_CONTEXT, ReadingContext, default_thinking, keeps_instruction
 from styleprobe.protocol.runs import Session
 from styleprobe.protocol.spec import Protocol
-from styleprobe.result import PaperTable, Result, axis_label
+from styleprobe.protocol.validity import SEPARABLE_ACCURACY, heldout_status, mark, valid_axes
+from styleprobe.result import PaperTable, Result, axis_label, axis_list
 
 POLES = {+1: "positive", -1: "negative"}
-SEPARABLE_ACCURACY = 0.65
-"""An axis separates its poles when its held-out pairwise accuracy reaches this (below: a hard dead zone)."""
+PAPER_COLUMNS = (
+    "pairwise_accuracy",
+    "accuracy_ci_low",
+    "accuracy_ci_high",
+    "sign_accuracy",
+    "dprime",
+    "neutral",
+    "obey_positive",
+    "obey_negative",
+)  # the held-out and neutral-control columns the paper shows
 PCA_COMPONENTS = 10  # principal components of the calibration states whose variance share is saved
 
 
@@ -30,7 +40,8 @@ PCA_COMPONENTS = 10  # principal components of the calibration states whose vari
 class Calibration:
     axes: AxisSet
     result: StageResult  # calibration and evaluation answers with their states
-    evaluation: pd.DataFrame  # per-axis held-out statistics
+    evaluation: pd.DataFrame  # per-axis held-out statistics (and the neutral control's, when it ran)
+    neutral: StageResult | None = None  # the calibration questions answered with no instruction
 
 
 def calibration_items(
@@ -72,29 +83,59 @@ def calibration_items(
     return items
 
 
+def neutral_items(profile: Profile, protocol: Protocol, axes: list[str] | None = None) -> list[Item]:
+    """The neutral control: every calibration question of instruction set A answered with no instruction,
+    read like the poles. Its answers show where the model's own default sits between the instructed poles
+    on the same questions, so each pole's obedience can be measured (`neutral_control`)."""
+    names = axes or list(protocol.axes)
+    bank = protocol.questions.calibration_set("A")
+    return [
+        Item(
+            id=f"neutral/{name}/{q_index:02d}",
+            question=question,
+            system=None,
+            meta={"axis": name, "pole": 0, "split": "neutral", "q_index": q_index},
+        )
+        for name in names
+        for q_index, question in enumerate(bank[name][: profile.n_calibration])
+    ]
+
+
+def _answered(result: StageResult) -> np.ndarray:
+    """Answers with visible text: whitespace-only and empty answers are never fitted or scored."""
+    return ~result.records["empty"].to_numpy(bool) & (result.records["n_measured"] > 0).to_numpy()
+
+
+def _pole_data(result: StageResult, name: str, pole: int, split: str = "calibration"):
+    rec = result.records
+    sel = (
+        (rec["axis"] == name).to_numpy()
+        & (rec["split"] == split).to_numpy()
+        & (rec["pole"] == pole).to_numpy()
+        & _answered(result)
+    )
+    return result.states[sel], rec["q_index"].to_numpy()[sel]
+
+
 def fit_from_result(
     result: StageResult,
     handle_model_id: str,
-    normalisation: str = "median_iqr",
+    normalisation: str = "crossfit",
     poles: Mapping[str, tuple[str, str]] | None = None,
+    neutral: StageResult | None = None,
     **meta,
 ) -> tuple[AxisSet, pd.DataFrame]:
-    """Fit axes on the calibration split (non-empty answers only) and score them on the evaluation split.
+    """Fit axes on the calibration split (answers with visible text only) and score them on the evaluation
+    split; with `neutral` (the neutral control's answers), measure each pole's obedience beside them.
     `poles` labels each axis's poles (default: its name split at the first "_", `warm_cold` -> warm, cold;
     labels only, they change no number)."""
-    rec = result.records
-    states = result.states
-    usable = (rec["n_measured"] > 0).to_numpy()
-    names = list(dict.fromkeys(rec["axis"]))
+    names = list(dict.fromkeys(result.records["axis"]))
     poles = dict(poles or {})
-    pole_states = {}
-    for name in names:
-        sel = (rec["axis"] == name).to_numpy() & (rec["split"] == "calibration").to_numpy() & usable
-        pole = rec["pole"].to_numpy()
-        pole_states[name] = (states[sel & (pole == 1)], states[sel & (pole == -1)])
+    data = {n: (_pole_data(result, n, +1), _pole_data(result, n, -1)) for n in names}
     axes = fit_axes(
-        pole_states,
+        {n: (p[0], q[0]) for n, (p, q) in data.items()},
         {n: poles.get(n) or _pole_labels(n) for n in names},
+        questions={n: (p[1], q[1]) for n, (p, q) in data.items()},
         normalisation=normalisation,
         model_id=handle_model_id,
         layers=list(meta.pop("layers")),
@@ -102,6 +143,8 @@ def fit_from_result(
         meta=meta,
     )
     evaluation = heldout_scores(axes, result)
+    if neutral is not None:
+        evaluation = evaluation.join(neutral_control(axes, result, neutral))
     axes.calibration = evaluation.to_dict(orient="index")
     return axes, evaluation
 
@@ -112,10 +155,12 @@ def _pole_labels(name: str) -> tuple[str, str]:
 
 
 def heldout_scores(axes: AxisSet, result: StageResult) -> pd.DataFrame:
-    """Per axis of `axes`: pairwise and sign accuracy and d' on the evaluation split of `result` (unclipped
-    projections), the share of clipped calibration projections and the number of empty answers."""
+    """Per axis of `axes`: pairwise accuracy with its 95 % interval (`stats.pairwise_accuracy_ci`), sign
+    accuracy and d' on the evaluation split of `result` (unclipped projections; the axes never saw these
+    answers), the validation status (`validity.heldout_status`), the share of in-sample calibration
+    projections beyond ±1 and the number of empty answers."""
     rec = result.records
-    usable = (rec["n_measured"] > 0).to_numpy()
+    usable = _answered(result)
     values_all = axes.project(result.states, clip=False)
     rows = []
     for i, name in enumerate(axes.names):
@@ -125,18 +170,66 @@ def heldout_scores(axes: AxisSet, result: StageResult) -> pd.DataFrame:
         ev = split == "evaluation"
         pos, neg = values[ev & (pole == 1)], values[ev & (pole == -1)]
         cal = values[split == "calibration"]
+        both = len(pos) > 0 and len(neg) > 0
+        low, high = stats.pairwise_accuracy_ci(pos, neg) if both else (np.nan, np.nan)
         rows.append(
             {
                 "axis": name,
                 "n_eval": int(ev.sum()),
-                "pairwise_accuracy": stats.pairwise_accuracy(pos, neg) if len(pos) and len(neg) else np.nan,
-                "sign_accuracy": stats.sign_accuracy(pos, neg) if len(pos) and len(neg) else np.nan,
+                "pairwise_accuracy": stats.pairwise_accuracy(pos, neg) if both else np.nan,
+                "accuracy_ci_low": low,
+                "accuracy_ci_high": high,
+                "sign_accuracy": stats.sign_accuracy(pos, neg) if both else np.nan,
                 "dprime": stats.dprime(pos, neg) if len(pos) > 1 and len(neg) > 1 else np.nan,
                 "calibration_clipped": float(np.mean(np.abs(cal) > 1)) if len(cal) else np.nan,
-                "empty_answers": int(((rec["axis"] == name) & ~usable).sum()),
+                "empty_answers": int(((rec["axis"] == name).to_numpy() & ~usable).sum()),
             }
         )
-    return pd.DataFrame(rows).set_index("axis")
+    table = pd.DataFrame(rows).set_index("axis")
+    table["validation"] = heldout_status(table)
+    return table
+
+
+def neutral_control(axes: AxisSet, result: StageResult, neutral: StageResult) -> pd.DataFrame:
+    """Per axis, how far each instruction moves answers from the model's own default, on the calibration
+    questions, in the axes' normalised unit and cross-fitted: every answer (positive, negative, neutral) is
+    projected on the axis fitted without its question's fold.
+
+    neutral: mean position of the uninstructed answers (0 = midway between the held-out pole means);
+    obey_positive = mean over questions of (positive - neutral), obey_negative = mean of (neutral -
+    negative), each with a 95 % t interval over questions (paired by question). With the crossfit
+    normalisation obey_positive + obey_negative = 2 on average, and the position of the default between
+    the poles is (obey_negative - obey_positive) / 2: a default that sits at +0.6 is one the positive
+    instruction hardly moves."""
+    rows = {}
+    for i, name in enumerate(axes.names):
+        (pos, qp), (neg, qn) = _pole_data(result, name, +1), _pole_data(result, name, -1)
+        neu, q0 = _pole_data(neutral, name, 0, "neutral")
+        fp, fn, f0 = folds(qp, qn, q0)
+        raw = out_of_fold(pos, neg, fp, fn, others=((neu, f0),))
+        p, n, z = ((r - axes.centres[i]) / axes.scales[i] for r in raw)
+        row = {"neutral": float(z.mean()) if len(z) else np.nan, "n_neutral": len(z)}
+        moves = {"obey_positive": _paired(p, qp, z, q0), "obey_negative": _paired(z, q0, n, qn)}
+        for column, toward in moves.items():
+            row[column] = float(toward.mean()) if len(toward) else np.nan
+            low, high = _t_interval(toward)
+            row[f"{column}_low"], row[f"{column}_high"] = low, high
+        rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _paired(a: np.ndarray, qa: np.ndarray, b: np.ndarray, qb: np.ndarray) -> np.ndarray:
+    """a - b over the questions both have (one answer per question and side)."""
+    left, right = pd.Series(a, index=qa), pd.Series(b, index=qb)
+    common = left.index.intersection(right.index)
+    return (left[common] - right[common]).to_numpy(float)
+
+
+def _t_interval(values: np.ndarray, ci: float = 0.95) -> tuple[float, float]:
+    if len(values) < 2 or np.ptp(values) == 0:
+        return np.nan, np.nan
+    interval = scipy.stats.ttest_1samp(values, 0.0).confidence_interval(ci)
+    return float(interval.low), float(interval.high)
 
 
 def calibrate(
@@ -145,13 +238,14 @@ def calibrate(
     axes: list[str] | None = None,
     instruction_set: str = "A",
     aggregation: Aggregation = Aggregation(),
-    normalisation: str = "median_iqr",
+    normalisation: str = "crossfit",
     sampling: SamplingConfig | None = None,
     seed: int = 0,
     batch_size: int | None = None,
     context: ReadingContext = DEFAULT_CONTEXT,
     thinking: bool | None = None,
     profile: Profile | None = None,
+    neutral: bool | None = None,
     progress: bool = True,
 ) -> Calibration:
     """Answer calibration and evaluation questions under both poles' instructions, then fit the axes.
@@ -160,7 +254,9 @@ def calibrate(
     (default) re-reads them as question + answer only, so an axis reads the style of the text, not the
     instruction, and its centre sits in the context the baseline answers are read in; "instructed" keeps
     the states read while generating (the original study's way; online capture, no second pass).
-    `profile` replaces the workspace's (e.g. a larger token budget for thinking runs)."""
+    `profile` replaces the workspace's (e.g. a larger token budget for thinking runs). `neutral` (default:
+    for instruction set A) also answers the calibration questions with no instruction, the neutral control
+    (`neutral_control`)."""
     handle, profile = ws.model, profile or ws.profile
     sampling = sampling or SamplingConfig(profile.calibration_tokens)
     items = calibration_items(profile, ws.protocol, axes, instruction_set)
@@ -180,11 +276,26 @@ def calibrate(
     if not keeps_instruction(context):  # the same answers, re-read without the instruction
         stage = ws.runs.calibration(instruction_set, context, profile.name, axes, thinking)
         result = without_system(handle, items, result, stage, thinking=thinking, progress=progress)
+    control = None
+    if neutral if neutral is not None else instruction_set == "A":
+        control = run_stage(
+            handle,
+            ws.runs.neutral(profile.name, axes, thinking),
+            neutral_items(profile, ws.protocol, axes),
+            sampling,
+            aggregation,
+            seed=seed,
+            batch_size=batch_size,
+            thinking=thinking,
+            desc="neutral control",
+            progress=progress,
+        )
     axis_set, evaluation = fit_from_result(
         result,
         handle.model_id,
         normalisation,
         poles=ws.protocol.poles(),
+        neutral=control,
         layers=aggregation.absolute_layers(handle.n_layers),
         profile=profile.to_dict(),
         instruction_set=instruction_set,
@@ -194,7 +305,7 @@ def calibrate(
         prompt_set_hash=ws.protocol.hash,
         model_slug=handle.slug,
     )
-    return Calibration(axis_set, result, evaluation)
+    return Calibration(axis_set, result, evaluation, control)
 
 
 def calibration_pca(cal: Calibration) -> tuple[pd.DataFrame, np.ndarray]:
@@ -250,7 +361,20 @@ def summarise(ws: Session, cal: Calibration) -> CalibrationResult:
         },
         pca_explained=calibration_pca(cal)[1][:PCA_COMPONENTS].tolist(),
         tokens_by_pole=tokens.rename(columns=POLES).reindex(columns=list(POLES.values())),
+        cut_by_pole=cut_shares(calib).rename(columns=POLES).reindex(columns=list(POLES.values())),
     )
+
+
+def _cut_percents(cut: np.ndarray) -> dict:
+    """The paper's statement of the budget's effect: mean and largest share of answers cut, in percent."""
+    if not cut.size:
+        return {"cut_percent": np.nan, "max_cut_percent": np.nan}
+    return {"cut_percent": round(100 * np.nanmean(cut)), "max_cut_percent": round(100 * np.nanmax(cut))}
+
+
+def cut_shares(records: pd.DataFrame) -> pd.DataFrame:
+    """Per axis and pole: the share of answers that ran into the token budget instead of ending."""
+    return 1 - records.groupby(["axis", "pole"])["finished"].mean().unstack()
 
 
 @dataclass
@@ -272,6 +396,12 @@ class CalibrationResult(Result):
     settings: dict  # the run's sizes, sampling and reading (`summarise`); layers 0-based, of n_blocks
     pca_explained: list[float]  # share of the variance of the calibration states' first components
     tokens_by_pole: pd.DataFrame  # per axis: mean length of the calibration answers, positive and negative
+    # per axis and pole: the share of calibration answers cut at the token budget (`cut_shares`)
+    cut_by_pole: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def validated(self) -> list[str]:
+        """The axes that pass held-out validation (`validity.valid_axes`)."""
+        return valid_axes(self.evaluation)
 
     def paper(self) -> dict:
         settings, ev, cosines = self.settings, self.evaluation, self.axis_cosines
@@ -298,29 +428,40 @@ class CalibrationResult(Result):
             "worst_accuracy": acc.min(),
             "hard_threshold": SEPARABLE_ACCURACY,
             "n_separable": int((acc >= SEPARABLE_ACCURACY).sum()),
+            "n_validated": len(self.validated()),
+            "validated": axis_list(self.validated()),
+            "not_validated": axis_list(n for n in ev.index if n not in self.validated()),
+            "crossfit_folds": CROSSFIT_FOLDS,
             "mean_abs_cosine": self.mean_abs_axis_cosine,
             "max_abs_cosine": upper.max(),
             "max_cosine_pair": " and ".join(axis_label(n) for n in upper.idxmax()),
             "pc1_percent": round(100 * explained[0]),
             "pc2_percent": round(100 * explained[1]),
-            "axes": ev[["pairwise_accuracy", "sign_accuracy", "dprime"]].to_dict(orient="index"),
+            "axes": ev[[c for c in PAPER_COLUMNS if c in ev]].to_dict(orient="index"),
             "tokens": tokens.to_dict(orient="index"),
+            **_cut_percents(self.cut_by_pole.to_numpy(float)),
         }
 
     def paper_tables(self) -> dict[str, PaperTable]:
         tokens = self.tokens_by_pole.rename(columns={"positive": "tokens +", "negative": "tokens -"})
-        evaluation = self.evaluation[["pairwise_accuracy", "sign_accuracy", "dprime", "calibration_clipped"]]
+        ev, valid = self.evaluation, set(self.validated())
+        evaluation = ev[[c for c in PAPER_COLUMNS if c in ev]].join(tokens)
+        evaluation = evaluation.rename(index={n: mark(n, n in valid) for n in evaluation.index})
         profiles = pd.DataFrame([p.to_dict() for p in PROFILES.values()]).set_index("name")
         profiles["seeds"] = profiles["seeds"].map(len)
         return {
             "calibration_evaluation": PaperTable(
-                evaluation.join(tokens),
+                evaluation,
                 index_name="axis",
                 columns={
                     "pairwise_accuracy": "pairwise acc.",
+                    "accuracy_ci_low": "low",
+                    "accuracy_ci_high": "high",
                     "sign_accuracy": "sign acc.",
                     "dprime": "d'",
-                    "calibration_clipped": "clipped",
+                    "neutral": "neutral",
+                    "obey_positive": "obey +",
+                    "obey_negative": "obey -",
                 },
             ),
             "profiles": PaperTable(

@@ -19,7 +19,8 @@ from styleprobe.protocol.axes import AxisSet, axes_id
 from styleprobe.protocol.profiles import Profile
 from styleprobe.protocol.reading import default_thinking
 from styleprobe.protocol.runs import Session
-from styleprobe.result import PaperTable, Result, axis_label
+from styleprobe.protocol.validity import mark
+from styleprobe.result import PaperTable, Result, axis_label, axis_list
 
 
 def stored_baseline_seeds(ws: Session, profile: Profile | None = None) -> tuple[int, ...] | None:
@@ -75,17 +76,19 @@ def baseline(
 
 
 def project_results(
-    axes: AxisSet, results: dict[int, StageResult], model_id: str, clip: bool = True
+    axes: AxisSet, results: dict[int, StageResult], model_id: str, clip: bool | None = None
 ) -> pd.DataFrame:
-    """Long table of normalised projections (clipped to [-1, 1] unless `clip=False`): one row per (seed,
-    question), one column per axis. Empty answers get NaN projections (kept, flagged, never averaged in).
-    The last two columns name what was projected: `model_id` (the model that answered; "" when not given)
-    and `axes_id` (`styleprobe.protocol.axes.axes_id` of `axes`)."""
+    """Long table of normalised projections (clipped to [-1, 1] by `clip`, default the normalisation's
+    convention, `AxisSet.clips`): one row per (seed, question), one column per axis. Empty and
+    whitespace-only answers get NaN projections (kept, flagged, never averaged in). The last two columns name
+    what was projected: `model_id` (the model that answered; "" when not given) and `axes_id`
+    (`styleprobe.protocol.axes.axes_id` of `axes`)."""
     identity = axes_id(axes)
     frames = []
     for seed, res in results.items():
         values = axes.project(res.states, model_id, clip=clip)
-        values[(res.records["n_measured"] == 0).to_numpy()] = np.nan
+        silent = res.records["empty"].to_numpy(bool) | (res.records["n_measured"] == 0).to_numpy()
+        values[silent] = np.nan
         frame = pd.DataFrame(values, columns=axes.names)
         frame.insert(0, "seed", seed)
         frame.insert(1, "q_index", res.records["q_index"].to_numpy())
@@ -96,13 +99,22 @@ def project_results(
     return pd.concat(frames, ignore_index=True)
 
 
-def fingerprint_table(projections: pd.DataFrame, axes: list[str], seed: int = 0) -> pd.DataFrame:
-    """Per axis: mean over questions (seed-averaged), bootstrap 95 % CI over questions, std, clipped share."""
-    per_question = projections.groupby("q_index")[axes].mean()
+NEUTRAL_COLUMNS = ("neutral", "obey_positive", "obey_negative")
+
+
+def fingerprint_table(projections: pd.DataFrame, axes: AxisSet) -> pd.DataFrame:
+    """Per axis: the position (mean over questions of the seed-averaged projection) with its 95 % t
+    interval over questions (`stats.mean_ci`; BCa covers too little at 15-30 questions, see notebook 12),
+    the std over questions, the share of answers at or beyond ±1, and, beside the position, what the
+    calibration measured for the axis: the neutral control's position and each pole's obedience
+    (`calibration.neutral_control`; NaN for axes calibrated without it) and the held-out validation
+    status (`validity.heldout_status`)."""
+    per_question = projections.groupby("q_index")[axes.names].mean()
     rows = []
-    for name in axes:
+    for name in axes.names:
         v = per_question[name].dropna().to_numpy()
-        lo, hi = stats.bootstrap_ci(np.mean, v, seed=seed) if len(v) > 1 else (np.nan, np.nan)
+        lo, hi = stats.mean_ci(v)
+        measured = axes.calibration.get(name, {})
         rows.append(
             {
                 "axis": name,
@@ -110,16 +122,18 @@ def fingerprint_table(projections: pd.DataFrame, axes: list[str], seed: int = 0)
                 "ci_low": lo,
                 "ci_high": hi,
                 "std": float(np.std(v, ddof=1)) if len(v) > 1 else np.nan,
-                "clipped": float(np.mean(np.abs(projections[name].dropna()) >= 1)),
+                "beyond_poles": float(np.mean(np.abs(projections[name].dropna()) >= 1)),
                 "n": len(v),
+                **{c: float(measured.get(c, np.nan)) for c in NEUTRAL_COLUMNS},
+                "validation": measured.get("validation", "unknown"),
             }
         )
     return pd.DataFrame(rows).set_index("axis")
 
 
-def retest_icc(projections: pd.DataFrame, names: Sequence[str], n_boot: int = 1000) -> pd.DataFrame:
-    """The baseline's test-retest reliability: per axis, ICC(2,1) of the questions x seeds matrix with a
-    percentile bootstrap 95 % CI over questions (columns icc, ci_low, ci_high; no rows with one seed, where
+def retest_icc(projections: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """The baseline's test-retest reliability: per axis, ICC(2,1) of the questions x seeds matrix with its
+    F-based 95 % interval (`stats.icc_with_ci`; columns icc, ci_low, ci_high; no rows with one seed, where
     it is undefined). Questions with an empty answer under any seed are left out.
 
     `projections` must be UNCLIPPED (`project_results(..., clip=False)`): clipping to [-1, 1] squeezes the
@@ -129,7 +143,7 @@ def retest_icc(projections: pd.DataFrame, names: Sequence[str], n_boot: int = 10
     if projections["seed"].nunique() > 1:
         for name in names:
             matrix = projections.pivot(index="q_index", columns="seed", values=name).dropna().to_numpy()
-            rows[name] = stats.icc_with_ci(matrix, n_boot)
+            rows[name] = stats.icc_with_ci(matrix)
     return pd.DataFrame.from_dict(rows, orient="index", columns=["icc", "ci_low", "ci_high"])
 
 
@@ -139,7 +153,6 @@ def summarise(
     model_id: str,
     *,
     profile: Profile,
-    n_boot: int = 1000,
 ) -> BaselineResult:
     """The BaselineResult of baseline answers (`results`, by seed) projected on `axes`: the fingerprint
     table, the retest ICC, the axes' correlation across questions and its spectrum, and the axes' poles and
@@ -154,14 +167,16 @@ def summarise(
         seeds=list(results),
         model_id=model_id,
         axes_id=axes_id(axes),
-        fingerprint=fingerprint_table(projections, axes.names),
-        icc=retest_icc(project_results(axes, results, model_id, clip=False), axes.names, n_boot),
+        fingerprint=fingerprint_table(projections, axes),
+        icc=retest_icc(project_results(axes, results, model_id, clip=False), axes.names),
+        normalisation=axes.normalisation,
         behavioural_correlation=per_question[usable].corr(),
         pc1_share=stats.pc1_share(matrix) if several else np.nan,
         participation_ratio=stats.participation_ratio(matrix) if several else np.nan,
         eigenvalues=np.linalg.eigvalsh(np.corrcoef(matrix, rowvar=False))[::-1].tolist() if several else [],
         per_question=per_question,
         n_empty=int(projections[axes.names].isna().any(axis=1).sum()),
+        n_cut=int(sum((~r.records["finished"].astype(bool)).sum() for r in results.values())),
         baseline_tokens=profile.baseline_tokens,
         poles={name: list(pair) for name, pair in zip(axes.names, axes.poles, strict=True)},
         axis_cosines=pd.DataFrame(axes.cosine_matrix(), index=axes.names, columns=axes.names),
@@ -173,14 +188,13 @@ def run(
     *,
     axes: AxisSet | None = None,
     seeds: Sequence[int] | None = None,
-    n_boot: int = 1000,
     batch_size: int | None = None,
     system: str | None = None,
     progress: bool = True,
 ) -> BaselineResult:
     """The model's fingerprint on `axes` (None: the workspace's, `ws.axes()`): its default answers under
-    `seeds` (None: the profile's), projected and summarised (`summarise`; `n_boot` resamples for the
-    ICC's CI). `system`: answers written under that system prompt instead (see `baseline`)."""
+    `seeds` (None: the profile's), projected and summarised (`summarise`). `system`: answers written
+    under that system prompt instead (see `baseline`)."""
     axes = axes if axes is not None else ws.axes()
     results = baseline(
         ws,
@@ -190,7 +204,7 @@ def run(
         system=system,
         progress=progress,
     )
-    return summarise(axes, results, ws.model.model_id, profile=ws.profile, n_boot=n_boot)
+    return summarise(axes, results, ws.model.model_id, profile=ws.profile)
 
 
 @dataclass
@@ -205,7 +219,9 @@ class BaselineResult(Result):
     seeds: list[int]
     model_id: str
     axes_id: str  # `styleprobe compare` refuses fingerprints made with other axes
-    fingerprint: pd.DataFrame  # per axis: mean, ci_low, ci_high, std, clipped, n
+    fingerprint: (
+        pd.DataFrame
+    )  # per axis (`fingerprint_table`): position, CI, std, neutral control, validation
     icc: pd.DataFrame  # test-retest ICC(2,1) per axis over seeds, unclipped projections (`retest_icc`)
     behavioural_correlation: pd.DataFrame
     pc1_share: float
@@ -216,22 +232,37 @@ class BaselineResult(Result):
     baseline_tokens: int  # the answers' token budget
     poles: dict  # per axis: its positive and negative pole's names
     axis_cosines: pd.DataFrame  # cosines between the axis vectors
+    normalisation: str = "crossfit"  # of the axes: what 0 and ±1 mean (`protocol.axes.centre_and_scale`)
+    n_cut: int = 0  # answers that ran into the token budget (`baseline_tokens`) instead of ending
+
+    def validated(self) -> list[str]:
+        """The axes that passed held-out validation (`validity.heldout_status`): the only ones conclusions
+        are drawn from."""
+        return list(self.fingerprint.index[self.fingerprint["validation"] == "valid"])
+
+    def leaning(self, dead: Sequence[str] = ()) -> dict[str, str]:
+        """{axis: the pole the model leans to} for each validated axis not in `dead` whose CI excludes 0."""
+        return {
+            n: self.poles[n][0] if row.ci_low > 0 else self.poles[n][1]
+            for n, row in self.fingerprint.loc[self.validated()].iterrows()
+            if (row.ci_low > 0 or row.ci_high < 0) and n not in dead
+        }
 
     def leans(self) -> list[str]:
-        """The poles the model leans to: one per axis whose CI excludes 0."""
-        return [
-            self.poles[n][0] if row.ci_low > 0 else self.poles[n][1]
-            for n, row in self.fingerprint.iterrows()
-            if row.ci_low > 0 or row.ci_high < 0
-        ]
+        """The poles the model leans to: one per validated axis whose CI excludes 0."""
+        return list(self.leaning().values())
 
     def paper(self) -> dict:
         table, behaviour, icc = self.fingerprint, self.behavioural_correlation, self.icc
         usable = list(behaviour.index)
         pairs = behaviour.where(np.triu(np.ones(behaviour.shape, dtype=bool), k=1)).stack().dropna()
         top_pair = pairs.abs().idxmax() if len(pairs) else None  # the most correlated pair of axes
-        leans = self.leans()
-        strongest = table["mean"].abs().idxmax()
+        leans, validated = self.leans(), self.validated()
+
+        def named(axis: str) -> str:  # the paper's label, marked when the axis failed validation
+            return mark(axis_label(axis), axis in validated)
+
+        strongest = table.loc[validated, "mean"].abs().idxmax() if validated else None
         numbers = {
             "profile": self.profile,
             "n_baseline": len(self.per_question),
@@ -239,16 +270,22 @@ class BaselineResult(Result):
             "n_seeds": len(self.seeds),
             "n_answers": len(self.seeds) * len(self.per_question),
             "n_empty": self.n_empty,
+            "n_cut": self.n_cut,
+            "cut_percent": round(100 * self.n_cut / max(1, len(self.seeds) * len(self.per_question))),
             "fingerprint": table[["mean", "ci_low", "ci_high", "std"]].to_dict(orient="index"),
+            "normalisation": self.normalisation,
+            "n_validated": len(validated),
+            "n_not_interpreted": len(table) - len(validated),
+            "not_interpreted": axis_list(n for n in table.index if n not in validated),
             "n_axes_ci_excluding_zero": len(leans),
             "leans": ", ".join(leans) or "none",
-            "strongest_axis": axis_label(strongest),
-            "strongest_mean": table["mean"].loc[strongest],
-            "max_clipped_percent": round(100 * table["clipped"].max()),
+            "strongest_axis": axis_label(strongest) if strongest else "none",
+            "strongest_mean": table["mean"].loc[strongest] if strongest else np.nan,
+            "max_beyond_poles_percent": round(100 * table["beyond_poles"].max()),
             "pc1_percent": round(100 * self.pc1_share) if np.isfinite(self.pc1_share) else np.nan,
             "participation_ratio": self.participation_ratio,
             "n_usable_axes": len(usable),
-            "top_pair": " and ".join(axis_label(n) for n in top_pair) if top_pair else "none",
+            "top_pair": " and ".join(named(n) for n in top_pair) if top_pair else "none",
             "top_pair_r": pairs.loc[top_pair] if top_pair else np.nan,
             "top_pair_cosine": self.axis_cosines.loc[top_pair] if top_pair else np.nan,
         }
@@ -256,20 +293,26 @@ class BaselineResult(Result):
             numbers |= {
                 "icc": icc.to_dict(orient="index"),
                 "mean_icc": icc["icc"].mean(),
-                "min_icc_axis": axis_label(icc["icc"].idxmin()),
+                "min_icc_axis": named(icc["icc"].idxmin()),
                 "min_icc": icc["icc"].min(),
-                "max_icc_axis": axis_label(icc["icc"].idxmax()),
+                "max_icc_axis": named(icc["icc"].idxmax()),
                 "max_icc": icc["icc"].max(),
             }
         return numbers
 
     def paper_tables(self) -> dict[str, PaperTable]:
-        shown = self.fingerprint[["mean", "ci_low", "ci_high", "std", "clipped"]]
+        table = self.fingerprint
+        shown = table[["mean", "ci_low", "ci_high", "std", *NEUTRAL_COLUMNS]]
         if len(self.icc):
             shown = shown.join(self.icc.add_prefix("ICC "))
+        valid = set(self.validated())
+        shown = shown.rename(index={n: mark(n, n in valid) for n in shown.index})
         columns = {
+            "mean": "position",
             "ci_low": "CI low",
             "ci_high": "CI high",
+            "obey_positive": "obey +",
+            "obey_negative": "obey -",
             "ICC icc": "ICC(2,1)",
             "ICC ci_low": "ICC low",
             "ICC ci_high": "ICC high",

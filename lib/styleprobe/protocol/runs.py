@@ -42,6 +42,11 @@ class RunStore:
         tag = "-thinking" if thinking else ""
         return self.root / f"calibration-{instruction_set}-{context}-{profile}{subset}{tag}"
 
+    def neutral(self, profile: str, axes: list[str] | None = None, thinking: bool | None = None) -> Path:
+        """The neutral control: the calibration questions of set A answered with no instruction."""
+        subset = "" if axes is None else "-" + "+".join(axes)
+        return self.root / f"neutral-{profile}{subset}{'-thinking' if thinking else ''}"
+
     def baseline_root(self, profile: str, thinking: bool | None = None, system: str | None = None) -> Path:
         """The folder of every baseline run of this profile (one subfolder per set of seeds)."""
         tag = "" if thinking is None else f"-thinking-{'on' if thinking else 'off'}"

@@ -31,6 +31,7 @@ import pandas as pd
 from styleprobe import paths
 from styleprobe.engine.store import atomic_write_text
 from styleprobe.errors import StyleprobeError
+from styleprobe.protocol.validity import MARK
 from styleprobe.result import Result
 
 PAPER_DIR = paths.NOTEBOOKS_DIR.parent / "paper"  # in a checkout
@@ -40,10 +41,13 @@ NUMBERS_PREFIX = "numbers-"
 INDEX = "generated/index"  # written by write_index, input by main.tex
 FIGURES = r"\figuresdir"  # the figures folder, as the text names it (defined in the index)
 _KEY = re.compile(r"^[A-Za-z0-9_.+=-]+(/[A-Za-z0-9_.+=-]+)*$")
+DAGGER = r"\textdagger{}"  # how the paper prints validity.MARK
+MARKED = r"\spmarked"  # ends a table with a marked row: \resulttable then prints the validity note
 _LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
     "\\": r"\textbackslash{}",
+    MARK: DAGGER,
 }
 
 
@@ -91,8 +95,11 @@ def format_value(value, digits: int = 2) -> str:
 
 
 def axis_label(name, axes: Collection[str] = ()) -> str:
-    """`warm_cold` -> `warm/cold` for a name in `axes` (other labels unchanged)."""
-    return str(name).replace("_", "/") if str(name) in axes else str(name)
+    """`warm_cold` -> `warm/cold` for a name in `axes`, also when marked (`warm_cold†` -> `warm/cold†`, see
+    `validity.mark`); other labels unchanged."""
+    text = str(name)
+    bare = text.removesuffix(MARK)
+    return bare.replace("_", "/") + text[len(bare) :] if bare in axes else text
 
 
 def flatten(values: Mapping, prefix: str = "") -> dict[str, object]:
@@ -145,16 +152,21 @@ def write_table(
     axes: Collection[str] = (),
 ) -> Path:
     """Write `frame` as a booktabs tabular to `<root>/<folder>/<name>.tex` (the caption is the text's):
-    numbers with `digits` decimals, NaN as "--", labels escaped, the names in `axes` as `warm/cold`;
-    `columns` renames columns for print."""
+    numbers with `digits` decimals (no negative zero), NaN as "--", labels escaped, the names in `axes` as
+    `warm/cold`; `columns` renames columns for print. A label marked by `validity.mark` prints with a
+    dagger, and the table then ends with MARKED, so that `\\resulttable` prints the note explaining it."""
     label = partial(axis_label, axes=frozenset(axes))
     frame = frame.rename(columns=dict(columns or {})).rename(index=label, columns=label)
+    floats = frame.select_dtypes("float").columns
+    frame[floats] = frame[floats].mask(frame[floats].round(digits) == 0, 0.0)  # no "-0.00"
     label = index_name if index_name is not None else (frame.index.name or "")
     frame = frame.rename_axis(label).reset_index()  # the index as a first column: one header row
     styler = frame.style.hide(axis="index").format(precision=digits, na_rep="--", escape="latex")
     styler = styler.format_index(escape="latex", axis=1)
     latex = styler.to_latex(hrules=True, column_format="l" + "r" * (frame.shape[1] - 1))
     latex = re.sub(r"(?<![\w.])-(?=\d)", r"\\ensuremath{-}", latex)  # minus signs of negative numbers
+    if MARK in latex:
+        latex = latex.replace(MARK, DAGGER) + MARKED + "\n"
     path = Path(root or generated_dir()) / folder / f"{name}.tex"
     atomic_write_text(path, latex)
     return path
@@ -214,7 +226,7 @@ _RESULT = re.compile(r"\\result(ci)?\{([^{}]*(?:\{\}[^{}]*)*)\}")
 _FILE = re.compile(
     r"\\(?:input|include|includegraphics|resulttable)\s*(?:\[[^\]]*\])?\{((?:generated|\\figuresdir)/[^}]*)\}"
 )
-_GATED = re.compile(r"\\notebooksection\{([^}]*)\}\{([^}]*)\}")
+_GATED = re.compile(r"\\(notebooksection|crossmodelsection)\{([^}]*)\}\{([^}]*)\}")
 _PLAIN_INPUT = re.compile(r"\\input\{(sections/[^}]*)\}")
 
 
@@ -244,10 +256,14 @@ def text_needs(tex: str) -> Needs:
 
 
 def sections(paper_dir: Path = PAPER_DIR) -> dict[Path, str | None]:
-    """Every text file of the paper, with the notebook that gates it (`\\notebooksection{NB}{file}` in
-    main.tex: included only when NB has outputs for the main model) or None (always included)."""
+    """Every text file of the paper, with the notebook that gates it or None (always included): NB for
+    `\\notebooksection{NB}{file}` in main.tex (included only when NB has outputs for the main model),
+    `cross_model/NB` for `\\crossmodelsection{NB}{file}` (only when NB has cross-model outputs)."""
     main = _strip_comments((paper_dir / "main.tex").read_text())
-    gated = {paper_dir / f"{file}.tex": nb for nb, file in _GATED.findall(main)}
+    gated = {
+        paper_dir / f"{file}.tex": nb if kind == "notebooksection" else f"{CROSS_MODEL}/{nb}"
+        for kind, nb, file in _GATED.findall(main)
+    }
     out: dict[Path, str | None] = {paper_dir / "main.tex": None}
     for file in _PLAIN_INPUT.findall(main):
         out[paper_dir / f"{file}.tex"] = None
@@ -256,6 +272,17 @@ def sections(paper_dir: Path = PAPER_DIR) -> dict[Path, str | None]:
 
 
 # --- collecting and checking ------------------------------------------------------------------------------
+
+
+def absent_gates(paper_dir: Path, have: Mapping[str, list[str]], main_model: str) -> list[str]:
+    """The gates of `sections` whose notebook has no outputs in `have` (`available`): the sections left
+    out of the build."""
+    absent = set()
+    for gate in filter(None, sections(paper_dir).values()):
+        folder, _, notebook = gate.rpartition("/")  # no folder: the main model's notebook
+        if notebook not in have.get(folder or main_model, []):
+            absent.add(gate)
+    return sorted(absent)
 
 
 def defined_keys(root: Path) -> set[str]:
@@ -294,14 +321,15 @@ def missing(
     figures: Path | None = None,
 ) -> list[str]:
     """One line per number or file the text needs but `root` (or for figures, `figures`, by default
-    `figures_dir(root)`) lacks. Sections gated on a notebook that has no outputs for `main_model` are
-    skipped (they are left out of the build)."""
+    `figures_dir(root)`) lacks. Sections gated on a notebook without outputs (`absent_gates`) are skipped
+    (they are left out of the build)."""
     keys, have = defined_keys(root), available(root)
     figures = Path(figures or figures_dir(root))
     made_by: dict[str, str] = {}  # who writes a missing file, looked up once one is missing
     problems = []
+    absent = set(absent_gates(paper_dir, have, main_model))
     for path, gate in sections(paper_dir).items():
-        if gate is not None and gate not in have.get(main_model, []):
+        if gate in absent:
             continue
         if not path.exists():
             problems.append(f"{path.relative_to(paper_dir)} is included by main.tex but does not exist")
@@ -337,7 +365,7 @@ def write_index(paper_dir: Path, root: Path, main_model: str, figures: Path | No
             f"run make reproduce MODELS={main_model}"
         )
     models = [m for m in have if m != CROSS_MODEL]
-    absent = sorted({nb for nb in sections(paper_dir).values() if nb} - set(have[main_model]))
+    absent = absent_gates(paper_dir, have, main_model)
     figures_from = Path(os.path.relpath(figures or figures_dir(root), paper_dir.resolve())).as_posix()
     lines = [
         "% written by python -m styleprobe.report.paper; do not edit",
@@ -376,7 +404,7 @@ def build(
         raise PaperError("the paper needs results that are missing:\n  " + "\n  ".join(problems))
     have = available(root)
     log(f"main model {main_model}; models with outputs: {', '.join(have)}")
-    skipped = sorted({nb for nb in sections(paper_dir).values() if nb} - set(have[main_model]))
+    skipped = absent_gates(paper_dir, have, main_model)
     if skipped:
         log(f"sections left out (no outputs of these notebooks for {main_model}): {', '.join(skipped)}")
     if not compile_pdf:

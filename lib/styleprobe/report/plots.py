@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Collection
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -10,12 +11,23 @@ import numpy as np
 import pandas as pd
 
 from styleprobe.engine.store import atomic_write_bytes
+from styleprobe.protocol.validity import mark
+
+
+def axis_labels(names: Collection[str], valid: Collection[str] | None = None) -> list[str]:
+    """Axis names as figures show them (`warm/cold`), marked (`validity.mark`) when not in `valid` (None:
+    no axis marked)."""
+    return [mark(str(n).replace("_", "/"), valid is None or n in valid) for n in names]
 
 
 def radar(
-    fingerprints: dict[str, pd.Series], ax: plt.Axes | None = None, title: str | None = None
+    fingerprints: dict[str, pd.Series],
+    ax: plt.Axes | None = None,
+    title: str | None = None,
+    valid: Collection[str] | None = None,
 ) -> plt.Axes:
-    """One polygon per model: normalised mean projection per axis on a [-1, 1] radial scale."""
+    """One polygon per model: normalised mean projection per axis on a [-1, 1] radial scale; axes not in
+    `valid` (the validated axes; None: all) are marked in their label."""
     names = list(next(iter(fingerprints.values())).index)
     angles = np.linspace(0, 2 * np.pi, len(names), endpoint=False)
     if ax is None:
@@ -24,7 +36,7 @@ def radar(
         values = series.reindex(names).to_numpy(dtype=float)
         ax.plot(np.append(angles, angles[0]), np.append(values, values[0]), label=label)
         ax.fill(np.append(angles, angles[0]), np.append(values, values[0]), alpha=0.15)
-    ax.set_xticks(angles, [n.replace("_", "/") for n in names], fontsize=8)
+    ax.set_xticks(angles, axis_labels(names, valid), fontsize=8)
     ax.set_ylim(-1, 1)
     ax.set_yticks([-1, -0.5, 0, 0.5, 1], ["-1", "", "0", "", "1"], fontsize=7)
     ax.set_rlabel_position(360 / len(names) / 2)  # radial labels between two axes, not on one

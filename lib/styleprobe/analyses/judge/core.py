@@ -372,25 +372,23 @@ def evaluation_pairs(records: pd.DataFrame) -> pd.DataFrame:
 
 
 def compare_pairs(
-    judge: Judge,
-    pairs: pd.DataFrame,
-    *,
-    seed: int = 0,
-    max_consecutive_errors: int = 3,
-    progress: bool = True,
+    judge: Judge, pairs: pd.DataFrame, *, max_consecutive_errors: int = 3, progress: bool = True
 ) -> pd.DataFrame:
-    """Ask which of two answers (columns positive, negative) is more like the axis' first pole. The order
-    shown is random (seeded, so re-runs hit the cache); `correct` is 1.0, 0.0 or NaN when missing."""
-    positive_first = np.random.default_rng(seed).random(len(pairs)) < 0.5
+    """Ask which of two answers (columns positive, negative) is more like the axis' first pole, showing each
+    pair in both orders (positive first, then negative first; the messages, hence the cache keys, differ by
+    the order). One row per showing: the pair's columns, `positive_first`, the `choice` ("a", "b" or None
+    when missing), `chose_first` and `correct` (1.0, 0.0 or NaN when missing)."""
+    shown = pd.concat(
+        [pairs.reset_index(drop=True).assign(positive_first=first) for first in (True, False)],
+        ignore_index=True,
+    )
     calls = []
-    for row, first in zip(pairs.itertuples(), positive_first, strict=True):
-        a, b = (row.positive, row.negative) if first else (row.negative, row.positive)
+    for row in shown.itertuples():
+        a, b = (row.positive, row.negative) if row.positive_first else (row.negative, row.positive)
         calls.append(lambda q=row.question, a=a, b=b, axis=row.axis: judge.compare_verdict(q, a, b, axis))
     verdicts = _run(calls, max_consecutive_errors, "judge comparisons", progress)
-    choice = [v.value["answer"].lower() if v.status == "ok" else None for v in verdicts]
-    correct = [
-        np.nan if c is None else float((c == "a") == first)
-        for c, first in zip(choice, positive_first, strict=True)
-    ]
-    out = pairs.reset_index(drop=True).assign(positive_first=positive_first, choice=choice, correct=correct)
+    choice = pd.Series([v.value["answer"].lower() if v.status == "ok" else None for v in verdicts])
+    chose_first = (choice == "a").astype(float).where(choice.notna())
+    correct = (chose_first == shown["positive_first"]).astype(float).where(choice.notna())
+    out = shown.assign(choice=choice, chose_first=chose_first, correct=correct)
     return pd.concat([out, _status_columns(verdicts)], axis=1)
