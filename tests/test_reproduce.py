@@ -71,7 +71,7 @@ def test_a_plan_needing_what_neither_the_plan_nor_the_root_has_is_refused(tmp_pa
         plan(["random:qwen2"], params, notebooks=["08"])
     message = str(err.value)
     assert "\n" not in message and "08_dead_zones for random:qwen2" in message
-    assert "calibration (made by 01_calibration)" in message and "add 01 07 to --notebooks" in message
+    assert "calibration (made by 01_calibration)" in message and "add 01 02 07 to --notebooks" in message
     asked = plan(["random:qwen2"], params, notebooks=["08", "07", "02", "01"])
     assert [s.notebook for s in asked] == ["01_calibration", "02_baseline", "07_stability", "08_dead_zones"]
     registry = result_classes()
