@@ -18,7 +18,7 @@ MODEL ?= smollm2-135m-instruct
 NBVAL_DIR := build/nbval
 # tiny models: one thread each is faster than two competing ones
 NBVAL_ENV := STYLEPROBE_CACHE=$(NBVAL_DIR)/cache OMP_NUM_THREADS=1
-NBVAL_PARAMS := -p root $(abspath $(NBVAL_DIR)) -p seeds "[0, 1, 2]" -p n_boot 100
+NBVAL_PARAMS := -p root $(abspath $(NBVAL_DIR)) -p seeds "[0, 1, 2]"
 REPRODUCE = $(BIN)/styleprobe reproduce $(PROFILE_FLAG) --jobs $(JOBS)
 # The prepared notebooks in the order reproduce would run them (its "running: papermill <source> <copy>"
 # lines), so that nbval runs each after the notebooks whose results it needs.
@@ -64,7 +64,8 @@ test-unit: install
 test-notebooks: install
 	rm -rf $(NBVAL_DIR) && mkdir -p $(NBVAL_DIR)
 	$(NBVAL_ENV) $(BIN)/styleprobe reproduce --models random:qwen2 --profile smoke \
-		--prepare-only --out-dir $(NBVAL_DIR)/notebooks $(NBVAL_PARAMS) -p base_model random:gemma3-base $(PLANNED)
+		--prepare-only --out-dir $(NBVAL_DIR)/notebooks $(NBVAL_PARAMS) -p n_boot 100 -p base_model random:gemma3-base \
+		$(PLANNED)
 	$(NBVAL_ENV) $(BIN)/styleprobe reproduce --models random:qwen3 --notebooks 01 06 --profile smoke \
 		--prepare-only --out-dir $(NBVAL_DIR)/thinking $(NBVAL_PARAMS) -p thinking_tokens 24 $(PLANNED)
 	$(NBVAL_ENV) $(BIN)/styleprobe reproduce --models random:qwen2 --notebooks 00 --profile smoke \

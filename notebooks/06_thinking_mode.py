@@ -118,7 +118,7 @@ assert result.n_without_visible_answer == counts[["unclosed", "empty after think
 for frame in shift.values():
     ok = frame.dropna()
     assert ((ok["ci_low"] <= ok["shift"] + 1e-9) & (ok["shift"] <= ok["ci_high"] + 1e-9)).all()
-    assert ok["shift"].abs().le(2 + 1e-9).all()  # clipped projections lie in [-1, 1]
+    assert np.isfinite(ok["shift"]).all()  # crossfit projections are not clipped
 assert result.shift_visible["shift"].notna().any(), "no question had a visible answer"
 
 # %%
