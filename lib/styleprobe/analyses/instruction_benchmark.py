@@ -200,12 +200,9 @@ def holm_passes(p_values: ArrayLike, alpha: float = ALPHA) -> tuple[np.ndarray, 
     return np.asarray(passed, dtype=bool), np.asarray(adjusted, dtype=float)
 
 
-def _mean_ci(values: np.ndarray, ci: float = 0.95) -> tuple[float, float, float]:
-    """Mean and two-sided t interval of the mean (NaN with fewer than 2 values; the mean with 1)."""
-    if len(values) < 2:
-        return (float(values[0]) if len(values) else np.nan), np.nan, np.nan
-    interval = scipy.stats.ttest_1samp(values, 0.0).confidence_interval(ci)
-    return float(np.mean(values)), float(interval.low), float(interval.high)
+def _mean_ci(values: np.ndarray) -> tuple[float, float, float]:
+    """Mean and its 95 % t interval (`stats.mean_ci`; NaN interval with fewer than 2 values)."""
+    return (float(np.mean(values)) if len(values) else np.nan), *stats.mean_ci(values)
 
 
 def scenario_table(shifts: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:

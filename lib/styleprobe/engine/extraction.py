@@ -94,6 +94,18 @@ def token_weights(measure: torch.Tensor, decay: float) -> torch.Tensor:
     return (w / w.sum(-1, keepdim=True).clamp(min=1e-30)).float()
 
 
+def check_finite(states: torch.Tensor, layers: list[int]) -> None:
+    """Raise NonFiniteStatesError naming the first of `layers` whose states [..., layers, hidden] hold NaN
+    or inf."""
+    finite = torch.isfinite(states).all(-1).flatten(0, -2).all(0)  # one flag per layer
+    if not bool(finite.all()):
+        bad = layers[int((~finite).nonzero()[0])]
+        raise NonFiniteStatesError(
+            f"non-finite hidden states at decoder layer {bad} (fp16 overflow is the usual cause; "
+            "use bfloat16 or float32)"
+        )
+
+
 class _Stop(Exception):
     pass
 
@@ -142,11 +154,5 @@ def extract(
                     past_key_values=cache,
                     use_cache=cache is not None,
                 )
-    finite = torch.isfinite(out).all(-1).all(0).all(0)  # one flag per layer
-    if not bool(finite.all()):
-        bad = layers[int((~finite).nonzero()[0])]
-        raise NonFiniteStatesError(
-            f"non-finite hidden states at decoder layer {bad} (fp16 overflow is the usual cause; "
-            "use bfloat16 or float32)"
-        )
+    check_finite(out, list(layers))
     return out.permute(1, 0, 2, 3).cpu().numpy()

@@ -10,7 +10,7 @@ import torch
 from transformers import DynamicCache
 
 from styleprobe.engine.chat import PLAIN_USER, adds_special_tokens
-from styleprobe.engine.extraction import NonFiniteStatesError, measure_mask
+from styleprobe.engine.extraction import check_finite, measure_mask
 from styleprobe.engine.hooks import block_hooks, pad_batch
 from styleprobe.engine.models import ModelHandle
 from styleprobe.engine.sampling import sample, sample_full
@@ -90,18 +90,6 @@ class _Capture:
 
     def means(self) -> torch.Tensor:
         return self.sums / self.norm.clamp(min=1e-30)[:, None, None]
-
-
-def check_finite(states: torch.Tensor, layers: list[int]) -> None:
-    """Raise NonFiniteStatesError naming the first of `layers` whose states [..., layers, hidden] hold NaN
-    or inf."""
-    finite = torch.isfinite(states).all(-1).flatten(0, -2).all(0)  # one flag per layer
-    if not bool(finite.all()):
-        bad = layers[int((~finite).nonzero()[0])]
-        raise NonFiniteStatesError(
-            f"non-finite hidden states at decoder layer {bad} (fp16 overflow is the usual cause; "
-            "use bfloat16 or float32)"
-        )
 
 
 @torch.inference_mode()
