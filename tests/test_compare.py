@@ -13,7 +13,6 @@ from styleprobe.engine.pipeline import StageResult
 from styleprobe.protocol.axes import AxesError, AxisSet, axes_id
 from styleprobe.protocol.fingerprint import BaselineResult, summarise
 from styleprobe.protocol.profiles import get_profile
-from styleprobe.protocol.spec import Protocol
 
 AXES = ["warm_cold", "verbose_concise", "formal_casual"]
 
@@ -41,14 +40,15 @@ def test_a_small_shift_within_the_threshold_is_not_flagged_and_unpaired_inputs_w
     assert not table.attrs["paired"] and not table["flagged"].any()
 
 
-def _file(frame, path, model_id="org/m", axes_id="x1"):
-    """A results file whose baseline section has `frame` as its per-question projections."""
+def _file(frame, path, model_id="org/m", axes_id="x1", validation=None):
+    """A results file whose baseline section has `frame` as its per-question projections (and, given
+    `validation`, {axis: held-out status}, its fingerprint table's validation column)."""
     result = BaselineResult(
         profile="smoke",
         seeds=[0],
         model_id=model_id,
         axes_id=axes_id,
-        fingerprint=pd.DataFrame(),
+        fingerprint=pd.DataFrame({"validation": pd.Series(validation or {}, dtype=object)}),
         icc=pd.DataFrame(),
         behavioural_correlation=pd.DataFrame(),
         pc1_share=np.nan,
@@ -73,7 +73,12 @@ def test_fingerprints_load_from_the_baseline_section_of_a_results_file(tmp_path)
     frame.loc[3, "warm_cold"] = np.nan  # an empty answer
     loaded = load_fingerprint(_file(frame, tmp_path / "m.json"))
     pd.testing.assert_frame_equal(loaded, frame, check_names=False)
-    assert loaded.attrs == {"source": str(tmp_path / "m.json"), "model_id": "org/m", "axes_id": "x1"}
+    assert loaded.attrs == {
+        "source": str(tmp_path / "m.json"),
+        "model_id": "org/m",
+        "axes_id": "x1",
+        "validation": {},
+    }
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(AxesError, match=r"bad\.json: not a fingerprint .*no 'baseline' section"):
         load_fingerprint(tmp_path / "bad.json")
@@ -89,6 +94,24 @@ def test_cli_exit_status_gates_on_a_flagged_shift(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "flagged: verbose_concise" in out and (tmp_path / "f.png").exists()
     assert _status(["compare", str(a), str(tmp_path / "missing.json")]) == 2
+
+
+def test_a_shift_on_an_axis_that_failed_validation_is_flagged_but_not_read_as_a_change_of_style(
+    tmp_path, capsys
+):
+    status = {"warm_cold": "valid", "verbose_concise": "chance", "formal_casual": "valid"}
+    a = _file(_frame(), tmp_path / "a.json", validation=status)
+    b = _file(_frame(shift=0.8), tmp_path / "b.json", validation=status)
+    assert compare_fingerprints(load_fingerprint(a), load_fingerprint(b))["validation"].to_dict() == status
+    assert main(["compare", str(a), str(b)]) == 1  # the projection moved: the gate still fails
+    out = capsys.readouterr().out
+    assert "flagged: verbose_concise\u2020\n" in out and "no evidence of a change in that style" in out
+    status["verbose_concise"] = "valid"
+    a = _file(_frame(), tmp_path / "a.json", validation=status)
+    b = _file(_frame(shift=0.8), tmp_path / "b.json", validation=status)
+    assert main(["compare", str(a), str(b)]) == 1
+    out = capsys.readouterr().out
+    assert "flagged: verbose_concise\n" in out and "no evidence" not in out
 
 
 def _status(argv):
@@ -295,10 +318,12 @@ def test_frames_without_identity_are_compared_with_a_warning():
 
 
 @pytest.mark.realmodel
-def test_the_embedded_model_against_itself_and_under_a_style_system_prompt(tmp_path, capsys):
-    """Two seeds of the same model differ by sampling noise only; a casual-style system prompt shifts the
-    text (measured: formal/casual -0.28, CI [-0.44, -0.13]; SmolLM2 ignores terse or verbose prompts at this
-    budget, which notebook 07's benchmark shows too)."""
+def test_the_embedded_model_against_itself_and_under_a_system_prompt(tmp_path, capsys):
+    """Two seeds of the same model differ by sampling noise only; answering in another language moves the
+    projections (measured with the committed axes: verbose/concise -4.6, CI [-8.4, -0.9], and
+    empathetic/analytical -4.1 [-6.3, -2.0] at 99.3 %). No SmolLM2 axis passes held-out validation, so the
+    gate flags the moved projection and says it is no evidence of a change in style; a casual-style prompt
+    is not flagged at all (formal/casual -0.64 [-1.65, 0.36])."""
     from pathlib import Path
 
     axes = Path(__file__).parents[1] / "axes" / "smollm2-135m-instruct.json"
@@ -317,9 +342,8 @@ def test_the_embedded_model_against_itself_and_under_a_style_system_prompt(tmp_p
     seed1, system = tmp_path / "seed1.json", tmp_path / "system.json"
     assert main([*common, "--seeds", "1", "--out", str(seed1)]) == 0
     assert main(["compare", str(seed0), str(seed1)]) == 0  # itself: no flagged shift
-    casual = (
-        Protocol.load().axes["formal_casual"].instruction(-1, "B")
-    )  # a wording the axes were not fitted on
-    assert main([*common, "--seeds", "0", "--system", casual, "--out", str(system)]) == 0
-    assert main(["compare", str(seed0), str(system)]) == 1  # a style shift is flagged
-    assert "formal_casual" in capsys.readouterr().out.split("flagged:")[-1]
+    capsys.readouterr()
+    assert main([*common, "--seeds", "0", "--system", "Answer in French.", "--out", str(system)]) == 0
+    assert main(["compare", str(seed0), str(system)]) == 1  # the projections moved
+    out = capsys.readouterr().out.split("flagged:")[-1]
+    assert "\u2020" in out.splitlines()[0] and "no evidence of a change in that style" in out

@@ -87,5 +87,5 @@ def test_the_shipped_axes_score_a_live_reply_of_the_embedded_model(smollm):
     assert explorer.axes.meta["context"] == "uninstructed"
     turn = explorer.ask("What is a good name for a cat?", "Answer in French.", max_new_tokens=24)
     assert turn.response.strip() and len(turn.response_ids) <= 24
-    assert turn.scores.notna().all() and (turn.scores.abs() <= 1).all()
+    assert np.isfinite(turn.scores.to_numpy(dtype=float)).all()  # crossfit: unclipped, beyond ±1 allowed
     assert list(explorer.history_table()["system"]) == ["Answer in French."]

@@ -107,7 +107,8 @@ def load_fingerprint(path: Path) -> pd.DataFrame:
     section (a `BaselineResult`) of a results file: `results/<model>.json` written by notebook 02 or
     `styleprobe fingerprint`, or the file of `styleprobe fingerprint --out`.
 
-    `attrs` holds `source` (the path) and the result's `model_id` and `axes_id`."""
+    `attrs` holds `source` (the path), the result's `model_id` and `axes_id`, and `validation` (per axis,
+    its held-out status, `protocol.validity.heldout_status`; empty for files written without it)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -119,7 +120,13 @@ def load_fingerprint(path: Path) -> pd.DataFrame:
     if frame.empty or frame.shape[1] == 0:
         raise AxesError(f"{path}: the fingerprint holds no answers")
     frame = frame.rename_axis("q_index")
-    frame.attrs.update(source=str(path), model_id=result.model_id or None, axes_id=result.axes_id or None)
+    validation = result.fingerprint.get("validation")
+    frame.attrs.update(
+        source=str(path),
+        model_id=result.model_id or None,
+        axes_id=result.axes_id or None,
+        validation={} if validation is None else {str(k): str(v) for k, v in validation.items()},
+    )
     return frame
 
 
@@ -192,13 +199,18 @@ def compare_fingerprints(
     "no data in A and B" or "fewer than 2 questions" (paired: fewer than 2 questions with values on both
     sides; unpaired: fewer than 2 on one side), NaN statistics and `flagged` False; such axes are listed
     in `attrs["not_comparable"]` ({axis: status}), and the gate must not pass on them (the CLI prints the
-    table and exits with status 2). Axes present on one side only are noted and left out."""
+    table and exits with status 2). Axes present on one side only are noted and left out.
+
+    `validation` is each axis's held-out status from the files ("valid", "weak", "chance"; "not recorded"
+    when neither file has it). A flag on an axis that is not "valid" says the projection moved, not that
+    the style did: the CLI marks such axes."""
     _check_threshold(threshold)
     which = f"{_label(a, 'A')} and {_label(b, 'B')}"
     axes = [c for c in a.columns if c in b.columns]
     if not axes:
         raise AxesError(f"{which} share no axis")
     notes, identity = _identity(a, b)
+    validation = a.attrs.get("validation") or b.attrs.get("validation") or {}  # same axes: same status
     only = {side: [c for c in x.columns if c not in axes] for side, x in (("A", a), ("B", b))}
     notes += [f"warning: axes only in {side} left out: {', '.join(c)}" for side, c in only.items() if c]
 
@@ -239,6 +251,7 @@ def compare_fingerprints(
             "status": "ok",
             "n_a": len(x),
             "n_b": len(y),
+            "validation": validation.get(axis, "not recorded"),
         }
         empty = [side for side, frame in (("A", a), ("B", b)) if frame[axis].isna().all()]
         if empty:

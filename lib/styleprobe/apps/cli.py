@@ -441,6 +441,7 @@ def cmd_axes_list(args) -> None:
 
 def cmd_compare(args) -> int:
     from styleprobe.analyses.compare import ALPHA, compare_fingerprints, load_fingerprint
+    from styleprobe.protocol.validity import MARK, mark
 
     table = compare_fingerprints(load_fingerprint(args.a), load_fingerprint(args.b), threshold=args.threshold)
     models, ids = table.attrs["models"], table.attrs["axes_ids"]
@@ -470,7 +471,13 @@ def cmd_compare(args) -> int:
         stem = args.figure.with_suffix("") if args.figure.suffix in (".png", ".pdf") else args.figure
         print(f"figure: {save_figure(fig, stem)[0]}")
     flagged = list(table.index[table["flagged"]])
-    print(f"flagged: {', '.join(flagged) if flagged else 'none'}")
+    valid = {axis: table.loc[axis, "validation"] == "valid" for axis in flagged}
+    print(f"flagged: {', '.join(mark(axis, valid[axis]) for axis in flagged) if flagged else 'none'}")
+    if not all(valid.values()):
+        print(
+            f"{MARK} failed held-out validation (or not recorded): the projection on this axis moved, but "
+            "the axis is not shown to measure its style, so this is no evidence of a change in that style"
+        )
     if table.attrs["not_comparable"]:  # exit status 2: the gate cannot pass on an axis it could not check
         reasons = "; ".join(f"{axis} ({status})" for axis, status in table.attrs["not_comparable"].items())
         raise AxesError(f"not comparable: {reasons} (A = {args.a}, B = {args.b})")
