@@ -13,6 +13,7 @@ import yaml
 
 from styleprobe.analyses import drift
 from styleprobe.analyses import statistics_check as sc
+from styleprobe.protocol.axes import centre_and_scale
 from styleprobe.protocol.profiles import DRIFT_PROFILES, PROFILES
 from styleprobe.protocol.spec import Protocol
 from styleprobe.report.results import result_classes
@@ -97,6 +98,7 @@ def test_the_checks_use_the_profiles_sizes():
         sizes = {c.name: c.n for c in found}
         assert sizes["fingerprint mean CI"] == f"{profile.n_baseline} questions"
         assert sizes["held-out accuracy CI"] == f"{profile.n_evaluation} answers per pole"
+        assert sizes["neutral obedience CI"] == f"{profile.n_calibration} calibration questions"
         assert sizes["drift mean slope CI"].startswith(f"{drift_sizes.n_scenarios} conversations")
         assert all(c.kind in (sc.COVERAGE, sc.FALSE_POSITIVE) for c in found)
         assert {c.nominal for c in found if c.kind == sc.COVERAGE} == {sc.NOMINAL_COVERAGE}
@@ -109,6 +111,12 @@ def test_truths_of_the_simulated_data():
     assert 0.8 * continuous < sc.judge_truth(DESIGN.judge_scale, 200_000) < continuous
     pos, neg = sc._poles(np.random.default_rng(0), 200_000, sc.SEPARATED_AUC)
     assert np.mean(pos[:20_000, None] > neg[None, :20_000]) == pytest.approx(sc.SEPARATED_AUC, abs=0.01)
+    pos, neg, neutral = sc._calibration(np.random.default_rng(0), 200_000)
+    centre, scale = centre_and_scale(pos, neg)
+    assert np.mean(pos[:20_000, None] > neg[None, :20_000]) == pytest.approx(sc.SEPARATED_AUC, abs=0.01)
+    assert (neutral.mean() - centre) / scale == pytest.approx(sc.DEFAULT_POSITION, abs=0.02)
+    low, high = sc._obedience_ci(pos[:30], neg[:30], neutral[:30])
+    assert low < np.mean(pos[:30] - neutral[:30]) / centre_and_scale(pos[:30], neg[:30])[1] < high
 
 
 def test_every_check_runs_and_the_result_round_trips():

@@ -29,7 +29,7 @@ from styleprobe.analyses.instruction_benchmark import SCENARIOS
 from styleprobe.analyses.judge import stats as judge_stats
 from styleprobe.analyses.judge.core import load_prompts
 from styleprobe.protocol import fingerprint, validity
-from styleprobe.protocol.axes import AxisSet
+from styleprobe.protocol.axes import AxisSet, centre_and_scale
 from styleprobe.protocol.profiles import DRIFT_PROFILES, PROFILES, DriftProfile, Profile
 from styleprobe.protocol.spec import Protocol
 from styleprobe.result import PaperTable, Result
@@ -135,6 +135,9 @@ HEALTHY_SHIFT = 0.5  # each pole instruction moves a healthy axis' answers this 
 MISCLASSIFIED = 0.05
 """The share of data sets in which sampling noise alone may class a clearly healthy axis dead: the classes
 compare point estimates with thresholds and have no nominal level of their own."""
+DEFAULT_POSITION = 0.4
+"""Where the uninstructed answers sit between the held-out pole means (-1, +1): the positive instruction moves
+them 1 - DEFAULT_POSITION, the negative one 1 + DEFAULT_POSITION."""
 JUDGE_CORRELATION = 0.5  # correlation of the projection with the judge's latent rating
 JUDGE_RIGHT = 0.7  # the share of showings in which a judge without position preference picks the positive
 
@@ -196,6 +199,17 @@ def _poles(rng: np.random.Generator, n: int, auc: float) -> tuple[np.ndarray, np
     """Held-out projections of n answers per pole, normal with unit sd, apart so that the AUC is `auc`."""
     gap = np.sqrt(2) * scipy.stats.norm.ppf(auc)
     return rng.normal(gap, 1, n), rng.normal(0, 1, n)
+
+
+def _calibration(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raw held-out projections of n calibration questions answered under each pole and with no instruction
+    (positive, negative, neutral): a per-question effect shared by the three answers, skewed noise, poles
+    apart as on a separable axis (AUC SEPARATED_AUC), the default at DEFAULT_POSITION between them."""
+    spread = np.hypot(SHARED_SD, NOISE_SD)  # of one pole's answers across questions
+    half = np.sqrt(2) * scipy.stats.norm.ppf(SEPARATED_AUC) * spread / 2
+    shared = rng.normal(0, SHARED_SD, n)
+    pos, neg, neutral = (shared + mu * half + _noise(rng, (n,)) for mu in (1, -1, DEFAULT_POSITION))
+    return pos, neg, neutral
 
 
 def _conversations(
@@ -336,6 +350,14 @@ def _benchmark_passes(control: np.ndarray, positive: np.ndarray, negative: np.nd
     return bool(np.any(instruction_benchmark.scenario_passes(toward, away, n_tests=len(toward))))
 
 
+def _obedience_ci(pos: np.ndarray, neg: np.ndarray, neutral: np.ndarray) -> tuple[float, float]:
+    """The interval of obey_positive as `calibration.neutral_control` computes it: the axis's crossfit centre
+    and scale from the same held-out pole answers, a t interval of (positive - neutral) / scale over the
+    questions; the scale's own uncertainty is not in the interval, which this check measures."""
+    _, scale = centre_and_scale(pos, neg)
+    return stats.mean_ci((pos - neutral) / scale)
+
+
 def _dead_zone_class(
     pos: np.ndarray, neg: np.ndarray, control: np.ndarray, positive: np.ndarray, negative: np.ndarray
 ) -> str:
@@ -426,6 +448,15 @@ def checks(profile: Profile, drift_sizes: DriftProfile, design: Design) -> list[
             NOMINAL_COVERAGE,
             f"normal poles, AUC {SEPARATED_AUC}",
             cover(stats.pairwise_accuracy_ci, lambda rng: _poles(rng, n_eval, SEPARATED_AUC), SEPARATED_AUC),
+        ),
+        Check(
+            "neutral obedience CI",
+            COVERAGE,
+            f"{profile.n_calibration} calibration questions",
+            NOMINAL_COVERAGE,
+            f"separable axis (AUC {SEPARATED_AUC}), default at {DEFAULT_POSITION:g} between the poles, scale "
+            "estimated from the same answers",
+            cover(_obedience_ci, lambda rng: _calibration(rng, profile.n_calibration), 1 - DEFAULT_POSITION),
         ),
         Check(
             "benchmark retest ICC CI",
@@ -548,6 +579,21 @@ def checks(profile: Profile, drift_sizes: DriftProfile, design: Design) -> list[
             fire(
                 lambda *data: _dead_zone_class(*data) in ("healthy", "asymmetric"),
                 lambda rng: (*_poles(rng, n_eval, validity.CHANCE), *_instructed(rng, n_bench, 0.0, 0.0)),
+            ),
+        ),
+        Check(
+            "dead-zone class: symmetric axis classed asymmetric",
+            FALSE_POSITIVE,
+            f"{n_eval} answers per pole, {n_bench} benchmark questions",
+            MISCLASSIFIED,
+            f"AUC {deadzones.ACCURACY_GOOD}, each pole instruction moves answers {HEALTHY_SHIFT} its way; "
+            "classed asymmetric",
+            fire(
+                lambda *data: _dead_zone_class(*data) == "asymmetric",
+                lambda rng: (
+                    *_poles(rng, n_eval, deadzones.ACCURACY_GOOD),
+                    *_instructed(rng, n_bench, HEALTHY_SHIFT, HEALTHY_SHIFT),
+                ),
             ),
         ),
         Check(

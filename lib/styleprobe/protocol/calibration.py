@@ -8,7 +8,6 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-import scipy.stats
 
 from styleprobe import stats
 from styleprobe.engine.extraction import Aggregation
@@ -212,7 +211,7 @@ def neutral_control(axes: AxisSet, result: StageResult, neutral: StageResult) ->
         moves = {"obey_positive": _paired(p, qp, z, q0), "obey_negative": _paired(z, q0, n, qn)}
         for column, toward in moves.items():
             row[column] = float(toward.mean()) if len(toward) else np.nan
-            low, high = _t_interval(toward)
+            low, high = stats.mean_ci(toward)
             row[f"{column}_low"], row[f"{column}_high"] = low, high
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")
@@ -223,13 +222,6 @@ def _paired(a: np.ndarray, qa: np.ndarray, b: np.ndarray, qb: np.ndarray) -> np.
     left, right = pd.Series(a, index=qa), pd.Series(b, index=qb)
     common = left.index.intersection(right.index)
     return (left[common] - right[common]).to_numpy(float)
-
-
-def _t_interval(values: np.ndarray, ci: float = 0.95) -> tuple[float, float]:
-    if len(values) < 2 or np.ptp(values) == 0:
-        return np.nan, np.nan
-    interval = scipy.stats.ttest_1samp(values, 0.0).confidence_interval(ci)
-    return float(interval.low), float(interval.high)
 
 
 def calibrate(
