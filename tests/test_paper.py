@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import re
 import shutil
 import subprocess
 import sys
@@ -340,3 +341,29 @@ def test_a_section_gated_on_a_cross_model_notebook_is_required_only_when_it_ran(
     assert "missing result cross_model/12_demo/coverage (sim.tex): run notebook 12_demo (make reproduce)" in (
         paper.missing(folder, root, "m")
     )
+
+
+def test_a_reference_to_a_gated_section_is_gated_on_the_same_notebook():
+    """A section left out of a build (no outputs of its notebook) leaves its labels undefined: every
+    reference to them from elsewhere must sit in an \\ifnotebook on that notebook."""
+    folder = Path(__file__).parents[1] / "paper"
+    main = (folder / "main.tex").read_text()
+    gated = dict(re.findall(r"\\notebooksection\{(\w+)\}\{([\w/]+)\}", main))  # notebook -> file
+    owner = {  # label -> the notebook whose section defines it
+        label: notebook
+        for notebook, file in gated.items()
+        for label in re.findall(r"\\label\{([^}]+)\}", (folder / f"{file}.tex").read_text())
+    }
+    sources = {"main": main} | {p.stem: p.read_text() for p in (folder / "sections").glob("*.tex")}
+    bare = []
+    for name, text in sources.items():
+        own = next((nb for nb, file in gated.items() if file == f"sections/{name}"), None)
+        for match in re.finditer(r"\\ref\{([^}]+)\}", text):
+            notebook = owner.get(match.group(1))
+            if (
+                notebook
+                and notebook != own
+                and f"\\ifnotebook{{{notebook}}}" not in text[: match.start()][-80:]
+            ):
+                bare.append(f"{name}: {match.group(1)}")
+    assert not bare, f"references to sections that a build may leave out: {bare}"
