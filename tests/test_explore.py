@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -56,7 +58,6 @@ def test_a_reply_is_scored_as_read_without_its_system_prompt(explorer):
 
 
 def test_axes_calibrated_instructed_read_the_reply_with_its_system_prompt(explorer):
-    import dataclasses
 
     instructed = dataclasses.replace(explorer.axes, meta={**explorer.axes.meta, "context": "instructed"})
     other = Explorer(explorer.ws, instructed, explorer.axes_file)
@@ -102,6 +103,7 @@ def test_the_app_callbacks_work_without_a_browser(tiny, dirs):
     app = ExploreApp("qwen2", loader, models=["qwen2", "llama"])
     assert app.on_load()
     assert "baseline over 6 questions" in app.status.value
+    loaded = app.status.value
     assert app.axes.value.endswith(".json")
 
     app.message.value = "What is a prime number?"
@@ -109,6 +111,11 @@ def test_the_app_callbacks_work_without_a_browser(tiny, dirs):
     assert turn is not None and turn.model in app.reply.value
     assert bytes(app.chart.value).startswith(b"\x89PNG")
     assert "What is a prime number?" in app.table.value
+    explorer = app._select()
+    valid = set(explorer.validated())
+    for name in explorer.axes.names:  # an axis that failed held-out validation is marked, in both places
+        assert (f"{name}\u2020" in app.table.value) == (name not in valid)
+        assert (f"{name}\u2020" in loaded) == (name not in valid)
 
     app.other.value = "llama"
     pair = app.on_compare()
@@ -132,7 +139,6 @@ def test_a_stored_baseline_run_is_reused_rather_than_generated_again(explorer):
 
 
 def test_switching_the_axis_set_rescores_under_the_new_axes(tiny, explorer, dirs):
-    import dataclasses
 
     shifted = dataclasses.replace(explorer.axes, centres=explorer.axes.centres + 5 * explorer.axes.scales)
     other = shifted.save(explorer.ws.runs.root / "axes-shifted.json")  # found among the run store's axes
@@ -162,3 +168,15 @@ def test_a_reply_with_nothing_to_measure_is_kept_unscored(explorer, monkeypatch)
     )
     turn = explorer.ask("Anything?", max_new_tokens=4)
     assert turn.scores.isna().all() and turn in explorer.history
+
+
+def test_validated_axes_are_those_whose_held_out_accuracy_clears_chance(explorer):
+    names = explorer.axes.names
+    records = {n: {"pairwise_accuracy": 0.5, "accuracy_ci_low": 0.2} for n in names}
+    records[names[0]] = {"pairwise_accuracy": 0.9, "accuracy_ci_low": 0.7}
+    checked = Explorer(
+        explorer.ws, dataclasses.replace(explorer.axes, calibration=records), explorer.axes_file
+    )
+    assert checked.validated() == [names[0]]
+    no_record = Explorer(explorer.ws, dataclasses.replace(explorer.axes, calibration={}), explorer.axes_file)
+    assert no_record.validated() == []

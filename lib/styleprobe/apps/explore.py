@@ -31,6 +31,7 @@ from styleprobe.protocol.fingerprint import (
 from styleprobe.protocol.profiles import Profile, get_profile
 from styleprobe.protocol.reading import DEFAULT_CONTEXT, ReadingContext, default_thinking, keeps_instruction
 from styleprobe.protocol.spec import Protocol
+from styleprobe.protocol.validity import valid_axes
 from styleprobe.workspace import Workspace
 
 
@@ -173,6 +174,14 @@ class Explorer:
         turn = Turn(self.name, message, system, gen.text, tuple(gen.response_ids), gen.finished, scores)
         self.history.append(turn)
         return turn
+
+    def validated(self) -> list[str]:
+        """The axes that passed held-out validation when they were calibrated (`validity.heldout_status` of
+        the evaluation the axes file records); a score on any other axis is shown marked, not read."""
+        evaluation = pd.DataFrame.from_dict(
+            {name: self.axes.calibration.get(name, {}) for name in self.axes.names}, orient="index"
+        ).reindex(columns=["pairwise_accuracy", "accuracy_ci_low"])
+        return valid_axes(evaluation)
 
     def history_table(self) -> pd.DataFrame:
         """One row per turn: the message, the system prompt, the reply's length and its scores."""

@@ -18,6 +18,7 @@ import pandas as pd
 from styleprobe.apps.cli import KNOWN_ERRORS
 from styleprobe.apps.explore import Explorer, Turn, axes_files, history_table
 from styleprobe.engine.models import ModelHandle, load_presets
+from styleprobe.protocol.validity import MARK, mark
 from styleprobe.report.plots import radar
 
 # (model name or an already loaded handle, axes file or None for the model's default) -> Explorer
@@ -150,17 +151,22 @@ class ExploreApp:
             curves[f"{t.model}: reply"] = t.scores
             curves[f"{t.model}: baseline"] = e.baseline(progress=False)
         self.chart.value = radar_png(curves, "reply vs baseline (0 = calibration midpoint)")
-        names = explorers[0].axes.names
-        self.table.value = history_table(self.history, names).round(2).to_html(index=False)
+        names, valid = explorers[0].axes.names, set(explorers[0].validated())
+        table = history_table(self.history, names).round(2)
+        table = table.rename(columns={n: mark(n, n in valid) for n in names})
+        note = "" if valid >= set(names) else f"<p>{MARK} failed held-out validation: not interpreted</p>"
+        self.table.value = table.to_html(index=False) + note
 
     # -- callbacks ----------------------------------------------------------------------------------------
     def on_load(self, _=None) -> bool:
         def body() -> str:
             e = self._select()
-            base = ", ".join(f"{k} {v:+.2f}" for k, v in e.baseline().items())
+            valid = set(e.validated())
+            base = ", ".join(f"{mark(k, k in valid)} {v:+.2f}" for k, v in e.baseline().items())
             return (
                 f"{e.handle.model_id}: {len(e.axes.names)} axes from {e.axes_file.name}; baseline over "
                 f"{e.profile.n_baseline} questions ({e.profile.name} profile): {base}"
+                + (f" ({MARK} failed held-out validation)" if valid < set(e.axes.names) else "")
             )
 
         return self._guard(body)
