@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from styleprobe.apps.explore import Explorer, axes_files
@@ -171,9 +172,13 @@ def test_a_reply_with_nothing_to_measure_is_kept_unscored(explorer, monkeypatch)
 
 
 def test_validated_axes_are_those_whose_held_out_accuracy_clears_chance(explorer):
+    from styleprobe.protocol.validity import heldout_status
+
     names = explorer.axes.names
-    records = {n: {"pairwise_accuracy": 0.5, "accuracy_ci_low": 0.2} for n in names}
-    records[names[0]] = {"pairwise_accuracy": 0.9, "accuracy_ci_low": 0.7}
+    accuracy = {n: {"pairwise_accuracy": 0.5, "accuracy_ci_low": 0.2} for n in names}
+    accuracy[names[0]] = {"pairwise_accuracy": 0.9, "accuracy_ci_low": 0.7}
+    status = heldout_status(pd.DataFrame.from_dict(accuracy, orient="index"))
+    records = {n: {**accuracy[n], "validation": status[n]} for n in names}  # as calibration records them
     checked = Explorer(
         explorer.ws, dataclasses.replace(explorer.axes, calibration=records), explorer.axes_file
     )

@@ -31,7 +31,6 @@ from styleprobe.protocol.fingerprint import (
 from styleprobe.protocol.profiles import Profile, get_profile
 from styleprobe.protocol.reading import DEFAULT_CONTEXT, ReadingContext, default_thinking, keeps_instruction
 from styleprobe.protocol.spec import Protocol
-from styleprobe.protocol.validity import valid_axes
 from styleprobe.workspace import Workspace
 
 
@@ -176,12 +175,10 @@ class Explorer:
         return turn
 
     def validated(self) -> list[str]:
-        """The axes that passed held-out validation when they were calibrated (`validity.heldout_status` of
-        the evaluation the axes file records); a score on any other axis is shown marked, not read."""
-        evaluation = pd.DataFrame.from_dict(
-            {name: self.axes.calibration.get(name, {}) for name in self.axes.names}, orient="index"
-        ).reindex(columns=["pairwise_accuracy", "accuracy_ci_low"])
-        return valid_axes(evaluation)
+        """The axes that passed held-out validation when they were calibrated (the `validation` status the
+        axes file records, as the fingerprint table reads it); a score on any other axis is shown marked."""
+        recorded = {name: self.axes.calibration.get(name, {}).get("validation") for name in self.axes.names}
+        return [name for name, status in recorded.items() if status == "valid"]
 
     def history_table(self) -> pd.DataFrame:
         """One row per turn: the message, the system prompt, the reply's length and its scores."""
