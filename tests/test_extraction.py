@@ -118,7 +118,11 @@ def test_thinking_switch_reaches_the_template(tiny):
 def test_nan_states_name_the_layer(tiny):
     handle = tiny("llama")
     seq = _sequences(handle)[0]
-    hook = decoder_layers(handle.model)[3].register_forward_hook(lambda m, i, o: o * float("nan"))
+
+    def poison(module, inputs, output):  # a block returns a tensor (transformers 5) or a tuple (4)
+        return (output[0] * float("nan"), *output[1:]) if isinstance(output, tuple) else output * float("nan")
+
+    hook = decoder_layers(handle.model)[3].register_forward_hook(poison)
     try:
         with pytest.raises(NonFiniteStatesError, match="layer 3"):
             extract(handle, [seq], [2, 3, 4])

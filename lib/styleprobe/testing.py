@@ -30,6 +30,7 @@ import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
+from styleprobe.engine.compat import DTYPE_KEYWORD
 from styleprobe.engine.models import ModelHandle, ModelLoadError, cache_dir, load_model, register_source
 from styleprobe.engine.store import build_once
 
@@ -136,7 +137,7 @@ def random_model(arch: str, seed: int = 0, dtype: torch.dtype = torch.float32, d
         config.toy_think_lengths = list(THINK_LENGTHS)  # saved with the model; read by attach_toy_behaviour
     torch.manual_seed(seed)
     with torch.device(device):
-        model = transformers.AutoModelForCausalLM.from_config(config, dtype=dtype)
+        model = transformers.AutoModelForCausalLM.from_config(config, **{DTYPE_KEYWORD: dtype})
     return model.eval(), tokenizer
 
 

@@ -14,8 +14,8 @@ from typing import Literal
 
 import numpy as np
 import torch
-from transformers import DynamicCache
 
+from styleprobe.engine.compat import cache_kwargs, new_cache
 from styleprobe.engine.hooks import block_hooks, pad_batch
 from styleprobe.engine.models import ModelHandle
 from styleprobe.errors import StyleprobeError, is_integer
@@ -142,17 +142,17 @@ def extract(
         return fn
 
     step = chunk_size or ids.shape[1]
-    cache = DynamicCache(config=handle.model.config) if step < ids.shape[1] else None
+    cache = new_cache(handle.model) if step < ids.shape[1] else None
+    decoder = handle.model.get_decoder()
     with block_hooks(handle, [(i, reader(j, i)) for j, i in enumerate(layers)]):
         for start in range(0, ids.shape[1], step):
             span[:] = [start, min(start + step, ids.shape[1])]
             with contextlib.suppress(_Stop):  # raised after the deepest needed block
-                handle.model.get_decoder()(
+                decoder(
                     input_ids=ids[:, span[0] : span[1]],
                     attention_mask=attn[:, : span[1]],
                     position_ids=positions[:, span[0] : span[1]],
-                    past_key_values=cache,
-                    use_cache=cache is not None,
+                    **cache_kwargs(decoder, cache),
                 )
     check_finite(out, list(layers))
     return out.permute(1, 0, 2, 3).cpu().numpy()

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import psutil
 import torch
-from transformers import DynamicCache
 
 from styleprobe.engine.chat import PLAIN_USER, adds_special_tokens
+from styleprobe.engine.compat import cache_kwargs, new_cache
 from styleprobe.engine.extraction import check_finite, measure_mask
 from styleprobe.engine.hooks import block_hooks, pad_batch
 from styleprobe.engine.models import ModelHandle
@@ -117,15 +117,14 @@ def generate(
     alive = torch.ones(rows, dtype=torch.bool, device=dev)  # has not yet emitted an end-of-turn token
     cap = _Capture(handle, capture[0], capture[1], rows) if capture else None
     captured = torch.zeros(rows, len(capture[0]), handle.hidden_size, device=dev) if capture else None
-    cache = DynamicCache(config=model.config)
+    cache = new_cache(model)
     with block_hooks(handle, cap.fns if cap else ()):
         out = model(
             input_ids=ids,
             attention_mask=mask,
             position_ids=pos,
-            past_key_values=cache,
-            use_cache=True,
             logits_to_keep=1,
+            **cache_kwargs(model, cache),
         )
         next_pos = pos[:, -1:] + 1
         for step in range(cfg.max_new_tokens):
@@ -165,9 +164,8 @@ def generate(
                 input_ids=nxt[:, None],
                 attention_mask=mask,
                 position_ids=next_pos,
-                past_key_values=cache,
-                use_cache=True,
                 logits_to_keep=1,
+                **cache_kwargs(model, cache),
             )
             next_pos = next_pos + 1
             if cap:

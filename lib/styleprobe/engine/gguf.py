@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from styleprobe.engine.compat import DTYPE_KEYWORD
 from styleprobe.engine.models import ModelLoadError, cache_dir, slugify
 from styleprobe.engine.store import build_once, file_sha256, locked, remember_sha256
 from styleprobe.errors import first_line
@@ -133,7 +134,7 @@ def dequantised_copy(gguf: Path) -> Path:
         try:
             tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
             model = AutoModelForCausalLM.from_pretrained(
-                gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+                gguf.parent, gguf_file=gguf.name, **{DTYPE_KEYWORD: torch.float32}
             )
         except Exception as err:  # the GGUF readers fail in many ways on a bad file (struct, mmap, value)
             raise ModelLoadError(

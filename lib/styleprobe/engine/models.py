@@ -15,6 +15,7 @@ import yaml
 from platformdirs import user_cache_dir
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from styleprobe.engine.compat import DTYPE_KEYWORD
 from styleprobe.errors import StyleprobeError, first_line
 from styleprobe.paths import data_dir
 
@@ -219,7 +220,7 @@ def load_model(
             options = {"device": device, "dtype": dtype, "revision": revision}
             return loader(name.removeprefix(prefix), trust_remote_code=trust_remote_code, **options)
     source, preset = resolve(name)
-    kwargs: dict = {"dtype": dtype, "revision": revision, "trust_remote_code": trust_remote_code}
+    kwargs: dict = {DTYPE_KEYWORD: dtype, "revision": revision, "trust_remote_code": trust_remote_code}
     if device.startswith("cuda"):
         kwargs["device_map"] = "auto"  # accelerate spreads models larger than one GPU
     try:

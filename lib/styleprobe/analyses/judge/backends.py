@@ -19,6 +19,7 @@ import torch
 
 from styleprobe.analyses.judge.core import Form, Judge, JudgeCallError, JudgeError, Message
 from styleprobe.engine.chat import build_prompt
+from styleprobe.engine.compat import cache_kwargs, new_cache
 from styleprobe.engine.generation import SamplingConfig, generate, tokenize_prompts
 from styleprobe.engine.models import ModelHandle, load_model
 
@@ -184,15 +185,14 @@ class PrefixCache:
         self.cache = self._new()
 
     def _new(self):
-        from transformers import DynamicCache
-
         self.ids = []
-        return DynamicCache(config=self.handle.model.config)
+        return new_cache(self.handle.model)
 
     def feed(self, ids: list[int], keep: int) -> torch.Tensor:
         """Extend the cache by `ids`; log-probabilities of the next token at the last `keep` positions."""
         x = torch.tensor([ids], device=self.handle.device)
-        out = self.handle.model(input_ids=x, past_key_values=self.cache, use_cache=True, logits_to_keep=keep)
+        model = self.handle.model
+        out = model(input_ids=x, logits_to_keep=keep, **cache_kwargs(model, self.cache))
         self.ids += ids
         return out.logits[0, -keep:].float().log_softmax(-1)
 
