@@ -24,11 +24,12 @@ REPRODUCE = $(BIN)/styleprobe reproduce $(PROFILE_FLAG) --jobs $(JOBS)
 # lines), so that nbval runs each after the notebooks whose results it needs.
 PLANNED = | awk '$$1 == "running:" {print $$4}' >> $(NBVAL_DIR)/order
 
-.PHONY: install test test-unit test-notebooks test-slow lint reproduce reproduce-paper notebook lab colab bench paper clean-runs help
+.PHONY: install test test-unit test-oldest test-notebooks test-slow lint reproduce reproduce-paper notebook lab colab bench paper clean-runs help
 
 help:
 	@echo "make install     create .venv and install styleprobe with its dependencies"
 	@echo "make test        lint + the default test suite (unit tests, tiny models, one real-model test)"
+	@echo "make test-oldest the engine tests on the oldest transformers pyproject.toml admits (part of make test)"
 	@echo "make test-slow   the tests marked slow as well"
 	@echo "make reproduce   run every notebook for each model in MODELS=\"$(MODELS)\" (PROFILE=quick|paper,"
 	@echo "                 JOBS=2 runs notebooks that do not need each other's results side by side)"
@@ -54,7 +55,7 @@ lint: install
 	$(BIN)/ruff check lib tests notebooks benchmarks
 	$(BIN)/ruff format --check lib tests notebooks benchmarks
 
-test: lint test-unit test-notebooks
+test: lint test-unit test-oldest test-notebooks
 
 test-unit: install
 	$(BIN)/pytest
@@ -73,6 +74,24 @@ test-notebooks: install
 		$(PLANNED)
 	$(NBVAL_ENV) $(BIN)/pytest --nbval-lax -p no:cacheprovider $$(cat $(NBVAL_DIR)/order)
 	$(BIN)/python -m styleprobe.report.paper --check --root $(NBVAL_DIR) --main-model random-qwen2
+
+# The engine's tests on the oldest transformers release pyproject.toml admits (the newest is what
+# `make install` takes), in a venv of its own; deprecations fail them (tests/conftest.py).
+OLDEST_VENV ?= .venv-oldest
+OLDEST_TRANSFORMERS := $(shell sed -n 's/.*"transformers>=\([0-9.]*\).*/\1/p' pyproject.toml)
+ENGINE_TESTS := tests/test_generation.py tests/test_extraction.py tests/test_hooks.py tests/test_models.py \
+	tests/test_pipeline.py
+
+$(OLDEST_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install -q --upgrade pip
+	$(OLDEST_VENV)/bin/python -m pip install -q $(TORCH_SPEC)
+	$(OLDEST_VENV)/bin/python -m pip install -q "transformers==$(OLDEST_TRANSFORMERS)" -e . pytest
+	touch $@
+
+test-oldest: $(OLDEST_VENV)/.installed
+	$(OLDEST_VENV)/bin/python -c "import transformers; print('transformers', transformers.__version__)"
+	$(OLDEST_VENV)/bin/pytest -p no:cacheprovider -m "not realmodel" $(ENGINE_TESTS)
 
 test-slow: install
 	$(BIN)/pytest -m "slow or not slow"

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import transformers
 
 from styleprobe.engine.chat import build_prompt, plain_prompt
 from styleprobe.engine.gguf import _file_key
@@ -127,7 +128,8 @@ def test_the_gguf_cache_follows_the_content_not_the_name_and_size(tmp_path, monk
     assert _file_key(real) != _file_key(fake)
     assert _file_key(real) == hashlib.sha256(real.read_bytes()).hexdigest()[:16]
     # pretend `real` was dequantised before: a same-named, same-sized zero-filled file must not load it
-    cached = tmp_path / "cache" / "models" / f"model-{_file_key(real)}"
+    major = transformers.__version__.split(".")[0]
+    cached = tmp_path / "cache" / "models" / f"model-{_file_key(real)}-transformers{major}"
     cached.mkdir(parents=True)
     (cached / "config.json").write_text("{}")
     assert resolve(str(real))[0] == cached

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from styleprobe.engine.compat import DTYPE_KEYWORD
@@ -128,7 +129,9 @@ def dequantised_copy(gguf: Path) -> Path:
         magic = fh.read(4)
     if magic != b"GGUF":
         raise ModelLoadError(f"{gguf} is not a GGUF model file (it is empty or does not start with 'GGUF')")
-    target = cache_dir() / "models" / f"{slugify(gguf.name)}-{_file_key(gguf)}"
+    # transformers 4 and 5 save tokenizers differently: each major release keeps its own copy
+    major = transformers.__version__.split(".")[0]
+    target = cache_dir() / "models" / f"{slugify(gguf.name)}-{_file_key(gguf)}-transformers{major}"
 
     def build(tmp: Path) -> None:
         try:
