@@ -24,12 +24,13 @@ REPRODUCE = $(BIN)/styleprobe reproduce $(PROFILE_FLAG) --jobs $(JOBS)
 # lines), so that nbval runs each after the notebooks whose results it needs.
 PLANNED = | awk '$$1 == "running:" {print $$4}' >> $(NBVAL_DIR)/order
 
-.PHONY: install test test-unit test-oldest test-notebooks test-slow lint reproduce reproduce-paper notebook lab colab bench paper clean-runs help
+.PHONY: install test test-unit test-oldest test-gpu-check test-notebooks test-slow lint reproduce reproduce-paper notebook lab colab bench paper clean-runs help
 
 help:
 	@echo "make install     create .venv and install styleprobe with its dependencies"
 	@echo "make test        lint + the default test suite (unit tests, tiny models, one real-model test)"
 	@echo "make test-oldest the engine tests on the oldest transformers pyproject.toml admits (part of make test)"
+	@echo "make test-gpu-check  benchmarks/gpu_check.sh --smoke with only torch and transformers (part of make test)"
 	@echo "make test-slow   the tests marked slow as well"
 	@echo "make reproduce   run every notebook for each model in MODELS=\"$(MODELS)\" (PROFILE=quick|paper,"
 	@echo "                 JOBS=2 runs notebooks that do not need each other's results side by side)"
@@ -55,7 +56,7 @@ lint: install
 	$(BIN)/ruff check lib tests notebooks benchmarks
 	$(BIN)/ruff format --check lib tests notebooks benchmarks
 
-test: lint test-unit test-oldest test-notebooks
+test: lint test-unit test-oldest test-gpu-check test-notebooks
 
 test-unit: install
 	$(BIN)/pytest
@@ -92,6 +93,20 @@ $(OLDEST_VENV)/.installed: pyproject.toml
 test-oldest: $(OLDEST_VENV)/.installed
 	$(OLDEST_VENV)/bin/python -c "import transformers; print('transformers', transformers.__version__)"
 	$(OLDEST_VENV)/bin/pytest -p no:cacheprovider -m "not realmodel" $(ENGINE_TESTS)
+
+# benchmarks/gpu_check.sh --smoke in a venv with only torch, transformers, numpy and safetensors: what a bare
+# GPU machine has (the check itself runs there; see benchmarks/README.md).
+BARE_VENV ?= .venv-bare
+
+$(BARE_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(BARE_VENV)
+	$(BARE_VENV)/bin/python -m pip install -q $(TORCH_SPEC)
+	$(BARE_VENV)/bin/python -m pip install -q "transformers<6" numpy safetensors
+	touch $@
+
+test-gpu-check: $(BARE_VENV)/.installed
+	PYTHON=$(BARE_VENV)/bin/python STYLEPROBE_CACHE=build/gpu-check/cache \
+		benchmarks/gpu_check.sh --smoke --out build/gpu-check/smoke.json
 
 test-slow: install
 	$(BIN)/pytest -m "slow or not slow"

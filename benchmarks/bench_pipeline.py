@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import psutil
 import torch
 import transformers
 from tqdm.auto import tqdm
@@ -37,7 +36,7 @@ from styleprobe.engine.generation import (
     tokenize_prompts,
 )
 from styleprobe.engine.models import ModelHandle, end_of_turn_ids, load_model
-from styleprobe.engine.pipeline import row_key
+from styleprobe.engine.sampling import row_key
 from styleprobe.engine.store import write_json
 from styleprobe.protocol.axes import axis_direction, fit_axes
 from styleprobe.protocol.spec import load_axes, load_questions
@@ -77,40 +76,54 @@ def workloads(handle: ModelHandle, args: argparse.Namespace) -> list[Work]:
     return out
 
 
+def _process():
+    """This process for sampling its resident set size, or None where psutil is absent (a bare GPU box)."""
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return psutil.Process()
+
+
 @contextmanager
 def measure(device: torch.device) -> Iterator[dict]:
     """Wall seconds and peak memory of the block: CUDA max_memory_allocated (absolute, weights included),
-    on CPU the peak resident set size above the level at entry, sampled every 20 ms with psutil."""
+    on CPU the peak resident set size above the level at entry, sampled every 20 ms with psutil (None
+    without psutil)."""
     rec: dict = {}
-    proc, stop = psutil.Process(), threading.Event()
-    base = proc.memory_info().rss
-    peak = [base]
+    cuda = device.type == "cuda"
+    proc = None if cuda else _process()
+    stop = threading.Event()
+    peak = [proc.memory_info().rss if proc else 0]
+    base = peak[0]
 
     def sample() -> None:
         while not stop.wait(0.02):
             peak[0] = max(peak[0], proc.memory_info().rss)
 
     sampler = threading.Thread(target=sample, daemon=True)
-    if device.type == "cuda":
+    if cuda:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-    else:
+    elif proc:
         sampler.start()
     start = time.perf_counter()
     yield rec
-    if device.type == "cuda":
+    if cuda:
         torch.cuda.synchronize(device)
     rec["wall_s"] = time.perf_counter() - start
-    if device.type == "cuda":
+    if cuda:
         rec.update(
             peak_mb=torch.cuda.max_memory_allocated(device) / 2**20,
             memory="torch.cuda.max_memory_allocated, absolute",
         )
-    else:
+    elif proc:
         stop.set()
         sampler.join()
         peak_mb = (max(peak[0], proc.memory_info().rss) - base) / 2**20
         rec.update(peak_mb=peak_mb, memory="CPU peak RSS above the phase's start (psutil, every 20 ms)")
+    else:
+        rec.update(peak_mb=float("nan"), memory="not measured (no psutil)")
 
 
 def decayed_mean(x: torch.Tensor) -> torch.Tensor:

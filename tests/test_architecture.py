@@ -219,3 +219,39 @@ def test_no_notebook_repeats_a_preamble():
         text.update(statements)
     shared = sorted(text[dump] for dump, n in seen.items() if n > 1)
     assert not shared, f"statements repeated in the notebooks' opening cells: {shared}"
+
+
+GPU_CHECK_MODULES = (
+    "styleprobe.engine.generation",
+    "styleprobe.engine.extraction",
+    "styleprobe.engine.chat",
+    "styleprobe.engine.models",
+    "styleprobe.testing",
+    "styleprobe.protocol.axes",
+    "styleprobe.protocol.spec",
+    "styleprobe.protocol.profiles",
+)
+NOT_ON_A_BARE_GPU = ("pandas", "scipy", "matplotlib", "pingouin", "seaborn", "psutil", "platformdirs")
+
+
+def test_the_gpu_check_imports_only_torch_transformers_numpy_and_safetensors():
+    """benchmarks/gpu_check.py runs where only those (and their own dependencies) are installed: the
+    modules it imports must not import the analysis stack at module level. transformers itself imports
+    scipy where it is installed, so the check counts what our modules add after transformers' own."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, importlib, torch\n"
+        "from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, PreTrainedModel\n"
+        f"before = set(sys.modules)\n"
+        f"for m in {GPU_CHECK_MODULES!r}: importlib.import_module(m)\n"
+        "importlib.import_module('gpu_check')\n"
+        f"print(sorted(k for k in {NOT_ON_A_BARE_GPU!r} if k in sys.modules and k not in before))\n"
+    )
+    root = Path(__file__).parents[1]
+    env = {**os.environ, "PYTHONPATH": "lib:benchmarks"}  # as gpu_check.sh sets it
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"

@@ -78,6 +78,20 @@ ARCHS = {
     "gemma2": ("Gemma2Config", GEMMA, "<end_of_turn>", _TINY),
     "gemma3": ("Gemma3TextConfig", GEMMA, "<end_of_turn>", _TINY),
     "gemma3-base": ("Gemma3TextConfig", None, "<eos>", _TINY),
+    "llama-135m": (  # SmolLM2-135M's shape: the GPU check's small model
+        "LlamaConfig",
+        CHATML,
+        "<|im_end|>",
+        {
+            "hidden_size": 576,
+            "intermediate_size": 1536,
+            "num_hidden_layers": 30,
+            "num_attention_heads": 9,
+            "num_key_value_heads": 3,
+            "max_position_embeddings": 8192,
+            "rope_theta": 1e5,
+        },
+    ),
     "qwen2-7b": (
         "Qwen2Config",
         CHATML,

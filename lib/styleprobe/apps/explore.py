@@ -19,7 +19,8 @@ from styleprobe.engine.chat import build_prompt
 from styleprobe.engine.extraction import Aggregation, measure_mask
 from styleprobe.engine.generation import SamplingConfig, generate, tokenize_prompts
 from styleprobe.engine.models import ModelHandle
-from styleprobe.engine.pipeline import Item, reread, row_key
+from styleprobe.engine.pipeline import Item, reread
+from styleprobe.engine.sampling import row_key
 from styleprobe.protocol.axes import AxesError, AxisSet
 from styleprobe.protocol.calibration import calibrate
 from styleprobe.protocol.fingerprint import (

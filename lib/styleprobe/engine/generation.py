@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import psutil
 import torch
 
 from styleprobe.engine.chat import PLAIN_USER, adds_special_tokens
@@ -193,6 +192,8 @@ def auto_batch_size(handle: ModelHandle, max_tokens: int, cap: int = 128) -> int
     if handle.device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(handle.device)
     else:
+        import psutil  # not needed on a GPU, where the engine runs with torch and transformers alone
+
         free = psutil.virtual_memory().available
     per_seq = max_tokens * (
         kv_bytes_per_token(handle) + 16 * handle.hidden_size * handle.model.dtype.itemsize

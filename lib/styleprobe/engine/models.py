@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 import yaml
-from platformdirs import user_cache_dir
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from styleprobe.engine.compat import DTYPE_KEYWORD
@@ -139,7 +138,12 @@ def default_dtype(device: str) -> torch.dtype:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("STYLEPROBE_CACHE", user_cache_dir("styleprobe")))
+    """$STYLEPROBE_CACHE, else the user's cache folder (platformdirs, imported only then)."""
+    if "STYLEPROBE_CACHE" in os.environ:
+        return Path(os.environ["STYLEPROBE_CACHE"])
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("styleprobe"))
 
 
 ModelLoader = Callable[..., ModelHandle]

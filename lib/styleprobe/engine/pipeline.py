@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from styleprobe.engine.generation import (
     tokenize_prompts,
 )
 from styleprobe.engine.models import ModelHandle
+from styleprobe.engine.sampling import row_key
 from styleprobe.engine.store import RunMismatchError, Stage, read_manifest
 from styleprobe.errors import UsageError, is_integer
 
@@ -62,11 +62,6 @@ def check_batch_size(batch_size: int | None) -> None:
     """None (choose automatically) or a positive integer; checked before any work or manifest is written."""
     if batch_size is not None and not (is_integer(batch_size) and batch_size >= 1):
         raise UsageError(f"batch size must be a positive integer, got {batch_size!r}")
-
-
-def row_key(seed: int, item_id: str) -> int:
-    """The sampling key of one answer: depends on the seed and the item, not on its batch."""
-    return zlib.crc32(f"{seed}:{item_id}".encode())
 
 
 def _digest(obj) -> str:

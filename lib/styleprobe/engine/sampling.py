@@ -10,6 +10,8 @@ reaches top_p, which draws from the renormalised nucleus distribution.
 
 from __future__ import annotations
 
+import zlib
+
 import torch
 
 _MASK32 = 0xFFFFFFFF
@@ -17,6 +19,11 @@ _MASK32 = 0xFFFFFFFF
 # always far smaller. Base models' flatter distributions may need the second tier before a full sort.
 TOP_CANDIDATES = 64
 WIDE_CANDIDATES = 1024
+
+
+def row_key(seed: int, item_id: str) -> int:
+    """The sampling key of one answer: depends on the seed and the item, not on its batch."""
+    return zlib.crc32(f"{seed}:{item_id}".encode())
 
 
 def _mix32(x: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,6 @@ from styleprobe.engine.store import (
     sha256_bytes,
 )
 from styleprobe.errors import StyleprobeError, first_line
-from styleprobe.stats import iqr, trimmed_mean
 
 NORMALISATIONS = ("crossfit", "median_iqr", "uncentred_iqr")
 """crossfit (default): 0 and ±1 from held-out pole means; median_iqr: the pooled calibration median and IQR
@@ -49,6 +48,8 @@ class AxesError(StyleprobeError, ValueError):
 
 def axis_direction(pos: np.ndarray, neg: np.ndarray, trim: float = 0.1) -> np.ndarray:
     """unit(trimmed_mean(pos) - trimmed_mean(neg)); `trim` is cut from each end, per dimension."""
+    from styleprobe.stats import trimmed_mean  # stats imports pandas: not at module level (GPU check)
+
     diff = trimmed_mean(pos, trim, axis=0) - trimmed_mean(neg, trim, axis=0)
     norm = np.linalg.norm(diff)
     if not np.isfinite(norm) or norm == 0:
@@ -110,6 +111,8 @@ def centre_and_scale(
         half = (pos_raw.mean() - neg_raw.mean()) / 2
         floor = SCALE_FLOOR_SPREADS * within_spread(pos_raw, neg_raw)
         return float((pos_raw.mean() + neg_raw.mean()) / 2), float(max(half, floor, 1e-12))
+    from styleprobe.stats import iqr
+
     spread = iqr(np.concatenate([pos_raw, neg_raw]))
     if normalisation == "median_iqr":
         return float(np.median(np.concatenate([pos_raw, neg_raw]))), max(spread, 1e-12)
