@@ -219,11 +219,11 @@ def attach_toy_behaviour(model, tokenizer) -> None:
 
 def load_random_model(arch: str, folder: Path | str | None = None, **load_kwargs) -> ModelHandle:
     """Build the random-init model `arch` once into `folder` (default:
-    `<cache>/models/random-<arch>-transformers<major>`) and load it with `load_model(folder, **load_kwargs)`,
+    `<cache>/models/transformers<major>/random-<arch>`) and load it with `load_model(folder, **load_kwargs)`,
     with its toy behaviour attached. An unknown `arch`
     raises a one-line ModelLoadError listing the known ones."""
     major = transformers.__version__.split(".")[0]  # each major release saves tokenizers its own way
-    default = cache_dir() / "models" / f"random-{arch}-transformers{major}"
+    default = cache_dir() / "models" / f"transformers{major}" / f"random-{arch}"  # the name is the slug
     path = build_random_model(arch, Path(folder) if folder else default)
     handle = load_model(str(path), **load_kwargs)
     attach_toy_behaviour(handle.model, handle.tokenizer)

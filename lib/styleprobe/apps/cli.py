@@ -259,6 +259,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="only inject the parameters (for executing them later, e.g. with nbval)",
     )
     rp.add_argument("--jobs", type=positive_int, default=1, help="notebooks run at once when independent (1)")
+    rp.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="one Ray task per model on the cluster at ADDRESS ('auto': the running one; none given: "
+        "$RAY_ADDRESS, else a local cluster); the cross-model notebooks then run here",
+    )
+    rp.add_argument(
+        "--no-shared-root",
+        action="store_true",
+        help="with --ray: the nodes share no folder; each task sends its model's outputs back",
+    )
+    rp.add_argument(
+        "--gpus-per-model", type=float, help="with --ray: GPUs per model (default: the preset's gpus)"
+    )
 
     ax = sub.add_parser("axes", help="manage axis files")
     ax_sub = ax.add_subparsers(dest="axes_command", required=True)
@@ -500,7 +516,7 @@ def cmd_axes(args) -> None:
         print(f"{len(axes.names)} axes for {axes.model_id} written to {axes.save(args.out)}")
 
 
-def cmd_reproduce(args) -> None:
+def cmd_reproduce(args) -> int:
     import yaml
 
     from styleprobe.apps.reproduce import reproduce
@@ -515,6 +531,19 @@ def cmd_reproduce(args) -> None:
             raise UsageError(f"-p {name} {value!r}: not valid YAML ({reason})") from None
     if args.profile:
         parameters["profile"] = args.profile
+    if args.ray is not None:
+        from styleprobe.apps.cluster import run_on_ray, summary
+
+        runs = run_on_ray(
+            models,
+            parameters,
+            args.notebooks,
+            address=args.ray,
+            shared_root=not args.no_shared_root,
+            gpus_per_model=args.gpus_per_model,
+        )
+        print(summary(runs))
+        return 1 if any(r.status != "done" for r in runs) else 0
     reproduce(
         models,
         parameters,
@@ -525,6 +554,7 @@ def cmd_reproduce(args) -> None:
         prepare_only=args.prepare_only,
         jobs=args.jobs,
     )
+    return 0
 
 
 def one_line(err: BaseException) -> str:

@@ -35,6 +35,7 @@ class Preset:
     system_role: bool = True
     thinking: bool = False
     base: str | None = None
+    gpus: float = 0  # GPUs one model's Ray task holds (`styleprobe reproduce --ray`; see models.yaml)
     note: str = ""
 
 
