@@ -131,9 +131,10 @@ def run_on_ray(
     from tqdm.auto import tqdm
 
     root = Path(parameters.get("root") or folders().results.parent).resolve()
+    plan(list(models), {**parameters, "root": str(root)}, notebooks, runs_dir=root / "runs")  # bad input: now
     if not ray.is_initialized():
         ray.init(address=address or None)  # None: $RAY_ADDRESS, else a new local cluster
-    remote = ray.remote(task).options(max_retries=MAX_RETRIES, retry_exceptions=False)
+    remote = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False)(task)
     pending = {}
     for model in models:
         gpus = gpus_for(model, gpus_per_model)
