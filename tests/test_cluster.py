@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from styleprobe.apps.cluster import ModelRun, gpus_for, model_outputs, run_model, run_on_ray, summary
-from styleprobe.apps.reproduce import reproduce
+from styleprobe.apps.reproduce import notebook_parameters, reproduce, resolve_notebook
 from styleprobe.engine.models import load_presets
 
 ray = pytest.importorskip("ray")
@@ -51,8 +51,10 @@ def cache_env(tmp_path_factory):
 
 
 def test_models_run_as_ray_tasks_give_the_serial_results(cluster, serial, tmp_path):
-    runs = run_on_ray(MODELS, {**PARAMETERS, "root": str(tmp_path)}, NOTEBOOKS, log=lambda _: None)
+    lines: list[str] = []
+    runs = run_on_ray(MODELS, {**PARAMETERS, "root": str(tmp_path)}, NOTEBOOKS, log=lines.append)
     assert [r.status for r in runs] == ["done", "done"], summary(runs)
+    assert any(line.startswith("paper") for line in lines)  # the driver checks the paper's inputs last
     assert all(r.notebooks == ["01_calibration", "02_baseline"] for r in runs)
     for slug in ("random-llama", "random-qwen2"):
         assert _results(tmp_path, slug) == _results(serial, slug)
@@ -79,7 +81,9 @@ def dies_once(marker_dir: str):
         attempts = int(marker.read_text()) if marker.exists() else 0
         marker.write_text(str(attempts + 1))
         if attempts == 0:
-            run_model(model, parameters, notebooks[:1], root, shared)
+            first = resolve_notebook(notebooks[0])
+            taken = {k: v for k, v in parameters.items() if k in notebook_parameters(first)}
+            assert run_model(model, taken, [first], root, shared).status == "done"
             batches = {str(p): p.stat().st_mtime_ns for p in Path(root, "runs").rglob("*.safetensors")}
             (Path(marker_dir) / "batches.json").write_text(json.dumps(batches))
             os._exit(1)

@@ -90,10 +90,9 @@ def run_model(model: str, parameters: dict, notebooks: list[str] | None, root: s
             done.append(step.notebook)
     except Exception as err:  # reported to the driver: one model's failure does not stop the others
         status, error = "failed", f"{type(err).__name__}: {first_line(err)}"
-    slug = model if model in load_presets() else slugify(model)
     files = {}
     if not shared:
-        files = {str(p.relative_to(root)): p.read_bytes() for p in model_outputs(Path(root), slug)}
+        files = {str(p.relative_to(root)): p.read_bytes() for p in model_outputs(Path(root), slug(model))}
     return ModelRun(model, status, error, time.perf_counter() - start, notebooks=done, files=files)
 
 
@@ -160,9 +159,31 @@ def run_on_ray(
     cross = [n for n in run_order() if n in cross_model_notebooks()]
     if notebooks is not None:
         cross = [n for n in cross if n in {resolve_notebook(a) for a in notebooks}]
-    if cross and any(r.status == "done" for r in runs.values()):
+    done = [slug(m) for m in models if runs[m].status == "done"]
+    if cross and done:
         reproduce(list(models), {**parameters, "root": str(root)}, cross, log=log)
+    if done:
+        check_paper(root, done, log)
     return [runs[m] for m in models]
+
+
+def slug(model: str) -> str:
+    return model if model in load_presets() else slugify(model)
+
+
+def check_paper(root: Path, done: list[str], log: Callable[[str], None]) -> None:
+    """Collect and check the paper's inputs under `root` (`make paper` builds the PDF from them), about
+    the default main model when it ran, else the first model done; what is missing is logged, not raised."""
+    from styleprobe.report import paper
+
+    main = paper.MAIN_MODEL if paper.MAIN_MODEL in done else done[0]
+    try:
+        index = paper.build(
+            main_model=main, root=paper.generated_dir(root / "results"), compile_pdf=False, log=log
+        )
+        log(f"paper inputs checked: {index}")
+    except paper.PaperError as err:
+        log(f"paper not checked: {first_line(err)}")
 
 
 def summary(runs: Sequence[ModelRun]) -> str:
