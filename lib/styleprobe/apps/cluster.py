@@ -86,6 +86,7 @@ def run_model(model: str, parameters: dict, notebooks: list[str] | None, root: s
         for step in steps:
             if step.model is None:
                 continue  # the cross-model notebooks run on the driver once all models are done
+            print(f"{model}: running {step.notebook}", flush=True)  # Ray forwards it to the driver
             execute(*step, progress=False)
             done.append(step.notebook)
     except Exception as err:  # reported to the driver: one model's failure does not stop the others
