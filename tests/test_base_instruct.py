@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -165,6 +167,9 @@ def test_run_compares_the_pair_and_saves_with_the_instruct_model(tiny, tmp_path)
     )
     assert again.base_model == base.model.model_id and result.paper()["base_model"] == "random-gemma3-base"
     assert again.base_slug == base.slug  # what the paper names the base model by
+    assert "another family or shape" in result.paper()["pair_caveat"]  # the limitation follows the pair
+    same = dataclasses.replace(result, same_family=True, families={"base": "qwen2", "instruct": "qwen2"})
+    assert "isolates instruction tuning only if" in same.pair_caveat()
     assert_paper_survives_reload(result, tmp_path / "paper-check")
     table = again.paper_tables()["base_vs_instruct_table"].frame
     assert list(table.columns) == [

@@ -74,6 +74,10 @@ def test_the_calibration_result_saves_its_section_and_the_papers_numbers(both_re
     assert numbers["n_blocks"] == ws.model.n_layers and numbers["n_axes"] == len(AXES)
     assert numbers["last_layer"] == ws.model.n_layers and numbers["layer_weights"] == "0.1, 0.2, 0.3, 0.4"
     assert numbers["n_calibration"] == ws.profile.n_calibration and numbers["n_evaluation"] == 6
+    n = sum(p.numel() for p in ws.model.model.parameters())  # the paper names the model from the run
+    assert numbers["model_name"] == ws.model.name and numbers["device"] == "CPU"
+    assert numbers["model_size"] == (f"{n / 1e6:.3g}M" if n >= 1e6 else f"{n / 1e3:.3g}K")
+    assert "follows style instructions loosely" in numbers["size_caveat"]
     assert numbers["n_separable"] == int((result.evaluation["pairwise_accuracy"] >= 0.65).sum())
     assert set(numbers["tokens"]) == set(AXES) and 0 < numbers["pc1_percent"] <= 100
     assert numbers["pc1_percent"] == round(100 * calibration_pca(instructed)[1][0])

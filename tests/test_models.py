@@ -1,3 +1,4 @@
+import dataclasses
 import hashlib
 import importlib.metadata
 import json
@@ -20,7 +21,7 @@ from styleprobe.engine.models import (
     resolve,
     slugify,
 )
-from styleprobe.testing import ARCHS, build_random_model
+from styleprobe.testing import ARCHS, build_random_model, load_random_model
 
 
 @pytest.mark.parametrize("name", ["no-such-model", "./missing/dir/x.gguf", "a b c"])
@@ -169,3 +170,13 @@ def test_random_models_are_built_once_and_an_existing_folder_is_kept(tmp_path):
     assert build_random_model("llama", out) == out  # today: renaming onto the full folder failed
     assert (out / "config.json").stat().st_mtime_ns == stamp
     assert sorted(p.name for p in out.parent.iterdir()) == ["random-llama", "random-llama.lock"]
+
+
+def test_a_model_is_named_by_its_preset_title_else_its_source():
+    presets = load_presets()
+    assert presets["smollm2-135m-instruct"].title == "SmolLM2-135M-Instruct"
+    handle = load_random_model("llama")
+    assert handle.title == "" and handle.name == handle.model_id
+    assert dataclasses.replace(handle, model_id="package:some-wheel").name == "some-wheel"
+    assert dataclasses.replace(handle, title="Tiny").name == "Tiny"
+    assert handle.n_parameters == sum(p.numel() for p in handle.model.parameters()) > 0

@@ -367,3 +367,15 @@ def test_a_reference_to_a_gated_section_is_gated_on_the_same_notebook():
             ):
                 bare.append(f"{name}: {match.group(1)}")
     assert not bare, f"references to sections that a build may leave out: {bare}"
+
+
+def test_the_fixed_text_does_not_describe_the_main_model():
+    """What the main model is (name, size, hardware) comes from its results, so a build for another model
+    describes that one; only the reproducibility section names the repository's default model."""
+    from styleprobe.engine.models import load_presets
+
+    names = [p.title for p in load_presets().values() if p.title] + ["135M", "270m", "laptop"]
+    for path in TEXT:
+        if path.name != "reproducibility.tex":
+            text = path.read_text()
+            assert not [n for n in names if n.lower() in text.lower()], path.name

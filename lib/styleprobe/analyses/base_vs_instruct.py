@@ -237,6 +237,21 @@ class BaseVsInstructResult(Result):
             }
             setattr(self, name, frames)
 
+    def pair_caveat(self) -> str:
+        """What the comparison can isolate, from whether the two models are of one family and shape."""
+        base, instruct = self.families["base"], self.families["instruct"]
+        if not self.same_family:
+            return (
+                f"The base model, {self.base_slug} ({base}), is of another family or shape than the instruct"
+                f" model ({instruct}), so the comparison mixes instruction tuning with differences of"
+                " architecture, tokenizer and data; a true pair (an instruct model and its own base, such as"
+                " Qwen2.5-7B and Qwen2.5-7B-Instruct) isolates instruction tuning."
+            )
+        return (
+            f"The base model, {self.base_slug}, has the instruct model's family and shape ({base}); the"
+            " comparison isolates instruction tuning only if the instruct model was tuned from this base."
+        )
+
     def paper(self) -> dict:
         def listed(names) -> str:
             return axis_list(names)
@@ -247,6 +262,7 @@ class BaseVsInstructResult(Result):
             "same_family": self.same_family,
             "base_family": self.families["base"],
             "instruct_family": self.families["instruct"],
+            "pair_caveat": self.pair_caveat(),
             "profile": self.profile,
             "alpha": self.alpha,
             "mean_accuracy": {role: ev["pairwise_accuracy"].mean() for role, ev in self.evaluation.items()},

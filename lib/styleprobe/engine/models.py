@@ -36,6 +36,7 @@ class Preset:
     thinking: bool = False
     base: str | None = None
     gpus: float = 0  # GPUs one model's Ray task holds (`styleprobe reproduce --ray`; see models.yaml)
+    title: str = ""  # the model's published name, where the source does not show it (package: sources)
     note: str = ""
 
 
@@ -51,6 +52,16 @@ class ModelHandle:
     system_role: bool = True
     thinking: bool = False
     end_of_turn_ids: list[int] = field(default_factory=list)
+    title: str = ""
+
+    @property
+    def name(self) -> str:
+        """What people call the model: the preset's title, else its hub id or file name."""
+        return self.title or self.model_id.removeprefix("package:")
+
+    @property
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
 
     @property
     def device(self) -> torch.device:
@@ -250,4 +261,5 @@ def load_model(
         system_role=preset.system_role if preset else True,
         thinking=preset.thinking if preset else "enable_thinking" in (tokenizer.chat_template or ""),
         end_of_turn_ids=end_of_turn_ids(model, tokenizer),
+        title=preset.title if preset else "",
     )

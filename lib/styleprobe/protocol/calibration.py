@@ -350,11 +350,38 @@ def summarise(ws: Session, cal: Calibration) -> CalibrationResult:
             "layers": list(axes.layers),
             "n_blocks": ws.model.n_layers,
             "hidden_size": axes.hidden_size,
+            "model_name": ws.model.name,
+            "n_parameters": ws.model.n_parameters,
+            "device": ws.model.device.type,
         },
         pca_explained=calibration_pca(cal)[1][:PCA_COMPONENTS].tolist(),
         tokens_by_pole=tokens.rename(columns=POLES).reindex(columns=list(POLES.values())),
         cut_by_pole=cut_shares(calib).rename(columns=POLES).reindex(columns=list(POLES.values())),
     )
+
+
+SMALL_MODEL = 1e9  # parameters: below this the paper says the model follows instructions loosely
+
+
+def _model_words(settings: dict) -> dict:
+    """What the paper's text says of the model (name, size, hardware), from the run, so that a build for
+    another model describes that model. Empty for results written before the run recorded them."""
+    if "n_parameters" not in settings:
+        return {}
+    n = settings["n_parameters"]
+    size = next(
+        f"{n / unit:.3g}{suffix}"
+        for unit, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K"), (1, ""))
+        if n >= unit
+    )
+    caveat = (
+        "A model of this size follows style instructions loosely, so weak axes here may be a property of the"
+        " model rather than of the method; they say nothing about how larger models behave."
+        if n < SMALL_MODEL
+        else "The results are those of one model; they say nothing about other models or sizes."
+    )
+    device = {"cuda": "GPU", "mps": "Apple GPU"}.get(settings["device"], settings["device"].upper())
+    return {"model_name": settings["model_name"], "model_size": size, "device": device, "size_caveat": caveat}
 
 
 def _cut_percents(cut: np.ndarray) -> dict:
@@ -410,6 +437,7 @@ class CalibrationResult(Result):
             **{k: settings[k] for k in ("temperature", "top_p", "n_blocks", "hidden_size")},
             "first_layer": min(settings["layers"]) + 1,
             "last_layer": max(settings["layers"]) + 1,
+            **_model_words(settings),
             "n_answers": self.n_answers,
             "n_empty": self.n_empty,
             "mean_accuracy": acc.mean(),
