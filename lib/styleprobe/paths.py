@@ -19,6 +19,9 @@ _CHECKOUT = Path(__file__).resolve().parents[2]
 IN_CHECKOUT = (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / "notebooks").is_dir()
 REPO_ROOT = _CHECKOUT if IN_CHECKOUT else None  # notebooks/ and paper/ exist only in a checkout
 NOTEBOOKS_DIR = _CHECKOUT / "notebooks"
+# The project's public address, set here only: the Colab copies' install cell clones it, and a test keeps
+# README.md's Colab links and badges, CITATION.cff and pyproject.toml's URLs in agreement with it.
+REPOSITORY = "https://github.com/styleprobe/styleprobe"
 
 
 def data_dir() -> Path:

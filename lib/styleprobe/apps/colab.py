@@ -7,12 +7,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from styleprobe.paths import NOTEBOOKS_DIR
+from styleprobe.paths import NOTEBOOKS_DIR, REPOSITORY
 
 COLAB_DIR = NOTEBOOKS_DIR / "colab"
 
 # The first code cell of every Colab copy: installs styleprobe where it is missing, does nothing elsewhere.
-INSTALL_CELL = """\
+INSTALL_CELL = f"""\
 # On a fresh Colab or cloud machine: install styleprobe from its repository first (does nothing here).
 import importlib.util
 
@@ -22,7 +22,7 @@ if importlib.util.find_spec("styleprobe") is None:
     import subprocess
     import sys
 
-    repository = os.environ.get("STYLEPROBE_REPOSITORY", "https://github.com/styleprobe/styleprobe")
+    repository = os.environ.get("STYLEPROBE_REPOSITORY", "{REPOSITORY}")
     if not os.path.isdir("styleprobe"):
         subprocess.run(["git", "clone", "--depth", "1", repository, "styleprobe"], check=True)
     pip = [sys.executable, "-m", "pip", "install", "-q"]
