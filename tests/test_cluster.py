@@ -70,6 +70,7 @@ def test_without_a_shared_root_the_outputs_come_back_to_the_driver(cluster, seri
     assert {p.relative_to(tmp_path) for p in model_outputs(tmp_path, "random-llama")} == set(
         map(Path, runs[0].files)
     )
+    assert "results/notebooks/random-llama/02_baseline.ipynb" in runs[0].files  # readers' copies come too
 
 
 def dies_once(marker_dir: str):

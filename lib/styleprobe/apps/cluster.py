@@ -23,6 +23,7 @@ from pathlib import Path
 from styleprobe.apps.reproduce import (
     cross_model_notebooks,
     execute,
+    model_slug,
     plan,
     reproduce,
     resolve_notebook,
@@ -32,6 +33,7 @@ from styleprobe.engine.models import load_presets, slugify
 from styleprobe.engine.store import atomic_write_bytes, locked
 from styleprobe.errors import UsageError, first_line
 from styleprobe.paths import folders
+from styleprobe.report.notebooks import published_folder
 
 MAX_RETRIES = 2  # retries of a task whose worker died; a notebook that raises is not retried
 
@@ -67,9 +69,11 @@ def gpus_for(model: str, override: float | None = None) -> float:
 
 def model_outputs(root: Path, slug: str) -> list[Path]:
     """The files a model's notebooks leave under `root` for the driver: its results file, its axes, its
-    figures and its generated paper files (not the run store, which stays on the node for resumption)."""
+    figures, its executed notebooks' clean copies and its generated paper files (not the run store, which
+    stays on the node for resumption)."""
     places = [root / "results" / f"{slug}.json", *(root / "axes").glob(f"{slug}*.json")]
-    for folder in (root / "figures" / slug, root / "paper" / "generated" / slug):
+    notebooks = published_folder(root / "results", slug)
+    for folder in (root / "figures" / slug, root / "paper" / "generated" / slug, notebooks):
         places += [p for p in folder.rglob("*") if p.is_file()]
     return [p for p in places if p.is_file() and not p.name.endswith(".lock")]
 
@@ -93,7 +97,9 @@ def run_model(model: str, parameters: dict, notebooks: list[str] | None, root: s
         status, error = "failed", f"{type(err).__name__}: {first_line(err)}"
     files = {}
     if not shared:
-        files = {str(p.relative_to(root)): p.read_bytes() for p in model_outputs(Path(root), slug(model))}
+        files = {
+            str(p.relative_to(root)): p.read_bytes() for p in model_outputs(Path(root), model_slug(model))
+        }
     return ModelRun(model, status, error, time.perf_counter() - start, notebooks=done, files=files)
 
 
@@ -160,16 +166,12 @@ def run_on_ray(
     cross = [n for n in run_order() if n in cross_model_notebooks()]
     if notebooks is not None:
         cross = [n for n in cross if n in {resolve_notebook(a) for a in notebooks}]
-    done = [slug(m) for m in models if runs[m].status == "done"]
+    done = [model_slug(m) for m in models if runs[m].status == "done"]
     if cross and done:
         reproduce(list(models), {**parameters, "root": str(root)}, cross, log=log)
     if done:
         check_paper(root, done, log)
     return [runs[m] for m in models]
-
-
-def slug(model: str) -> str:
-    return model if model in load_presets() else slugify(model)
 
 
 def check_paper(root: Path, done: list[str], log: Callable[[str], None]) -> None:

@@ -1,7 +1,8 @@
 """Execute the notebooks with papermill: every per-model notebook for each model, then the cross-model one.
 
 Notebook sources are jupytext py:percent files in `notebooks/`; each run writes an executed copy to
-`runs/<model>/notebooks/`. Generations are resumed from the run store, so a second run is fast.
+`runs/<model>/notebooks/`, and a clean copy for readers to `results/notebooks/<model>/`
+(`styleprobe.report.notebooks`). Generations are resumed from the run store, so a second run is fast.
 The order comes from the typed results (`styleprobe.result`): a notebook runs after the notebooks that make
 the results it needs (ties by notebook number), a plan whose needs neither a planned notebook makes nor the
 root already holds is refused, and with `jobs` > 1 notebooks that do not need each other run side by side.
@@ -22,6 +23,8 @@ from typing import NamedTuple
 
 from styleprobe.errors import StyleprobeError, UsageError
 from styleprobe.paths import IN_CHECKOUT, NOTEBOOKS_DIR, folders
+from styleprobe.report.notebooks import publish, published
+from styleprobe.report.paper import CROSS_MODEL
 from styleprobe.report.results import all_results, load_results, result_classes
 from styleprobe.result import Result
 
@@ -45,7 +48,19 @@ class Step(NamedTuple):
     @property
     def model(self) -> str | None:
         """The model it runs for (None: the cross-model notebook)."""
-        return self.parameters.get("model", self.parameters.get("instruct_model"))
+        return model_of(self.parameters)
+
+
+def model_of(parameters: Mapping) -> str | None:
+    """The model a notebook's parameters run it for (None: the cross-model notebook)."""
+    return parameters.get("model", parameters.get("instruct_model"))
+
+
+def model_slug(model: str) -> str:
+    """The folder name of a model's outputs: its preset name, else its slug."""
+    from styleprobe.engine.models import load_presets, slugify
+
+    return model if model in load_presets() else slugify(model)
 
 
 def _notebook_names() -> list[str]:
@@ -191,8 +206,9 @@ def check_needs(steps: list[Step], registry: Mapping[str, type[Result]], results
 def execute(
     name: str, output: Path, parameters: dict, *, prepare_only: bool = False, progress: bool = True
 ) -> Path:
-    """Run one notebook (or only inject its parameters, for nbval) and write it to `output`; `progress`
-    shows papermill's bar over the notebook's cells."""
+    """Run one notebook (or only inject its parameters, for nbval) and write it to `output`, and once it
+    ran, its clean copy to the results folder of the `root` parameter; `progress` shows papermill's bar
+    over the notebook's cells."""
     import jupytext
     import papermill
 
@@ -214,6 +230,10 @@ def execute(
         raise NotebookFailed(
             f"notebook {name} failed in cell {err.exec_count}: {err.ename}: {last} (executed copy: {output})"
         ) from None
+    if not prepare_only:
+        model = model_of(parameters)
+        owner = model_slug(model) if model else CROSS_MODEL
+        publish(output, published(folders(parameters.get("root")).results, owner, name))
     return output
 
 
@@ -227,7 +247,7 @@ def plan(
     """The steps of a reproduction, in order. With `out_dir` (one model), the notebooks are written there as
     `<notebook>.ipynb` instead of under the run store. A needed result that neither a planned notebook
     makes nor the root (the `root` parameter's, else the default) holds is a UsageError."""
-    from styleprobe.engine.models import load_presets, slugify
+    from styleprobe.engine.models import load_presets
     from styleprobe.testing import THINKING_ARCHS
 
     if not IN_CHECKOUT:
@@ -239,9 +259,7 @@ def plan(
     presets = load_presets()
     steps = []
     for model in models:
-        folder = (
-            Path(out_dir) if out_dir else runs / (model if model in presets else slugify(model)) / "notebooks"
-        )
+        folder = Path(out_dir) if out_dir else runs / model_slug(model) / "notebooks"
         preset = presets.get(model)
         base = parameters.get("base_model") or (preset.base if preset else None)
         toy = model.startswith("random:") and model.removeprefix("random:") in THINKING_ARCHS
