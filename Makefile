@@ -115,6 +115,7 @@ test-slow: install
 
 reproduce: install
 	$(REPRODUCE) --models $(MODELS)
+	$(BIN)/python -m styleprobe.report.readme  # the README's Results section, from results/
 
 reproduce-paper: install
 	$(BIN)/styleprobe reproduce --all-presets --profile paper $(if $(DRY_RUN),--dry-run,) $(if $(RAY),--ray $(RAY),)

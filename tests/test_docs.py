@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import yaml
 
 from styleprobe import __version__
 from styleprobe.paths import REPO_ROOT, REPOSITORY
+from styleprobe.protocol.validity import MARK
+from styleprobe.report import readme
 
 README = (REPO_ROOT / "README.md").read_text()
 GITHUB = REPOSITORY.removeprefix("https://github.com/")
@@ -37,3 +40,29 @@ def test_the_licence_and_citation_match_the_package():
     assert 'license = "MIT"' in (REPO_ROOT / "pyproject.toml").read_text()
     citation = yaml.safe_load((REPO_ROOT / "CITATION.cff").read_text())
     assert citation["license"] == "MIT" and str(citation["version"]) == __version__
+
+
+def test_the_readme_results_are_those_of_the_committed_results():
+    assert readme.main(["--check"]) == 0, "run: python -m styleprobe.report.readme"
+
+
+def test_the_results_block_draws_no_conclusion_from_an_axis_that_failed():
+    """With every axis failing, the headline says so and names no pole the model leans to."""
+    block = readme.render(REPO_ROOT / "results")
+    results = json.loads((REPO_ROOT / "results" / f"{readme.MAIN_MODEL}.json").read_text())
+    status = {n: row["validation"] for n, row in results["calibration"]["evaluation"].items()}
+    failed = [n for n, s in status.items() if s != "valid"]
+    assert block.count(MARK) - 1 >= len(failed)  # each failed row marked, plus the footnote
+    if len(failed) == len(status):
+        assert "no reliable style axis" in block and "leans towards" not in block
+
+
+def test_a_validated_axis_is_named_with_the_pole_its_interval_points_to(tmp_path):
+    results = json.loads((REPO_ROOT / "results" / f"{readme.MAIN_MODEL}.json").read_text())
+    row = results["calibration"]["evaluation"]["formal_casual"]
+    row.update(pairwise_accuracy=0.9, accuracy_ci_low=0.7, accuracy_ci_high=0.97, validation="valid")
+    results["baseline"]["fingerprint"]["formal_casual"].update(ci_low=0.2, ci_high=0.9, validation="valid")
+    (tmp_path / f"{readme.MAIN_MODEL}.json").write_text(json.dumps(results))
+    block = readme.render(tmp_path)
+    assert "1 of 7 axes pass held-out validation** (formal/casual)" in block
+    assert "leans towards formal" in block and "| formal/casual | 0.90 [0.70, 0.97]" in block

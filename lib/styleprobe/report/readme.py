@@ -1,0 +1,151 @@
+"""The README's Results section, written from the committed results so that its numbers and sentences are
+those of a run: `python -m styleprobe.report.readme` rewrites the block between BEGIN and END in README.md
+(`make reproduce` does it after the notebooks), `--check` fails when the block is out of date (a test runs
+it). Every sentence that concludes anything about an axis uses the validation predicate of the tables
+(`validity`), so an axis that failed held-out validation is shown, marked, and never interpreted."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from styleprobe.analyses.base_vs_instruct import BaseVsInstructResult
+from styleprobe.analyses.statistics_check import StatisticsCheckResult
+from styleprobe.engine.store import atomic_write_text
+from styleprobe.errors import UsageError
+from styleprobe.paths import REPO_ROOT, folders
+from styleprobe.protocol.calibration import CalibrationResult
+from styleprobe.protocol.fingerprint import BaselineResult
+from styleprobe.protocol.validity import MARK, mark
+from styleprobe.report.paper import CROSS_MODEL, MAIN_MODEL
+from styleprobe.report.results import load_results
+from styleprobe.result import axis_label, axis_list
+
+BEGIN = "<!-- results: written by `python -m styleprobe.report.readme` from results/; do not edit -->"
+END = "<!-- end of results -->"
+
+
+def _ci(mean: float, low: float, high: float, digits: int = 2) -> str:
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _count(n: int, total: int) -> str:
+    return f"{n} of {total} axes"
+
+
+def axes_table(calibration: CalibrationResult, baseline: BaselineResult | None) -> str:
+    """Per axis: held-out accuracy with its interval, validation status and the default position."""
+    valid = set(calibration.validated())
+    rows = ["| axis | held-out accuracy [95 % CI] | d′ | validation | default position [95 % CI] |"]
+    rows.append("| --- | --- | --- | --- | --- |")
+    for name, ev in calibration.evaluation.iterrows():
+        accuracy = _ci(ev["pairwise_accuracy"], ev["accuracy_ci_low"], ev["accuracy_ci_high"])
+        position = "not run"
+        if baseline is not None and name in baseline.fingerprint.index:
+            fp = baseline.fingerprint.loc[name]
+            position = _ci(fp["mean"], fp["ci_low"], fp["ci_high"], digits=1)
+        status = ev.get("validation", "")
+        cells = [mark(axis_label(name), name in valid), accuracy, f"{ev['dprime']:.2f}", status, position]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def headline(calibration: CalibrationResult, baseline: BaselineResult | None) -> str:
+    """What the main model's run shows, in words computed from the same predicate as the table."""
+    settings, n = calibration.settings, len(calibration.evaluation)
+    valid = calibration.validated()
+    name = settings.get("model_name", calibration.model_id)
+    text = (
+        f"**{name}**, `{calibration.profile}` profile ({settings['n_calibration']} calibration and "
+        f"{settings['n_evaluation']} held-out questions per axis): **{_count(len(valid), n)} pass held-out "
+        "validation**"
+    )
+    if not valid:
+        return (
+            text + ". This model shows no reliable style axis, so nothing is concluded from its fingerprint;"
+            " its positions (in units of half the held-out pole separation, an unreliable unit on an axis"
+            " that fails) are shown for completeness."
+        )
+    text += f" ({axis_list(valid)})."
+    if baseline is not None:
+        leans = baseline.leaning()
+        text += (
+            " By default it leans towards " + ", ".join(leans.values()) + " (95 % interval excluding 0)."
+            if leans
+            else " On none of them does the default position's 95 % interval exclude 0."
+        )
+    return text
+
+
+def base_sentence(pair: BaseVsInstructResult) -> str:
+    valid = [n for n, s in pair.evaluation["base"]["validation"].items() if s == "valid"]
+    n = len(pair.evaluation["base"])
+    text = f"The base model `{pair.base_slug}` (notebook 03) passes validation on {_count(len(valid), n)}"
+    text += f" ({axis_list(valid)})." if valid else "."
+    both = pair.validated
+    text += (
+        f" Axes validated in both models: {axis_list(both)}."
+        if both
+        else " No axis is validated in both, so no conclusion on what instruction tuning changed is drawn."
+    )
+    return text + " " + pair.pair_caveat()
+
+
+def statistics_sentence(check: StatisticsCheckResult) -> str:
+    table, failing = check.table, check.failing
+    text = (
+        f"Notebook 12 measures by simulation, at the sample sizes the profiles use, the coverage of every "
+        f"interval and the false-positive rate of every pass/flag rule: {len(table)} checks, "
+        f"{check.n_sims} simulations each; "
+    )
+    if failing.empty:
+        return text + "every bound holds."
+    return text + f"{len(failing)} fail: " + ", ".join(sorted(set(failing["check"]))) + "."
+
+
+def render(results_dir: Path, main_model: str = MAIN_MODEL) -> str:
+    """The Results block for `main_model` from the results under `results_dir`."""
+    data = load_results(main_model, results_dir)
+    if "calibration" not in data:
+        raise UsageError(f"no calibration results for {main_model} under {results_dir}: run notebook 01")
+    calibration = CalibrationResult.from_dict(data["calibration"])
+    baseline = BaselineResult.from_dict(data["baseline"]) if "baseline" in data else None
+    parts = [headline(calibration, baseline), axes_table(calibration, baseline)]
+    parts.append(f"{MARK} failed held-out validation: shown, not interpreted.")
+    if "base_vs_instruct" in data:
+        parts.append(base_sentence(BaseVsInstructResult.from_dict(data["base_vs_instruct"])))
+    cross = load_results(CROSS_MODEL, results_dir)
+    if "statistics_check" in cross:
+        parts.append(statistics_sentence(StatisticsCheckResult.from_dict(cross["statistics_check"])))
+    return "\n\n".join([BEGIN, *parts, END])
+
+
+def replace_block(readme: str, block: str) -> str:
+    if BEGIN not in readme or END not in readme:
+        raise UsageError("README.md has no results block (its BEGIN and END comments)")
+    head, rest = readme.split(BEGIN, 1)
+    return head + block + rest.split(END, 1)[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m styleprobe.report.readme", description=__doc__)
+    parser.add_argument("--readme", type=Path, default=(REPO_ROOT or Path.cwd()) / "README.md")
+    parser.add_argument("--results", type=Path, default=None, help="the results folder (default: the root's)")
+    parser.add_argument("--main-model", default=MAIN_MODEL, help=f"the model it is about ({MAIN_MODEL})")
+    parser.add_argument("--check", action="store_true", help="exit 1 when the block is out of date")
+    args = parser.parse_args(argv)
+    text = args.readme.read_text()
+    new = replace_block(text, render(args.results or folders().results, args.main_model))
+    if args.check:
+        if new != text:
+            print(f"{args.readme}: the results block is out of date; run python -m styleprobe.report.readme")
+            return 1
+        return 0
+    if new != text:
+        atomic_write_text(args.readme, new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
