@@ -54,7 +54,7 @@ class OpenAIJudge(Judge):
         try:
             import openai
         except ImportError:
-            raise JudgeError("the openai judge backend needs openai: pip install 'styleprobe[judge]'") from None
+            raise JudgeError("the openai backend needs openai: pip install 'styleprobe[judge]'") from None
 
         model = model or os.environ.get(ENV_MODEL)
         if not model:
