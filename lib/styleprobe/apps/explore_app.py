@@ -9,14 +9,17 @@ from __future__ import annotations
 import html
 import io
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import ipywidgets as w
 import matplotlib.pyplot as plt
 import pandas as pd
 from markdown_it import MarkdownIt
+from markdown_it.renderer import RendererHTML
+from markdown_it.token import Token
 
 from styleprobe.apps.cli import KNOWN_ERRORS
 from styleprobe.apps.explore import Explorer, Turn, axes_files, axes_label, history_table
@@ -38,7 +41,7 @@ TEXT_WIDTH = 48  # characters of a message or system prompt shown in the history
 MARKDOWN = MarkdownIt("commonmark", {"html": False, "breaks": True}).enable("table").disable("image")
 
 
-def _link_in_new_tab(self, tokens, idx, options, env) -> str:
+def _link_in_new_tab(self: RendererHTML, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
     tokens[idx].attrSet("target", "_blank")
     tokens[idx].attrSet("rel", "noopener noreferrer")
     return self.renderToken(tokens, idx, options, env)
