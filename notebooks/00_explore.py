@@ -1,12 +1,7 @@
 # ---
 # jupyter:
-#   jupytext:
-#     formats: py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -26,7 +21,8 @@
 # (`calibrate_missing`), which takes minutes on a CPU.
 #
 # It runs on the embedded SmolLM2 on a CPU and on any hub model on a GPU. The cells after the app drive its
-# callbacks directly, so the notebook also runs headless (papermill, nbval).
+# callbacks directly, so the notebook also runs headless (papermill, nbval); the last one resets the app, so
+# after *Run All* it starts clean: no history, no system prompt, a new conversation.
 
 # %% tags=["parameters"]
 model = "smollm2-135m-instruct"  # preset, local directory, .gguf file, hub id or random:<arch>
@@ -103,11 +99,19 @@ explorer.history_table().round(2)
 
 # %%
 if compare_with:
-    app.system.value, app.keep.value = "", False
+    app.system.value = ""
     pair = app.on_compare()
     assert pair is not None, app.status.value
     for turn in pair:
         print(f"{turn.model}: {turn.response[:200]!r}")
-    display(app.view)
 else:
     print("no second model (set compare_with)")
+
+# %% [markdown]
+# ## Back to the app
+# The demo's turns, system prompt and conversation are cleared (the loaded models and their baselines are
+# kept), so the first message typed into the app above starts a new conversation.
+
+# %%
+app.reset()
+assert not app.history and not app.keep.value and not app.system.value, app.status.value

@@ -1,12 +1,7 @@
 # ---
 # jupyter:
-#   jupytext:
-#     formats: py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -73,7 +68,7 @@ ws = Workspace.open(
 # with few questions a class can change with sampling noise, which is why only validated axes get the two
 # that describe behaviour. The table's `validation` column is the held-out status; axes that are not
 # validated, or dead, are marked † in the figures and tables.
-
+#
 # ## How much does the ranking depend on the weights?
 # All model-axis pairs with results are ranked by severity (1 = most dead). The weights are then drawn
 # uniformly from the simplex (Dirichlet(1, 1, 1, 1)) `n_draws` times; per pair, the 5-95 % range of its rank

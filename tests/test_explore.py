@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from styleprobe.apps.explore import Explorer, axes_files
-from styleprobe.apps.explore_app import ExploreApp
+from styleprobe.apps.explore import Explorer, Turn, axes_files
+from styleprobe.apps.explore_app import ExploreApp, history_html, reply_html, turns_html
 from styleprobe.engine.pipeline import Item, reread
 from styleprobe.protocol.axes import AxesError
 
@@ -102,20 +102,25 @@ def test_the_app_callbacks_work_without_a_browser(tiny, dirs):
         )
 
     app = ExploreApp("qwen2", loader, models=["qwen2", "llama"])
+    assert app.chart.layout.display == "none"  # no radar (nor a broken image) before the first reply
     assert app.on_load()
     assert "baseline over 6 questions" in app.status.value
     loaded = app.status.value
+    explorer = app._select()
+    assert loaded.startswith(
+        f"<span style='color:#555'>{explorer.name}: "
+    )  # the model's name, not its source
     assert app.axes.value.endswith(".json")
 
     app.message.value = "What is a prime number?"
     turn = app.on_send()
     assert turn is not None and turn.model in app.reply.value
-    assert bytes(app.chart.value).startswith(b"\x89PNG")
+    assert bytes(app.chart.value).startswith(b"\x89PNG") and app.chart.layout.display is None
     assert "What is a prime number?" in app.table.value
-    explorer = app._select()
     valid = set(explorer.validated())
     for name in explorer.axes.names:  # an axis that failed held-out validation is marked, in both places
-        assert (f"{name}\u2020" in app.table.value) == (name not in valid)
+        header = name.replace("_", "_\u200b")  # may wrap at the underscore
+        assert (f"{header}\u2020" in app.table.value) == (name not in valid)
         assert (f"{name}\u2020" in loaded) == (name not in valid)
 
     app.other.value = "llama"
@@ -129,7 +134,8 @@ def test_the_app_callbacks_work_without_a_browser(tiny, dirs):
     assert app.on_send() is None and "unknown model" in app.status.value
 
     app.on_clear()
-    assert app.history == [] and app.table.value == ""
+    assert app.history == [] and app.table.value == app.reply.value == ""
+    assert app.chart.value == b"" and app.chart.layout.display == "none"  # the old radar goes too
 
 
 def test_a_stored_baseline_run_is_reused_rather_than_generated_again(explorer):
@@ -151,6 +157,10 @@ def test_switching_the_axis_set_rescores_under_the_new_axes(tiny, explorer, dirs
     app = ExploreApp("qwen2", loader, axes_file=explorer.axes_file, models=["qwen2"])
     assert app.on_load()
     assert [v for _, v in app.axes.options] == [str(explorer.axes_file), str(other)]
+    assert [label for label, _ in app.axes.options] == [
+        explorer.axes_file.name,
+        "axes-shifted.json (run store)",
+    ]
     app.message.value = "Hello"
     first = app.on_send()
     app.axes.value = str(other)  # the dropdown's observer loads the other axes, not the model again
@@ -185,3 +195,80 @@ def test_validated_axes_are_those_whose_held_out_accuracy_clears_chance(explorer
     assert checked.validated() == [names[0]]
     no_record = Explorer(explorer.ws, dataclasses.replace(explorer.axes, calibration={}), explorer.axes_file)
     assert no_record.validated() == []
+
+
+def a_turn(response: str, finished: bool = True) -> Turn:
+    return Turn("m", "q", None, response, (1, 2), finished, pd.Series({"warm_cold": 0.5}))
+
+
+def test_replies_keep_their_line_breaks_and_render_markdown_with_any_html_escaped():
+    shown = reply_html("**Yes.**\nSecond line.\n\n- one\n- two\n\n<script>alert(1)</script> <b>x</b>")
+    assert "<strong>Yes.</strong><br" in shown and "<li>two</li>" in shown
+    assert "<script>" not in shown and "&lt;script&gt;" in shown and "&lt;b&gt;x&lt;/b&gt;" in shown
+    unsafe = reply_html(
+        "[click](javascript:alert(1)) ![x](http://example.com/x.png) [ok](https://example.com)"
+    )
+    assert 'href="javascript' not in unsafe
+    assert "<img" not in unsafe and 'href="https://example.com" target="_blank"' in unsafe
+    both = turns_html([a_turn("Fine"), a_turn("")])
+    assert both.count("<b>m</b>") == 2 and "<i>empty</i>" in both and "(cut at" not in both
+    assert "(cut at the token budget)" in turns_html([a_turn("Fi", finished=False)])
+
+
+def test_the_history_table_fits_every_axis_and_shortens_long_texts(explorer):
+    names = explorer.axes.names
+    long = a_turn("r")
+    long.message = "a long message " * 20
+    long.scores = pd.Series(0.25, index=names)
+    shown = history_html([long], names, set(names))
+    assert "styleprobe-scroll" in shown and "a long message" in shown and long.message not in shown
+    assert all(name.replace("_", "_\u200b") in shown for name in names)
+    assert shown.count("+0.25") == len(names) and "failed held-out validation" not in shown
+
+
+def test_the_app_shows_it_is_busy_while_a_reply_is_generated(tiny, dirs):
+    def loader(model, axes_file):
+        return Explorer.open(tiny("qwen2"), axes_file=axes_file, profile="smoke", progress=False, **dirs)
+
+    app = ExploreApp("qwen2", loader, models=["qwen2"])
+    assert app.on_load()
+    seen: list[tuple[str, object]] = []
+    app.status.observe(lambda change: seen.append(("status", change.new)), names="value")
+    app.send.observe(lambda change: seen.append(("disabled", change.new)), names="disabled")
+    app.send.observe(lambda change: seen.append(("icon", change.new)), names="icon")
+    app.message.value = "Hello"
+    assert app.on_send() is not None
+    busy = [v for k, v in seen if k == "status" and "is answering" in v]
+    assert busy and "fa-spin" in busy[0]
+    assert [v for k, v in seen if k == "disabled"] == [True, False]
+    assert [v for k, v in seen if k == "icon"] == ["spinner spin", ""]
+    assert "fa-spin" not in app.status.value and not app.send.disabled  # done: the status says what it did
+
+
+def test_after_the_demo_a_reset_app_starts_a_new_conversation(tiny, dirs):
+    def loader(model, axes_file):
+        return Explorer.open(tiny("qwen2"), axes_file=axes_file, profile="smoke", progress=False, **dirs)
+
+    app = ExploreApp("qwen2", loader, models=["qwen2"])
+    app.message.value = "Hello"
+    assert app.on_send()
+    app.system.value, app.keep.value = (
+        "Answer in one short sentence.",
+        True,
+    )  # as the notebook's demo leaves it
+    assert app.on_send()
+    app.reset()
+    assert app.history == [] and (app.message.value, app.system.value, app.keep.value) == ("", "", False)
+    assert app.reply.value == app.table.value == "" and app.chart.layout.display == "none"
+    assert "ready" in app.status.value
+
+
+def test_an_axes_file_from_elsewhere_is_offered_and_chosen(tiny, explorer, dirs, tmp_path):
+    elsewhere = explorer.axes.save(tmp_path / "mine" / "my-axes.json")
+
+    def loader(model, axes_file):
+        return Explorer.open(tiny("qwen2"), axes_file=axes_file, profile="smoke", progress=False, **dirs)
+
+    app = ExploreApp("qwen2", loader, axes_file=elsewhere, models=["qwen2"])
+    assert app.on_load(), app.status.value
+    assert app.axes.value == str(elsewhere) and ("my-axes.json (mine/)", str(elsewhere)) in app.axes.options

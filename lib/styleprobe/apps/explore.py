@@ -60,6 +60,15 @@ def axes_files(ws: Workspace) -> list[Path]:
     return found
 
 
+def axes_label(path: Path, ws: Workspace) -> str:
+    """A short name for an axis file: its name, with where it is when not in the axes folder."""
+    if path.parent == ws.axes_file.parent:
+        return path.name
+    if path.is_relative_to(ws.runs.root):
+        return f"{path.name} (run store)"
+    return f"{path.name} ({path.parent.name}/)"
+
+
 @dataclass
 class Explorer:
     ws: Workspace  # the model, its profile and its run store (which keeps the baseline answers)
@@ -122,6 +131,11 @@ class Explorer:
     @property
     def aggregation(self) -> Aggregation:
         return self.axes.reading()
+
+    @property
+    def baseline_ready(self) -> bool:
+        """Whether `baseline()` has been computed (else its first call generates the baseline answers)."""
+        return self._baseline is not None
 
     def baseline(self, progress: bool = True) -> pd.Series:
         """Mean normalised projection of the default answers (no system prompt) to the profile's baseline

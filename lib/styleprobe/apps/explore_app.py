@@ -1,22 +1,28 @@
 """A small ipywidgets app over `Explorer`: type a message, see the reply and its 7-axis radar next to the
 model's baseline, keep a history of turns, and ask a second model the same message.
 
-Every callback updates plain widget values (HTML, PNG bytes), so it can be called and checked without a
-browser: `app.message.value = "..."; app.on_send()`."""
+Every callback updates plain widget values (HTML, PNG bytes, layout), so it can be called and checked
+without a browser: `app.message.value = "..."; app.on_send()`."""
 
 from __future__ import annotations
 
 import html
 import io
-from collections.abc import Callable
+import textwrap
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import ipywidgets as w
 import matplotlib.pyplot as plt
 import pandas as pd
+from markdown_it import MarkdownIt
+from markdown_it.renderer import RendererHTML
+from markdown_it.token import Token
 
 from styleprobe.apps.cli import KNOWN_ERRORS
-from styleprobe.apps.explore import Explorer, Turn, axes_files, history_table
+from styleprobe.apps.explore import Explorer, Turn, axes_files, axes_label, history_table
 from styleprobe.engine.models import ModelHandle, load_presets
 from styleprobe.protocol.validity import MARK, mark
 from styleprobe.report.plots import radar
@@ -24,6 +30,33 @@ from styleprobe.report.plots import radar
 # (model name or an already loaded handle, axes file or None for the model's default) -> Explorer
 Loader = Callable[[str | ModelHandle, Path | None], Explorer]
 EXPECTED = (*KNOWN_ERRORS, ValueError)  # the command line's one-line errors, and bad input: shown, not raised
+HIDDEN = "none"  # a widget layout's display value that takes it off the page
+BUSY_ICON = "spinner spin"  # the clicked button's icon while the app works (Font Awesome, turning)
+SPINNER = "<i class='fa fa-spinner fa-spin'></i> "
+TEXT_WIDTH = 48  # characters of a message or system prompt shown in the history table
+
+# Replies are model output, rendered as markdown: any HTML in them is escaped (html=False), images are not
+# fetched, links pass markdown-it's URL check (no javascript: or data:) and open in a new tab, and a single
+# newline is a line break.
+MARKDOWN = MarkdownIt("commonmark", {"html": False, "breaks": True}).enable("table").disable("image")
+
+
+def _link_in_new_tab(self: RendererHTML, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+    tokens[idx].attrSet("target", "_blank")
+    tokens[idx].attrSet("rel", "noopener noreferrer")
+    return self.renderToken(tokens, idx, options, env)
+
+
+MARKDOWN.add_render_rule("link_open", _link_in_new_tab)
+# the HTML widget's own line height (one widget row) is too tall for text; wide tables and code scroll
+STYLE = """<style>
+.styleprobe-text {line-height: 1.45; overflow-wrap: anywhere}
+.styleprobe-text pre {white-space: pre-wrap}
+.styleprobe-scroll {overflow-x: auto; max-width: 100%}
+.styleprobe-history {border-collapse: collapse; line-height: 1.3; font-size: 0.95em}
+.styleprobe-history th, .styleprobe-history td {padding: 2px 6px; text-align: right; vertical-align: bottom}
+.styleprobe-history td:nth-child(-n+3), .styleprobe-history th:nth-child(-n+3) {text-align: left}
+</style>"""
 
 
 def default_loader(**options) -> Loader:
@@ -37,6 +70,34 @@ def radar_png(curves: dict[str, pd.Series], title: str) -> bytes:
     ax.figure.savefig(buf, format="png", bbox_inches="tight", dpi=90)
     plt.close(ax.figure)
     return buf.getvalue()
+
+
+def reply_html(text: str) -> str:
+    """A reply as safe HTML: its markdown rendered, its line breaks kept, any HTML in it shown as text."""
+    return MARKDOWN.render(text)
+
+
+def turns_html(turns: list[Turn]) -> str:
+    parts = []
+    for t in turns:
+        note = "" if t.finished else " (cut at the token budget)"
+        body = reply_html(t.response) if t.response.strip() else "<p><i>empty</i></p>"
+        parts.append(f"<div><b>{html.escape(t.model)}</b>{note}:{body}</div>")
+    return f"{STYLE}<div class='styleprobe-text'>{''.join(parts)}</div>"
+
+
+def history_html(turns: list[Turn], names: list[str], valid: set[str]) -> str:
+    """The history table: short texts, signed scores, axis names that may wrap at their underscore (so that
+    every axis fits), and a horizontal scroll bar rather than a cut when it is still too wide."""
+    table = history_table(turns, names)
+    for column in ("message", "system"):
+        table[column] = table[column].map(lambda s: textwrap.shorten(s, TEXT_WIDTH, placeholder=" …"))
+    table = table.rename(columns={n: mark(n, n in valid).replace("_", "_\u200b") for n in names})
+    body = table.to_html(
+        index=False, border=0, classes="styleprobe-history", na_rep="–", float_format="{:+.2f}".format
+    )
+    note = "" if valid >= set(names) else f"<p>{MARK} failed held-out validation: not interpreted</p>"
+    return f"{STYLE}<div class='styleprobe-scroll'><b>History</b>{body}</div>{note}"
 
 
 class ExploreApp:
@@ -68,9 +129,9 @@ class ExploreApp:
         self.compare = w.Button(description="ask both", tooltip="the same message to both models")
         self.clear = w.Button(description="clear history")
         self.status = w.HTML()
-        self.reply = w.HTML()
-        self.chart = w.Image(format="png")
-        self.table = w.HTML()
+        self.reply = w.HTML(layout=w.Layout(flex="1 1 0%", min_width="12em"))
+        self.chart = w.Image(format="png", layout=w.Layout(display=HIDDEN))  # shown with the first reply
+        self.table = w.HTML(layout=w.Layout(width="100%"))
         self.load.on_click(self.on_load)
         self.send.on_click(self.on_send)
         self.compare.on_click(self.on_compare)
@@ -98,7 +159,7 @@ class ExploreApp:
             raise ValueError("no model given")
         key = (model, axes_file)
         if key not in self._explorers:
-            self._set_status(f"loading {model} …")
+            self._set_status(f"loading {model} …", busy=True)
             loaded = next((e for (m, _), e in self._explorers.items() if m == model), None)
             source = loaded.handle if loaded else model
             self._explorers[key] = self._load(source, Path(axes_file) if axes_file else None)
@@ -110,66 +171,90 @@ class ExploreApp:
         if model == self._loaded:
             return self.explorer(model, self.axes.value or None)
         e = self.explorer(model, self._first[1] if model == self._first[0] else None)
-        files = axes_files(e.ws) or [e.axes_file]
-        self._explorers[(model, str(e.axes_file))] = e
+        files = axes_files(e.ws)
+        chosen = next((f for f in files if f.resolve() == e.axes_file.resolve()), e.axes_file)
+        if chosen not in files:  # an axes file given from elsewhere
+            files.append(chosen)
+        self._explorers[(model, str(chosen))] = e
         self.axes.unobserve(self.on_axes, names="value")
-        self.axes.options = [(f.name if f.parent == e.axes_file.parent else str(f), str(f)) for f in files]
-        self.axes.value = str(e.axes_file)
+        self.axes.options = [(axes_label(f, e.ws), str(f)) for f in files]
+        self.axes.value = str(chosen)
         self.axes.observe(self.on_axes, names="value")
         self._loaded = model
         return e
 
+    def _loaded_explorers(self) -> list[Explorer]:
+        return list({id(e): e for e in self._explorers.values()}.values())
+
     @property
     def history(self) -> list[Turn]:
         """Every turn of every loaded model, in the order asked."""
-        unique = {id(e): e for e in self._explorers.values()}.values()
-        return sorted((t for e in unique for t in e.history), key=lambda t: t.index)
+        return sorted((t for e in self._loaded_explorers() for t in e.history), key=lambda t: t.index)
 
-    def _set_status(self, text: str, error: bool = False) -> None:
+    def _set_status(self, text: str, error: bool = False, busy: bool = False) -> None:
         colour = "#b00020" if error else "#555"
-        self.status.value = f"<span style='color:{colour}'>{html.escape(text)}</span>"
+        spinner = SPINNER if busy else ""
+        self.status.value = f"<span style='color:{colour}'>{spinner}{html.escape(text)}</span>"
 
-    def _guard(self, action: Callable[[], str]) -> bool:
-        """Run a callback body; expected errors become a red status line instead of a traceback."""
+    @contextmanager
+    def _busy(self, button: w.Button | None) -> Iterator[None]:
+        """While a callback works: every button disabled, the clicked one's icon turning."""
+        buttons = [self.load, self.send, self.compare, self.clear]
+        for b in buttons:
+            b.disabled = True
+        if button is not None:
+            button.icon = BUSY_ICON
         try:
-            self._set_status(action())
+            yield
+        finally:
+            for b in buttons:
+                b.disabled = False
+            if button is not None:
+                button.icon = ""
+
+    def _guard(self, action: Callable[[], str], button: w.Button | None = None) -> bool:
+        """Run a callback body, busy; expected errors become a red status line instead of a traceback."""
+        try:
+            with self._busy(button):
+                self._set_status(action())
             return True
         except EXPECTED as err:
             self._set_status(f"{type(err).__name__}: {err}", error=True)
             return False
 
     def _show(self, turns: list[Turn], explorers: list[Explorer]) -> None:
-        parts = []
-        for t in turns:
-            note = "" if t.finished else " (cut at the token budget)"
-            parts.append(
-                f"<b>{html.escape(t.model)}</b>{note}:<br>{html.escape(t.response) or '<i>empty</i>'}"
-            )
-        self.reply.value = "<br><br>".join(parts)
         curves = {}
         for t, e in zip(turns, explorers, strict=True):
+            if not e.baseline_ready:
+                self._set_status(f"computing the baseline fingerprint of {e.name} (once) …", busy=True)
             curves[f"{t.model}: reply"] = t.scores
             curves[f"{t.model}: baseline"] = e.baseline(progress=False)
+        self.reply.value = turns_html(turns)
         self.chart.value = radar_png(curves, "reply vs baseline (0 = calibration midpoint)")
-        names, valid = explorers[0].axes.names, set(explorers[0].validated())
-        table = history_table(self.history, names).round(2)
-        table = table.rename(columns={n: mark(n, n in valid) for n in names})
-        note = "" if valid >= set(names) else f"<p>{MARK} failed held-out validation: not interpreted</p>"
-        self.table.value = table.to_html(index=False) + note
+        self.chart.layout.display = None
+        names = explorers[0].axes.names
+        self.table.value = history_html(self.history, names, set(explorers[0].validated()))
+
+    def _show_nothing(self) -> None:
+        self.reply.value = self.table.value = ""
+        self.chart.value = b""
+        self.chart.layout.display = HIDDEN
 
     # -- callbacks ----------------------------------------------------------------------------------------
     def on_load(self, _=None) -> bool:
         def body() -> str:
             e = self._select()
             valid = set(e.validated())
+            if not e.baseline_ready:
+                self._set_status(f"computing the baseline fingerprint of {e.name} (once) …", busy=True)
             base = ", ".join(f"{mark(k, k in valid)} {v:+.2f}" for k, v in e.baseline().items())
             return (
-                f"{e.handle.model_id}: {len(e.axes.names)} axes from {e.axes_file.name}; baseline over "
+                f"{e.name}: {len(e.axes.names)} axes from {e.axes_file.name}; baseline over "
                 f"{e.profile.n_baseline} questions ({e.profile.name} profile): {base}"
                 + (f" ({MARK} failed held-out validation)" if valid < set(e.axes.names) else "")
             )
 
-        return self._guard(body)
+        return self._guard(body, self.load)
 
     def on_axes(self, _=None) -> bool:
         return self._guard(lambda: f"axes {self._select().axes_file.name}")
@@ -179,11 +264,12 @@ class ExploreApp:
 
         def body() -> str:
             e = self._select()
+            self._set_status(f"{e.name} is answering …", busy=True)
             turns.append(e.ask(self.message.value, self.system.value, continue_conversation=self.keep.value))
             self._show(turns, [e])
             return f"turn {len(e.history)} of {e.name}"
 
-        return turns[0] if self._guard(body) else None
+        return turns[0] if self._guard(body, self.send) else None
 
     def on_compare(self, _=None) -> tuple[Turn, Turn] | None:
         turns: list[Turn] = []
@@ -194,14 +280,25 @@ class ExploreApp:
             pair = [self._select(), self.explorer(self.other.value)]
             if pair[0] is pair[1]:
                 raise ValueError("the second model is the same as the first")
-            turns.extend(e.ask(self.message.value, self.system.value) for e in pair)
+            for e in pair:
+                self._set_status(f"{e.name} is answering …", busy=True)
+                turns.append(e.ask(self.message.value, self.system.value))
             self._show(turns, pair)
             return f"{pair[0].name} vs {pair[1].name}, each on its own axes"
 
-        return (turns[0], turns[1]) if self._guard(body) else None
+        return (turns[0], turns[1]) if self._guard(body, self.compare) else None
 
     def on_clear(self, _=None) -> None:
-        for e in self._explorers.values():
+        """Forget every turn (the next message starts a new conversation) and what the app shows of them."""
+        for e in self._loaded_explorers():
             e.history.clear()
-        self.table.value = self.reply.value = ""
+        self._show_nothing()
         self._set_status("history cleared")
+
+    def reset(self) -> None:
+        """The app as a person should find it, with the loaded models kept: no turns, reply or radar, an empty
+        message and system prompt, a new conversation."""
+        self.on_clear()
+        self.message.value = self.system.value = ""
+        self.keep.value = False
+        self._set_status("ready: type a message")

@@ -51,7 +51,10 @@ class OpenAIJudge(Judge):
         json_mode: bool = True,
         **kwargs,
     ):
-        import openai
+        try:
+            import openai
+        except ImportError:
+            raise JudgeError("the openai backend needs openai: pip install 'styleprobe[judge]'") from None
 
         model = model or os.environ.get(ENV_MODEL)
         if not model:
