@@ -601,7 +601,7 @@ def _calibrate(
     print(cal.evaluation.round(3).to_string())
     log.info(f"axes written to {saved}")
     if args.log_samples:
-        parts = [cal.result] + ([cal.control] if cal.control is not None else [])
+        parts = [cal.result] + ([cal.neutral] if cal.neutral is not None else [])
         _log_samples(saved, parts, cal.axes, ws.model.model_id)
     return cal.axes
 
