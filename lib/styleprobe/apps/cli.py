@@ -576,7 +576,14 @@ def _workspace(args, profile: Profile, root: Path | None, protocol: Protocol | N
 
 
 def _calibrate(
-    ws, args, path: Path, *, axes=None, instruction_set="A", normalisation="crossfit", context=DEFAULT_CONTEXT
+    ws,
+    args: argparse.Namespace,
+    path: Path,
+    *,
+    axes: list[str] | None = None,
+    instruction_set: str = "A",
+    normalisation: str = "crossfit",
+    context: str = DEFAULT_CONTEXT,
 ) -> AxisSet:
     """Calibrate in `ws`, print the held-out table, save the axes to `path` (marked when --limit lowered
     the profile) and, with --log-samples, every answer beside them."""
@@ -619,9 +626,7 @@ def cmd_calibrate(args) -> AxisSet:
     root, out = outputs(args, ".json")
     protocol = Protocol.load()
     profile = _profile(args)
-    calibration_items(
-        profile, protocol, args.axes, args.set
-    )  # unknown axes fail here, before the model loads
+    calibration_items(profile, protocol, args.axes, args.set)  # unknown axes fail here, before any work
     ws = _workspace(args, profile, root, protocol)
     return _calibrate(
         ws,
