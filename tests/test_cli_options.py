@@ -165,6 +165,9 @@ def test_a_limited_run_is_marked_and_kept_apart_from_full_runs(tmp_path, capsys)
     assert not (tmp_path / "paper").exists()  # a partial run writes no paper numbers
     runs = sorted(p.name for p in (tmp_path / "runs" / "random-llama").iterdir())
     assert all(limited in name for name in runs)
+    assert main(["axes", "list", *root]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0].split()[5] == "limit" and listed[1].split()[5] == "2"  # axes list shows it too
 
     # a full fingerprint does not rest on limited axes; a full calibration runs in folders of its own
     assert main(["fingerprint", *MODEL, *root]) == 2
