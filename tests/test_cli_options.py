@@ -17,6 +17,7 @@ import pytest
 import styleprobe
 from styleprobe.apps import cli
 from styleprobe.apps.cli import build_parser, main
+from styleprobe.engine.models import ModelLoadError
 from styleprobe.protocol.axes import AxisSet
 
 MODEL = ["--model", "random:llama", "--profile", "smoke", "--quiet"]
@@ -107,6 +108,8 @@ def test_model_args_reach_from_pretrained(tmp_path, monkeypatch):
     assert main([*argv, "--model-args", "attn_implementation=eager"]) == 0
     assert main(argv) == 0
     assert seen[0] == ({"attn_implementation": "eager"}, "eager") and seen[1][1] != "eager"
+    with pytest.raises(ModelLoadError, match="--dtype"):  # the library refuses a keyword with an option
+        real("random:llama", model_args={"torch_dtype": "float16"})
 
 
 # -- --output-path -----------------------------------------------------------------------------------------
