@@ -96,7 +96,16 @@ CASES = [
     ("truncated axes", "project {d}/good.jsonl {m} --axes-file {d}/truncated.json", "truncated"),
     ("axes of another model", "project {d}/good.jsonl {m} --axes-file {d}/other-model.json", "someone-else"),
     ("input is a folder", "project {d}/a-folder {m}", "a-folder"),
-    ("output is a folder", "project {d}/good.jsonl {m} --output {d}/a-folder", "a-folder"),
+    ("output is a folder", "project {d}/good.jsonl {m} --output {d}/a-folder", "a-folder"),  # the old flag
+    ("output path is a file", "calibrate {m} --output-path {d}/good.jsonl", "good.jsonl"),
+    ("model args not key=value", "calibrate {m} --model-args attn_implementation", "attn_implementation"),
+    ("model args repeat an option", "calibrate {m} --model-args torch_dtype=float16", "--dtype"),
+    ("model args unknown key", "calibrate {m} --profile smoke --model-args no_such_key=1", "no_such_key"),
+    ("limit 0", "fingerprint {m} --limit 0", "--limit"),
+    ("seed and seeds", "fingerprint {m} --seed 1 --seeds 0 1", "--seeds"),
+    ("verbosity", "calibrate {m} --verbosity LOUD", "LOUD"),
+    ("two output roots", "reproduce --dry-run --output-path {d}/x -p root {d}/y", "-p root"),
+    ("export without output path", "axes export-gguf {d}/good.json --axis warm_cold", "--output-path"),
     ("no valid line", "project {d}/all-bad.jsonl {m} --axes-file {d}/good.json", "all-bad.jsonl"),
     ("compare not a results file", "compare {d}/good.jsonl {d}/good.jsonl", "good.jsonl"),
     (
@@ -114,21 +123,29 @@ CASES = [
     ("misspelt parameter", "reproduce --dry-run --notebooks 02 -p sedes [1]", "sedes"),
     (
         "truncated manifest",
-        "calibrate {m} --root {d} --axes warm_cold --profile smoke",
+        "calibrate {m} --output-path {d} --axes warm_cold --profile smoke",
         "manifest.json",
     ),
-    ("corrupt npz", "axes import-study {d}/qwen_7b_set_A_axes.npz --out {d}/out.json", "qwen_7b_set_A_axes"),
+    (
+        "corrupt npz",
+        "axes import-study {d}/qwen_7b_set_A_axes.npz --output-path {d}/out.json",
+        "qwen_7b_set_A_axes",
+    ),
     (
         "export negative layer",
-        "axes export-gguf {d}/good.json --axis warm_cold --out {d}/v.gguf --layers -5",
+        "axes export-gguf {d}/good.json --axis warm_cold --output-path {d}/v.gguf --layers -5",
         "-5",
     ),
     (
         "export nan strength",
-        "axes export-gguf {d}/good.json --axis warm_cold --out {d}/v.gguf --strength nan",
+        "axes export-gguf {d}/good.json --axis warm_cold --output-path {d}/v.gguf --strength nan",
         "nan",
     ),
-    ("export unknown axis", "axes export-gguf {d}/good.json --axis nosuch --out {d}/v.gguf", "nosuch"),
+    (
+        "export unknown axis",
+        "axes export-gguf {d}/good.json --axis nosuch --output-path {d}/v.gguf",
+        "nosuch",
+    ),
 ]
 
 
@@ -138,8 +155,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, names, broken, ca
     monkeypatch.chdir(broken)
     before = _files(broken)
     args = shlex.split(argv.format(d=broken, m=" ".join(MODEL)))
-    if "--root" not in args and args[0] in ("calibrate", "fingerprint", "project"):
-        args += ["--root", str(broken)]
+    if "--output-path" not in args and args[0] in ("calibrate", "fingerprint", "project"):
+        args += ["--output-path", str(broken)]
     try:
         status = main(args)
     except SystemExit as exit_:  # argparse's own errors
@@ -185,6 +202,8 @@ def test_axes_list_skips_a_broken_file_with_one_warning_line(broken, capsys):
     before = _files(broken)
     assert main(["axes", "list", "--axes-dir", str(broken)]) == 0  # listing is not refused for one bad file
     out, err = capsys.readouterr()
+    notice, err = err.split("\n", 1)  # the old flag still works, with a notice
+    assert notice == "styleprobe: warning: --axes-dir will be removed in the next release; use --output-path"
     assert "good.json" in out and "zero-scale.json" not in out
     assert all(line.startswith("styleprobe: warning: skipped: ") for line in err.splitlines())
     assert "zero-scale.json: scales must be finite and > 0" in err and "Traceback" not in err

@@ -6,11 +6,14 @@ import pytest
 from styleprobe.apps.cli import main
 from styleprobe.protocol.axes import AxisSet, axes_id
 
+MODEL = ["--quiet", "--model", "random:llama"]
+
 
 @pytest.fixture
 def dirs(tmp_path, cache, monkeypatch):
     monkeypatch.setenv("STYLEPROBE_CACHE", str(cache / "cli"))
-    return ["--root", str(tmp_path), "--quiet", "--model", "random:llama"]
+    monkeypatch.setenv("STYLEPROBE_ROOT", str(tmp_path))  # the root of the commands that name one file
+    return ["--output-path", str(tmp_path), *MODEL]
 
 
 def test_help_explains_itself(capsys):
@@ -23,11 +26,12 @@ def test_help_explains_itself(capsys):
     with pytest.raises(SystemExit):
         main(["fingerprint", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "--root" in out and "baseline section of <root>/results/<model>.json" in out and "--out" in out
+    assert "baseline section of <output-path>/results/<model>.json" in out and "--output-path PATH" in out
+    assert "--root" not in out and "--out " not in out  # the flags --output-path replaced are hidden
 
 
 def test_unknown_model_is_a_one_line_error(capsys, tmp_path):
-    assert main(["calibrate", "--model", "nonexistent-model", "--root", str(tmp_path)]) == 2
+    assert main(["calibrate", "--model", "nonexistent-model", "--output-path", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("styleprobe: error: unknown model 'nonexistent-model'") and "\n" not in err
 
@@ -51,7 +55,18 @@ def test_calibrate_fingerprint_project_and_list(dirs, tmp_path, capsys):
     results = (tmp_path / "results" / "random-llama.json").read_text()
     system = tmp_path / "system.json"  # a fingerprint under a system prompt: its own file, not the baseline
     assert (
-        main(["fingerprint", *dirs, "--profile", "quick", "--system", "Be casual.", "--out", str(system)])
+        main(
+            [
+                "fingerprint",
+                *MODEL,
+                "--profile",
+                "quick",
+                "--system",
+                "Be casual.",
+                "--output-path",
+                str(system),
+            ]
+        )
         == 0
     )
     assert (tmp_path / "results" / "random-llama.json").read_text() == results and system.with_suffix(
@@ -69,13 +84,13 @@ def test_calibrate_fingerprint_project_and_list(dirs, tmp_path, capsys):
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(lines) + "\n")
     out_path = tmp_path / "out.jsonl"
-    assert main(["project", str(src), *dirs, "--output", str(out_path)]) == 1  # 1: lines were skipped
+    assert main(["project", str(src), *MODEL, "--output-path", str(out_path)]) == 1  # 1: lines were skipped
     err = capsys.readouterr().err
     assert f"{src}:2: skipped" in err and f"{src}:3: skipped" in err
     scored = [json.loads(line) for line in out_path.read_text().splitlines()]
     assert len(scored) == 2 and all(np.isfinite(v) for s in scored for v in s["projection"].values())
 
-    assert main(["axes", "list", "--axes-dir", str(tmp_path / "axes")]) == 0
+    assert main(["axes", "list", "--output-path", str(tmp_path)]) == 0
     assert "random-llama.json" in capsys.readouterr().out
 
 
@@ -115,7 +130,7 @@ def test_a_subset_calibration_does_not_block_the_full_one(dirs, tmp_path):
 
 def test_the_reading_context_is_chosen_by_name(dirs, tmp_path, capsys):
     out = tmp_path / "instructed.json"
-    argv = ["calibrate", *dirs, "--axes", "warm_cold", "--profile", "smoke", "--out", str(out)]
+    argv = ["calibrate", *MODEL, "--axes", "warm_cold", "--profile", "smoke", "--output-path", str(out)]
     assert main([*argv, "--context", "instructed"]) == 0
     assert AxisSet.load(out).meta["context"] == "instructed"
     assert (tmp_path / "runs" / "random-llama" / "calibration-A-instructed-smoke-warm_cold").is_dir()
@@ -145,7 +160,7 @@ def test_project_scores_chat_logs_as_the_plain_format_and_skips_bad_lines(dirs, 
         + b"\n\xff\xfe broken bytes\n"
     )
     out = tmp_path / "scored.jsonl"
-    assert main(["project", str(src), *dirs, "--output", str(out)]) == 1  # some lines were skipped
+    assert main(["project", str(src), *MODEL, "--output-path", str(out)]) == 1  # some lines were skipped
     err = capsys.readouterr().err
     assert f"{src}:3: skipped: conversation must end with an assistant message" in err
     assert f"{src}:4: skipped: line is not valid UTF-8" in err and "2 of 4 lines skipped" in err
@@ -154,7 +169,7 @@ def test_project_scores_chat_logs_as_the_plain_format_and_skips_bad_lines(dirs, 
     assert scored[0]["projection"] == scored[1]["projection"]  # one conversation, two formats
 
     src.write_text(json.dumps(chat) + "\n")
-    assert main(["project", str(src), *dirs, "--output", str(out)]) == 0  # 0: every line scored
+    assert main(["project", str(src), *MODEL, "--output-path", str(out)]) == 0  # 0: every line scored
 
 
 def test_dotted_local_model_names_keep_their_own_axes(tmp_path, cache, capsys, monkeypatch):
@@ -162,7 +177,7 @@ def test_dotted_local_model_names_keep_their_own_axes(tmp_path, cache, capsys, m
     from styleprobe.testing import build_random_model
 
     monkeypatch.setenv("STYLEPROBE_CACHE", str(cache / "cli"))
-    folders = ["--root", str(tmp_path), "--quiet", "--profile", "smoke"]
+    folders = ["--output-path", str(tmp_path), "--quiet", "--profile", "smoke"]
     for version in ("1.5", "1.6"):
         model = build_random_model("llama", tmp_path / f"tiny-v{version}")
         assert main(["calibrate", "--model", str(model), *folders, "--axes", "warm_cold"]) == 0
@@ -170,4 +185,4 @@ def test_dotted_local_model_names_keep_their_own_axes(tmp_path, cache, capsys, m
     assert AxisSet.load(tmp_path / "axes" / "tiny-v1.5.json").model_id == "tiny-v1.5"
     capsys.readouterr()
     assert main(["fingerprint", "--model", str(tmp_path / "tiny-v1.5"), *folders]) == 0
-    assert "calibrating first" not in capsys.readouterr().out
+    assert "calibrating first" not in capsys.readouterr().err

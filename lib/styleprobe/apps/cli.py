@@ -1,12 +1,21 @@
-"""`styleprobe`: calibrate style axes, fingerprint a model, score conversations, list axes."""
+"""`styleprobe`: calibrate style axes, fingerprint a model, score conversations, compare fingerprints, manage
+axes files and reproduce the notebooks.
+
+Options follow lm-eval-harness where it has one: `--output-path` (one output root, or the one file a command
+writes), `--model-args`, `--limit`, `--seed`, `--log-samples`, `--verbosity`. Results tables go to stdout;
+where files went, warnings and errors go to stderr through `logging` (errors always, as one line)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
+import random
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +27,7 @@ from styleprobe.engine.models import (
     DTYPES,
     ModelLoadError,
     check_device,
+    check_model_args,
     load_model,
     load_presets,
     slugify,
@@ -26,12 +36,29 @@ from styleprobe.engine.store import atomic_write_text, write_json
 from styleprobe.errors import StyleprobeError, UsageError
 from styleprobe.paths import folders
 from styleprobe.protocol.axes import NORMALISATIONS, AxesError, AxisSet
-from styleprobe.protocol.profiles import PROFILES, get_profile
+from styleprobe.protocol.profiles import PROFILES, Profile, drift_profile, get_profile, with_sizes
 from styleprobe.protocol.reading import CONTEXTS, DEFAULT_CONTEXT
 from styleprobe.protocol.spec import Protocol
 
 KNOWN_ERRORS = (StyleprobeError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
 """What the user can cause: printed as one line, exit status 2. Anything else is a bug (traceback)."""
+
+log = logging.getLogger("styleprobe")
+VERBOSITY = ("DEBUG", "INFO", "WARNING", "ERROR")
+LIMITED_SIZES = ("n_calibration", "n_evaluation", "n_baseline", "n_benchmark")
+"""The profile's question counts that `--limit` caps (per axis and pole, or per list)."""
+DRIFT_CONVERSATIONS = (
+    "n_scenarios",
+    "n_controls",
+)  # notebook 09's conversations, capped by reproduce --limit
+MODEL_HELP = (
+    "preset name (data/models.yaml), local directory, .gguf file, hub id, or random:<arch> (a tiny "
+    f"random-init llama, qwen2, qwen3, gemma2 or gemma3 for tests) (default: {DEFAULT_MODEL})"
+)
+PROFILE_HELP = (
+    "protocol size: paper (the full protocol; default with a GPU), quick (default without one) or smoke "
+    "(a few questions and tokens, for tiny test models)"
+)
 
 
 class Parser(argparse.ArgumentParser):
@@ -109,17 +136,78 @@ def folder(text: str) -> Path:
     return path
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _model_arg_value(text: str) -> object:
+    """A `--model-args` value as lm-eval reads it: True/False/None, an int, a float, else the string."""
+    words = {"true": True, "false": False, "none": None}
+    if text.lower() in words:
+        return words[text.lower()]
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def model_args(text: str) -> dict[str, object]:
+    """`key=value,key=value` -> {key: value}, each key once, none that has an option of its own."""
+    parsed: dict[str, object] = {}
+    for part in text.split(","):
+        key, sep, value = (s.strip() for s in part.partition("="))
+        if not sep or not key.isidentifier():
+            raise argparse.ArgumentTypeError(f"expected key=value[,key=value...], got {part.strip()!r}")
+        if key in parsed:
+            raise argparse.ArgumentTypeError(f"{key!r} is given twice")
+        parsed[key] = _model_arg_value(value)
+    try:
+        check_model_args(parsed)
+    except ModelLoadError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return parsed
+
+
+def verbosity(text: str) -> str:
+    if text.upper() not in VERBOSITY:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(VERBOSITY)}, got {text!r}")
+    return text.upper()
+
+
+# -- options shared by several commands ---------------------------------------------------------------------
+def _verbosity_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--model",
-        default=DEFAULT_MODEL,
-        help=f"preset name, local directory, .gguf file or hub id (default: {DEFAULT_MODEL})",
+        "--verbosity",
+        type=verbosity,
+        default="INFO",
+        metavar="LEVEL",
+        help="messages on stderr from this level up: DEBUG, INFO (default: also where files went), WARNING "
+        "or ERROR; results go to stdout and errors are always shown",
     )
+
+
+def _output_option(p: argparse.ArgumentParser, file: str | None, old: tuple[str, ...] = ()) -> None:
+    """`--output-path`: the output root, or (`file` says which) the one file the command writes; the flags
+    it replaced stay as hidden aliases for one release (`--root`, and the command's old file flags)."""
+    root_help = (
+        "output root: runs/, axes/, figures/ and results/ go below it (default: the repository, or the "
+        "current folder for an installed wheel, or $STYLEPROBE_ROOT)"
+    )
+    p.add_argument("--output-path", metavar="PATH", help=f"{root_help}; or {file}" if file else root_help)
+    p.add_argument("--root", type=folder, help=argparse.SUPPRESS)  # before --output-path
+    if old:
+        p.add_argument(*old, dest="out", type=output_file, help=argparse.SUPPRESS)
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
     p.add_argument(
-        "--profile",
-        choices=list(PROFILES),
-        help="protocol size: paper (full) or quick (default on a machine without a GPU)",
+        "--model-args",
+        type=model_args,
+        default={},
+        metavar="KEY=VALUE,...",
+        help="passed to from_pretrained, e.g. attn_implementation=sdpa,low_cpu_mem_usage=True (values: "
+        "True/False/None, numbers, else strings; dtype, revision and trust_remote_code have options)",
     )
+    p.add_argument("--profile", choices=list(PROFILES), help=PROFILE_HELP)
     p.add_argument("--device", type=device, help="cuda, cuda:1, cpu, mps (default: cuda when available)")
     p.add_argument(
         "--dtype",
@@ -129,15 +217,31 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--revision", help="hub revision (branch, tag or commit)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code from the hub")
     p.add_argument(
-        "--batch-size", type=positive_int, help="answers per batch (default: the largest that fits)"
-    )
-    p.add_argument(
-        "--root",
-        type=folder,
-        help="folder of runs/, axes/, figures/ and results/ (default: the checkout, or STYLEPROBE_ROOT; "
-        "without --root each can be moved by STYLEPROBE_RUNS_DIR, _AXES_DIR, _FIGURES_DIR, _RESULTS_DIR)",
+        "--batch-size",
+        type=positive_int,
+        metavar="N",
+        help="answers per batch (default: the largest that fits)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _answer_options(p: argparse.ArgumentParser, seed_help: str) -> None:
+    """Options of the commands that answer questions: --limit, --seed, --log-samples."""
+    p.add_argument(
+        "--limit",
+        type=positive_int,
+        metavar="N",
+        help="at most N questions per list (calibration and evaluation questions per axis, baseline "
+        "questions): a partial run for testing, marked as limited in what it writes and in its own run "
+        "folders, never mixed with full runs",
+    )
+    p.add_argument("--seed", type=non_negative_int, metavar="N", help=seed_help)
+    p.add_argument(
+        "--log-samples",
+        action="store_true",
+        help="also write every answer (question, system prompt, text, tokens, empty/cut/clipped flags, "
+        "projections) as JSON lines to <output>.samples.jsonl beside the axes or results file",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,10 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
     cal = sub.add_parser(
         "calibrate",
         help="answer questions under opposite style instructions; fit the axes",
-        description="Generate answers under each axis' two pole instructions, fit one unit "
-        "vector per axis and save it to <root>/axes/<model>.safetensors + .json.",
+        description="Generate answers under each axis' two pole instructions, fit one unit vector per axis "
+        "and save it to <output-path>/axes/<model>.json + .safetensors.",
     )
-    _common(cal)
+    _model_options(cal)
+    _output_option(cal, "an axes .json file to write instead of <output-path>/axes/<model>.json", ("--out",))
+    _answer_options(cal, "sampling seed of the calibration answers (default 0)")
     cal.add_argument("--axes", nargs="+", metavar="AXIS", help="only these axes (default: all 7)")
     cal.add_argument("--set", default="A", choices=["A", "B", "C"], help="instruction and question set")
     cal.add_argument(
@@ -172,75 +278,93 @@ def build_parser() -> argparse.ArgumentParser:
         help="read the answers as question + answer only (uninstructed, default) or with the style "
         "instruction still in context (instructed: the original study's way)",
     )
-    cal.add_argument("--out", type=output_file, help="axes file to write (default: <root>/axes/<model>.json)")
-    cal.add_argument("--seed", type=non_negative_int, default=0)
+    _verbosity_option(cal)
 
     fp = sub.add_parser(
         "fingerprint",
         help="the model's default style (calibrates first if needed)",
         description="Calibrate if no axes exist for the model, answer the baseline questions with no "
         "system prompt, print the 7-axis table, save it as the baseline section of "
-        "<root>/results/<model>.json (with its paper numbers and table, as notebook 02 does) and draw "
-        "<root>/figures/<model>/fingerprint_radar.png.",
+        "<output-path>/results/<model>.json (with its paper numbers and table, as notebook 02 does) and "
+        "draw <output-path>/figures/<model>/fingerprint_radar.png.",
     )
-    _common(fp)
-    fp.add_argument("--axes-file", type=input_file, help="use these axes instead of <root>/axes/<model>.json")
+    _model_options(fp)
+    _output_option(
+        fp,
+        "a results .json file for this fingerprint alone (its baseline section, no paper numbers; radar "
+        "beside it)",
+        ("--out",),
+    )
+    _answer_options(
+        fp,
+        "answer the baseline once, with this sampling seed (default: the profile's seeds; --seeds for "
+        "several); also the seed of a calibration run first",
+    )
+    fp.add_argument(
+        "--axes-file", type=input_file, help="use these axes instead of <output-path>/axes/<model>.json"
+    )
     fp.add_argument(
         "--seeds", type=non_negative_int, nargs="+", help="baseline seeds (default: the profile's)"
     )
     fp.add_argument(
         "--system",
-        help="answer under this system prompt (read without it), e.g. to test `compare`; needs --out, as "
-        "such a fingerprint is not the model's baseline",
+        help="answer under this system prompt (read without it), e.g. to test `compare`; needs "
+        "--output-path FILE.json, as such a fingerprint is not the model's baseline",
     )
-    fp.add_argument(
-        "--out",
-        type=output_file,
-        help="write the fingerprint to this results file (its baseline section; no paper numbers) and "
-        "its radar beside it, instead of <root>/results/<model>.json and <root>/figures/",
-    )
+    _verbosity_option(fp)
 
     cp = sub.add_parser(
         "compare",
         help="compare two fingerprints; exit status 1 when a shift is flagged",
-        description="Per axis, the difference B - A with a t CI (paired t; Welch when A and B share no "
-        "question), the CIs simultaneous over the axes compared (Bonferroni: together at 95 %); a shift is "
-        "flagged when its CI excludes 0 and |difference| exceeds the threshold, so with no real difference "
-        "some axis is flagged at most 5 % of the time. A and B are results files with a baseline "
-        "section: results/<model>.json (notebook 02 or `styleprobe fingerprint`) or `fingerprint --out` "
-        "files.",
+        description="Per axis, the shift from A to B (the difference B - A) with a t CI (paired t; Welch "
+        "when A and B share no question), the CIs simultaneous over the axes compared (Bonferroni: "
+        "together at 95 %); a shift is flagged when its CI excludes 0 and |difference| exceeds the "
+        "threshold, so with no real difference some axis is flagged at most 5 % of the time. Exit "
+        "status 0: nothing flagged, 1: a shift flagged, 2: bad input or an axis not comparable.",
     )
-    cp.add_argument("a", type=input_file)
-    cp.add_argument("b", type=input_file)
+    fingerprint_file = (
+        "a results file with a baseline section: results/<model>.json (notebook 02 or `styleprobe "
+        "fingerprint`) or a `fingerprint --output-path FILE.json`"
+    )
+    cp.add_argument("a", type=input_file, metavar="A", help=f"the reference fingerprint, {fingerprint_file}")
+    cp.add_argument("b", type=input_file, metavar="B", help="the fingerprint compared with it (same kinds)")
     cp.add_argument(
         "--threshold", type=non_negative_float, default=0.2, help="flag |difference| above this (default 0.2)"
     )
     cp.add_argument(
         "--figure", type=output_file, help="also draw the differences with their CIs (png and pdf)"
     )
+    _verbosity_option(cp)
 
     pr = sub.add_parser(
         "project",
         help="score responses in a JSONL file with existing axes",
-        description="Each input line is a JSON object with `response` and optionally "
-        "`question`, `system` and `history` ([[user, assistant], ...]). Writes the input "
-        "lines with a `projection` object added; malformed lines are reported and skipped.",
+        description="Each input line is a JSON object with `response` and optionally `question`, `system` "
+        "and `history` ([[user, assistant], ...]), or a chat log with `messages`. Writes the input lines "
+        "with a `projection` object added; malformed lines are reported and skipped.",
     )
-    _common(pr)
+    _model_options(pr)
+    _output_option(pr, "a .jsonl file for the scored lines (default: stdout)", ("--output",))
     pr.add_argument("input", type=input_file, help="JSONL file")
-    pr.add_argument("--axes-file", type=input_file, help="axes to use (default: <root>/axes/<model>.json)")
-    pr.add_argument("--output", type=output_file, help="output JSONL (default: print to stdout)")
+    pr.add_argument(
+        "--axes-file", type=input_file, help="axes to use (default: <output-path>/axes/<model>.json)"
+    )
+    _verbosity_option(pr)
 
     rp = sub.add_parser(
         "reproduce",
         help="execute the notebooks with papermill for each model",
-        description="Run notebooks 01, 02, 04 for every model (executed copies under "
-        "runs/<model>/notebooks/), then 10_cross_model. Finished generations are reused.",
+        description="Run every per-model notebook for each model, in the order their results need "
+        "(executed copies under <output-path>/runs/<model>/notebooks/), then the cross-model notebooks "
+        "10 and 12. 03 runs for models with a base model, 06 for models with a thinking switch, 00 only "
+        "when named. Finished generations are reused.",
     )
-    rp.add_argument("--models", nargs="+", default=[DEFAULT_MODEL], help="models (default: the embedded one)")
+    rp.add_argument(
+        "--models", nargs="+", default=[DEFAULT_MODEL], help=f"{MODEL_HELP.split(' (default')[0]}"
+    )
     rp.add_argument("--all-presets", action="store_true", help="every model preset in data/models.yaml")
     rp.add_argument("--notebooks", nargs="+", metavar="NB", help="only these, e.g. 02 or 02_baseline")
-    rp.add_argument("--profile", choices=list(PROFILES), help="protocol size passed to every notebook")
+    rp.add_argument("--profile", choices=list(PROFILES), help=f"{PROFILE_HELP}; passed to every notebook")
     rp.add_argument(
         "-p",
         "--parameter",
@@ -250,7 +374,27 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("NAME", "VALUE"),
         help="extra notebook parameter (value parsed as YAML)",
     )
-    rp.add_argument("--runs-dir", type=folder, default=folders().runs)
+    rp.add_argument(
+        "--output-path",
+        metavar="DIR",
+        help="output root of the notebooks (their `root` parameter) and of their executed copies "
+        "(default: the repository, or $STYLEPROBE_ROOT)",
+    )
+    rp.add_argument("--runs-dir", type=folder, help=argparse.SUPPRESS)  # before --output-path
+    rp.add_argument(
+        "--limit",
+        type=positive_int,
+        metavar="N",
+        help="at most N questions per list in every notebook (its `sizes`) and N drift conversations: a "
+        "partial run for testing, marked in each result by its profile name (e.g. quick+n_baseline=N)",
+    )
+    rp.add_argument(
+        "--seed",
+        type=non_negative_int,
+        metavar="N",
+        help="the `seed` parameter of the notebooks that take one (calibration and drift sampling); "
+        "baseline repetitions are -p seeds",
+    )
     rp.add_argument("--out-dir", type=folder, help="write the notebooks here instead of under the run store")
     rp.add_argument("--dry-run", action="store_true", help="print every step without running it")
     rp.add_argument(
@@ -275,31 +419,130 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument(
         "--gpus-per-model", type=float, help="with --ray: GPUs per model (default: the preset's gpus)"
     )
+    _verbosity_option(rp)
 
-    ax = sub.add_parser("axes", help="manage axis files")
+    ax = sub.add_parser("axes", help="list, export and import axes files")
     ax_sub = ax.add_subparsers(dest="axes_command", required=True)
-    ls = ax_sub.add_parser("list", help="list the axis files and their calibration accuracy")
-    ls.add_argument("--axes-dir", type=folder, default=folders().axes)
+    ls = ax_sub.add_parser("list", help="list the axes files and their calibration accuracy")
+    ls.add_argument(
+        "--output-path", metavar="DIR", help="output root whose axes/ to list (default: the repository)"
+    )
+    ls.add_argument("--axes-dir", type=folder, help=argparse.SUPPRESS)  # before --output-path
+    _verbosity_option(ls)
     ex = ax_sub.add_parser("export-gguf", help="write one axis as a llama.cpp control vector (GGUF)")
     ex.add_argument("axes_file", type=input_file, help="an axes .json file (e.g. axes/<model>.json)")
-    ex.add_argument("--axis", required=True)
-    ex.add_argument("--out", type=output_file, required=True)
+    ex.add_argument("--axis", required=True, help="the axis to export, e.g. formal_casual")
+    ex.add_argument("--output-path", metavar="FILE.gguf", help="the control vector file to write (required)")
+    ex.add_argument("--out", type=output_file, help=argparse.SUPPRESS)  # before --output-path
     ex.add_argument(
         "--layers", type=non_negative_int, nargs="+", help="decoder blocks, 0-based (default: the axes' own)"
     )
     ex.add_argument(
         "--strength", type=finite_float, help="vector length (default: the axis's normalisation scale)"
     )
+    _verbosity_option(ex)
     im = ax_sub.add_parser("import-study", help="the original study's .npz axes as an axes file")
     im.add_argument("npz", type=input_file, help="<model>_set_<X>_axes.npz")
-    im.add_argument("--out", type=output_file, required=True, help="axes .json file to write")
+    im.add_argument(
+        "--output-path",
+        metavar="PATH",
+        help="an axes .json file to write, or an output root: <output-path>/axes/<model>.json, where "
+        "fingerprint finds it (default: the repository's axes/)",
+    )
+    im.add_argument("--out", type=output_file, help=argparse.SUPPRESS)  # before --output-path
     im.add_argument("--model-id", help="the model's id (default: from the file name, qwen_7b or llama_8b)")
     im.add_argument(
         "--n-layers", type=positive_int, help="decoder blocks of the model (default: from the file name)"
     )
+    _verbosity_option(im)
     return parser
 
 
+# -- where outputs go ---------------------------------------------------------------------------------------
+OLD_FLAGS = {"root": "--root", "out": "--out/--output", "runs_dir": "--runs-dir", "axes_dir": "--axes-dir"}
+
+
+def _checked(check, text: str, option: str):
+    try:
+        return check(text)
+    except argparse.ArgumentTypeError as err:
+        raise UsageError(f"{option} {text}: {err}") from None
+
+
+def outputs(args, suffix: str | None) -> tuple[Path | None, Path | None]:
+    """(output root, output file) from --output-path (a path ending in `suffix` names the file, anything
+    else the root) or the old flags; None: the default."""
+    for dest, flags in OLD_FLAGS.items():
+        if getattr(args, dest, None) is not None:
+            log.warning(f"{flags} will be removed in the next release; use --output-path")
+    root, out = getattr(args, "root", None), getattr(args, "out", None)
+    if args.output_path is None:
+        return root, out
+    path = Path(args.output_path)
+    if suffix is not None and path.suffix.lower() == suffix:
+        if out is not None:
+            raise UsageError(f"--output-path {path} and {OLD_FLAGS['out']} {out} both name the output file")
+        return root, _checked(output_file, args.output_path, "--output-path")
+    if root is not None:
+        raise UsageError(f"--output-path {path} and --root {root} both name the output root")
+    return _checked(folder, args.output_path, "--output-path"), out
+
+
+# -- --limit and --seed -------------------------------------------------------------------------------------
+def limited_sizes(profile: Profile, limit: int | None) -> dict[str, int]:
+    """The question counts of `profile` that `limit` lowers, set to it."""
+    if limit is None:
+        return {}
+    return {name: limit for name in LIMITED_SIZES if getattr(profile, name) > limit}
+
+
+def _profile(args) -> Profile:
+    """The profile asked for, its question counts capped by --limit (then named e.g. quick+n_baseline=3, so
+    its run folders are its own: a limited run never resumes a full one or the other way round)."""
+    profile = get_profile(args.profile)
+    limited = with_sizes(profile, **limited_sizes(profile, args.limit))
+    if args.limit is not None:
+        if limited is profile:
+            log.info(f"--limit {args.limit} caps nothing in the {profile.name} profile: a full run")
+        else:
+            log.warning(f"--limit {args.limit}: a partial run for testing (profile {limited.name})")
+    return limited
+
+
+def limit_of(args) -> int | None:
+    """--limit when it lowered the profile's sizes (None: a full run)."""
+    return args.limit if limited_sizes(get_profile(args.profile), args.limit) else None
+
+
+def limit_parameters(parameters: dict, limit: int) -> dict:
+    """Notebook parameters that cap every question list at `limit` (`sizes`, on top of any given) and the
+    drift conversations (`n_scenarios`, `n_controls`); the profile is named, so that every notebook caps
+    the same one."""
+    sizes = parameters.get("sizes") or {}
+    if not isinstance(sizes, dict):
+        raise UsageError(f"parameter sizes must be a mapping like {{n_baseline: 10}}, got {sizes!r}")
+    try:
+        profile = get_profile(parameters.get("profile"), **sizes)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    extra = {"profile": profile.name.split("+")[0], "sizes": {**sizes, **limited_sizes(profile, limit)}}
+    drift = drift_profile(profile)
+    for name in DRIFT_CONVERSATIONS:
+        if (parameters.get(name) or getattr(drift, name)) > limit:
+            extra[name] = limit
+    return extra
+
+
+def seed_everything(seed: int) -> None:
+    """Python's, NumPy's and torch's global generators (answers are sampled with keys of their own)."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# -- the commands -------------------------------------------------------------------------------------------
 def _load(args) -> object:
     if args.quiet:
         from transformers.utils import logging as hf_logging
@@ -308,12 +551,14 @@ def _load(args) -> object:
     smoke = (getattr(args, "profile", None) or "").startswith("smoke")
     if args.model.startswith("random:") and (smoke or os.environ.get("STYLEPROBE_TEST_MODELS") == "1"):
         import styleprobe.testing  # noqa: F401  (registers the tiny random-init test models)
+    log.debug(f"loading {args.model} (model arguments {args.model_args or 'none'})")
     return load_model(
         args.model,
         device=args.device,
         dtype=args.dtype,
         revision=args.revision,
         trust_remote_code=args.trust_remote_code,
+        model_args=args.model_args,
     )
 
 
@@ -322,74 +567,139 @@ def model_slug(model: str) -> str:
     return model if model in load_presets() else slugify(model)
 
 
-def _workspace(args, protocol: Protocol | None = None):
-    """The loaded model's Workspace, its files under --root."""
+def _workspace(args, profile: Profile, root: Path | None, protocol: Protocol | None = None):
+    """The loaded model's Workspace, its files under the output root."""
     from styleprobe.workspace import Workspace
 
     handle = _load(args)
-    profile = get_profile(args.profile)
-    return Workspace(handle, profile, protocol or Protocol.load(), handle.slug, folders(args.root))
+    return Workspace(handle, profile, protocol or Protocol.load(), handle.slug, folders(root))
 
 
-def cmd_calibrate(args, ws=None) -> AxisSet:
-    from styleprobe.protocol.calibration import calibrate, calibration_items
+def _calibrate(
+    ws,
+    args: argparse.Namespace,
+    path: Path,
+    *,
+    axes: list[str] | None = None,
+    instruction_set: str = "A",
+    normalisation: str = "crossfit",
+    context: str = DEFAULT_CONTEXT,
+) -> AxisSet:
+    """Calibrate in `ws`, print the held-out table, save the axes to `path` (marked when --limit lowered
+    the profile) and, with --log-samples, every answer beside them."""
+    from styleprobe.protocol.calibration import calibrate
 
-    protocol = ws.protocol if ws else Protocol.load()
-    # unknown axes fail here, before the model loads
-    calibration_items(get_profile(args.profile), protocol, args.axes, args.set)
-    ws = ws or _workspace(args, protocol)
+    seed = args.seed or 0
+    seed_everything(seed)
     cal = calibrate(
         ws,
+        axes=axes,
+        instruction_set=instruction_set,
+        normalisation=normalisation,
+        seed=seed,
+        batch_size=args.batch_size,
+        context=context,
+        progress=not args.quiet,
+    )
+    limit = limit_of(args)
+    if limit is not None:
+        cal.axes.meta["limit"] = limit
+    saved = cal.axes.save(path)
+    print(cal.evaluation.round(3).to_string())
+    log.info(f"axes written to {saved}")
+    if args.log_samples:
+        parts = [cal.result] + ([cal.neutral] if cal.neutral is not None else [])
+        _log_samples(saved, parts, cal.axes, ws.model.model_id)
+    return cal.axes
+
+
+def _log_samples(beside: Path, results, axes: AxisSet, model_id: str) -> None:
+    from styleprobe.report.samples import sample_rows, samples_path, write_samples
+
+    rows = [row for result in results for row in sample_rows(result, axes, model_id)]
+    log.info(f"{len(rows)} answers logged to {write_samples(samples_path(beside), rows)}")
+
+
+def cmd_calibrate(args) -> AxisSet:
+    from styleprobe.protocol.calibration import calibration_items
+
+    root, out = outputs(args, ".json")
+    protocol = Protocol.load()
+    profile = _profile(args)
+    calibration_items(profile, protocol, args.axes, args.set)  # unknown axes fail here, before any work
+    ws = _workspace(args, profile, root, protocol)
+    return _calibrate(
+        ws,
+        args,
+        out or ws.axes_file,
         axes=args.axes,
         instruction_set=args.set,
         normalisation=args.normalisation,
-        seed=args.seed,
-        batch_size=args.batch_size,
         context=args.context,
-        progress=not args.quiet,
     )
-    path = cal.axes.save(args.out or ws.axes_file)
-    print(cal.evaluation.round(3).to_string())
-    print(f"axes written to {path}")
-    return cal.axes
+
+
+def _fingerprint_axes(ws, args, path: Path) -> AxisSet:
+    """The axes at `path`, calibrated first when there are none; axes made with --limit only for a limited
+    run, so that a full fingerprint never rests on partial axes."""
+    if not path.exists():
+        log.info(f"no axes at {path}: calibrating first")
+        return _calibrate(ws, args, path)
+    axes = AxisSet.load(path)
+    made_with = axes.meta.get("limit")
+    if made_with is not None and args.limit is None:
+        raise UsageError(
+            f"{path}: calibrated with --limit {made_with} (a partial run); calibrate without --limit "
+            "first, or fingerprint with --limit too"
+        )
+    return axes
 
 
 def cmd_fingerprint(args) -> pd.DataFrame:
     from styleprobe.protocol import fingerprint
     from styleprobe.report.plots import radar, save_figure
+    from styleprobe.report.results import update_results
 
-    if args.system is not None and args.out is None:
-        raise UsageError("--system needs --out: a fingerprint under a system prompt is not the baseline")
+    root, out = outputs(args, ".json")
+    if args.system is not None and out is None:
+        raise UsageError(
+            "--system needs --output-path FILE.json: a fingerprint under a system prompt is not the baseline"
+        )
+    if args.seed is not None and args.seeds is not None:
+        raise UsageError("give --seed (one baseline run) or --seeds (several), not both")
+    seeds = [args.seed] if args.seed is not None else args.seeds
     start = time.perf_counter()
-    ws = _workspace(args)
-    path = args.axes_file or ws.axes_file
-    if path.exists():
-        axes = AxisSet.load(path)
-    else:
-        print(f"no axes at {path}: calibrating first")
-        defaults = {"axes": None, "set": "A", "normalisation": "crossfit", "context": DEFAULT_CONTEXT}
-        axes = cmd_calibrate(argparse.Namespace(**{**vars(args), **defaults, "out": path, "seed": 0}), ws)
+    ws = _workspace(args, _profile(args), root)
+    axes = _fingerprint_axes(ws, args, args.axes_file or ws.axes_file)
+    seed_everything(seeds[0] if seeds else 0)
     result = fingerprint.run(
-        ws,
-        axes=axes,
-        seeds=args.seeds,
-        batch_size=args.batch_size,
-        system=args.system,
-        progress=not args.quiet,
+        ws, axes=axes, seeds=seeds, batch_size=args.batch_size, system=args.system, progress=not args.quiet
     )
+    limit = limit_of(args) or axes.meta.get("limit")
+    section = {**result.to_dict(), **({"limit": limit} if limit is not None else {})}
     table = result.fingerprint
     ax = radar({ws.slug: table["mean"].clip(-1, 1)}, title=f"{ws.slug} default style ({ws.profile.name})")
-    if args.out:  # a results file of this fingerprint alone, its radar beside it
-        write_json(args.out, {"model": ws.slug, result.name: result.to_dict()})
-        saved, figs = args.out, save_figure(ax.figure, args.out.with_suffix(""))
+    if out:  # a results file of this fingerprint alone, its radar beside it
+        write_json(out, {"model": ws.slug, result.name: section})
+        saved, figs = out, save_figure(ax.figure, out.with_suffix(""))
+    elif limit is not None:  # its section, marked; no paper numbers from a partial run
+        saved = update_results(ws.slug, result.name, section, ws.results_dir)
+        figs = ws.save_figure(ax.figure, "fingerprint_radar")
     else:
         saved, figs = ws.save(result), ws.save_figure(ax.figure, "fingerprint_radar")
+    if args.log_samples:
+        answers = fingerprint.baseline(  # the stored answers of the run above, read back
+            ws, seeds=tuple(result.seeds), aggregation=axes.reading(), system=args.system, progress=False
+        )
+        _log_samples(saved, answers.values(), axes, result.model_id)
     print(
         f"\nfingerprint of {result.model_id} ({result.profile} profile, {table['n'].max()} questions, "
         f"seeds {result.seeds}); 0 = calibration midpoint, +1/-1 = towards the first/second pole"
     )
+    if limit is not None:
+        print(f"LIMITED RUN (--limit {limit}): at most {limit} questions per list; not a full fingerprint")
     print(table.round(3).to_string())
-    print(f"results: {saved}\nradar chart: {figs[0]}\nwall time: {time.perf_counter() - start:.0f} s")
+    log.info(f"results: {saved}\nradar chart: {figs[0]}\nwall time: {time.perf_counter() - start:.0f} s")
     return table
 
 
@@ -397,12 +707,13 @@ def cmd_project(args) -> int:
     from styleprobe.engine.pipeline import Item, read_responses
     from styleprobe.formats.conversations import output_line, read_conversations
 
+    root, out = outputs(args, ".jsonl")
     conversations, bad = read_conversations(args.input)  # every line checked on its own, before any work
     for line in bad:
         print(f"{args.input}:{line.line}: skipped: {line.reason}", file=sys.stderr)
     if not conversations:
         raise UsageError(f"{args.input}: no line can be scored ({len(bad)} malformed, see above)")
-    path = args.axes_file or folders(args.root).axes / f"{model_slug(args.model)}.json"
+    path = args.axes_file or folders(root).axes / f"{model_slug(args.model)}.json"
     axes = AxisSet.load(path)
     handle = _load(args)
     if axes.model_id != handle.model_id:
@@ -422,23 +733,25 @@ def cmd_project(args) -> int:
         output_line(c.row, dict(zip(axes.names, v.tolist(), strict=True))) + "\n"
         for c, v in zip(conversations, values, strict=True)
     )
-    if args.output:
-        atomic_write_text(args.output, text)
-        print(f"{len(conversations)} lines scored into {args.output}", file=sys.stderr)
+    if out:
+        atomic_write_text(out, text)
+        log.info(f"{len(conversations)} lines scored into {out}")
     else:
         sys.stdout.write(text)
     if bad:
-        print(f"{len(bad)} of {len(bad) + len(conversations)} lines skipped", file=sys.stderr)
+        log.warning(f"{len(bad)} of {len(bad) + len(conversations)} lines skipped")
     return 1 if bad else 0
 
 
 def cmd_axes_list(args) -> None:
+    root, _ = outputs(args, None)
+    folder_ = args.axes_dir or folders(root).axes
     rows = []
-    for path in sorted(Path(args.axes_dir).glob("*.json")):
+    for path in sorted(Path(folder_).glob("*.json")):
         try:
             axes = AxisSet.load(path)
         except AxesError as err:
-            print(f"styleprobe: warning: skipped: {one_line(err)}", file=sys.stderr)
+            log.warning(f"skipped: {one_line(err)}")
             continue
         acc = [v.get("pairwise_accuracy") for v in axes.calibration.values()]
         rows.append(
@@ -448,11 +761,12 @@ def cmd_axes_list(args) -> None:
                 "axes": len(axes.names),
                 "hidden": axes.hidden_size,
                 "profile": axes.meta.get("profile", {}).get("name"),
+                "limit": axes.meta.get("limit"),
                 "normalisation": axes.normalisation,
                 "mean_accuracy": round(float(np.nanmean(acc)), 3) if acc else None,
             }
         )
-    print(pd.DataFrame(rows).to_string(index=False) if rows else f"no axes in {args.axes_dir}")
+    print(pd.DataFrame(rows).to_string(index=False) if rows else f"no axes in {folder_}")
 
 
 def cmd_compare(args) -> int:
@@ -465,8 +779,8 @@ def cmd_compare(args) -> int:
         print(f"{side} = {path} (model {models[i] or 'not recorded'}, axes id {ids[i] or 'not recorded'})")
     family = len(table) - len(table.attrs["not_comparable"])
     print(
-        f"(difference B - A, t CI at {table.attrs['ci']:.2%} each: {1 - ALPHA:.0%} together over the "
-        f"{family} axes compared (Bonferroni); paired: {table.attrs['paired']})"
+        f"(shift from A to B = mean_b - mean_a, t CI at {table.attrs['ci']:.2%} each: {1 - ALPHA:.0%} "
+        f"together over the {family} axes compared (Bonferroni); paired: {table.attrs['paired']})"
     )
     print("\n".join(table.attrs["notes"]) or "A and B: same model, same axes")
     print(table.round(3).to_string())
@@ -483,9 +797,9 @@ def cmd_compare(args) -> int:
         for sign in (-1, 1):
             ax.axhline(sign * args.threshold, color="grey", ls=":", lw=0.8)
         ax.set_xticks(range(len(table)), table.index, rotation=30, ha="right")
-        ax.set_ylabel("difference B - A")
+        ax.set_ylabel("shift from A to B")
         stem = args.figure.with_suffix("") if args.figure.suffix in (".png", ".pdf") else args.figure
-        print(f"figure: {save_figure(fig, stem)[0]}")
+        log.info(f"figure: {save_figure(fig, stem)[0]}")
     flagged = list(table.index[table["flagged"]])
     valid = {axis: table.loc[axis, "validation"] == "valid" for axis in flagged}
     print(f"flagged: {', '.join(mark(axis, valid[axis]) for axis in flagged) if flagged else 'none'}")
@@ -506,22 +820,26 @@ def cmd_axes(args) -> None:
     if args.axes_command == "list":
         cmd_axes_list(args)
     elif args.axes_command == "export-gguf":
+        _, out = outputs(args, ".gguf")
+        if out is None:
+            raise UsageError("axes export-gguf needs --output-path FILE.gguf")
         axes = AxisSet.load(args.axes_file)
-        path = interop.export_control_vector(
-            axes, args.axis, args.out, layers=args.layers, strength=args.strength
-        )
-        print(f"control vector for {args.axis} written to {path}")
+        path = interop.export_control_vector(axes, args.axis, out, layers=args.layers, strength=args.strength)
+        log.info(f"control vector for {args.axis} written to {path}")
     else:
+        root, out = outputs(args, ".json")
         axes = interop.import_study_axes(args.npz, Protocol.load(), args.model_id, args.n_layers)
-        print(f"{len(axes.names)} axes for {axes.model_id} written to {axes.save(args.out)}")
+        path = axes.save(out or folders(root).axes / f"{slugify(axes.model_id)}.json")
+        log.info(f"{len(axes.names)} axes for {axes.model_id} written to {path}")
 
 
-def cmd_reproduce(args) -> int:
+def _notebook_parameters(args) -> tuple[dict, Path | None]:
+    """The -p parameters (YAML values) with --profile, --output-path (as `root`), --limit and --seed folded
+    in, the last two only where the notebooks take them; and the --output-path root."""
     import yaml
 
-    from styleprobe.apps.reproduce import reproduce
+    from styleprobe.apps.reproduce import declared_parameters
 
-    models = list(load_presets()) if args.all_presets else args.models
     parameters = {}
     for name, value in args.parameter:
         try:
@@ -531,6 +849,26 @@ def cmd_reproduce(args) -> int:
             raise UsageError(f"-p {name} {value!r}: not valid YAML ({reason})") from None
     if args.profile:
         parameters["profile"] = args.profile
+    root, _ = outputs(args, None)
+    if root is not None:  # absolute: the notebooks run in notebooks/
+        given = parameters.get("root")
+        if given is not None and Path(given).resolve() != root.resolve():
+            raise UsageError(f"--output-path {root} and -p root {given} name two output roots; give one")
+        parameters["root"] = str(root.resolve())
+    extra = limit_parameters(parameters, args.limit) if args.limit is not None else {}
+    if args.seed is not None:
+        extra["seed"] = args.seed
+    if args.limit is not None:
+        log.warning(f"--limit {args.limit}: a partial run for testing (notebook sizes {extra['sizes']})")
+    declared = declared_parameters(args.notebooks)
+    return {**parameters, **{k: v for k, v in extra.items() if k in declared}}, root
+
+
+def cmd_reproduce(args) -> int:
+    from styleprobe.apps.reproduce import reproduce
+
+    models = list(load_presets()) if args.all_presets else args.models
+    parameters, root = _notebook_parameters(args)
     if args.ray is not None:
         from styleprobe.apps.cluster import run_on_ray, summary
 
@@ -548,7 +886,7 @@ def cmd_reproduce(args) -> int:
         models,
         parameters,
         args.notebooks,
-        runs_dir=args.runs_dir,
+        runs_dir=args.runs_dir or (folders(root).runs if root is not None else None),
         out_dir=args.out_dir,
         dry_run=args.dry_run,
         prepare_only=args.prepare_only,
@@ -565,15 +903,40 @@ def one_line(err: BaseException) -> str:
     return text
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Warnings meant for the user (ContextWarning and the like) as one `styleprobe: warning:` line."""
-    if issubclass(category, UserWarning) and category.__module__.startswith("styleprobe"):
-        print(f"styleprobe: warning: {message}", file=sys.stderr)
-    else:
-        _default_show_warning(message, category, filename, lineno, file, line)
+class _Format(logging.Formatter):
+    """`styleprobe: warning: ...` and the like; INFO lines as they are."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
+        return "\n".join(
+            f"styleprobe: {level}{line}" if level else line for line in record.getMessage().splitlines()
+        )
 
 
-_default_show_warning = warnings.showwarning
+@contextlib.contextmanager
+def logging_to_stderr(level: str) -> Iterator[None]:
+    """The `styleprobe` logger's messages from `level` up on stderr while a command runs; warnings meant for
+    the user (ContextWarning and the like) go through it as `styleprobe: warning:` lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Format())
+    previous = log.level
+    log.addHandler(handler)
+    log.setLevel(level)
+
+    def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, UserWarning) and category.__module__.startswith("styleprobe"):
+            log.warning(str(message))
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():  # restores the usual warning display when the command ends
+        default = warnings.showwarning
+        warnings.showwarning = show_warning
+        try:
+            yield
+        finally:
+            log.removeHandler(handler)
+            log.setLevel(previous)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -586,8 +949,7 @@ def main(argv: list[str] | None = None) -> int:
         "reproduce": cmd_reproduce,
         "compare": cmd_compare,
     }
-    with warnings.catch_warnings():  # restores the usual warning display when the command ends
-        warnings.showwarning = _show_warning
+    with logging_to_stderr(args.verbosity):
         try:
             status = commands[args.command](args)
         except KNOWN_ERRORS as err:

@@ -152,6 +152,12 @@ def notebook_parameters(name: str) -> frozenset[str]:
     return frozenset()
 
 
+def declared_parameters(notebooks: list[str] | None = None) -> frozenset[str]:
+    """The parameters that the notebooks named (None: every notebook a reproduction may run) take."""
+    names = [resolve_notebook(n) for n in notebooks] if notebooks else list(run_order())
+    return frozenset().union(*(notebook_parameters(n) for n in names))
+
+
 def check_parameters(steps: list[Step], parameters: dict) -> None:
     """Refuse, before anything runs, a parameter that no planned notebook takes (a misspelling) and a
     profile or `sizes` that the notebooks would reject."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -159,7 +159,8 @@ def cache_dir() -> Path:
 
 
 ModelLoader = Callable[..., ModelHandle]
-"""`loader(rest_of_name, *, device, dtype, revision, trust_remote_code) -> ModelHandle`."""
+"""`loader(rest_of_name, *, device, dtype, revision, trust_remote_code) -> ModelHandle`; a loader is also
+given `model_args` when there are any (see `load_model`)."""
 _SOURCES: dict[str, ModelLoader] = {}
 # Prefixes whose source lives outside the production load path: what to do when it is not registered.
 _UNREGISTERED = {
@@ -219,6 +220,23 @@ def end_of_turn_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) 
     return sorted({int(i) for i in ids if i is not None})
 
 
+# from_pretrained keywords that have an option of their own, so `model_args` may not set them
+OWN_OPTIONS = {
+    "dtype": "dtype",
+    "torch_dtype": "dtype",
+    "revision": "revision",
+    "trust_remote_code": "trust_remote_code",
+}
+
+
+def check_model_args(model_args: Mapping[str, object]) -> None:
+    """Refuse a `from_pretrained` keyword that load_model sets from an option of its own."""
+    for key in model_args:
+        if key in OWN_OPTIONS:
+            option = OWN_OPTIONS[key].replace("_", "-")
+            raise ModelLoadError(f"model argument {key!r} has an option of its own: use --{option}")
+
+
 def load_model(
     name: str = DEFAULT_MODEL,
     *,
@@ -226,26 +244,37 @@ def load_model(
     dtype: torch.dtype | str | None = None,
     revision: str | None = None,
     trust_remote_code: bool = False,
+    model_args: Mapping[str, object] | None = None,
 ) -> ModelHandle:
     """Load a model for generation and extraction (bf16 on CUDA, float32 on CPU by default). A name that
-    starts with a registered prefix (see `register_source`) goes to that source's loader."""
+    starts with a registered prefix (see `register_source`) goes to that source's loader. `model_args` are
+    passed to `from_pretrained` as they are (e.g. `{"attn_implementation": "sdpa"}`); one it does not take
+    is a ModelLoadError."""
     device = check_device(device) if device else default_device()
     dtype = _dtype(dtype, device)
+    model_args = dict(model_args or {})
+    check_model_args(model_args)
     for prefix, loader in _SOURCES.items():
         if name.startswith(prefix):
             options = {"device": device, "dtype": dtype, "revision": revision}
+            if model_args:
+                options["model_args"] = model_args
             return loader(name.removeprefix(prefix), trust_remote_code=trust_remote_code, **options)
     source, preset = resolve(name)
     kwargs: dict = {DTYPE_KEYWORD: dtype, "revision": revision, "trust_remote_code": trust_remote_code}
     if device.startswith("cuda"):
         kwargs["device_map"] = "auto"  # accelerate spreads models larger than one GPU
+    # an unknown keyword reaches the model's __init__ as a TypeError: the user's input, not a bug
+    errors = (OSError, ValueError, TypeError) if model_args else (OSError, ValueError)
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             source, revision=revision, trust_remote_code=trust_remote_code
         )
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)  # SDPA where the architecture has it
-    except (OSError, ValueError) as err:
-        raise ModelLoadError(f"cannot load model {name!r}: {first_line(err)}") from err
+        # SDPA where the architecture has it
+        model = AutoModelForCausalLM.from_pretrained(source, **{**kwargs, **model_args})
+    except errors as err:
+        given = f" with model arguments {model_args}" if model_args else ""
+        raise ModelLoadError(f"cannot load model {name!r}{given}: {first_line(err)}") from err
     if not device.startswith("cuda"):
         model.to(device)
     model.eval()
