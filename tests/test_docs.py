@@ -66,3 +66,11 @@ def test_a_validated_axis_is_named_with_the_pole_its_interval_points_to(tmp_path
     block = readme.render(tmp_path)
     assert "1 of 7 axes pass held-out validation** (formal/casual)" in block
     assert "leans towards formal" in block and "| formal/casual | 0.90 [0.70, 0.97]" in block
+
+
+def test_the_readme_shows_the_python_api_the_package_documents():
+    import styleprobe
+
+    snippet = [line.strip() for line in styleprobe.__doc__.splitlines() if line.startswith("    ")]
+    block = README.split("```python\n", 1)[1].split("```", 1)[0]
+    assert [line.strip() for line in block.strip().splitlines()] == snippet
