@@ -57,7 +57,6 @@ from styleprobe.workspace import Workspace
 ws = Workspace.open(
     model, profile=profile, revision=revision, device=device, dtype=dtype, root=root, sizes=sizes
 )
-style.use()
 
 # %%
 cal = calibrate(ws, seed=seed, batch_size=batch_size, normalisation=normalisation, context=context)

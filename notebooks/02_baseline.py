@@ -31,7 +31,6 @@ batch_size = None
 root = None  # folder for runs/, axes/, figures/, results/ (None: the repository's)
 
 # %%
-import matplotlib.pyplot as plt
 import seaborn as sns
 
 from styleprobe.protocol import fingerprint
@@ -42,7 +41,6 @@ from styleprobe.workspace import Workspace
 ws = Workspace.open(
     model, profile=profile, revision=revision, device=device, dtype=dtype, root=root, sizes=sizes
 )
-style.use()
 axes = ws.axes()  # notebook 01's
 result = fingerprint.run(ws, axes=axes, seeds=seeds, batch_size=batch_size)
 n = len(result.per_question)
@@ -69,7 +67,7 @@ print(
 )
 
 # %%
-fig = plt.figure(figsize=(style.width("full"), 3.4), layout="constrained")
+fig = style.empty_figure("full", 3.4)
 ax_radar = fig.add_subplot(1, 2, 1, projection="polar")
 ax_heat = fig.add_subplot(1, 2, 2)
 shown = table[["mean", "ci_low", "ci_high"]].clip(-1, 1)

@@ -65,7 +65,6 @@ ws = Workspace.open(
 base = Workspace.open(base_model, profile=profile, device=device, dtype=dtype, root=root, sizes=sizes)
 models = {"base": base, "instruct": ws}
 pair = f"{base.slug} (base) vs {ws.slug} (instruct)"
-style.use()
 for role, w in models.items():
     prompt_format = "chat template" if w.model.uses_chat_template else "plain"
     print(f"{role}: {w.describe()}; prompt format: {prompt_format}")

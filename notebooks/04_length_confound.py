@@ -47,7 +47,6 @@ from styleprobe.workspace import Workspace
 ws = Workspace.open(
     model, profile=profile, revision=revision, device=device, dtype=dtype, root=root, sizes=sizes
 )
-style.use()
 result = length.run(ws, seeds=seeds, batch_size=batch_size)
 answers, per_axis = result.answers, result.per_axis
 label = {n: mark(n, n in result.validated) for n in per_axis.index}  # † failed validation
@@ -90,7 +89,7 @@ readable = {n: axis_label(n, n in result.validated) for n in per_axis.index}
 for ax_, mat, title in [(a, result.before, "raw"), (b, result.after, "with length regressed out")]:
     shown = mat.rename(index=readable, columns=readable)
     sns.heatmap(shown, vmin=-1, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", ax=ax_, cbar=False)
-    ax_.set_title(f"Pearson r across answers, {title}")
+    ax_.set_title(f"Pearson r across answers\n{title}")
 style.source_note(fig, ws.slug, ws.profile.name)
 ws.save_figure(fig, "length_confound")
 

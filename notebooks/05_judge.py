@@ -80,7 +80,6 @@ from styleprobe.workspace import Workspace
 ws = Workspace.open(
     model, profile=profile, revision=revision, device=device, dtype=dtype, root=root, sizes=sizes
 )
-style.use()
 reader = analysis.open_judge(ws, judge, judge_model, scoring=judge_scoring, max_attempts=max_attempts)
 print(f"judge: {reader.describe()}")
 
@@ -170,8 +169,9 @@ for ax_, name in zip(panels, names, strict=True):
             long["projection"][sel], long["rating"][sel] + jitter[sel], s=10, marker=marker, label=text
         )
     rho = agreement.loc[name, "rho"]
-    value = f"ρ = {rho:.2f}" if np.isfinite(rho) else f"ρ undefined:\n{agreement.loc[name, 'undefined']}"
-    ax_.set_title(f"{axis_label(name, valid[name])} ({result.validation[name]})\n{value}")
+    reason = agreement.loc[name, "undefined"].replace(" and ", " and\n")
+    value = f"ρ = {rho:.2f}" if np.isfinite(rho) else f"ρ undefined:\n{reason}"
+    ax_.set_title(f"{axis_label(name, valid[name])}\n({result.validation[name]}) {value}")
     ax_.set_xlim(-1.1, 1.1)
 fig.supxlabel(style.label("projection"))
 fig.supylabel("judge rating (−2 to +2, jittered)")
@@ -252,7 +252,8 @@ x = np.arange(len(names))
 yerr = np.abs(agreement[["ci_low", "ci_high"]].to_numpy().T - agreement["rho"].to_numpy())
 a.bar(x, agreement["rho"], yerr=np.nan_to_num(yerr), color=["C0" if valid[n] else "0.7" for n in names])
 for i in np.flatnonzero(agreement["rho"].isna().to_numpy()):
-    a.text(i, 0.05, f"undefined: {agreement['undefined'].iloc[i]}", ha="center", va="bottom", rotation=90)
+    reason = agreement["undefined"].iloc[i].replace(" and ", " and\n")
+    a.text(i, -0.95, f"ρ undefined: {reason}", ha="center", va="bottom", rotation=90)
 a.axhline(0, color="k", lw=0.8)
 a.set_ylim(-1, 1)
 a.set_ylabel("Spearman ρ, judge rating vs projection (95 % CI)")
@@ -267,7 +268,7 @@ b.axhline(0.5, color="k", lw=0.8, ls="--")
 b.set_ylim(0, 1)
 b.set_ylabel("share of pairs: positive answer picked")
 verdict = "invalid: answers by position" if overall["by_position"] else f"all axes: {overall['accuracy']:.2f}"
-b.set_title(f"pairwise compliance, pairs judged alike in both orders\n({verdict}; 0.5 = chance)")
+b.set_title(f"pairwise compliance, pairs judged alike\nin both orders (0.5 = chance); {verdict}")
 for ax_ in (a, b):
     ax_.set_xticks(x, [axis_label(n, valid[n]) for n in names], rotation=45, ha="right")
 style.source_note(fig, f"{ws.slug}, judged by {reader.describe()['model']}", ws.profile.name)

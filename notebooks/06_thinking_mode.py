@@ -57,7 +57,6 @@ from styleprobe.workspace import Workspace
 ws = Workspace.open(
     model, profile=profile, revision=revision, device=device, dtype=dtype, root=root, sizes=sizes
 )
-style.use()
 dead = DeadZonesResult.load(ws).dead_axes() if ws.has(DeadZonesResult) else []
 validated = valid_axes(CalibrationResult.load(ws).evaluation, dead)
 marked = {n: mark(n, n in validated) for n in ws.protocol.names}  # † failed validation

@@ -60,7 +60,6 @@ from styleprobe.workspace import Workspace
 ws = Workspace.open(
     model, profile=profile, revision=revision, device=device, dtype=dtype, root=root, sizes=sizes
 )
-style.use()
 print(ws.describe())
 
 # %% [markdown]
@@ -144,36 +143,21 @@ bench.pass_rates
 names, scenarios = bench.names, bench.scenarios
 labels = [axis_label(n, n in bench.validated()) for n in names]
 fig, (a, b) = style.figure("full", 3.0, ncols=2, sharey=True)
+dots = {"fmt": "o", "ms": 3, "capsize": 1.5}
 for k, scenario in enumerate(benchmark.SCENARIOS):
     sub = scenarios[scenarios["scenario"] == scenario].set_index("axis").reindex(names)
     x = np.arange(len(names)) + (k - 1.5) * 0.2
-    a.errorbar(
-        x,
-        sub["shift"],
-        yerr=[sub["shift"] - sub["ci_low"], sub["ci_high"] - sub["shift"]],
-        fmt="o",
-        ms=3,
-        label=style.label(scenario),
-        capsize=1.5,
-    )
-    bars = b.errorbar(
-        x,
-        sub["contrast"],
-        yerr=[sub["contrast"] - sub["contrast_low"], sub["contrast_high"] - sub["contrast"]],
-        fmt="o",
-        ms=3,
-        mfc="none",
-        capsize=1.5,
-    )
+    shift_err = [sub["shift"] - sub["ci_low"], sub["ci_high"] - sub["shift"]]
+    contrast_err = [sub["contrast"] - sub["contrast_low"], sub["contrast_high"] - sub["contrast"]]
+    a.errorbar(x, sub["shift"], yerr=shift_err, label=style.label(scenario), **dots)
+    bars = b.errorbar(x, sub["contrast"], yerr=contrast_err, mfc="none", **dots)
     passed = sub["passed"].fillna(False).to_numpy(bool)
     b.plot(x[passed], sub["contrast"][passed], "o", ms=3, color=bars[0].get_color())
-for ax, title in (
-    (a, "shift towards the named pole vs no instruction"),
-    (b, "contrast with the opposite instruction\n(filled: passed)"),
-):
+a.set_title("shift towards the named pole vs no instruction")
+b.set_title("contrast with the opposite instruction\n(filled: passed)")
+for ax in (a, b):
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xticks(range(len(names)), labels, rotation=30, ha="right")
-    ax.set_title(title)
 a.set_ylabel("shift towards the named pole\n(normalised units, 95 % t CI)")
 style.source_note(fig, ws.slug, ws.profile.name, legend=True)
 ws.save_figure(fig, "benchmark_shifts")
@@ -214,8 +198,7 @@ sns.heatmap(accuracy, vmin=0, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", ax=a
 a.set_title("held-out accuracy, standard axis\n(†: failed held-out validation)")
 sns.heatmap(cosine, vmin=-1, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", ax=b, cbar=False)
 b.set_title("cosine of the formulation's\ndirection with the standard axis")
-for ax in (a, b):
-    ax.set_xlabel("instruction formulation")
+fig.supxlabel("instruction formulation")
 style.source_note(fig, ws.slug, ws.profile.name)
 ws.save_figure(fig, "robustness_formulations")
 ws.save(robust)
@@ -248,8 +231,7 @@ single = single.assign(token=single["token"].map(style.label))
 fig, ax = style.figure("two_thirds", 2.6)
 sns.lineplot(single, x="layer", y="dprime", hue="token", marker="o", ax=ax)
 ax.axhline(default_row["dprime"], color="k", ls="--", lw=1, label="default (last 4, 0.1-0.4, decay 0.9)")
-ax.set_xlabel("decoder block (index)")
-ax.set_ylabel("mean held-out d′ over axes")
+ax.set(xlabel="decoder block (index)", ylabel="mean held-out d′ over axes")
 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 style.source_note(fig, ws.slug, ws.profile.name, legend=True, ncol=2)
 ws.save_figure(fig, "config_ablation_layers")

@@ -44,7 +44,6 @@ from styleprobe.workspace import Workspace
 ws = Workspace.open(
     model, profile=profile, revision=revision, device=device, dtype=dtype, root=root, sizes=sizes
 )
-style.use()
 
 # %% [markdown]
 # ## Severity
@@ -100,7 +99,7 @@ print(
     f"k = {zones.ranking_attrs['k']}"
 )
 shown = ranked.head(60)  # the most severe pairs that fit a page at a legible size
-fig, ax = style.figure("two_thirds", 0.13 * len(shown) + 1.3)
+fig, ax = style.figure("full", 0.13 * len(shown) + 1.3)
 valid = (shown["validation"] == "valid") & (shown["severity"] < deadzones.DEAD_SEVERITY)
 labels = [f"{m} · {axis_label(a, ok)}" for m, a, ok in zip(shown["model"], shown["axis"], valid, strict=True)]
 y = np.arange(len(shown))
@@ -142,7 +141,9 @@ for row in pooled[pooled["model"] == ws.slug].itertuples():
 ax.axhline(0.5, color="grey", ls=":", lw=0.8)
 ax.set_xlabel("text-level Cohen's d, first pole − second pole (pooled SDs)")
 ax.set_ylabel("held-out pairwise accuracy (share of pairs)")
-ax.set_title(f"Spearman ρ = {rho:.2f} (p = {p:.2g}, n = {text.n_pairs} model-axis pairs)")
+why = "fewer than 3 pairs" if text.n_pairs < 3 else "constant accuracy or text d"
+value = f"ρ = {rho:.2f} (p = {p:.2g}" if np.isfinite(rho) else f"ρ undefined ({why}"
+ax.set_title(f"Spearman {value}, n = {text.n_pairs} model-axis pairs)")
 style.source_note(fig, ws.slug, ws.profile.name, legend=True, ncol=2)
 ws.save_figure(fig, "text_vs_probe")
 

@@ -69,7 +69,6 @@ from styleprobe.workspace import Workspace
 ws = Workspace.open(
     model, profile=profile, revision=revision, device=device, dtype=dtype, root=root, sizes=sizes
 )
-style.use()
 drift_sizes = drift_profile(
     ws.profile,
     n_scenarios=n_scenarios,

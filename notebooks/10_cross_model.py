@@ -27,7 +27,6 @@ root = None  # folder holding results/ and figures/ (None: the repository's)
 include_imported = True
 
 # %%
-import matplotlib.pyplot as plt
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
@@ -38,7 +37,6 @@ from styleprobe.report.plots import POLE_NOTE, axis_label, radar
 from styleprobe.workspace import Workspace
 
 ws = Workspace.cross_model(root=root)
-style.use()
 result = cross_model.run(ws, include_imported=include_imported)
 print(f"{len(result.ours)} of our models, {result.n_imported} imported")
 
@@ -72,7 +70,7 @@ means.round(3)
 # %%
 n, ncols = len(means), 5
 nrows = max(2, -(-(n + 3) // ncols))  # the first, labelled radar takes 2 x 2 cells
-fig = plt.figure(figsize=(style.width("full"), 1.25 * nrows + 0.4), layout="constrained")
+fig = style.empty_figure("full", 1.25 * nrows + 0.4)
 grid = fig.add_gridspec(nrows, ncols)
 cells = [grid[:2, :2]] + [grid[r, c] for r in range(nrows) for c in range(ncols) if r >= 2 or c >= 2]
 for i, (cell, (name, row)) in enumerate(zip(cells, means.iterrows(), strict=False)):

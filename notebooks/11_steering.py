@@ -57,7 +57,6 @@ from styleprobe.workspace import Workspace
 ws = Workspace.open(
     model, profile=profile, revision=revision, device=device, dtype=dtype, root=root, sizes=sizes
 )
-style.use()
 
 # %% [markdown]
 # ## The sweep

@@ -4,6 +4,7 @@ scale, intervals and missing values; the paper includes every figure at its draw
 import re
 from pathlib import Path
 
+import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -130,6 +131,17 @@ def test_the_style_prints_every_text_at_7_pt_or_more():
     assert fig.legends[0].get_title().get_text() == "random-qwen2, smoke profile"
 
 
+def test_a_figure_made_in_the_style_styles_what_is_added_to_it_later():
+    with mpl.rc_context():  # the defaults come back after the test
+        mpl.rcdefaults()
+        fig, ax = style.figure("half", 2.0)
+        ax.set_xlabel("added later")
+        ax.plot([1, 10])
+        fig.canvas.draw()
+        assert ax.xaxis.label.get_size() == style.FONT_PT
+        assert {t.get_size() for t in ax.get_yticklabels()} == {style.SMALL_PT}
+
+
 def test_log_ticks_print_plain_numbers():
     with style.context():
         fig, ax = style.figure("half", 2.0)
@@ -197,12 +209,19 @@ def test_a_radar_labels_its_centre_and_says_which_pole_is_positive():
 # --- notebooks and paper -----------------------------------------------------------------------------------
 
 
-def test_notebooks_size_figures_only_by_the_print_widths():
+def test_notebooks_make_figures_only_at_a_print_width_and_save_them_checked():
     for source in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.py")):
         text = source.read_text()
         assert "savefig(" not in text, f"{source.name}: save figures with ws.save_figure (it checks them)"
-        for size in re.findall(r"figsize=\(([^,]+),", text):
-            assert size.startswith("style.width("), f"{source.name}: figsize {size}; use style.figure"
+        for maker in (
+            "figsize=",
+            "plt.figure(",
+            "plt.subplots(",
+            "sns.relplot(",
+            "sns.displot(",
+            "sns.catplot(",
+        ):
+            assert maker not in text, f"{source.name}: {maker} sizes a figure of its own; use style.figure"
 
 
 def test_the_paper_includes_every_figure_at_its_drawn_size():

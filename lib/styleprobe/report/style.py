@@ -71,7 +71,7 @@ LABELS: dict[str, str] = {
     "dprime": "held-out d′",
     "projection": "projection (normalised units)",
     "shift": "projection shift (normalised units)",
-    "text_shift": "text-metric shift\n(per 100 words; verbose/concise: words)",
+    "text_shift": "text-metric shift (per 100\nwords; verbose/concise: words)",
     "perplexity": "perplexity under the\nunsteered model (log scale)",
     "repetition": "share of repeated word 3-grams",
     "alpha": "steering strength α (normalised units per block)",
@@ -104,7 +104,7 @@ def label(name: str) -> str:
 
 
 def use() -> None:
-    """Make the figure style the default of this process (a notebook calls it once)."""
+    """Make the figure style the default of this process."""
     mpl.rcParams.update(RC)
 
 
@@ -122,8 +122,17 @@ def width(name: str) -> float:
 
 def figure(size: str = "full", height: float = 2.5, **subplots) -> tuple[Figure, object]:
     """A figure `size` wide (a key of `WIDTHS`) and `height` inches high with constrained layout, and its
-    axes (`plt.subplots` keywords: nrows, ncols, sharey, subplot_kw, ...)."""
+    axes (`plt.subplots` keywords: nrows, ncols, sharey, subplot_kw, ...). Like every figure made here, it
+    makes the figure style the default (`use`), so the labels and ticks added to it later are styled too;
+    inside `context()` the style ends with the block."""
+    use()
     return plt.subplots(figsize=(width(size), height), layout="constrained", **subplots)
+
+
+def empty_figure(size: str = "full", height: float = 2.5) -> Figure:
+    """A figure as `figure` makes it, without axes (for grids of mixed axes: polar beside flat)."""
+    use()
+    return plt.figure(figsize=(width(size), height), layout="constrained")
 
 
 def panels(n: int, ncols: int = 4, size: str = "full", panel_height: float = 1.5, **subplots) -> tuple:
