@@ -247,30 +247,41 @@ assert len(loo) == (len(pooled["models"]) if len(pooled["models"]) > 1 else 0)
 loo
 
 # %%
-fig, (a, b) = style.figure("full", 3.0, ncols=2)
+fig, (a, b) = style.figure("full", 3.4, ncols=2)
 x = np.arange(len(names))
 yerr = np.abs(agreement[["ci_low", "ci_high"]].to_numpy().T - agreement["rho"].to_numpy())
 a.bar(x, agreement["rho"], yerr=np.nan_to_num(yerr), color=["C0" if valid[n] else "0.7" for n in names])
 for i in np.flatnonzero(agreement["rho"].isna().to_numpy()):
     reason = agreement["undefined"].iloc[i].replace(" and ", " and\n")
-    a.text(i, -0.95, f"ρ undefined: {reason}", ha="center", va="bottom", rotation=90)
+    a.text(
+        i, -0.95, f"ρ undefined:\n{reason}", ha="center", va="bottom", rotation=90, fontsize=style.SMALL_PT
+    )
 a.axhline(0, color="k", lw=0.8)
 a.set_ylim(-1, 1)
-a.set_ylabel("Spearman ρ, judge rating vs projection (95 % CI)")
+a.set_ylabel("Spearman ρ (95 % CI)")
 pooled_rho = f"{pooled['rho']:.2f}" if np.isfinite(pooled["rho"]) else f"undefined ({pooled['undefined']})"
-a.set_title(f"per axis (grey †: not validated)\npooled ρ = {pooled_rho}")
+a.set_title(f"judge rating vs projection, per axis\n(grey †: not validated)\npooled ρ = {pooled_rho}")
 comp = compliance.drop(index="all").reindex(names)
 cerr = np.abs(comp[["ci_low", "ci_high"]].to_numpy().T - comp["accuracy"].to_numpy())
 b.bar(x, comp["accuracy"], yerr=np.nan_to_num(cerr))
 for i in np.flatnonzero(comp["accuracy"].isna().to_numpy()):
-    b.text(i, 0.05, "no pair judged alike in both orders", ha="center", va="bottom", rotation=90)
+    b.text(
+        i,
+        0.02,
+        "no pair judged\nalike both ways",
+        ha="center",
+        va="bottom",
+        rotation=90,
+        fontsize=style.SMALL_PT,
+    )
 b.axhline(0.5, color="k", lw=0.8, ls="--")
 b.set_ylim(0, 1)
-b.set_ylabel("share of pairs: positive answer picked")
+b.set_ylabel("positive answer picked\n(share of pairs, Wilson CI)")
 verdict = "invalid: answers by position" if overall["by_position"] else f"all axes: {overall['accuracy']:.2f}"
-b.set_title(f"pairwise compliance, pairs judged alike\nin both orders (0.5 = chance); {verdict}")
+b.set_title(f"pairwise compliance, pairs judged alike\nin both orders (0.5 = chance)\n{verdict}")
 for ax_ in (a, b):
     ax_.set_xticks(x, [axis_label(n, valid[n]) for n in names], rotation=45, ha="right")
+    ax_.set_xlim(-0.6, len(names) - 0.4)
 style.source_note(fig, f"{ws.slug}, judged by {reader.describe()['model']}", ws.profile.name)
 ws.save_figure(fig, "judge_agreement")
 

@@ -142,8 +142,8 @@ ax.axhline(0.5, color="grey", ls=":", lw=0.8)
 ax.set_xlabel("text-level Cohen's d, first pole − second pole (pooled SDs)")
 ax.set_ylabel("held-out pairwise accuracy (share of pairs)")
 why = "fewer than 3 pairs" if text.n_pairs < 3 else "constant accuracy or text d"
-value = f"ρ = {rho:.2f} (p = {p:.2g}" if np.isfinite(rho) else f"ρ undefined ({why}"
-ax.set_title(f"Spearman {value}, n = {text.n_pairs} model-axis pairs)")
+value = f"ρ = {rho:.2f} (p = {p:.2g})" if np.isfinite(rho) else f"ρ undefined ({why})"
+ax.set_title(f"Spearman {value}\nover {text.n_pairs} model-axis pairs")
 style.source_note(fig, ws.slug, ws.profile.name, legend=True, ncol=2)
 ws.save_figure(fig, "text_vs_probe")
 
