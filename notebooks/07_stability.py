@@ -198,7 +198,6 @@ sns.heatmap(accuracy, vmin=0, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", ax=a
 a.set_title("held-out accuracy, standard axis\n(†: failed held-out validation)")
 sns.heatmap(cosine, vmin=-1, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", ax=b, cbar=False)
 b.set_title("cosine of the formulation's\ndirection with the standard axis")
-fig.supxlabel("instruction formulation")
 style.source_note(fig, ws.slug, ws.profile.name)
 ws.save_figure(fig, "robustness_formulations")
 ws.save(robust)

@@ -203,6 +203,7 @@ sns.heatmap(
     cbar_kws={"label": "normalised units per turn"},
 )
 ax.set_title("mean slope per conflict category")
+ax.tick_params(axis="y", rotation=0)
 ax.set_ylabel("conflict category")
 style.source_note(fig, ws.slug, ws.profile.name)
 ws.save_figure(fig, "drift_categories")

@@ -76,7 +76,7 @@ summary = summary.assign(axis=summary["axis"].map(label))
 shown = summary.assign(axis=summary["axis"].map(axis_label))
 fig, (a, b, c) = style.figure("full", 2.6, ncols=3)
 for ax, column, title in (
-    (a, "shift", "projection, read without steering"),
+    (a, "shift", "projection (read unsteered)"),
     (b, "text_shift", "the axis's text metric"),
     (c, "perplexity", "degradation"),
 ):

@@ -136,8 +136,9 @@ def test_a_figure_made_in_the_style_styles_what_is_added_to_it_later():
         mpl.rcdefaults()
         fig, ax = style.figure("half", 2.0)
         ax.set_xlabel("added later")
-        ax.plot([1, 10])
+        ax.plot([1, 1 + 1e-7])
         fig.canvas.draw()
+        assert ax.yaxis.get_offset_text().get_text() == ""  # tick values, no "+1" offset beside them
         assert ax.xaxis.label.get_size() == style.FONT_PT
         assert {t.get_size() for t in ax.get_yticklabels()} == {style.SMALL_PT}
 

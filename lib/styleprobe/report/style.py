@@ -60,6 +60,7 @@ RC: dict[str, object] = {
     "xtick.major.size": 2.5,
     "ytick.major.size": 2.5,
     "axes.formatter.min_exponent": 4,  # 0.0001 and 10000 in plain digits, not in powers of ten
+    "axes.formatter.useoffset": False,  # ticks print their values, not "+1" and "1e-7" beside the axis
     "pdf.fonttype": 42,  # text stays text in the PDF (selectable, searchable)
     "savefig.dpi": PNG_DPI,
 }
