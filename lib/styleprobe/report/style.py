@@ -34,7 +34,7 @@ FONT_PT = 8.0
 SMALL_PT = 7.0
 PNG_DPI = 200
 
-# Okabe & Ito's colour-blind safe qualitative palette (black left out), then two greys
+# Okabe & Ito's qualitative palette, distinguishable with the common colour-vision deficiencies
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
 
 RC: dict[str, object] = {
