@@ -40,11 +40,13 @@ context = "uninstructed"  # or "instructed": read with the style instruction in 
 root = None  # folder for runs/, axes/, figures/, results/ (None: the repository's)
 
 # %%
-import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
 from styleprobe.protocol.calibration import calibrate, calibration_pca, pole_projections, summarise
+from styleprobe.report import style
+from styleprobe.report.plots import axis_label
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(
@@ -90,10 +92,13 @@ result.evaluation[["neutral", "obey_positive", "obey_negative", "obey_positive_l
 # ## Geometry: how orthogonal are the axes?
 
 # %%
-fig, ax = plt.subplots(figsize=(6, 5))
-cosines = result.axis_cosines
-sns.heatmap(cosines, vmin=-1, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", ax=ax, cbar_kws={"shrink": 0.7})
+fig, ax = style.figure("two_thirds", 3.3)
+cosines = result.axis_cosines.rename(index=axis_label, columns=axis_label)
+sns.heatmap(
+    cosines, vmin=-1, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", ax=ax, cbar_kws={"label": "cosine"}
+)
 ax.set_title("cosine between axis vectors")
+style.source_note(fig, ws.slug, ws.profile.name)
 ws.save_figure(fig, "axis_cosines")
 print(f"mean |cosine| between different axes: {result.mean_abs_axis_cosine:.3f}")
 
@@ -104,31 +109,34 @@ print(f"mean |cosine| between different axes: {result.mean_abs_axis_cosine:.3f}"
 
 # %%
 frame, explained = calibration_pca(cal)
-frame["pole"] = frame["pole"].map({1: "+", -1: "−"})
-grid = sns.relplot(data=frame, x="pc1", y="pc2", hue="pole", col="axis", col_wrap=4, height=2.4, s=18)
-grid.set_titles("{col_name}")
-grid.figure.suptitle(f"PC1 {explained[0]:.0%}, PC2 {explained[1]:.0%} of variance", y=1.02)
-ws.save_figure(grid.figure, "calibration_pca")
+poles = {1: "answer under the first pole's instruction", -1: "answer under the second pole's instruction"}
+fig, panels = style.panels(len(cal.axes.names), sharex=True, sharey=True)
+for ax, name in zip(panels, cal.axes.names, strict=True):
+    for pole, text in poles.items():
+        part = frame[(frame["axis"] == name) & (frame["pole"] == pole)]
+        ax.scatter(part["pc1"], part["pc2"], s=6, alpha=0.7, label=text)
+    ax.set_title(axis_label(name))
+fig.supxlabel(f"PC1 score (activation units; {explained[0]:.0%} of variance)")
+fig.supylabel(f"PC2 score ({explained[1]:.0%})")
+style.source_note(fig, ws.slug, ws.profile.name, legend=True)
+ws.save_figure(fig, "calibration_pca")
 
 # %% [markdown]
 # ## Projections per pole (normalised, not clipped)
 
 # %%
 long = pole_projections(cal)
-long["pole"] = long["pole"].map({1: "+", -1: "−"})
-grid = sns.displot(
-    data=long,
-    x="value",
-    hue="pole",
-    col="axis",
-    col_wrap=4,
-    height=2.2,
-    bins=15,
-    element="step",
-    common_norm=False,
-)
-grid.set_titles("{col_name}")
-ws.save_figure(grid.figure, "calibration_histograms")
+fig, panels = style.panels(len(cal.axes.names), sharey=True)
+for ax, name in zip(panels, cal.axes.names, strict=True):
+    for pole, text in poles.items():
+        values = long.loc[(long["axis"] == name) & (long["pole"] == pole), "value"]
+        ax.hist(values, bins=15, histtype="step", label=text)
+    ax.set_title(axis_label(name))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+fig.supxlabel(style.label("projection"))
+fig.supylabel("answers")
+style.source_note(fig, ws.slug, ws.profile.name, legend=True)
+ws.save_figure(fig, "calibration_histograms")
 
 # %% [markdown]
 # ## Saved for the paper

@@ -26,11 +26,11 @@ batch_size = None
 root = None  # folder for runs/, axes/, figures/, results/ (None: the repository's)
 
 # %%
-import matplotlib.pyplot as plt
 import seaborn as sns
 
 from styleprobe.protocol import fingerprint
-from styleprobe.report.plots import radar
+from styleprobe.report import style
+from styleprobe.report.plots import axis_label, radar
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(
@@ -62,14 +62,27 @@ print(
 )
 
 # %%
-fig = plt.figure(figsize=(13, 5))
+fig = style.empty_figure("full", 3.4)
 ax_radar = fig.add_subplot(1, 2, 1, projection="polar")
 ax_heat = fig.add_subplot(1, 2, 2)
-fig.subplots_adjust(wspace=0.5)
-radar({ws.slug: table["mean"].clip(-1, 1)}, ax=ax_radar, title="position (shown within ±1)")
-sns.heatmap(result.per_question.T, cmap="RdBu_r", center=0, ax=ax_heat, cbar_kws={"shrink": 0.7})
-ax_heat.set_xlabel("baseline question")
+shown = table[["mean", "ci_low", "ci_high"]].clip(-1, 1)
+radar(
+    {ws.slug: shown["mean"]},
+    ax=ax_radar,
+    title="position with 95 % CI (shown within ±1)",
+    valid=result.validated(),
+    intervals={ws.slug: (shown["ci_low"], shown["ci_high"])},
+)
+sns.heatmap(
+    result.per_question.T.rename(index=axis_label),
+    cmap="RdBu_r",
+    center=0,
+    ax=ax_heat,
+    cbar_kws={"label": style.label("projection")},
+)
+ax_heat.set_xlabel("baseline question (index)")
 ax_heat.set_title("projection per question (mean over seeds)")
+style.source_note(fig, ws.slug, ws.profile.name)
 ws.save_figure(fig, "baseline_fingerprint")
 
 # %% [markdown]
@@ -91,10 +104,12 @@ result.icc
 # %%
 behaviour = result.behavioural_correlation
 geometry = result.axis_cosines.loc[behaviour.index, behaviour.columns]
-fig, (a, b) = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
+fig, (a, b) = style.figure("full", 3.3, ncols=2, sharey=True)
 for ax_, mat, title in [(a, behaviour, "correlation across questions"), (b, geometry, "axis cosine")]:
-    sns.heatmap(mat, vmin=-1, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", ax=ax_, cbar=False)
+    shown = mat.rename(index=axis_label, columns=axis_label)
+    sns.heatmap(shown, vmin=-1, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", ax=ax_, cbar=False)
     ax_.set_title(title)
+style.source_note(fig, ws.slug, ws.profile.name)
 ws.save_figure(fig, "baseline_correlations")
 
 # %% [markdown]

@@ -45,12 +45,13 @@ batch_size = None
 root = None  # folder for runs/, axes/, figures/, results/ (None: the repository's)
 
 # %%
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from styleprobe.analyses import base_vs_instruct
 from styleprobe.engine.chat import PLAIN_ASSISTANT, build_prompt
+from styleprobe.report import style
+from styleprobe.report.plots import axis_label
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(
@@ -58,6 +59,7 @@ ws = Workspace.open(
 )
 base = Workspace.open(base_model, profile=profile, device=device, dtype=dtype, root=root, sizes=sizes)
 models = {"base": base, "instruct": ws}
+pair = f"{base.slug} (base) vs {ws.slug} (instruct)"
 for role, w in models.items():
     prompt_format = "chat template" if w.model.uses_chat_template else "plain"
     print(f"{role}: {w.describe()}; prompt format: {prompt_format}")
@@ -109,14 +111,16 @@ evaluation
 
 # %%
 assert evaluation.xs("pairwise_accuracy", axis=1, level=1).stack().between(0, 1).all()
-fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
-evaluation.xs("pairwise_accuracy", axis=1, level=1).plot.barh(ax=left)
+fig, (left, right) = style.figure("full", 0.25 * len(evaluation) + 1.3, ncols=2, sharey=True)
+evaluation.xs("pairwise_accuracy", axis=1, level=1).rename(index=axis_label).plot.barh(ax=left, legend=False)
 left.axvline(0.5, color="grey", lw=1, ls="--")
 left.set_xlabel("held-out pairwise accuracy (0.5 = chance)")
-evaluation.xs("dprime", axis=1, level=1).plot.barh(ax=right, legend=False)
+left.set_ylabel("")
+evaluation.xs("dprime", axis=1, level=1).rename(index=axis_label).plot.barh(ax=right, legend=False)
 right.axvline(0, color="grey", lw=1)
-right.set_xlabel("d′")
-fig.tight_layout()
+right.set_xlabel("held-out d′ (pooled SDs)")
+left.invert_yaxis()
+style.source_note(fig, pair, ws.profile.name, legend=True)
 ws.save_figure(fig, "base_vs_instruct_separation")
 
 # %% [markdown]
@@ -157,17 +161,18 @@ correctness
 # %%
 variability = result.variability
 assert np.isfinite(variability[["ratio", "ci_low", "ci_high"]].to_numpy()).all()
-fig, ax = plt.subplots(figsize=(6, 4))
+fig, ax = style.figure("two_thirds", 0.25 * len(variability) + 1.3)
 y = np.arange(len(variability))
 err = np.abs(variability[["ci_low", "ci_high"]].to_numpy().T - variability["ratio"].to_numpy())
-ax.errorbar(variability["ratio"], y, xerr=err, fmt="o", capsize=3, label="within-pole spread unit")
+ax.errorbar(variability["ratio"], y, xerr=err, fmt="o", capsize=2, label="within-pole spread unit (95 % CI)")
 ax.plot(result.variability_poles["ratio"], y, "x", color="grey", label="pole unit")
 ax.axvline(1, color="grey", lw=1, ls="--")
-ax.set_yticks(y, [n if n in result.validated else f"{n} †" for n in variability.index])
+ax.set_yticks(y, [axis_label(n, n in result.validated) for n in variability.index])
+ax.invert_yaxis()
 ax.set_xscale("log")
-ax.set_xlabel("std across questions, instruct / base (95 % CI)")
-ax.legend(fontsize=8)
-fig.tight_layout()
+style.log_ticks_plain(ax.xaxis)
+ax.set_xlabel("std across questions, instruct / base\n(ratio, log scale)")
+style.source_note(fig, pair, ws.profile.name, legend=True)
 ws.save_figure(fig, "base_vs_instruct_variability")
 variability
 

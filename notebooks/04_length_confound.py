@@ -30,12 +30,13 @@ batch_size = None
 root = None  # folder for runs/, axes/, figures/, results/ (None: the repository's)
 
 # %%
-import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
 from styleprobe.analyses import length
 from styleprobe.protocol.validity import mark
+from styleprobe.report import style
+from styleprobe.report.plots import axis_label
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(
@@ -60,11 +61,13 @@ assert set(significant) <= set(result.validated)
 per_axis.rename(index=label)
 
 # %%
-fig, axs = plt.subplots(1, len(per_axis), figsize=(2.3 * len(per_axis), 2.4), sharey=True)
-for ax_, name in zip(np.atleast_1d(axs), per_axis.index, strict=True):
-    ax_.scatter(answers["n_tokens"], answers[name], s=6, alpha=0.5)
-    ax_.set_title(f"{label[name]}\nr = {per_axis.loc[name, 'r']:.2f}", fontsize=8)
-    ax_.set_xlabel("tokens", fontsize=8)
+fig, panels = style.panels(len(per_axis), sharey=True)
+for ax_, name in zip(panels, per_axis.index, strict=True):
+    ax_.scatter(answers["n_tokens"], answers[name], s=5, alpha=0.5)
+    ax_.set_title(f"{axis_label(name, name in result.validated)}\nr = {per_axis.loc[name, 'r']:.2f}")
+fig.supxlabel(style.label("n_tokens"))
+fig.supylabel(style.label("projection"))
+style.source_note(fig, ws.slug, ws.profile.name)
 ws.save_figure(fig, "length_vs_projection")
 
 # %% [markdown]
@@ -76,11 +79,13 @@ print(f"mean |r| between axes: {before:.3f} before, {after:.3f} after ({result.r
 assert np.isfinite([before, after]).all()
 
 # %%
-fig, (a, b) = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
-for ax_, mat, title in [(a, result.before, "raw"), (b, result.after, "length regressed out")]:
-    shown = mat.rename(index=label, columns=label)
+fig, (a, b) = style.figure("full", 3.3, ncols=2, sharey=True)
+readable = {n: axis_label(n, n in result.validated) for n in per_axis.index}
+for ax_, mat, title in [(a, result.before, "raw"), (b, result.after, "with length regressed out")]:
+    shown = mat.rename(index=readable, columns=readable)
     sns.heatmap(shown, vmin=-1, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", ax=ax_, cbar=False)
-    ax_.set_title(f"cross-axis correlation, {title}")
+    ax_.set_title(f"Pearson r across answers\n{title}")
+style.source_note(fig, ws.slug, ws.profile.name)
 ws.save_figure(fig, "length_confound")
 
 # %% [markdown]

@@ -62,13 +62,14 @@ n_boot = 1000  # bootstrap resamples
 root = None  # folder for runs/, axes/, figures/, results/ (None: the repository's)
 
 # %%
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from styleprobe.analyses.judge import analysis
 from styleprobe.analyses.judge import stats as judge_stats
 from styleprobe.protocol.validity import mark
+from styleprobe.report import style
+from styleprobe.report.plots import axis_label
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(
@@ -153,19 +154,23 @@ print(summary["agreement_text"])
 agreement
 
 # %%
-fig, axs = plt.subplots(1, len(names), figsize=(2.2 * len(names), 2.6), sharey=True)
+fig, panels = style.panels(len(names), sharex=True, sharey=True, panel_height=1.7)
 jitter = np.random.default_rng(0).uniform(-0.12, 0.12, len(long))
-for ax_, name in zip(np.atleast_1d(axs), names, strict=True):
+for ax_, name in zip(panels, names, strict=True):
     part = long["axis"] == name
-    for clipped, marker in ((False, "o"), (True, "x")):
+    for clipped, marker, text in ((False, "o", "answer"), (True, "x", "answer clipped at ±1")):
         sel = (part & (long["clipped"] == clipped)).to_numpy()
-        ax_.scatter(long["projection"][sel], long["rating"][sel] + jitter[sel], s=14, marker=marker)
+        ax_.scatter(
+            long["projection"][sel], long["rating"][sel] + jitter[sel], s=10, marker=marker, label=text
+        )
     rho = agreement.loc[name, "rho"]
-    value = f"ρ = {rho:.2f}" if np.isfinite(rho) else f"ρ undefined ({agreement.loc[name, 'undefined']})"
-    ax_.set_title(f"{mark(name, valid[name])} ({result.validation[name]})\n{value}", fontsize=7)
+    reason = agreement.loc[name, "undefined"].replace(" and ", " and\n")
+    value = f"ρ = {rho:.2f}" if np.isfinite(rho) else f"ρ undefined:\n{reason}"
+    ax_.set_title(f"{axis_label(name, valid[name])}\n({result.validation[name]}) {value}")
     ax_.set_xlim(-1.1, 1.1)
-    ax_.set_xlabel("projection", fontsize=8)
-np.atleast_1d(axs)[0].set_ylabel("judge rating")
+fig.supxlabel(style.label("projection"))
+fig.supylabel("judge rating (−2 to +2, jittered)")
+style.source_note(fig, f"{ws.slug}, judged by {reader.describe()['model']}", ws.profile.name, legend=True)
 ws.save_figure(fig, "judge_ratings")
 
 # %% [markdown]
@@ -237,26 +242,42 @@ assert len(loo) == (len(pooled["models"]) if len(pooled["models"]) > 1 else 0)
 loo
 
 # %%
-fig, (a, b) = plt.subplots(1, 2, figsize=(12, 3.6))
+fig, (a, b) = style.figure("full", 3.4, ncols=2)
 x = np.arange(len(names))
 yerr = np.abs(agreement[["ci_low", "ci_high"]].to_numpy().T - agreement["rho"].to_numpy())
-a.bar(x, agreement["rho"], yerr=yerr, color=["C0" if valid[n] else "0.7" for n in names])
+a.bar(x, agreement["rho"], yerr=np.nan_to_num(yerr), color=["C0" if valid[n] else "0.7" for n in names])
 for i in np.flatnonzero(agreement["rho"].isna().to_numpy()):
-    a.text(i, 0.05, "undefined", ha="center", rotation=90, fontsize=7)
+    reason = agreement["undefined"].iloc[i].replace(" and ", " and\n")
+    a.text(
+        i, -0.95, f"ρ undefined:\n{reason}", ha="center", va="bottom", rotation=90, fontsize=style.SMALL_PT
+    )
 a.axhline(0, color="k", lw=0.8)
 a.set_ylim(-1, 1)
-a.set_title(
-    f"Spearman ρ, judge vs projection (grey †: not validated); pooled ρ = {pooled['rho']:.2f}", fontsize=9
-)
+a.set_ylabel("Spearman ρ (95 % CI)")
+pooled_rho = f"{pooled['rho']:.2f}" if np.isfinite(pooled["rho"]) else f"undefined ({pooled['undefined']})"
+a.set_title(f"judge rating vs projection, per axis\n(grey †: not validated)\npooled ρ = {pooled_rho}")
 comp = compliance.drop(index="all").reindex(names)
 cerr = np.abs(comp[["ci_low", "ci_high"]].to_numpy().T - comp["accuracy"].to_numpy())
-b.bar(x, comp["accuracy"], yerr=cerr)
+b.bar(x, comp["accuracy"], yerr=np.nan_to_num(cerr))
+for i in np.flatnonzero(comp["accuracy"].isna().to_numpy()):
+    b.text(
+        i,
+        0.02,
+        "no pair judged\nalike both ways",
+        ha="center",
+        va="bottom",
+        rotation=90,
+        fontsize=style.SMALL_PT,
+    )
 b.axhline(0.5, color="k", lw=0.8, ls="--")
 b.set_ylim(0, 1)
-verdict = "invalid: answers by position" if overall["by_position"] else f"all: {overall['accuracy']:.2f}"
-b.set_title(f"pairwise compliance, pairs answered the same in both orders ({verdict})", fontsize=9)
+b.set_ylabel("positive answer picked\n(share of pairs, Wilson CI)")
+verdict = "invalid: answers by position" if overall["by_position"] else f"all axes: {overall['accuracy']:.2f}"
+b.set_title(f"pairwise compliance, pairs judged alike\nin both orders (0.5 = chance)\n{verdict}")
 for ax_ in (a, b):
-    ax_.set_xticks(x, [mark(n, valid[n]) for n in names], rotation=45, ha="right", fontsize=8)
+    ax_.set_xticks(x, [axis_label(n, valid[n]) for n in names], rotation=45, ha="right")
+    ax_.set_xlim(-0.6, len(names) - 0.4)
+style.source_note(fig, f"{ws.slug}, judged by {reader.describe()['model']}", ws.profile.name)
 ws.save_figure(fig, "judge_agreement")
 
 # %% [markdown]

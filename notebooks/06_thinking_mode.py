@@ -37,7 +37,6 @@ read_batch_size = 8  # answers per teacher-forced pass when re-reading with the 
 root = None  # folder for runs/, axes/, figures/, results/ (None: the repository's)
 
 # %%
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -46,6 +45,8 @@ from styleprobe.analyses.deadzones import DeadZonesResult
 from styleprobe.engine.chat import build_prompt
 from styleprobe.protocol.calibration import CalibrationResult
 from styleprobe.protocol.validity import mark, valid_axes
+from styleprobe.report import style
+from styleprobe.report.plots import axis_label
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(
@@ -118,7 +119,7 @@ assert result.shift_visible["shift"].notna().any(), "no question had a visible a
 
 # %%
 names = ws.protocol.names
-fig, ax = plt.subplots(figsize=(7, 4.5))
+fig, ax = style.figure("two_thirds", 0.3 * len(names) + 1.3)
 y = np.arange(len(names))
 for offset, (label, frame) in zip(
     (-0.15, 0.15),
@@ -126,12 +127,12 @@ for offset, (label, frame) in zip(
     strict=True,
 ):
     err = np.abs(frame[["ci_low", "ci_high"]].to_numpy().T - frame["shift"].to_numpy())
-    ax.errorbar(frame["shift"], y + offset, xerr=err, fmt="o", capsize=3, label=label)
+    ax.errorbar(frame["shift"], y + offset, xerr=err, fmt="o", capsize=2, label=label)
 ax.axvline(0, color="grey", lw=1)
-ax.set_yticks(y, [marked[n] for n in names])
+ax.set_yticks(y, [axis_label(n, n in validated) for n in names])
+ax.invert_yaxis()
 ax.set_xlabel("shift vs thinking off (normalised units, 95 % CI)")
-ax.legend(loc="best", fontsize=8)
-fig.tight_layout()
+style.source_note(fig, ws.slug, ws.profile.name, legend=True)
 ws.save_figure(fig, "thinking_shift")
 
 # %% [markdown]

@@ -42,13 +42,14 @@ batch_size = None
 root = None  # folder for runs/, axes/, figures/, results/ (None: the repository's)
 
 # %%
-import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
 from styleprobe.analyses import ablation, calibration_context, robustness, stability
 from styleprobe.analyses import instruction_benchmark as benchmark
-from styleprobe.protocol.validity import mark
+from styleprobe.report import style
+from styleprobe.report.plots import axis_label
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(
@@ -75,13 +76,13 @@ stab = stability.run(
 )
 print("held-out pairwise accuracy per set")
 print(stab.set_accuracy.round(2).to_string())
-fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-sns.heatmap(stab.set_cosines, vmin=-1, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", ax=a, cbar=False)
-a.set_title("axis cosine between calibration sets")
-sns.heatmap(
-    stab.baseline_projection_r, vmin=-1, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", ax=b, cbar=False
-)
-b.set_title("baseline projection r between sets")
+fig, (a, b) = style.figure("full", 3.0, ncols=2, sharey=True)
+heat = {"vmin": -1, "vmax": 1, "cmap": "RdBu_r", "annot": True, "fmt": ".2f", "cbar": False}
+sns.heatmap(stab.set_cosines.rename(index=axis_label), ax=a, **heat)
+a.set_title("axis cosine, set vs set")
+sns.heatmap(stab.baseline_projection_r.rename(index=axis_label), ax=b, **heat)
+b.set_title("baseline projection r, set vs set")
+style.source_note(fig, ws.slug, ws.profile.name)
 ws.save_figure(fig, "stability_sets")
 assert stab.set_cosines.to_numpy().min() >= -1 - 1e-6 and stab.set_cosines.to_numpy().max() <= 1 + 1e-6
 
@@ -92,12 +93,18 @@ assert stab.set_cosines.to_numpy().min() >= -1 - 1e-6 and stab.set_cosines.to_nu
 # the curve shows how fast smaller sets approach it and whether held-out accuracy still rises.
 
 # %%
-fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4))
-sns.lineplot(stab.subsets, x="n", y="cosine", hue="axis", errorbar=("pi", 90), ax=a)
-a.set_title("cosine to the full-set axis (90 % of subsets)")
-sns.lineplot(stab.subsets, x="n", y="pairwise_accuracy", hue="axis", errorbar=None, ax=b, legend=False)
+fig, (a, b) = style.figure("full", 2.8, ncols=2)
+subsets = stab.subsets.assign(axis=stab.subsets["axis"].map(axis_label))
+sns.lineplot(subsets, x="n", y="cosine", hue="axis", errorbar=("pi", 90), ax=a, legend=False)
+a.set_title("cosine to the full-set axis")
+a.set_ylabel("cosine (band: 90 % of subsets)")
+sns.lineplot(subsets, x="n", y="pairwise_accuracy", hue="axis", errorbar=None, ax=b)
 b.axhline(0.5, color="grey", lw=0.8, ls=":")
-b.set_title("held-out pairwise accuracy")
+b.set_title("held-out accuracy of the subset axis")
+b.set_ylabel("held-out pairwise accuracy")
+for ax in (a, b):
+    ax.set_xlabel("questions per pole in the subset")
+style.source_note(fig, ws.slug, ws.profile.name, legend=True, ax=b)
 ws.save_figure(fig, "stability_convergence")
 stab.convergence.pivot(index="axis", columns="n", values="cosine").round(3)
 
@@ -129,38 +136,25 @@ bench.pass_rates
 
 # %%
 names, scenarios = bench.names, bench.scenarios
-labels = [mark(n, n in bench.validated()) for n in names]
-fig, (a, b) = plt.subplots(1, 2, figsize=(14, 4.5), sharey=True)
+labels = [axis_label(n, n in bench.validated()) for n in names]
+fig, (a, b) = style.figure("full", 3.0, ncols=2, sharey=True)
+dots = {"fmt": "o", "ms": 3, "capsize": 1.5}
 for k, scenario in enumerate(benchmark.SCENARIOS):
     sub = scenarios[scenarios["scenario"] == scenario].set_index("axis").reindex(names)
     x = np.arange(len(names)) + (k - 1.5) * 0.2
-    a.errorbar(
-        x,
-        sub["shift"],
-        yerr=[sub["shift"] - sub["ci_low"], sub["ci_high"] - sub["shift"]],
-        fmt="o",
-        label=scenario,
-        capsize=2,
-    )
-    bars = b.errorbar(
-        x,
-        sub["contrast"],
-        yerr=[sub["contrast"] - sub["contrast_low"], sub["contrast_high"] - sub["contrast"]],
-        fmt="o",
-        mfc="none",
-        capsize=2,
-    )
+    shift_err = [sub["shift"] - sub["ci_low"], sub["ci_high"] - sub["shift"]]
+    contrast_err = [sub["contrast"] - sub["contrast_low"], sub["contrast_high"] - sub["contrast"]]
+    a.errorbar(x, sub["shift"], yerr=shift_err, label=style.label(scenario), **dots)
+    bars = b.errorbar(x, sub["contrast"], yerr=contrast_err, mfc="none", **dots)
     passed = sub["passed"].fillna(False).to_numpy(bool)
-    b.plot(x[passed], sub["contrast"][passed], "o", color=bars[0].get_color())
-for ax, title in (
-    (a, "shift towards the named pole vs no instruction"),
-    (b, "contrast with the opposite instruction (filled: passed)"),
-):
+    b.plot(x[passed], sub["contrast"][passed], "o", ms=3, color=bars[0].get_color())
+a.set_title("shift towards the named pole vs no instruction")
+b.set_title("contrast with the opposite instruction\n(filled: passed)")
+for ax in (a, b):
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xticks(range(len(names)), labels, rotation=30, ha="right")
-    ax.set_title(f"{title}, 95 % t CI", fontsize=9)
-a.set_ylabel("normalised units")
-a.legend(fontsize=8)
+a.set_ylabel("shift towards the named pole\n(normalised units, 95 % t CI)")
+style.source_note(fig, ws.slug, ws.profile.name, legend=True)
 ws.save_figure(fig, "benchmark_shifts")
 assert scenarios["passed"].dtype == bool and len(scenarios) == len(names) * len(benchmark.SCENARIOS)
 assert (scenarios["passed"] <= (scenarios["contrast"] > 0)).all()  # a pass needs the contrast
@@ -191,12 +185,15 @@ stab.retest.round(3)
 
 # %%
 robust = robustness.run(ws, context=context, batch_size=batch_size)
-fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.5), sharey=True)
-accuracy, cosine = (t.rename(index=robust.marked) for t in (robust.accuracy, robust.cosine))
+fig, (a, b) = style.figure("full", 3.0, ncols=2, sharey=True)
+accuracy, cosine = (
+    t.rename(index=robust.marked).rename(index=axis_label) for t in (robust.accuracy, robust.cosine)
+)
 sns.heatmap(accuracy, vmin=0, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", ax=a, cbar=False)
-a.set_title("pairwise accuracy of the standard axis († failed held-out validation)")
+a.set_title("held-out accuracy, standard axis\n(†: failed held-out validation)")
 sns.heatmap(cosine, vmin=-1, vmax=1, cmap="RdBu_r", annot=True, fmt=".2f", ax=b, cbar=False)
-b.set_title("cosine: formulation direction vs standard axis")
+b.set_title("cosine of the formulation's\ndirection with the standard axis")
+style.source_note(fig, ws.slug, ws.profile.name)
 ws.save_figure(fig, "robustness_formulations")
 ws.save(robust)
 print(robust.persistent_sentence())
@@ -224,12 +221,13 @@ ranking.head(10).round(3)
 
 # %%
 single = ranking[ranking["weighting"] == "single"].assign(layer=lambda d: d["layers"].astype(int))
-fig, ax = plt.subplots(figsize=(9, 4))
+single = single.assign(token=single["token"].map(style.label))
+fig, ax = style.figure("two_thirds", 2.6)
 sns.lineplot(single, x="layer", y="dprime", hue="token", marker="o", ax=ax)
 ax.axhline(default_row["dprime"], color="k", ls="--", lw=1, label="default (last 4, 0.1-0.4, decay 0.9)")
-ax.set_xlabel("decoder block")
-ax.set_ylabel("mean held-out d′ over axes")
-ax.legend(fontsize=8)
+ax.set(xlabel="decoder block (index)", ylabel="mean held-out d′ over axes")
+ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+style.source_note(fig, ws.slug, ws.profile.name, legend=True, ncol=2)
 ws.save_figure(fig, "config_ablation_layers")
 
 # %% [markdown]

@@ -27,12 +27,13 @@ n_draws = 1000  # Dirichlet weight draws for the ranking stability
 root = None  # folder for runs/, axes/, figures/, results/ (None: the repository's)
 
 # %%
-import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
 from styleprobe.analyses import deadzones, textmetrics
 from styleprobe.protocol.validity import mark
+from styleprobe.report import style
+from styleprobe.report.plots import axis_label
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(
@@ -92,17 +93,20 @@ print(
     f"severities with the default ones: {zones.ranking_attrs['mean_spearman']:.3f}; "
     f"k = {zones.ranking_attrs['k']}"
 )
-fig, ax = plt.subplots(figsize=(7, 0.3 * len(ranked) + 1.5))
-valid = (ranked["validation"] == "valid") & (ranked["severity"] < deadzones.DEAD_SEVERITY)
-labels = [mark(f"{m} · {a}", ok) for m, a, ok in zip(ranked["model"], ranked["axis"], valid, strict=True)]
-y = np.arange(len(ranked))
-ax.hlines(y, ranked["rank_p05"], ranked["rank_p95"], color="grey")
-ax.plot(ranked["default_rank"], y, "o", color="C3", label="default weights")
-ax.plot(ranked["mean_rank"], y, "|", color="k", ms=10, label="mean over draws")
-ax.set_yticks(y, labels, fontsize=7)
-ax.invert_yaxis()
-ax.set_xlabel("severity rank (1 = most dead); bar: 5-95 % over weight draws; †: not validated or dead")
-ax.legend(fontsize=8)
+shown = ranked.head(60)  # the most severe pairs that fit a page at a legible size
+fig, ax = style.figure("full", 0.13 * len(shown) + 1.3)
+valid = (shown["validation"] == "valid") & (shown["severity"] < deadzones.DEAD_SEVERITY)
+labels = [f"{m} · {axis_label(a, ok)}" for m, a, ok in zip(shown["model"], shown["axis"], valid, strict=True)]
+y = np.arange(len(shown))
+ax.hlines(y, shown["rank_p05"], shown["rank_p95"], color="grey", label="5-95 % of ranks over weight draws")
+ax.plot(shown["default_rank"], y, "o", color="C1", label="default weights")
+ax.plot(shown["mean_rank"], y, "|", color="k", ms=6, label="mean over draws")
+ax.set_yticks(y, labels)
+ax.set_ylim(len(shown) - 0.5, -0.5)
+ax.set_xlabel("severity rank (1 = most dead)")
+most = f"the {len(shown)} most severe of {len(ranked)} pairs" if len(shown) < len(ranked) else "all pairs"
+ax.set_title(f"{most}; †: not validated or dead")
+style.source_note(fig, ws.slug, ws.profile.name, legend=True, ncol=2)
 ws.save_figure(fig, "dead_zone_ranking")
 ranked.head(15).round(3)
 
@@ -125,14 +129,17 @@ pooled = textmetrics.pooled_effects(ws, text.effects)
 assert len(pooled) == text.n_pairs
 rho, p = text.spearman_rho, text.spearman_p
 print(f"Spearman rho(accuracy, text d) over {text.n_pairs} model-axis pairs: {rho:.3f} (p = {p:.3g})")
-fig, ax = plt.subplots(figsize=(5.5, 4))
-sns.scatterplot(pooled, x="d", y="accuracy", hue="model", ax=ax)
+fig, ax = style.figure("two_thirds", 3.0)
+sns.scatterplot(pooled, x="d", y="accuracy", hue="model", ax=ax, s=14)
 for row in pooled[pooled["model"] == ws.slug].itertuples():
-    ax.annotate(mark(row.axis, row.axis in zones.validated()), (row.d, row.accuracy), fontsize=7)
+    ax.annotate(axis_label(row.axis, row.axis in zones.validated()), (row.d, row.accuracy), fontsize=7)
 ax.axhline(0.5, color="grey", ls=":", lw=0.8)
-ax.set_xlabel("text-level Cohen's d (first pole - second pole)")
-ax.set_ylabel("held-out pairwise accuracy")
-ax.set_title(f"Spearman ρ = {rho:.2f} (p = {p:.2g}, n = {text.n_pairs})")
+ax.set_xlabel("text-level Cohen's d, first pole − second pole (pooled SDs)")
+ax.set_ylabel("held-out pairwise accuracy (share of pairs)")
+why = "fewer than 3 pairs" if text.n_pairs < 3 else "constant accuracy or text d"
+value = f"ρ = {rho:.2f} (p = {p:.2g})" if np.isfinite(rho) else f"ρ undefined ({why})"
+ax.set_title(f"Spearman {value}\nover {text.n_pairs} model-axis pairs")
+style.source_note(fig, ws.slug, ws.profile.name, legend=True, ncol=2)
 ws.save_figure(fig, "text_vs_probe")
 
 # %% [markdown]

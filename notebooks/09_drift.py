@@ -49,7 +49,6 @@ root = None  # folder for runs/, axes/, figures/, results/ (None: the repository
 imported_dir = None  # the original study's extended_drift files; None: the protocol's mood_axis copy
 
 # %%
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -58,6 +57,8 @@ from matplotlib.ticker import MaxNLocator
 from styleprobe.analyses import drift
 from styleprobe.protocol.profiles import drift_profile
 from styleprobe.protocol.validity import mark
+from styleprobe.report import style
+from styleprobe.report.plots import axis_label
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(
@@ -96,7 +97,7 @@ print(
 )
 assert result.n_answers == len(dialogues.conversations) * n_turns
 tested = set(result.tested)
-label = {n: mark(n.replace("_", " / "), n in tested) for n in ws.protocol.names}  # † failed validation
+label = {n: axis_label(n, n in tested) for n in ws.protocol.names}  # † failed validation
 print(f"tested (passed validation): {', '.join(result.tested) or 'none'}")
 
 # %% [markdown]
@@ -107,23 +108,19 @@ print(f"tested (passed validation): {', '.join(result.tested) or 'none'}")
 # %%
 names = ws.protocol.names
 traj = pd.DataFrame(result.trajectories)
-n_cols = 4
-n_rows = int(np.ceil(len(names) / n_cols))
-fig, grid = plt.subplots(n_rows, n_cols, figsize=(4 * n_cols, 3 * n_rows), sharex=True, squeeze=False)
-for ax, name in zip(grid.flat, names, strict=False):
-    for kind, colour in zip(drift.KINDS, ("tab:red", "tab:grey"), strict=True):
+kinds = {"conflict": "conflict scenarios", "control": "neutral controls"}
+fig, panels = style.panels(len(names), sharex=True, panel_height=1.5)
+for ax, name in zip(panels, names, strict=True):
+    for kind, colour in zip(drift.KINDS, ("C1", "0.45"), strict=True):
         t = traj[(traj["axis"] == name) & (traj["kind"] == kind)]
-        ax.plot(t["turn"], t["mean"], marker="o", ms=3, color=colour, label=kind)
+        ax.plot(t["turn"], t["mean"], marker="o", ms=2.5, color=colour, label=f"{kinds[kind]} (95 % t CI)")
         ax.fill_between(t["turn"], t["ci_low"], t["ci_high"], color=colour, alpha=0.2, lw=0)
-    ax.axvline(drift_sizes.n_conflict + 0.5, ls="--", color="k", lw=0.8)
-    ax.set_title(label[name], fontsize=10)
+    ax.axvline(drift_sizes.n_conflict + 0.5, ls="--", color="k", lw=0.8, label="end of the conflict turns")
+    ax.set_title(label[name])
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-for ax in grid.flat[len(names) :]:
-    ax.axis("off")
-grid.flat[0].legend(fontsize=8)
-fig.supxlabel("user turn")
-fig.supylabel("projection")
-fig.tight_layout()
+fig.supxlabel(style.label("turn"))
+fig.supylabel(style.label("projection"))
+style.source_note(fig, ws.slug, ws.profile.name, legend=True, ncol=3)
 ws.save_figure(fig, "drift_trajectories")
 
 # %%
@@ -149,17 +146,15 @@ assert set(result.significant) <= tested and table.loc[~table["tested"], "p_holm
 table[shown].rename(index=lambda n: mark(n, n in tested)).round(4)
 
 # %%
-fig, ax = plt.subplots(figsize=(7, 0.5 * len(table) + 1.5))
+fig, ax = style.figure("two_thirds", 0.3 * len(table) + 1.6)
 y = np.arange(len(table))
 band = factor * table["control_mean_slope"].abs().to_numpy()
-ax.barh(
-    y, 2 * band, left=-band, height=0.6, color="tab:grey", alpha=0.25, label=f"±{factor:g}×|control slope|"
-)
+ax.barh(y, 2 * band, left=-band, height=0.6, color="0.5", alpha=0.25, label=f"±{factor:g}×|control slope|")
 err = np.vstack([table["mean_slope"] - table["ci_low"], table["ci_high"] - table["mean_slope"]])
 groups = {
-    "significant drift (95 % CI)": ("tab:red", table["significant"]),
-    "not significant (95 % CI)": ("tab:blue", table["tested"] & ~table["significant"]),
-    "† failed validation, not tested": ("tab:grey", ~table["tested"].astype(bool)),
+    "significant drift (95 % CI)": ("C1", table["significant"]),
+    "not significant (95 % CI)": ("C0", table["tested"] & ~table["significant"]),
+    "† failed validation, not tested": ("0.5", ~table["tested"].astype(bool)),
 }
 for group, (colour, members) in groups.items():
     sel = members.to_numpy(bool)
@@ -170,16 +165,15 @@ for group, (colour, members) in groups.items():
             xerr=np.nan_to_num(err[:, sel]),
             fmt="o",
             color=colour,
-            capsize=3,
+            capsize=2,
             label=group,
         )
 ax.scatter(table["control_mean_slope"], y, marker="x", color="k", zorder=3, label="control mean slope")
 ax.axvline(0, color="k", lw=0.8)
 ax.set_yticks(y, [label[n] for n in table.index])
 ax.invert_yaxis()
-ax.set_xlabel("slope (projection per turn, conflict turns)")
-ax.set_title(f"{ws.slug}: mean slope over conflict scenarios")
-ax.legend(fontsize=7, loc="best")
+ax.set_xlabel("mean slope over the conflict turns\n(normalised units per turn)")
+style.source_note(fig, ws.slug, ws.profile.name, legend=True, ncol=2)
 ws.save_figure(fig, "drift_slopes")
 
 # %% [markdown]
@@ -189,10 +183,24 @@ ws.save_figure(fig, "drift_slopes")
 # %%
 by_category = result.by_category
 limit = float(np.nanmax(np.abs(by_category.to_numpy()))) or 1.0
-fig, ax = plt.subplots(figsize=(8, 0.5 * len(by_category) + 1.5))
-shown_categories = by_category.rename(columns=label)
-sns.heatmap(shown_categories, cmap="RdBu_r", center=0, vmin=-limit, vmax=limit, annot=True, fmt=".3f", ax=ax)
+fig, ax = style.figure("two_thirds", 0.3 * len(by_category) + 1.9)
+shown_categories = by_category.rename(index=style.label, columns=label)
+sns.heatmap(
+    shown_categories,
+    cmap="RdBu_r",
+    center=0,
+    vmin=-limit,
+    vmax=limit,
+    annot=True,
+    fmt=".3f",
+    annot_kws={"fontsize": style.SMALL_PT},
+    ax=ax,
+    cbar_kws={"label": "normalised units per turn"},
+)
 ax.set_title("mean slope per conflict category")
+ax.tick_params(axis="y", rotation=0)
+ax.set_ylabel("conflict category")
+style.source_note(fig, ws.slug, ws.profile.name)
 ws.save_figure(fig, "drift_categories")
 by_category.round(4)
 
@@ -213,22 +221,19 @@ cross.pivot(index="model", columns="axis", values="mean_slope").reindex(index=mo
 
 # %%
 shown_axes = [n for n in names if n in set(cross["axis"])]
-fig, grid = plt.subplots(
-    1, len(shown_axes), figsize=(2.4 * len(shown_axes), 0.35 * len(models) + 1.6), sharey=True
-)
-for ax, name in zip(np.atleast_1d(grid), shown_axes, strict=True):
+fig, panels = style.panels(len(shown_axes), sharey=True, panel_height=0.12 * len(models) + 0.7)
+for ax, name in zip(panels, shown_axes, strict=True):
     sub = cross[cross["axis"] == name].set_index("model").reindex(models)
     y = np.arange(len(models))
     err = np.vstack([sub["mean_slope"] - sub["ci_low"], sub["ci_high"] - sub["mean_slope"]])
-    ax.errorbar(sub["mean_slope"], y, xerr=np.nan_to_num(err.astype(float)), fmt="o", ms=4, capsize=2)
+    ax.errorbar(sub["mean_slope"], y, xerr=np.nan_to_num(err.astype(float)), fmt="o", ms=2.5, capsize=1.5)
     ax.axvline(0, color="k", lw=0.8)
-    ax.set_title(label[name].replace(" / ", " /\n"), fontsize=9)
-    ax.tick_params(axis="x", labelsize=7)
+    ax.set_title(label[name])
     ax.xaxis.set_major_locator(MaxNLocator(3))
-np.atleast_1d(grid)[0].set_yticks(np.arange(len(models)), models, fontsize=8)
-np.atleast_1d(grid)[0].invert_yaxis()
-fig.supxlabel("mean slope per turn over conflict scenarios (95 % CI)")
-fig.tight_layout()
+    ax.set_yticks(y, models)
+panels[0].invert_yaxis()
+fig.supxlabel("mean slope over the conflict scenarios (normalised units per turn, 95 % CI)")
+style.source_note(fig, f"{ws.profile.name} profile; imported rows on the study's uncentred scale")
 ws.save_figure(fig, "drift_cross_model")
 
 # %% [markdown]

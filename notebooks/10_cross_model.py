@@ -22,13 +22,13 @@ root = None  # folder holding results/ and figures/ (None: the repository's)
 include_imported = True
 
 # %%
-import matplotlib.pyplot as plt
-import numpy as np
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
 from styleprobe.analyses import cross_model
 from styleprobe.protocol import validity
-from styleprobe.report.plots import radar
+from styleprobe.report import style
+from styleprobe.report.plots import POLE_NOTE, axis_label, radar
 from styleprobe.workspace import Workspace
 
 ws = Workspace.cross_model(root=root)
@@ -42,9 +42,20 @@ print(f"{len(result.ours)} of our models, {result.n_imported} imported")
 means = result.means
 valid = result.valid.reindex(index=means.index, columns=means.columns, fill_value=True)
 labels = means.map("{:.2f}".format).where(valid, means.map("{:.2f}".format) + validity.MARK)
-fig, ax = plt.subplots(figsize=(8, 0.35 * len(means) + 1.5))
-sns.heatmap(means, cmap="RdBu_r", vmin=-1, vmax=1, annot=labels, fmt="", ax=ax, cbar_kws={"shrink": 0.6})
-ax.set_title("mean baseline projection (imported rows: uncentred scale; †: axis not validated)")
+fig, ax = style.figure("full", 0.2 * len(means) + 1.6)
+sns.heatmap(
+    means.rename(columns=axis_label),
+    cmap="RdBu_r",
+    vmin=-1,
+    vmax=1,
+    annot=labels,
+    fmt="",
+    annot_kws={"fontsize": style.SMALL_PT},
+    ax=ax,
+    cbar_kws={"label": "mean projection (normalised units)"},
+)
+ax.set_ylabel("model")
+ax.set_title("mean baseline projection\n(imported rows: the study's uncentred scale; †: axis not validated)")
 ws.save_figure(fig, "fingerprint_heatmap")
 means.round(3)
 
@@ -52,13 +63,19 @@ means.round(3)
 # ## Radar grid
 
 # %%
-n = len(means)
-cols = min(4, n)
-fig = plt.figure(figsize=(3.2 * cols, 3.2 * int(np.ceil(n / cols))))
-for i, (name, row) in enumerate(means.iterrows()):
-    ax = fig.add_subplot(int(np.ceil(n / cols)), cols, i + 1, projection="polar")
-    radar({name: row.fillna(0)}, ax=ax, title=name)
-fig.tight_layout()
+n, ncols = len(means), 5
+nrows = max(2, -(-(n + 3) // ncols))  # the first, labelled radar takes 2 x 2 cells
+fig = style.empty_figure("full", 1.25 * nrows + 0.4)
+grid = fig.add_gridspec(nrows, ncols)
+cells = [grid[:2, :2]] + [grid[r, c] for r in range(nrows) for c in range(ncols) if r >= 2 or c >= 2]
+for i, (cell, (name, row)) in enumerate(zip(cells, means.iterrows(), strict=False)):
+    title = name.replace(" (imported)", "\n(imported)")
+    if row.isna().any():  # drawn as missing, not as 0
+        title += f"\n{row.notna().sum()} of {len(row)} axes"
+    ax = fig.add_subplot(cell, projection="polar")
+    radar({name: row.clip(-1, 1)}, ax=ax, title=title, note=False, labels=i == 0)
+notes = "; ".join(POLE_NOTE.split("\n"))
+style.source_note(fig, f"spokes in the order of the first; {notes}; values shown within ±1")
 ws.save_figure(fig, "radar_grid")
 
 # %% [markdown]
@@ -77,19 +94,31 @@ ws.save_figure(fig, "radar_grid")
 # %%
 dims = result.dimensionality
 ours = dims.loc[result.ours]
-palette = dict(zip(dims.index, sns.color_palette("husl", len(dims)), strict=True))  # one colour a model
-fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-for ax, scale in zip(axes, (cross_model.STUDY_SCALE, "correlation"), strict=True):
-    frame = result.spectra[result.spectra["scale"] == scale]
-    first = scale == cross_model.STUDY_SCALE
-    legend = first and n < 20
-    sns.lineplot(
-        frame, x="component", y="share", hue="model", palette=palette, marker="o", ax=ax, legend=legend
-    )
-    ax.set_title(f"{scale}: " + ("the study's convention, all models" if first else "our models only"))
+spectra = result.spectra.assign(
+    n_axes=result.spectra.groupby(["model", "scale"])["component"].transform("max")
+)
+groups = [(cross_model.STUDY_SCALE, k) for k in sorted(spectra["n_axes"].unique())] + [("correlation", None)]
+fig, panels = style.panels(len(groups), ncols=2, panel_height=2.6, sharey=True)
+for ax, (scale, n_axes) in zip(panels, groups, strict=True):
+    frame = spectra[spectra["scale"] == scale]
+    frame = frame[frame["n_axes"] == n_axes] if n_axes else frame
+    shown = list(dict.fromkeys(frame["model"]))
+    colours = style.PALETTE if len(shown) <= len(style.PALETTE) else sns.color_palette("tab20", len(shown))
+    for colour, name in zip(colours, shown, strict=False):
+        part = frame[frame["model"] == name]
+        imported = name.endswith(" (imported)")
+        short = name.removesuffix(" (imported)")
+        ax.plot(
+            part["component"], part["share"], "o--" if imported else "o-", ms=2.5, color=colour, label=short
+        )
+    convention = "covariance (the study's), models with" if n_axes else "correlation, our models"
+    ax.set_title(f"{convention} {n_axes} axes" if n_axes else convention)
+    ax.set_xlabel("principal component")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2)
+for ax in panels[:: min(2, len(panels))]:
     ax.set_ylabel("share of variance")
-if axes[0].get_legend() is not None:
-    sns.move_legend(axes[0], "upper left", bbox_to_anchor=(2.25, 1), fontsize=7)
+style.source_note(fig, "solid: our models; dashed: imported (the study's models and scale)")
 ws.save_figure(fig, "pca_spectra")
 imported = dims.drop(index=result.ours)
 assert means.index.is_unique and result.spectra["share"].between(0, 1).all()

@@ -41,11 +41,12 @@ batch_size = None
 root = None  # folder for runs/, axes/, figures/, results/ (None: the repository's)
 
 # %%
-import matplotlib.pyplot as plt
 import seaborn as sns
 
 from styleprobe.analyses import steering
 from styleprobe.protocol.validity import mark
+from styleprobe.report import style
+from styleprobe.report.plots import axis_label
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(
@@ -67,14 +68,23 @@ print(
     f"{summary['cut'].mean():.0%} cut off at the budget of {result.max_new_tokens} tokens"
 )
 summary = summary.assign(axis=summary["axis"].map(label))
-fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 4))
-sns.lineplot(summary, x="alpha", y="shift", hue="axis", marker="o", errorbar=None, ax=a)
-a.set_title("projection shift (read without steering)")
-sns.lineplot(summary, x="alpha", y="text_shift", hue="axis", marker="o", errorbar=None, ax=b, legend=False)
-b.set_title("shift of the axis's text metric")
-sns.lineplot(summary, x="alpha", y="perplexity", hue="axis", marker="o", errorbar=None, ax=c, legend=False)
+shown = summary.assign(axis=summary["axis"].map(axis_label))
+fig, (a, b, c) = style.figure("full", 2.6, ncols=3)
+for ax, column, title in (
+    (a, "shift", "projection (read unsteered)"),
+    (b, "text_shift", "the axis's text metric"),
+    (c, "perplexity", "degradation"),
+):
+    sns.lineplot(
+        shown, x="alpha", y=column, hue="axis", marker="o", ms=3, errorbar=None, ax=ax, legend=ax is a
+    )
+    ax.set_title(title)
+    ax.set_ylabel(style.label(column))
+    ax.set_xlabel("")
 c.set_yscale("log")
-c.set_title("perplexity under the unsteered model")
+style.log_ticks_plain(c.yaxis)
+fig.supxlabel(style.label("alpha"))
+style.source_note(fig, ws.slug, ws.profile.name, legend=True)
 ws.save_figure(fig, "steering_sweep")
 assert summary["repetition"].between(0, 1).all() and (summary["perplexity"].dropna() > 0).all()
 summary.set_index(["axis", "alpha"]).round(3)

@@ -22,7 +22,7 @@ import pytest
 
 from styleprobe.paths import NOTEBOOKS_DIR
 from styleprobe.protocol.validity import MARK, mark
-from styleprobe.report import paper
+from styleprobe.report import paper, style
 from styleprobe.report.plots import save_figure
 from styleprobe.report.results import result_classes
 from styleprobe.result import PaperTable, Result
@@ -249,7 +249,7 @@ def test_missing_names_the_key_and_the_notebook(tmp_path):
 
 
 def _figure(stem: Path) -> None:
-    fig, ax = plt.subplots(figsize=(1, 1))
+    fig, ax = style.figure("half", 1.0)
     ax.plot([0, 1])
     save_figure(fig, stem)
     plt.close(fig)

@@ -1,8 +1,29 @@
-import matplotlib.pyplot as plt
-import pandas as pd
+"""Figures: drawn at a print width of the paper with no text under 7 pt, checked when saved; the radar's
+scale, intervals and missing values; the paper includes every figure at its drawn size."""
 
+import re
+from pathlib import Path
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.patches import Polygon
+from PIL import Image
+
+from styleprobe.paths import NOTEBOOKS_DIR
 from styleprobe.protocol.validity import MARK
-from styleprobe.report.plots import axis_labels, radar, save_figure
+from styleprobe.report import paper, style
+from styleprobe.report.plots import MISSING, POLE_NOTE, axis_labels, radar, save_figure
+
+AXES = ["warm_cold", "verbose_concise", "confident_cautious", "proactive_reluctant", "empathetic_analytical"]
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
 
 
 def test_the_same_figure_saved_at_two_times_gives_the_same_files(tmp_path, monkeypatch):
@@ -11,7 +32,6 @@ def test_the_same_figure_saved_at_two_times_gives_the_same_files(tmp_path, monke
         monkeypatch.setenv("SOURCE_DATE_EPOCH", when)  # the time matplotlib would stamp into the PDF
         ax = radar({"m": pd.Series([0.1, -0.2, 0.3], index=["a_b", "c_d", "e_f"])})
         written.append([p.read_bytes() for p in save_figure(ax.figure, tmp_path / str(run) / "radar")])
-        plt.close(ax.figure)
     assert written[0] == written[1] and written[0][1].startswith(b"%PDF")
 
 
@@ -26,7 +46,188 @@ def test_a_figure_keeps_a_dotted_stem_and_leaves_no_temporary_file(tmp_path):
 def test_a_radar_marks_the_axes_that_failed_validation():
     values = pd.Series({"warm_cold": 0.2, "formal_casual": -0.4, "verbose_concise": 0.1})
     ax = radar({"m": values}, valid=["formal_casual"])
-    labels = [t.get_text() for t in ax.get_xticklabels()]
+    labels = [t.get_text().replace("\n", "") for t in ax.get_xticklabels()]
     assert labels == [f"warm/cold{MARK}", "formal/casual", f"verbose/concise{MARK}"]
-    plt.close(ax.figure)
     assert axis_labels(["warm_cold"]) == ["warm/cold"]  # nothing known about validity: nothing marked
+
+
+# --- print size and the check ------------------------------------------------------------------------------
+
+
+def test_the_print_widths_come_from_the_papers_page_and_margins():
+    main = (paper.PAPER_DIR / "main.tex").read_text()
+    assert re.search(r"\\documentclass\[[^\]]*a4paper", main)  # 21 cm wide
+    margin = float(re.search(r"\\usepackage\[margin=([\d.]+)cm\]\{geometry\}", main).group(1))
+    assert pytest.approx(21.0 - 2 * margin) == style.TEXT_WIDTH_IN * 2.54
+    assert style.WIDTHS["full"] == style.TEXT_WIDTH_IN and style.WIDTHS["half"] == style.TEXT_WIDTH_IN / 2
+
+
+def test_a_figure_is_saved_at_its_print_size(tmp_path):
+    with style.context():
+        fig, ax = style.figure("two_thirds", 2.0)
+        ax.plot([1, 2, 3])
+        ax.set_xlabel("turn")
+    png, pdf = save_figure(fig, tmp_path / "f")
+    width_in, height_in = style.WIDTHS["two_thirds"], 2.0
+    expected = (width_in * style.PNG_DPI, height_in * style.PNG_DPI)
+    assert Image.open(png).size == pytest.approx(expected, abs=1)  # whole pixels
+    box = re.search(rb"/MediaBox \[\s*0 0 ([\d.]+) ([\d.]+)", pdf.read_bytes())
+    assert (float(box[1]), float(box[2])) == pytest.approx((width_in * 72, height_in * 72), abs=0.5)
+
+
+def test_a_figure_with_4_pt_tick_labels_is_refused(tmp_path):
+    with style.context():
+        fig, ax = style.figure("full", 2.0)
+        ax.plot([1, 2, 3])
+        ax.tick_params(labelsize=4)
+    with pytest.raises(style.FigureError, match=r"under 7 pt in print: '[^']+' at 4 pt"):
+        save_figure(fig, tmp_path / "small")
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_a_figure_of_another_width_is_refused(tmp_path):
+    with style.context():
+        fig, ax = plt.subplots(figsize=(13, 5))
+        ax.plot([1, 2, 3])
+    with pytest.raises(style.FigureError, match=r"13.00 in wide; draw it at a print width \(full 6.30 in"):
+        save_figure(fig, tmp_path / "wide")
+
+
+@pytest.mark.parametrize("first_line", ["", "a short first line\n"])
+def test_a_text_that_runs_off_the_figure_is_refused(first_line):
+    with style.context():
+        fig, ax = style.figure("half", 2.0)
+        ax.set_title(
+            f"{first_line}a title far too long to fit on a figure half the width of the text of the paper"
+        )
+    with pytest.raises(style.FigureError, match=r"run off the 3\.15 x 2\.00 in figure: 'a title far"):
+        style.check(fig)
+
+
+def test_a_figure_taller_than_the_page_is_refused():
+    fig, _ = style.figure("full", 12)
+    with pytest.raises(style.FigureError, match=r"12\.00 in high"):
+        style.check(fig)
+
+
+def test_an_unknown_width_is_a_one_line_error():
+    with pytest.raises(
+        style.FigureError, match="unknown figure width 'double': one of full, two_thirds, half"
+    ):
+        style.figure("double")
+
+
+def test_the_style_prints_every_text_at_7_pt_or_more():
+    with style.context():
+        fig, axs = style.panels(7, sharey=True)
+        for ax in axs:
+            ax.plot([1, 2], [3, 4], label="a line")
+            ax.set_title("warm/cold")
+        fig.supxlabel(style.label("turn"))
+        style.source_note(fig, "random-qwen2", "smoke", legend=True)
+    sizes = [size for _, size, _ in style.drawn_texts(fig)]
+    assert min(sizes) == style.MIN_FONT_PT and len(sizes) > 20
+    style.check(fig)
+    assert fig.legends[0].get_title().get_text() == "random-qwen2, smoke profile"
+
+
+def test_a_figure_made_in_the_style_styles_what_is_added_to_it_later():
+    with mpl.rc_context():  # the defaults come back after the test
+        mpl.rcdefaults()
+        fig, ax = style.figure("half", 2.0)
+        ax.set_xlabel("added later")
+        ax.plot([1, 1 + 1e-7])
+        fig.canvas.draw()
+        assert ax.yaxis.get_offset_text().get_text() == ""  # tick values, no "+1" offset beside them
+        assert ax.xaxis.label.get_size() == style.FONT_PT
+        assert {t.get_size() for t in ax.get_yticklabels()} == {style.SMALL_PT}
+
+
+def test_log_ticks_print_plain_numbers():
+    with style.context():
+        fig, ax = style.figure("half", 2.0)
+        ax.plot([1, 2, 3], [3, 60, 700])
+        ax.set_yscale("log")
+        style.log_ticks_plain(ax.yaxis)
+        fig.canvas.draw()
+    shown = [t.get_text() for t in ax.get_yticklabels() if 3 <= t.get_position()[1] <= 700]
+    assert shown == ["5", "10", "20", "50", "100", "200", "500"]
+
+
+def test_figures_print_readable_labels_not_column_names():
+    assert style.label("pairwise_accuracy") == "held-out pairwise accuracy"
+    assert style.label("system_positive") == "system prompt: first pole"
+    assert "normalised units" in style.label("projection")
+    assert style.label("hostile_user") == "hostile user"  # unknown: spaces for underscores
+
+
+# --- the radar ---------------------------------------------------------------------------------------------
+
+
+def _boxes(ax: plt.Axes, texts) -> list:
+    renderer = ax.figure.canvas.get_renderer()
+    return [t.get_window_extent(renderer) for t in texts if t.get_visible() and t.get_text().strip()]
+
+
+def test_a_radar_draws_missing_values_as_missing_not_as_zero():
+    values = pd.Series([0.5, np.nan, 0.2, np.nan, np.nan], index=AXES)
+    ax = radar({"imported": values})
+    line = ax.get_lines()[0]
+    assert np.isnan(line.get_ydata()[[1, 3, 4]]).all()  # a gap in the outline, not a point at 0
+    assert not [p for p in ax.patches if isinstance(p, Polygon)]  # no filled polygon through the gaps
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert [MISSING in text for text in labels] == [False, True, False, True, True]
+    full = radar({"ours": values.fillna(0.1)})
+    assert [p for p in full.patches if isinstance(p, Polygon)]  # a complete one is filled
+
+
+def test_the_baseline_radar_shows_the_interval_along_each_spoke():
+    mean = pd.Series([0.5, -0.2, 0.1, 0.0, 0.3], index=AXES)
+    ax = radar({"m": mean}, intervals={"m": (mean - 0.1, mean + 0.2)})
+    bars = [
+        line
+        for line in ax.get_lines()
+        if len(line.get_xdata()) == 2 and line.get_xdata()[0] == line.get_xdata()[1]
+    ]
+    assert len(bars) == len(AXES)
+    assert np.allclose([b.get_ydata() for b in bars], np.c_[mean - 0.1, mean + 0.2])
+
+
+def test_a_radar_labels_its_centre_and_says_which_pole_is_positive():
+    ax = radar({"a": pd.Series(0.2, index=AXES), "b": pd.Series(-0.3, index=AXES)}, title="reply vs baseline")
+    assert "−1" in [t.get_text() for t in ax.texts]  # the centre is -1 and says so
+    assert ax.get_legend().get_title().get_text() == POLE_NOTE
+    ax.figure.canvas.draw()
+    legend = ax.get_legend().get_window_extent()
+    spokes = _boxes(ax, ax.get_xticklabels())
+    rings = _boxes(ax, ax.get_yticklabels())
+    title = ax.title.get_window_extent()
+    assert not any(legend.overlaps(box) for box in [*spokes, title])
+    assert not any(ring.overlaps(spoke) for ring in rings for spoke in spokes)
+    style.check(ax.figure)  # its own figure: half the text width, nothing under 7 pt
+
+
+# --- notebooks and paper -----------------------------------------------------------------------------------
+
+
+def test_notebooks_make_figures_only_at_a_print_width_and_save_them_checked():
+    for source in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.py")):
+        text = source.read_text()
+        assert "savefig(" not in text, f"{source.name}: save figures with ws.save_figure (it checks them)"
+        for maker in (
+            "figsize=",
+            "plt.figure(",
+            "plt.subplots(",
+            "sns.relplot(",
+            "sns.displot(",
+            "sns.catplot(",
+        ):
+            assert maker not in text, f"{source.name}: {maker} sizes a figure of its own; use style.figure"
+
+
+def test_the_paper_includes_every_figure_at_its_drawn_size():
+    for tex in sorted((paper.PAPER_DIR / "sections").glob("*.tex")):
+        for options in re.findall(r"\\includegraphics(\[[^\]]*\])?\{", tex.read_text()):
+            assert not options, (
+                f"{Path(tex).name}: \\includegraphics{options} rescales a figure drawn to size"
+            )

@@ -678,7 +678,13 @@ def cmd_fingerprint(args) -> pd.DataFrame:
     limit = limit_of(args) or axes.meta.get("limit")
     section = {**result.to_dict(), **({"limit": limit} if limit is not None else {})}
     table = result.fingerprint
-    ax = radar({ws.slug: table["mean"].clip(-1, 1)}, title=f"{ws.slug} default style ({ws.profile.name})")
+    shown = table[["mean", "ci_low", "ci_high"]].clip(-1, 1)
+    ax = radar(
+        {ws.slug: shown["mean"]},
+        title=f"{ws.slug} default style, 95 % CI\n({ws.profile.name} profile, shown within ±1)",
+        valid=result.validated(),
+        intervals={ws.slug: (shown["ci_low"], shown["ci_high"])},
+    )
     if out:  # a results file of this fingerprint alone, its radar beside it
         write_json(out, {"model": ws.slug, result.name: section})
         saved, figs = out, save_figure(ax.figure, out.with_suffix(""))
@@ -785,19 +791,19 @@ def cmd_compare(args) -> int:
     print("\n".join(table.attrs["notes"]) or "A and B: same model, same axes")
     print(table.round(3).to_string())
     if args.figure:
-        import matplotlib.pyplot as plt
+        from styleprobe.report import style
+        from styleprobe.report.plots import axis_labels, save_figure
 
-        from styleprobe.report.plots import save_figure
-
-        fig, ax = plt.subplots(figsize=(7, 3.5))
-        err = [table["difference"] - table["ci_low"], table["ci_high"] - table["difference"]]
-        colours = ["C3" if f else "C0" for f in table["flagged"]]
-        ax.bar(range(len(table)), table["difference"], yerr=err, color=colours, capsize=3)
-        ax.axhline(0, color="k", lw=0.8)
-        for sign in (-1, 1):
-            ax.axhline(sign * args.threshold, color="grey", ls=":", lw=0.8)
-        ax.set_xticks(range(len(table)), table.index, rotation=30, ha="right")
-        ax.set_ylabel("shift from A to B")
+        with style.context():
+            fig, ax = style.figure("two_thirds", 2.6)
+            err = [table["difference"] - table["ci_low"], table["ci_high"] - table["difference"]]
+            colours = ["C1" if f else "C0" for f in table["flagged"]]
+            ax.bar(range(len(table)), table["difference"], yerr=err, color=colours, capsize=2)
+            ax.axhline(0, color="k", lw=0.8)
+            for sign in (-1, 1):
+                ax.axhline(sign * args.threshold, color="grey", ls=":", lw=0.8)
+            ax.set_xticks(range(len(table)), axis_labels(table.index), rotation=30, ha="right")
+            ax.set_ylabel("difference B − A (normalised units)")
         stem = args.figure.with_suffix("") if args.figure.suffix in (".png", ".pdf") else args.figure
         log.info(f"figure: {save_figure(fig, stem)[0]}")
     flagged = list(table.index[table["flagged"]])
