@@ -679,9 +679,10 @@ def cmd_fingerprint(args) -> pd.DataFrame:
     section = {**result.to_dict(), **({"limit": limit} if limit is not None else {})}
     table = result.fingerprint
     shown = table[["mean", "ci_low", "ci_high"]].clip(-1, 1)
+    profile = ws.profile.name.split("+")[0] + (f", limit {limit}" if limit is not None else "")
     ax = radar(
         {ws.slug: shown["mean"]},
-        title=f"{ws.slug} default style, 95 % CI\n({ws.profile.name} profile, shown within ±1)",
+        title=f"{ws.slug} default style, 95 % CI\n({profile} profile, shown within ±1)",
         valid=result.validated(),
         intervals={ws.slug: (shown["ci_low"], shown["ci_high"])},
     )

@@ -65,7 +65,7 @@ def default_loader(**options) -> Loader:
 
 
 def radar_png(curves: dict[str, pd.Series], title: str) -> bytes:
-    ax = radar({k: v.fillna(0.0) for k, v in curves.items()}, title=title)
+    ax = radar(dict(curves), title=title)  # an axis without a value is drawn as missing, not as 0
     buf = io.BytesIO()
     ax.figure.savefig(buf, format="png", bbox_inches="tight", dpi=90)
     plt.close(ax.figure)
