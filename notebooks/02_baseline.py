@@ -74,10 +74,11 @@ radar(
     intervals={ws.slug: (shown["ci_low"], shown["ci_high"])},
 )
 sns.heatmap(
-    result.per_question.T.rename(index=axis_label),
+    result.per_question.T.rename(index=lambda n: axis_label(n, n in result.validated())),
     cmap="RdBu_r",
     center=0,
     ax=ax_heat,
+    xticklabels=5,  # every fifth question: two-digit labels collide otherwise
     cbar_kws={"label": style.label("projection")},
 )
 ax_heat.set_xlabel("baseline question (index)")

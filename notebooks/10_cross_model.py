@@ -73,7 +73,8 @@ for i, (cell, (name, row)) in enumerate(zip(cells, means.iterrows(), strict=Fals
     if row.isna().any():  # drawn as missing, not as 0
         title += f"\n{row.notna().sum()} of {len(row)} axes"
     ax = fig.add_subplot(cell, projection="polar")
-    radar({name: row.clip(-1, 1)}, ax=ax, title=title, note=False, labels=i == 0)
+    validated = [a for a in row.index if valid.loc[name, a]]  # the others get a †
+    radar({name: row.clip(-1, 1)}, ax=ax, title=title, note=False, labels=i == 0, valid=validated)
 notes = "; ".join(POLE_NOTE.split("\n"))
 style.source_note(fig, f"spokes in the order of the first; {notes}; values shown within ±1")
 ws.save_figure(fig, "radar_grid")
