@@ -58,8 +58,8 @@ def headline(calibration: CalibrationResult, baseline: BaselineResult | None) ->
     name = settings.get("model_name", calibration.model_id)
     text = (
         f"**{name}**, `{calibration.profile}` profile ({settings['n_calibration']} calibration and "
-        f"{settings['n_evaluation']} held-out questions per axis): **{_count(len(valid), n)} pass held-out "
-        "validation**"
+        f"{settings['n_evaluation']} held-out questions per axis and pole): "
+        f"**{_count(len(valid), n)} pass held-out validation**"
     )
     if not valid:
         return (
