@@ -5,7 +5,7 @@ import torch
 from styleprobe.engine.chat import build_prompt
 from styleprobe.engine.extraction import NonFiniteStatesError, TokenSequence, extract, measure_mask
 from styleprobe.engine.generation import SamplingConfig, generate, tokenize_prompts
-from styleprobe.engine.hooks import untuple
+from styleprobe.engine.hooks import block_hooks, untuple
 from styleprobe.engine.models import decoder_layers
 from styleprobe.engine.sampling import sample, sample_full, uniform_noise
 
@@ -148,3 +148,38 @@ def test_wide_and_full_fallbacks_draw_the_same_token():
     assert torch.equal(wide, sampling._sample_sorted(logits, keys, 2, 1.0, 0.5))
     assert sample(logits, keys, 2, 1.0, 0.5)[1].all()  # wider than the top 64 ...
     assert not sample(logits, keys, 2, 1.0, 0.5, candidates=1024)[1].any()  # ... but within the top 1024
+
+
+def test_rows_steered_differently_in_one_batch_decode_as_if_alone(tiny):
+    """Per-row steering (`steer=`) gives each row what steering it alone gives, also after a finished row
+    is dropped from the batch (the vectors must follow the rows), and it does change the answers."""
+    handle = tiny("llama")
+    blocks, eot = [3, 4], handle.end_of_turn_ids[0]
+    prompts = _prompts(handle)
+    offsets = 4 * np.random.default_rng(0).normal(size=(4, handle.hidden_size)).astype(np.float32)
+    offsets[2] = 0  # one row unsteered
+    cfg, keys = SamplingConfig(10), [1, 2, 3, 4]
+    calls = {"n": 0}
+
+    def end_row_0(_module, _inputs, logits):  # row 0 ends its turn early, so it is dropped from the batch
+        calls["n"] += 1
+        if calls["n"] == 4:
+            logits[0, :, eot] += 1e4
+        return logits
+
+    hook = handle.model.get_output_embeddings().register_forward_hook(end_row_0)
+    try:
+        together, _ = generate(handle, prompts, cfg, keys, steer=(blocks, offsets))
+    finally:
+        hook.remove()
+    alone = []
+    for prompt, key, offset in zip(prompts, keys, offsets, strict=True):
+        add = torch.as_tensor(offset)
+        with block_hooks(handle, [(b, lambda hidden, add=add: hidden + add) for b in blocks]):
+            alone.append(generate(handle, [prompt], cfg, [key])[0][0].response_ids)
+    assert together[0].finished and len(together[0].response_ids) < len(alone[0])
+    assert together[0].response_ids == alone[0][: len(together[0].response_ids)]
+    assert [g.response_ids for g in together[1:]] == alone[1:]
+    plain = generate(handle, prompts, cfg, keys)[0]
+    assert together[2].response_ids == plain[2].response_ids
+    assert all(together[r].response_ids != plain[r].response_ids for r in (1, 3))

@@ -42,6 +42,27 @@ def test_same_settings_same_responses(tiny, tmp_path):
     assert a.per_layer.shape == (len(ITEMS), 4, tiny("llama").hidden_size)
 
 
+def test_items_sharing_a_stream_draw_the_same_random_numbers(tiny, tmp_path):
+    question = "Why do cats purr?"
+    items = [Item("a", question, stream="s"), Item("b", question, stream="s"), Item("c", question)]
+    res = run_stage(tiny("llama"), tmp_path / "s", items, SamplingConfig(12), batch_size=3, progress=False)
+    a, b, c = res.records["response_ids"]
+    assert a == b and a != c
+
+
+def test_steered_stage_records_its_steering_and_checks_the_offsets(tiny, tmp_path):
+    handle = tiny("llama")
+    offsets = np.zeros((len(ITEMS), handle.hidden_size), np.float32)
+    plain = _run(handle, tmp_path / "plain")
+    zero = _run(handle, tmp_path / "zero", steer=([2, 3], offsets))  # adding nothing changes nothing
+    assert zero.records["response"].tolist() == plain.records["response"].tolist()
+    offsets[1] = 8.0
+    with pytest.raises(RunMismatchError):  # other steering, same run dir
+        _run(handle, tmp_path / "zero", steer=([2, 3], offsets))
+    with pytest.raises(ValueError, match=r"offsets must be \[7, "):
+        _run(handle, tmp_path / "bad", steer=([2, 3], offsets[:3]))
+
+
 def test_kill_and_resume_gives_identical_results(tiny, tmp_path, monkeypatch):
     handle = tiny("llama")
     whole = _run(handle, tmp_path / "whole")

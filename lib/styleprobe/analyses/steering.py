@@ -140,35 +140,42 @@ def sweep(
         raise ValueError("alpha 0 (no steering) is the reference: add it to the alphas")
     handle, axes = ws.model, ws.axes()
     questions = ws.protocol.questions.baseline[: ws.profile.n_benchmark]
-    items = [Item(f"steer/{i:02d}", q, meta={"q_index": i}) for i, q in enumerate(questions)]
-    root = ws.runs.steering(ws.profile.name, max_new_tokens, list(layers))
+    # One stage for every (axis, alpha): each answer carries its own steering vector, so all share batches.
+    # A question draws the same random numbers under every alpha, so shifts are not sampling noise alone.
+    runs = [(None, 0.0)] + [(name, a) for name in axes.names for a in alphas if a != 0]
+    items, offsets = [], []
+    for name, alpha in runs:
+        vector = np.zeros(handle.hidden_size, np.float32) if name is None else axis_vector(axes, name)
+        for i, question in enumerate(questions):
+            tag = "unsteered" if name is None else f"{name}/alpha{alpha:+g}"
+            meta = {"steered": name, "alpha": alpha, "q_index": i}
+            items.append(Item(f"{tag}/{i:02d}", question, meta=meta, stream=f"steer/{i:02d}"))
+            offsets.append(np.float32(alpha) * vector)
+    stage = ws.runs.steering(ws.profile.name, max_new_tokens, list(layers))
+    res = run_stage(
+        handle,
+        stage,
+        items,
+        SamplingConfig(max_new_tokens),
+        batch_size=batch_size,
+        steer=(list(layers), np.stack(offsets)),
+        desc="steering",
+        progress=progress,
+    )
+    ids = list(res.records["response_ids"])
+    per_layer = reread(
+        handle, items, ids, axes.layers, (res.aggregation.decay,), stage_dir=stage / "read", progress=progress
+    )
+    values = axes.project(res.aggregation.combine(per_layer[:, 0]), clip=False)
+    answered = res.records[["steered", "alpha", "q_index", "response", "n_tokens", "finished"]].assign(
+        perplexity=perplexity(handle, items, ids)
+    )
+    unsteered = answered["steered"].isna().to_numpy()
     frames = []
-    for name in axes.names:
-        vector = axis_vector(axes, name)
-        for alpha in alphas:
-            stage = root / ("unsteered" if alpha == 0 else f"{name}/alpha{alpha:+g}")
-            with steer(handle, vector, layers, alpha):
-                res = run_stage(
-                    handle,
-                    stage,
-                    items,
-                    SamplingConfig(max_new_tokens),
-                    batch_size=batch_size,
-                    desc=f"{name} {alpha:+g}",
-                    progress=progress,
-                )
-            ids = list(res.records["response_ids"])
-            decays = (res.aggregation.decay,)
-            per_layer = reread(
-                handle, items, ids, axes.layers, decays, stage_dir=stage / "read", progress=progress
-            )
-            values = axes.project(res.aggregation.combine(per_layer[:, 0]), clip=False)[:, axes.index(name)]
-            frame = res.records[["q_index", "response", "n_tokens", "finished"]].assign(
-                axis=name, alpha=alpha, value=values
-            )
-            frame["perplexity"] = perplexity(handle, items, ids)
-            frames.append(frame)
-    answers = pd.concat(frames, ignore_index=True)
+    for name in axes.names:  # per axis: the unsteered answers, then its steered ones, valued on that axis
+        rows = unsteered | (answered["steered"] == name).to_numpy()
+        frames.append(answered[rows].assign(axis=name, value=values[rows, axes.index(name)]))
+    answers = pd.concat(frames, ignore_index=True).drop(columns="steered")
     answers["repetition"] = answers["response"].map(repetition)
     text = metrics_frame(list(answers["response"]), protocol_lexicon(ws.protocol))
     metric_of = axis_metrics(ws.protocol)  # an axis without a text metric gets NaN

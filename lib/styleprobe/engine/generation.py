@@ -58,6 +58,18 @@ def _cut(handle: ModelHandle, ids: list[int]) -> tuple[list[int], bool]:
     return handle.tokenizer(text[:stop].rstrip(), add_special_tokens=False)["input_ids"], True
 
 
+class _Steering:
+    """Per-row vectors added to the outputs of some decoder blocks while decoding: row r of the batch gets
+    `offsets[r]` at every position. `select` follows the rows as finished ones are dropped."""
+
+    def __init__(self, handle: ModelHandle, blocks: list[int], offsets: np.ndarray | torch.Tensor):
+        self.add = torch.as_tensor(offsets, device=handle.device).to(handle.model.dtype)[:, None, :]
+        self.fns = [(i, lambda hidden: hidden + self.add) for i in blocks]
+
+    def select(self, keep: torch.Tensor) -> None:
+        self.add = self.add[keep]
+
+
 class _Capture:
     """Running decay-weighted sums of block outputs at response tokens, updated by forward hooks while
     decoding, so reading the states costs no second pass. Token j of the response is read when it is fed
@@ -99,12 +111,16 @@ def generate(
     keys: list[int],
     *,
     capture: tuple[list[int], float] | None = None,
+    steer: tuple[list[int], np.ndarray] | None = None,
 ) -> tuple[list[Generation], np.ndarray | None]:
     """Decode one batch with a KV cache, dropping finished rows from the batch as they accumulate.
 
     `keys` seed each row's sampling (see `styleprobe.engine.sampling`). With `capture=(layers, decay)` the
     residual stream after those blocks is aggregated on the fly and returned as [rows, layers, hidden]
-    (float32), equal to a teacher-forced re-read of the same response with the same context."""
+    (float32), equal to a teacher-forced re-read of the same response with the same context. With
+    `steer=(blocks, offsets)` row r decodes with `offsets[r]` ([rows, hidden]) added to the output of each of
+    those blocks (absolute indices), so differently steered answers share one batch; captured states are
+    read after the steering."""
     model, dev = handle.model, handle.device
     rows = len(prompt_ids)
     ids, mask = pad_batch(prompt_ids, handle.tokenizer.pad_token_id, "left", dev)
@@ -116,8 +132,9 @@ def generate(
     alive = torch.ones(rows, dtype=torch.bool, device=dev)  # has not yet emitted an end-of-turn token
     cap = _Capture(handle, capture[0], capture[1], rows) if capture else None
     captured = torch.zeros(rows, len(capture[0]), handle.hidden_size, device=dev) if capture else None
+    steering = _Steering(handle, steer[0], steer[1]) if steer else None
     cache = new_cache(model)
-    with block_hooks(handle, cap.fns if cap else ()):
+    with block_hooks(handle, [*(steering.fns if steering else ()), *(cap.fns if cap else ())]):
         out = model(
             input_ids=ids,
             attention_mask=mask,
@@ -145,6 +162,8 @@ def generate(
                     cap.select(alive)
                 keep = alive.nonzero().squeeze(1)
                 cache.batch_select_indices(keep)
+                if steering:
+                    steering.select(keep)
                 live, nxt, mask, next_pos, alive = (
                     live[keep],
                     nxt[keep],

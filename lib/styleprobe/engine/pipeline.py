@@ -40,6 +40,8 @@ class Item:
     history: tuple[tuple[str, str], ...] = ()
     meta: dict = field(default_factory=dict)
     seed: int | None = None  # sampling seed of this item; None: the stage's seed
+    stream: str | None = None  # the name its random numbers are drawn by (None: its id); items sharing one
+    # draw the same numbers (common random numbers, e.g. one question under several steering strengths)
 
 
 @dataclass
@@ -80,6 +82,7 @@ def run_stage(
     thinking: bool | None = None,
     read_with_system: bool = True,
     extraction: str = "auto",
+    steer: tuple[Sequence[int], np.ndarray] | None = None,
     desc: str = "generating",
     progress: bool = True,
 ) -> StageResult:
@@ -91,7 +94,11 @@ def run_stage(
 
     extraction="online" aggregates hidden states while decoding (no second pass); "reforward" re-reads each
     batch with a teacher-forced pass; "auto" uses online capture whenever the reading context is the
-    generation context (chat template, system prompt kept, no thinking block) and the re-forward otherwise."""
+    generation context (chat template, system prompt kept, no thinking block) and the re-forward otherwise.
+
+    `steer=(blocks, offsets)` answers item k with `offsets[k]` ([n_items, hidden]) added to the output of each
+    of those decoder blocks while generating (`generate`). Only the generation is steered: states captured
+    online are read steered, a re-forward reads them unsteered (`reread` them to choose)."""
     if not items:
         raise ValueError("no items to run")
     check_batch_size(batch_size)
@@ -124,8 +131,19 @@ def run_stage(
         "thinking": thinking,
         "read_with_system": read_with_system,
         "extraction": extraction,
-        "items": _digest([(it.id, p) for it, p in zip(items, prompts, strict=True)]),
+        "items": _digest(
+            [
+                (it.id, p) if it.stream is None else (it.id, p, it.stream)
+                for it, p in zip(items, prompts, strict=True)
+            ]
+        ),
     }
+    if steer is not None:
+        blocks, offsets = list(steer[0]), np.asarray(steer[1], dtype=np.float32)
+        if offsets.shape != (len(items), handle.hidden_size):
+            shape = f"[{len(items)}, {handle.hidden_size}]"
+            raise ValueError(f"steering offsets must be {shape}, got {list(offsets.shape)}")
+        settings["steer"] = {"blocks": blocks, "offsets": hashlib.sha256(offsets.tobytes()).hexdigest()[:16]}
     manifest = Path(stage_dir) / "manifest.json"
     if batch_size is None and (found := read_manifest(manifest)) is not None:
         batch_size = found["settings"].get("batch_size")  # resume with the batches the run started with
@@ -149,9 +167,19 @@ def run_stage(
     bar.update(len(items) - sum(len(batches[b]) for b in todo))
     for b in todo:
         idx = batches[b]
-        keys = [row_key(seed if items[i].seed is None else items[i].seed, items[i].id) for i in idx]
+        keys = [
+            row_key(seed if items[i].seed is None else items[i].seed, items[i].stream or items[i].id)
+            for i in idx
+        ]
         capture = (layers, aggregation.decay) if extraction == "online" else None
-        gens, per_layer = generate(handle, [prompt_ids[i] for i in idx], sampling, keys, capture=capture)
+        gens, per_layer = generate(
+            handle,
+            [prompt_ids[i] for i in idx],
+            sampling,
+            keys,
+            capture=capture,
+            steer=(blocks, offsets[idx]) if steer is not None else None,
+        )
         seqs = [
             TokenSequence(
                 read_ids[i] + g.response_ids, measure_mask(handle, len(read_ids[i]), g.response_ids)
