@@ -77,7 +77,9 @@ def dies_once(marker_dir: str):
     """A task that, on its first attempt, runs the first notebook, notes the stage files it wrote and kills
     its worker as an out-of-memory kill would; later attempts run normally."""
 
-    def task(model: str, parameters: dict, notebooks: list[str], root: str, shared: bool) -> ModelRun:
+    def task(
+        model: str, parameters: dict, notebooks: list[str], root: str, shared: bool, skip=()
+    ) -> ModelRun:
         marker = Path(marker_dir) / "attempts"
         attempts = int(marker.read_text()) if marker.exists() else 0
         marker.write_text(str(attempts + 1))
@@ -88,7 +90,7 @@ def dies_once(marker_dir: str):
             batches = {str(p): p.stat().st_mtime_ns for p in Path(root, "runs").rglob("*.safetensors")}
             (Path(marker_dir) / "batches.json").write_text(json.dumps(batches))
             os._exit(1)
-        return run_model(model, parameters, notebooks, root, shared)
+        return run_model(model, parameters, notebooks, root, shared, skip)
 
     return task
 

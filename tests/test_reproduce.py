@@ -91,6 +91,18 @@ def test_the_cross_model_notebook_takes_any_model_s_saved_results(tmp_path):
     assert [s.notebook for s in plan(["random:qwen2"], params, notebooks=["10"])] == ["10_cross_model"]
 
 
+def test_skipped_notebooks_are_left_out_and_their_readers_still_checked(tmp_path):
+    params = {"root": str(tmp_path), "profile": "smoke"}
+    full = [s.notebook for s in plan(["smollm2-135m-instruct"], params)]
+    assert "03_base_vs_instruct" in full  # the preset has a base model
+    trimmed = [s.notebook for s in plan(["smollm2-135m-instruct"], params, skip=["03"])]
+    assert trimmed == [n for n in full if n != "03_base_vs_instruct"]
+    with pytest.raises(UsageError, match="add 01 to --notebooks"):  # 02 reads 01's calibration
+        plan(["smollm2-135m-instruct"], params, notebooks=["01", "02"], skip=["01"])
+    with pytest.raises(UsageError, match="unknown notebook '99'"):
+        plan(["smollm2-135m-instruct"], params, skip=["99"])
+
+
 def test_dependencies_link_a_model_s_steps_and_the_cross_model_step_to_every_model(tmp_path):
     steps = plan(["random:qwen2", "random:llama"], {"root": str(tmp_path), "profile": "smoke"})
     after = dependencies(steps)

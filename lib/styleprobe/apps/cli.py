@@ -364,6 +364,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rp.add_argument("--all-presets", action="store_true", help="every model preset in data/models.yaml")
     rp.add_argument("--notebooks", nargs="+", metavar="NB", help="only these, e.g. 02 or 02_baseline")
+    rp.add_argument(
+        "--skip",
+        nargs="+",
+        metavar="NB",
+        default=[],
+        help="leave these out, e.g. 03 (make reproduce leaves out 03, the longest on a CPU)",
+    )
     rp.add_argument("--profile", choices=list(PROFILES), help=f"{PROFILE_HELP}; passed to every notebook")
     rp.add_argument(
         "-p",
@@ -886,6 +893,7 @@ def cmd_reproduce(args) -> int:
             address=args.ray,
             shared_root=not args.no_shared_root,
             gpus_per_model=args.gpus_per_model,
+            skip=args.skip,
         )
         print(summary(runs))
         return 1 if any(r.status != "done" for r in runs) else 0
@@ -898,6 +906,7 @@ def cmd_reproduce(args) -> int:
         dry_run=args.dry_run,
         prepare_only=args.prepare_only,
         jobs=args.jobs,
+        skip=args.skip,
     )
     return 0
 

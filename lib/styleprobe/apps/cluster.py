@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,15 +78,24 @@ def model_outputs(root: Path, slug: str) -> list[Path]:
     return [p for p in places if p.is_file() and not p.name.endswith(".lock")]
 
 
-def run_model(model: str, parameters: dict, notebooks: list[str] | None, root: str, shared: bool) -> ModelRun:
-    """One model's notebooks (not the cross-model ones), in plan order, in this process. `root` is where
-    they write (the shared root, or this node's own); without a shared root the outputs come back in
-    `files`."""
+def run_model(
+    model: str,
+    parameters: dict,
+    notebooks: list[str] | None,
+    root: str,
+    shared: bool,
+    skip: Collection[str] = (),
+) -> ModelRun:
+    """One model's notebooks (not the cross-model ones, nor those in `skip`), in plan order, in this process.
+    `root` is where they write (the shared root, or this node's own); without a shared root the outputs come
+    back in `files`."""
     start = time.perf_counter()
     done: list[str] = []
     status, error = "done", ""
     try:
-        steps = plan([model], {**parameters, "root": root}, notebooks, runs_dir=Path(root) / "runs")
+        steps = plan(
+            [model], {**parameters, "root": root}, notebooks, runs_dir=Path(root) / "runs", skip=skip
+        )
         for step in steps:
             if step.model is None:
                 continue  # the cross-model notebooks run on the driver once all models are done
@@ -124,6 +133,7 @@ def run_on_ray(
     address: str | None = None,
     shared_root: bool = True,
     gpus_per_model: float | None = None,
+    skip: Collection[str] = (),
     task: Callable[..., ModelRun] = run_model,
     log: Callable[[str], None] = print,
 ) -> list[ModelRun]:
@@ -137,7 +147,8 @@ def run_on_ray(
     from tqdm.auto import tqdm
 
     root = Path(parameters.get("root") or folders().results.parent).resolve()
-    plan(list(models), {**parameters, "root": str(root)}, notebooks, runs_dir=root / "runs")  # bad input: now
+    checked = {**parameters, "root": str(root)}
+    plan(list(models), checked, notebooks, runs_dir=root / "runs", skip=skip)  # bad input: refused now
     if not ray.is_initialized():
         ray.init(address=address or None)  # None: $RAY_ADDRESS, else a new local cluster
     remote = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False)(task)
@@ -145,7 +156,9 @@ def run_on_ray(
     for model in models:
         gpus = gpus_for(model, gpus_per_model)
         where = str(root) if shared_root else node_root(model)
-        ref = remote.options(num_gpus=gpus).remote(model, parameters, notebooks, where, shared_root)
+        ref = remote.options(num_gpus=gpus).remote(
+            model, parameters, notebooks, where, shared_root, tuple(skip)
+        )
         pending[ref] = (model, gpus)
         log(f"{model}: submitted ({gpus:g} GPUs)")
     runs: dict[str, ModelRun] = {}
@@ -163,7 +176,8 @@ def run_on_ray(
             runs[model] = run
             log(f"{model}: {run.status}" + (f" ({run.error})" if run.error else f" in {run.wall_s:.0f} s"))
             bar.update()
-    cross = [n for n in run_order() if n in cross_model_notebooks()]
+    skipped = {resolve_notebook(n) for n in skip}
+    cross = [n for n in run_order() if n in cross_model_notebooks() and n not in skipped]
     if notebooks is not None:
         cross = [n for n in cross if n in {resolve_notebook(a) for a in notebooks}]
     done = [model_slug(m) for m in models if runs[m].status == "done"]

@@ -9,13 +9,13 @@ root already holds is refused, and with `jobs` > 1 notebooks that do not need ea
 Two notebooks run only for some models: 03 (base vs instruct) for a model with a base model to compare
 with (its preset's `base`, or a `base_model` parameter), 06 (thinking mode) for a model with a thinking
 switch. Asked for by name (`notebooks`), they run for every model given. 00 (the explore app) runs only
-when asked for by name."""
+when asked for by name. `skip` leaves notebooks out (`make reproduce` leaves out 03, the longest on a CPU)."""
 
 from __future__ import annotations
 
 import ast
 import heapq
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from functools import cache
 from pathlib import Path
@@ -249,10 +249,12 @@ def plan(
     notebooks: list[str] | None = None,
     runs_dir: Path | None = None,
     out_dir: Path | None = None,
+    skip: Collection[str] = (),
 ) -> list[Step]:
-    """The steps of a reproduction, in order. With `out_dir` (one model), the notebooks are written there as
-    `<notebook>.ipynb` instead of under the run store. A needed result that neither a planned notebook
-    makes nor the root (the `root` parameter's, else the default) holds is a UsageError."""
+    """The steps of a reproduction, in order, without the notebooks in `skip`. With `out_dir` (one model),
+    the notebooks are written there as `<notebook>.ipynb` instead of under the run store. A needed result
+    that neither a planned notebook makes nor the root (the `root` parameter's, else the default) holds is a
+    UsageError."""
     from styleprobe.engine.models import load_presets
     from styleprobe.testing import THINKING_ARCHS
 
@@ -260,7 +262,8 @@ def plan(
         raise UsageError("reproduce runs the notebooks of a styleprobe checkout; run it from a clone")
     ordered, cross = run_order(), cross_model_notebooks()
     asked = {resolve_notebook(n) for n in notebooks} if notebooks else set(ordered) - {INTERACTIVE}
-    names = [n for n in ordered if n in asked]
+    skipped = {resolve_notebook(n) for n in skip}
+    names = [n for n in ordered if n in asked and n not in skipped]
     runs = Path(runs_dir or folders().runs)
     presets = load_presets()
     steps = []
@@ -360,10 +363,11 @@ def reproduce(
     dry_run: bool = False,
     prepare_only: bool = False,
     jobs: int = 1,
+    skip: Collection[str] = (),
     log: Callable[[str], None] = print,
 ) -> list[Path]:
     """Execute (or with `dry_run`, only print) every step of `plan`, `jobs` notebooks at a time."""
-    steps = plan(models, parameters, notebooks, runs_dir, out_dir)
+    steps = plan(models, parameters, notebooks, runs_dir, out_dir, skip)
     if dry_run:
         for step in steps:
             log(f"would run: {command(step)}")

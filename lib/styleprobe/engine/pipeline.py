@@ -150,7 +150,7 @@ def run_stage(
     chosen = batch_size is None
     if chosen:
         longest = max(len(p) for p in prompt_ids) + sampling.max_new_tokens
-        batch_size = auto_batch_size(handle, longest, cap=64 if handle.device.type == "cpu" else 256)
+        batch_size = auto_batch_size(handle, longest, cap=128 if handle.device.type == "cpu" else 256)
     try:
         stage = Stage(Path(stage_dir), {**settings, "batch_size": batch_size})
     except RunMismatchError:
