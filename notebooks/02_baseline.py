@@ -20,6 +20,7 @@ revision = None
 profile = None  # "quick" (CPU default), "paper" (GPU default) or "smoke" (tiny CI runs)
 device = None
 dtype = None
+model_args = {}  # passed to from_pretrained, e.g. {"attn_implementation": "sdpa"}
 sizes = {}  # profile sizes to override, e.g. {"n_baseline": 10, "calibration_tokens": 64}
 seeds = [0, 1, 2, 3, 4]  # test-retest needs several; the CLI fingerprint uses the profile's seeds
 batch_size = None
@@ -34,7 +35,14 @@ from styleprobe.report.plots import axis_label, radar
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(
-    model, profile=profile, revision=revision, device=device, dtype=dtype, root=root, sizes=sizes
+    model,
+    profile=profile,
+    revision=revision,
+    device=device,
+    dtype=dtype,
+    root=root,
+    sizes=sizes,
+    model_args=model_args,
 )
 axes = ws.axes()  # notebook 01's
 result = fingerprint.run(ws, axes=axes, seeds=seeds, batch_size=batch_size)

@@ -37,6 +37,7 @@ revision = None  # of the instruct model; the base model loads its default revis
 profile = None  # "quick" (CPU default), "paper" (GPU default) or "smoke" (tiny CI runs)
 device = None
 dtype = None
+model_args = {}  # passed to from_pretrained, e.g. {"attn_implementation": "sdpa"}
 sizes = {}  # profile sizes to override, e.g. {"n_baseline": 10, "calibration_tokens": 64}
 seeds = [0, 1, 2, 3, 4]  # baseline repetitions, averaged per question (as in notebook 02)
 seed = 0  # calibration sampling seed
@@ -55,9 +56,18 @@ from styleprobe.report.plots import axis_label
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(
-    instruct_model, profile=profile, revision=revision, device=device, dtype=dtype, root=root, sizes=sizes
+    instruct_model,
+    profile=profile,
+    revision=revision,
+    device=device,
+    dtype=dtype,
+    root=root,
+    sizes=sizes,
+    model_args=model_args,
 )
-base = Workspace.open(base_model, profile=profile, device=device, dtype=dtype, root=root, sizes=sizes)
+base = Workspace.open(
+    base_model, profile=profile, device=device, dtype=dtype, root=root, sizes=sizes, model_args=model_args
+)
 models = {"base": base, "instruct": ws}
 pair = f"{base.slug} (base) vs {ws.slug} (instruct)"
 for role, w in models.items():

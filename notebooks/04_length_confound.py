@@ -24,6 +24,7 @@ revision = None
 profile = None
 device = None
 dtype = None
+model_args = {}  # passed to from_pretrained, e.g. {"attn_implementation": "sdpa"}
 sizes = {}  # profile sizes to override, e.g. {"n_baseline": 10, "calibration_tokens": 64}
 seeds = None  # None: notebook 02's seeds, whose answers are reused
 batch_size = None
@@ -40,7 +41,14 @@ from styleprobe.report.plots import axis_label
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(
-    model, profile=profile, revision=revision, device=device, dtype=dtype, root=root, sizes=sizes
+    model,
+    profile=profile,
+    revision=revision,
+    device=device,
+    dtype=dtype,
+    root=root,
+    sizes=sizes,
+    model_args=model_args,
 )
 result = length.run(ws, seeds=seeds, batch_size=batch_size)
 answers, per_axis = result.answers, result.per_axis

@@ -46,6 +46,7 @@ revision = None
 profile = None  # "quick" (CPU default), "paper" (GPU default) or "smoke" (tiny CI runs)
 device = None
 dtype = None
+model_args = {}  # passed to from_pretrained, e.g. {"attn_implementation": "sdpa"}
 sizes = {}  # profile sizes to override, e.g. {"n_baseline": 10, "calibration_tokens": 64}
 seeds = [0, 1, 2, 3, 4]  # notebook 02's baseline stage, reused; the judge reads the first seed's answers
 seed = 0  # the calibration seed of notebook 01 (its held-out answers are the compliance pairs)
@@ -73,7 +74,14 @@ from styleprobe.report.plots import axis_label
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(
-    model, profile=profile, revision=revision, device=device, dtype=dtype, root=root, sizes=sizes
+    model,
+    profile=profile,
+    revision=revision,
+    device=device,
+    dtype=dtype,
+    root=root,
+    sizes=sizes,
+    model_args=model_args,
 )
 reader = analysis.open_judge(ws, judge, judge_model, scoring=judge_scoring, max_attempts=max_attempts)
 print(f"judge: {reader.describe()}")

@@ -29,6 +29,7 @@ revision = None
 profile = None  # "quick" (CPU default), "paper" (GPU default) or "smoke" (tiny CI runs)
 device = None
 dtype = None
+model_args = {}  # passed to from_pretrained, e.g. {"attn_implementation": "sdpa"}
 sizes = {}  # profile sizes to override, e.g. {"n_baseline": 10, "calibration_tokens": 64}
 thinking_tokens = 4096  # budget of the answers with thinking on: think block and visible answer together
 seeds = None  # None: the profile's seeds
@@ -50,7 +51,14 @@ from styleprobe.report.plots import axis_label
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(
-    model, profile=profile, revision=revision, device=device, dtype=dtype, root=root, sizes=sizes
+    model,
+    profile=profile,
+    revision=revision,
+    device=device,
+    dtype=dtype,
+    root=root,
+    sizes=sizes,
+    model_args=model_args,
 )
 dead = DeadZonesResult.load(ws).dead_axes() if ws.has(DeadZonesResult) else []
 validated = valid_axes(CalibrationResult.load(ws).evaluation, dead)

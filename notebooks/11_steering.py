@@ -33,6 +33,7 @@ revision = None
 profile = None  # "quick" (CPU default), "paper" (GPU default) or "smoke" (tiny CI runs)
 device = None
 dtype = None
+model_args = {}  # passed to from_pretrained, e.g. {"attn_implementation": "sdpa"}
 sizes = {}  # profile sizes to override; questions per alpha: {"n_benchmark": 10}
 alphas = [-1.0, -0.5, 0.0, 0.5, 1.0]  # per block, in normalised units (±1.5 degraded most SmolLM2 answers)
 steer_layers = None  # decoder blocks to steer (None: the blocks the axes read)
@@ -50,7 +51,14 @@ from styleprobe.report.plots import axis_label
 from styleprobe.workspace import Workspace
 
 ws = Workspace.open(
-    model, profile=profile, revision=revision, device=device, dtype=dtype, root=root, sizes=sizes
+    model,
+    profile=profile,
+    revision=revision,
+    device=device,
+    dtype=dtype,
+    root=root,
+    sizes=sizes,
+    model_args=model_args,
 )
 
 # %% [markdown]

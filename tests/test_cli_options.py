@@ -19,6 +19,7 @@ from styleprobe.apps import cli
 from styleprobe.apps.cli import build_parser, main
 from styleprobe.engine.models import ModelLoadError
 from styleprobe.protocol.axes import AxisSet
+from styleprobe.workspace import Workspace
 
 MODEL = ["--model", "random:llama", "--profile", "smoke", "--quiet"]
 STUDY_NPZ = Path(__file__).parent / "data/mood_axis/article/axis_stability/qwen_7b_set_A_axes.npz"
@@ -232,7 +233,7 @@ def test_verbosity_sets_what_reaches_stderr(tmp_path, capsys):
     assert "styleprobe: debug: loading random:llama (model arguments none)" in capsys.readouterr().err
 
 
-def test_reproduce_folds_output_path_limit_and_seed_into_the_notebooks(tmp_path, capsys):
+def test_reproduce_folds_output_path_limit_seed_and_model_args_into_the_notebooks(tmp_path, capsys):
     argv = [
         "reproduce",
         "--dry-run",
@@ -243,7 +244,7 @@ def test_reproduce_folds_output_path_limit_and_seed_into_the_notebooks(tmp_path,
         "--output-path",
         str(tmp_path),
     ]
-    assert main([*argv, "--limit", "3", "--seed", "5"]) == 0
+    assert main([*argv, "--limit", "3", "--seed", "5", "--model-args", "attn_implementation=eager"]) == 0
     found = (re.search(r"notebooks/(\d\d)_", line) for line in capsys.readouterr().out.splitlines())
     lines = {m.group(1): m.string for m in found}
     sizes = "{'n_calibration': 3, 'n_evaluation': 3, 'n_baseline': 3, 'n_benchmark': 3}"
@@ -254,6 +255,14 @@ def test_reproduce_folds_output_path_limit_and_seed_into_the_notebooks(tmp_path,
     assert "-p seed 5" in lines["01"] and "seed 5" not in lines["02"]
     assert "-p n_scenarios 3" in lines["09"] and "-p n_controls 3" in lines["09"]  # quick: 10 and 5
     assert f"-p root {tmp_path.resolve()}" in lines["10"] and "sizes" not in lines["10"]  # takes no sizes
+    assert "-p model_args {'attn_implementation': 'eager'}" in lines["01"] and "model_args" not in lines["10"]
+
+
+def test_a_notebook_s_model_args_reach_from_pretrained(tmp_path):
+    ws = Workspace.open(
+        "random:llama", profile="smoke", root=tmp_path, model_args={"attn_implementation": "eager"}
+    )
+    assert ws.model.model.config._attn_implementation == "eager"
 
 
 def test_the_makefile_flags_still_plan_the_nbval_notebooks(tmp_path, capsys):

@@ -47,12 +47,13 @@ class Workspace:
         root: str | Path | None = None,
         sizes: Mapping[str, int | None] | None = None,
         data: str | Path | None = None,
+        model_args: Mapping[str, object] | None = None,
     ) -> Workspace:
         """Load `model` with its folders under `root` (None: the default root, see `styleprobe.paths`);
         `sizes` override single profile sizes (n_calibration, calibration_tokens, ...); `data` is another
-        protocol folder (None: the package's data)."""
+        protocol folder (None: the package's data); `model_args` go to `from_pretrained` (`load_model`)."""
         prof = get_profile(profile, **dict(sizes or {}))  # checked (and test models registered) first
-        handle = load_model(model, device=device, dtype=dtype, revision=revision)
+        handle = load_model(model, device=device, dtype=dtype, revision=revision, model_args=model_args)
         return cls(handle, prof, Protocol.load(data), handle.slug, paths.folders(root))
 
     @classmethod

@@ -197,16 +197,15 @@ def _output_option(p: argparse.ArgumentParser, file: str | None, old: tuple[str,
         p.add_argument(*old, dest="out", type=output_file, help=argparse.SUPPRESS)
 
 
+MODEL_ARGS_HELP = (
+    "passed to from_pretrained, e.g. attn_implementation=sdpa,low_cpu_mem_usage=True (values: "
+    "True/False/None, numbers, else strings; dtype, revision and trust_remote_code have options)"
+)
+
+
 def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
-    p.add_argument(
-        "--model-args",
-        type=model_args,
-        default={},
-        metavar="KEY=VALUE,...",
-        help="passed to from_pretrained, e.g. attn_implementation=sdpa,low_cpu_mem_usage=True (values: "
-        "True/False/None, numbers, else strings; dtype, revision and trust_remote_code have options)",
-    )
+    p.add_argument("--model-args", type=model_args, default={}, metavar="KEY=VALUE,...", help=MODEL_ARGS_HELP)
     p.add_argument("--profile", choices=list(PROFILES), help=PROFILE_HELP)
     p.add_argument("--device", type=device, help="cuda, cuda:1, cpu, mps (default: cuda when available)")
     p.add_argument(
@@ -388,6 +387,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the repository, or $STYLEPROBE_ROOT)",
     )
     rp.add_argument("--runs-dir", type=folder, help=argparse.SUPPRESS)  # before --output-path
+    rp.add_argument(
+        "--model-args",
+        type=model_args,
+        default={},
+        metavar="KEY=VALUE,...",
+        help=MODEL_ARGS_HELP + "; the notebooks' `model_args` parameter",
+    )
     rp.add_argument(
         "--limit",
         type=positive_int,
@@ -848,8 +854,8 @@ def cmd_axes(args) -> None:
 
 
 def _notebook_parameters(args) -> tuple[dict, Path | None]:
-    """The -p parameters (YAML values) with --profile, --output-path (as `root`), --limit and --seed folded
-    in, the last two only where the notebooks take them; and the --output-path root."""
+    """The -p parameters (YAML values) with --profile, --output-path (as `root`), --limit, --model-args and
+    --seed folded in, the last three only where the notebooks take them; and the --output-path root."""
     import yaml
 
     from styleprobe.apps.reproduce import declared_parameters
@@ -870,6 +876,8 @@ def _notebook_parameters(args) -> tuple[dict, Path | None]:
             raise UsageError(f"--output-path {root} and -p root {given} name two output roots; give one")
         parameters["root"] = str(root.resolve())
     extra = limit_parameters(parameters, args.limit) if args.limit is not None else {}
+    if args.model_args:
+        extra["model_args"] = args.model_args
     if args.seed is not None:
         extra["seed"] = args.seed
     if args.limit is not None:
