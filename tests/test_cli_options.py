@@ -244,16 +244,16 @@ def test_reproduce_folds_output_path_limit_seed_and_model_args_into_the_notebook
         "--output-path",
         str(tmp_path),
     ]
-    assert main([*argv, "--limit", "3", "--seed", "5", "--model-args", "attn_implementation=eager"]) == 0
+    assert main([*argv, "--limit", "2", "--seed", "5", "--model-args", "attn_implementation=eager"]) == 0
     found = (re.search(r"notebooks/(\d\d)_", line) for line in capsys.readouterr().out.splitlines())
     lines = {m.group(1): m.string for m in found}
-    sizes = "{'n_calibration': 3, 'n_evaluation': 3, 'n_baseline': 3, 'n_benchmark': 3}"
+    sizes = "{'n_calibration': 2, 'n_evaluation': 2, 'n_baseline': 2, 'n_benchmark': 2}"
     for nb in ("01", "02", "09"):
         assert f"-p root {tmp_path.resolve()}" in lines[nb] and "-p profile quick" in lines[nb]
         assert f"-p sizes {sizes}" in lines[nb]
         assert f" {tmp_path / 'runs' / 'random-qwen2' / 'notebooks'}/{nb}_" in lines[nb]  # the executed copy
     assert "-p seed 5" in lines["01"] and "seed 5" not in lines["02"]
-    assert "-p n_scenarios 3" in lines["09"] and "-p n_controls 3" in lines["09"]  # quick: 10 and 5
+    assert "-p n_scenarios 2" in lines["09"] and "-p n_controls 2" in lines["09"]  # quick: 8 and 4
     assert f"-p root {tmp_path.resolve()}" in lines["10"] and "sizes" not in lines["10"]  # takes no sizes
     assert "-p model_args {'attn_implementation': 'eager'}" in lines["01"] and "model_args" not in lines["10"]
 

@@ -1,6 +1,8 @@
 """Named protocol sizes: `paper` is the full protocol, `quick` a small one for CPUs and CI, `smoke` a tiny
-one for notebooks on random-init models. Each profile has the sizes of the conflict-drift runs beside it
-(`drift_profile`), named and overridden the same way."""
+one for notebooks on random-init models. `quick` is sized so that `make reproduce` (every notebook but 03
+for the embedded model) ends within 30 minutes on 2 CPU cores; its benchmark and drift sizes are the ones
+cut for that, its calibration sizes and token budgets are not (see docs/method.md, Profiles). Each profile
+has the sizes of the conflict-drift runs beside it (`drift_profile`), named and overridden the same way."""
 
 from __future__ import annotations
 
@@ -49,12 +51,12 @@ class DriftProfile:
 
 PROFILES = {
     "paper": Profile("paper", 30, 10, 30, (0, 1, 2, 3, 4), 200, 384, 10),
-    "quick": Profile("quick", 15, 5, 15, (0,), 128, 128, 5),
+    "quick": Profile("quick", 15, 5, 15, (0,), 128, 128, 3),
     "smoke": Profile("smoke", 4, 3, 6, (0,), 12, 12, 2),  # notebooks on tiny random models in CI
 }
 DRIFT_PROFILES = {
     "paper": DriftProfile("paper", 20, 10, 12, 4, 200),
-    "quick": DriftProfile("quick", 10, 5, 8, 2, 32),
+    "quick": DriftProfile("quick", 8, 4, 8, 2, 32),
     "smoke": DriftProfile("smoke", 2, 1, 3, 1, 8),
 }
 Sizes = TypeVar("Sizes", Profile, DriftProfile)
