@@ -1,8 +1,8 @@
 """Named protocol sizes: `paper` is the full protocol, `quick` a small one for CPUs and CI, `smoke` a tiny
 one for notebooks on random-init models. `quick` is sized so that `make reproduce` (every notebook but 03
-for the embedded model) ends within 30 minutes on 2 CPU cores; its benchmark and drift sizes are the ones
-cut for that, its calibration sizes and token budgets are not (see docs/method.md, Profiles). Each profile
-has the sizes of the conflict-drift runs beside it (`drift_profile`), named and overridden the same way."""
+for the embedded model) ends within 30 minutes on 2 CPU cores: its calibration token budget and its drift
+sizes are the ones cut for that (see docs/method.md, Profiles). Each profile has the sizes of the
+conflict-drift runs beside it (`drift_profile`), named and overridden the same way."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ class DriftProfile:
 
 PROFILES = {
     "paper": Profile("paper", 30, 10, 30, (0, 1, 2, 3, 4), 200, 384, 10),
-    "quick": Profile("quick", 15, 5, 15, (0,), 128, 128, 3),
+    "quick": Profile("quick", 15, 5, 15, (0,), 96, 128, 5),
     "smoke": Profile("smoke", 4, 3, 6, (0,), 12, 12, 2),  # notebooks on tiny random models in CI
 }
 DRIFT_PROFILES = {
