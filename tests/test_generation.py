@@ -183,3 +183,49 @@ def test_rows_steered_differently_in_one_batch_decode_as_if_alone(tiny):
     plain = generate(handle, prompts, cfg, keys)[0]
     assert together[2].response_ids == plain[2].response_ids
     assert all(together[r].response_ids != plain[r].response_ids for r in (1, 3))
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_preallocated_cache_decodes_like_the_dynamic_cache(tiny, arch):
+    """`new_cache(model, capacity)` gives the logits of transformers' concatenating `DynamicCache` step for
+    step, through a dropped row and past its capacity (the buffer grows); gemma3's sliding-window layers
+    are left as the config makes them."""
+    from transformers import DynamicCache
+
+    from styleprobe.engine import compat
+    from styleprobe.engine.hooks import pad_batch
+
+    if compat.DynamicLayer is None:
+        pytest.skip("this transformers release has no layered cache, so new_cache does not preallocate")
+    cache_kwargs, new_cache = compat.cache_kwargs, compat.new_cache
+    handle = tiny(arch)
+    ids, mask = pad_batch(_prompts(handle), handle.tokenizer.pad_token_id, "left")
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    caches = {
+        "ours": new_cache(handle.model, capacity=ids.shape[1] + 2),
+        "dynamic": DynamicCache(config=handle.model.config),
+    }
+    kinds = {type(layer) for layer in caches["ours"].layers}
+    assert compat.PreallocatedLayer in kinds and compat.DynamicLayer not in kinds
+    assert (len(kinds) > 1) == (arch == "gemma3")
+    logits = {}
+    for name, cache in caches.items():
+        kw, step_ids, step_mask, step_pos, out = cache_kwargs(handle.model, cache), ids, mask, pos, []
+        for step in range(6):
+            if step == 3:  # drop row 1, as generate does with finished rows
+                keep = torch.tensor([0, 2, 3])
+                cache.batch_select_indices(keep)
+                step_ids, step_mask, step_pos = step_ids[keep], step_mask[keep], step_pos[keep]
+            with torch.inference_mode():
+                res = handle.model(input_ids=step_ids, attention_mask=step_mask, position_ids=step_pos, **kw)
+            out.append(res.logits[:, -1])
+            step_ids = res.logits[:, -1].argmax(-1, keepdim=True)
+            step_mask = torch.cat([step_mask, torch.ones_like(step_ids)], dim=1)
+            step_pos = step_pos[:, -1:] + 1
+        logits[name] = out
+    assert caches["ours"].get_seq_length() == ids.shape[1] + 5 > ids.shape[1] + 2  # it grew
+    for ours, ref in zip(logits["ours"], logits["dynamic"], strict=True):
+        torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+    for cache in caches.values():
+        cache.crop(-2)
+    assert caches["ours"].get_seq_length() == caches["dynamic"].get_seq_length() == ids.shape[1] + 3

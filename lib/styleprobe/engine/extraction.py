@@ -142,7 +142,7 @@ def extract(
         return fn
 
     step = chunk_size or ids.shape[1]
-    cache = new_cache(handle.model) if step < ids.shape[1] else None
+    cache = new_cache(handle.model, capacity=ids.shape[1]) if step < ids.shape[1] else None
     decoder = handle.model.get_decoder()
     with block_hooks(handle, [(i, reader(j, i)) for j, i in enumerate(layers)]):
         for start in range(0, ids.shape[1], step):

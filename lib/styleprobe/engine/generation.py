@@ -133,7 +133,7 @@ def generate(
     cap = _Capture(handle, capture[0], capture[1], rows) if capture else None
     captured = torch.zeros(rows, len(capture[0]), handle.hidden_size, device=dev) if capture else None
     steering = _Steering(handle, steer[0], steer[1]) if steer else None
-    cache = new_cache(model)
+    cache = new_cache(model, capacity=ids.shape[1] + cfg.max_new_tokens)
     with block_hooks(handle, [*(steering.fns if steering else ()), *(cap.fns if cap else ())]):
         out = model(
             input_ids=ids,
