@@ -229,3 +229,5 @@ def test_preallocated_cache_decodes_like_the_dynamic_cache(tiny, arch):
     for cache in caches.values():
         cache.crop(-2)
     assert caches["ours"].get_seq_length() == caches["dynamic"].get_seq_length() == ids.shape[1] + 3
+    caches["ours"].reset()
+    assert caches["ours"].get_seq_length() == 0

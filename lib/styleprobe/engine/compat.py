@@ -17,7 +17,7 @@ DTYPE_KEYWORD = "dtype" if Version(transformers.__version__) >= Version("4.56") 
 """The `from_pretrained` / `from_config` keyword of the weights' dtype (`torch_dtype` before 4.56)."""
 
 
-try:  # the layered cache (transformers 4.56 and later)
+try:  # releases that lay the cache out in layers
     from transformers.cache_utils import DynamicLayer
 except ImportError:
     DynamicLayer = None
@@ -62,6 +62,10 @@ if DynamicLayer is not None:
         def crop(self, tokens_to_remove: int) -> None:
             super().crop(tokens_to_remove)  # slices the view; the next update overwrites the buffer there
             self.length = self.keys.shape[-2] if self.is_initialized else 0
+
+        def reset(self) -> None:
+            super().reset()
+            self.length = 0
 
         def batch_select_indices(self, indices: torch.Tensor) -> None:
             if self.length:
