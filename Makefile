@@ -51,9 +51,10 @@ help:
 	@echo "make bench       the pipeline benchmark (see benchmarks/README.md)"
 	@echo "make paper       paper/main.pdf from the notebooks' outputs in paper/generated/ and figures/ (MAIN_MODEL=...)"
 
-# --no-compile: Python writes the bytecode of the modules it imports on first use, so pip need not compile
-# every file of every package (half of torch's install time here)
-PIP_INSTALL = $(BIN)/python -m pip install -q --no-compile
+# pip into the venv $(1). --no-compile: Python writes the bytecode of the modules it imports on first use, so
+# pip need not compile every file of every package (half of torch's install time here)
+pip_install = $(1)/bin/python -m pip install -q --no-compile
+PIP_INSTALL = $(call pip_install,$(VENV))
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -104,9 +105,9 @@ ENGINE_TESTS := tests/test_generation.py tests/test_extraction.py tests/test_hoo
 
 $(OLDEST_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(OLDEST_VENV)
-	$(OLDEST_VENV)/bin/python -m pip install -q --no-compile --upgrade pip
-	$(OLDEST_VENV)/bin/python -m pip install -q --no-compile $(TORCH_SPEC)
-	$(OLDEST_VENV)/bin/python -m pip install -q --no-compile "transformers==$(OLDEST_TRANSFORMERS)" -e . pytest
+	$(call pip_install,$(OLDEST_VENV)) --upgrade pip
+	$(call pip_install,$(OLDEST_VENV)) $(TORCH_SPEC)
+	$(call pip_install,$(OLDEST_VENV)) "transformers==$(OLDEST_TRANSFORMERS)" -e . pytest
 	touch $@
 
 test-oldest: $(OLDEST_VENV)/.installed
@@ -119,8 +120,8 @@ BARE_VENV ?= .venv-bare
 
 $(BARE_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(BARE_VENV)
-	$(BARE_VENV)/bin/python -m pip install -q --no-compile $(TORCH_SPEC)
-	$(BARE_VENV)/bin/python -m pip install -q --no-compile "transformers<6" numpy safetensors
+	$(call pip_install,$(BARE_VENV)) $(TORCH_SPEC)
+	$(call pip_install,$(BARE_VENV)) "transformers<6" numpy safetensors
 	touch $@
 
 test-gpu-check: $(BARE_VENV)/.installed

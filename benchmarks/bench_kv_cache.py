@@ -14,23 +14,24 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import platform
 import statistics
 import time
 from pathlib import Path
 from unittest import mock
 
+import bench_pipeline as bp
 import torch
 import transformers
 
 from styleprobe.engine import compat
-from styleprobe.engine.chat import build_prompt
 from styleprobe.engine.extraction import Aggregation
-from styleprobe.engine.generation import SamplingConfig, generate, tokenize_prompts
+from styleprobe.engine.generation import SamplingConfig, generate
 from styleprobe.engine.models import load_model
 from styleprobe.engine.store import write_json
 from styleprobe.protocol.profiles import PROFILES
-from styleprobe.protocol.spec import load_axes, load_questions
+from styleprobe.protocol.spec import load_axes
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,15 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     handle = load_model(args.model)
-    bank, specs = load_questions(), load_axes()
-    prompts = [
-        build_prompt(handle, bank.calibration[axis][q], specs[axis].instruction(pole))
-        for q in range(max(map(len, bank.calibration.values())))
-        for axis in specs
-        if q < len(bank.calibration[axis])
-        for pole in (1, -1)
-    ][: args.answers]
-    ids = tokenize_prompts(handle, prompts)
+    per_question = 2 * len(load_axes())  # the pipeline benchmark's calibration workload, question-major
+    n_questions = math.ceil(args.answers / per_question)
+    work = argparse.Namespace(workload="calibration", questions=n_questions, new_tokens=args.new_tokens)
+    ids = bp.workloads(handle, work)[0].prompts[: args.answers]
     cfg, keys = SamplingConfig(args.new_tokens), list(range(len(ids)))
     capture = (Aggregation().absolute_layers(handle.n_layers), 0.9)
 

@@ -42,6 +42,7 @@ def test_benchmark_smoke(tmp_path, cache, monkeypatch):
 def test_kv_cache_benchmark_smoke(tmp_path, cache, monkeypatch):
     """Both caches decode the same tokens (the script fails otherwise) and each way is timed."""
     monkeypatch.setenv("STYLEPROBE_CACHE", str(cache / "bench"))
+    monkeypatch.syspath_prepend(str(NOTEBOOKS_DIR.parent / "benchmarks"))  # it imports bench_pipeline
     bench = _script("bench_kv_cache.py", monkeypatch)
     out = tmp_path / "kv.json"
     argv = ["--model", "random:llama", "--answers", "6", "--new-tokens", "10", "--repeats", "2"]
