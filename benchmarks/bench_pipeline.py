@@ -313,6 +313,8 @@ def cross_device(handle: ModelHandle, args: argparse.Namespace, work: Work, ours
 def load(args: argparse.Namespace) -> ModelHandle:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = getattr(torch, args.dtype) if args.dtype else None
+    if dtype is None and not device.startswith("cuda"):
+        dtype = torch.float32  # not the CPU default: decoding answers one by one must match batched decoding
     if not args.random_arch:
         return load_model(args.model, device=device, dtype=dtype)
     dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)

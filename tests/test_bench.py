@@ -54,3 +54,22 @@ def test_kv_cache_benchmark_smoke(tmp_path, cache, monkeypatch):
         "dynamic": ["DynamicLayer"],
     }
     assert all(len(r) == 2 and min(r) > 0 for r in result["tokens_per_s"].values())
+
+
+def test_dtype_benchmark_smoke(tmp_path, cache, monkeypatch):
+    """Both dtypes answer and read; axes from the two readings of the same answers are compared."""
+    monkeypatch.setenv("STYLEPROBE_CACHE", str(cache / "bench"))
+    monkeypatch.syspath_prepend(str(NOTEBOOKS_DIR.parent / "benchmarks"))  # it imports bench_pipeline
+    bench = _script("bench_dtype.py", monkeypatch)
+    out = tmp_path / "dtype.json"
+    assert (
+        bench.main(["--model", "random:llama", "--questions", "3", "--new-tokens", "8", "--out", str(out)])
+        == 0
+    )
+    result = json.loads(out.read_text())
+    assert set(result["decode_tokens_per_s"]) == {"float32", "bfloat16"}
+    assert all(
+        r > 0 for r in [*result["decode_tokens_per_s"].values(), *result["read_tokens_per_s"].values()]
+    )
+    cosines = result["axis_cosine_bf16_vs_float32_reading"]
+    assert len(cosines) == 7 and all(-1 - 1e-6 <= c <= 1 + 1e-6 for c in cosines.values())

@@ -10,6 +10,7 @@ import pytest
 import torch
 import transformers
 
+from styleprobe.engine import models
 from styleprobe.engine.chat import build_prompt, plain_prompt
 from styleprobe.engine.gguf import _file_key
 from styleprobe.engine.models import (
@@ -78,12 +79,23 @@ def test_random_models_load_by_name(cache, monkeypatch):
     assert handle.device.type == "cpu"
 
 
-def test_gpus_without_native_bfloat16_get_float16(monkeypatch):
+def test_bfloat16_only_where_the_hardware_computes_it(monkeypatch):
+    monkeypatch.setattr(models, "cpu_computes_bf16", lambda: False)
     assert default_dtype("cpu") == torch.float32
+    monkeypatch.setattr(models, "cpu_computes_bf16", lambda: True)
+    assert default_dtype("cpu") == torch.bfloat16
+    assert default_dtype("mps") == torch.float32
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
     assert default_dtype("cuda") == torch.float16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     assert default_dtype("cuda:1") == torch.bfloat16
+
+
+def test_random_models_stay_float32_unless_asked(monkeypatch, tmp_path):
+    monkeypatch.setenv("STYLEPROBE_CACHE", str(tmp_path))
+    monkeypatch.setattr(models, "cpu_computes_bf16", lambda: True)  # a CPU whose default is bfloat16
+    assert load_model("random:llama").dtype_name == "float32"  # test numbers must not depend on the CPU
+    assert load_model("random:llama", dtype="bfloat16").dtype_name == "bfloat16"
 
 
 def _smollm_gguf():

@@ -11,6 +11,7 @@ from styleprobe.engine.models import decoder_layers
 from styleprobe.engine.pipeline import Item, run_stage
 from styleprobe.engine.store import RunMismatchError, Stage
 from styleprobe.errors import UsageError
+from styleprobe.testing import load_random_model
 
 ITEMS = [
     Item(f"q{i}", q, "Answer warmly." if i % 2 else None, meta={"k": i})
@@ -99,6 +100,13 @@ def test_other_settings_in_the_same_run_dir_are_refused(tiny, tmp_path):
     _run(handle, tmp_path / "r")
     with pytest.raises(RunMismatchError, match="seed"):
         run_stage(handle, tmp_path / "r", ITEMS, SAMPLING, seed=4, batch_size=2, progress=False)
+
+
+def test_a_run_in_another_dtype_is_refused(tiny, cache, tmp_path):
+    _run(tiny("llama"), tmp_path / "r")
+    handle = load_random_model("llama", cache / "llama", dtype="bfloat16")
+    with pytest.raises(RunMismatchError, match="dtype"):  # bf16 answers never join float32 ones
+        run_stage(handle, tmp_path / "r", ITEMS, SAMPLING, seed=3, progress=False)
 
 
 def test_empty_responses_are_kept_and_flagged(tiny, tmp_path):

@@ -63,6 +63,14 @@ def test_read_manifest(tmp_path):
         Stage(tmp_path, {"seed": 2, "layers": [1, 2]})
 
 
+def test_a_stage_from_before_dtype_was_recorded_reopens_but_a_new_dtype_does_not(tmp_path):
+    Stage(tmp_path / "old", {"seed": 1})  # as earlier versions wrote it
+    Stage(tmp_path / "old", {"seed": 1, "dtype": "float32"})
+    Stage(tmp_path / "new", {"seed": 1, "dtype": "float32"})
+    with pytest.raises(RunMismatchError, match=r"other settings \(dtype\)"):
+        Stage(tmp_path / "new", {"seed": 1, "dtype": "bfloat16"})
+
+
 @pytest.mark.parametrize("text", ["", '{"settings": {"seed"', "[1, 2]", '{"plan": 1}', "\xff\xfe"])
 def test_a_corrupt_manifest_is_a_one_line_error_naming_it(tmp_path, text):
     manifest = tmp_path / "stage" / "manifest.json"

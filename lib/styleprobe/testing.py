@@ -220,8 +220,10 @@ def attach_toy_behaviour(model, tokenizer) -> None:
 def load_random_model(arch: str, folder: Path | str | None = None, **load_kwargs) -> ModelHandle:
     """Build the random-init model `arch` once into `folder` (default:
     `<cache>/models/transformers<major>/random-<arch>`) and load it with `load_model(folder, **load_kwargs)`,
-    with its toy behaviour attached. An unknown `arch`
-    raises a one-line ModelLoadError listing the known ones."""
+    with its toy behaviour attached; in float32 unless another dtype is asked for, so that its numbers do
+    not depend on the machine's bf16 support or thread count. An unknown `arch` raises a one-line
+    ModelLoadError listing the known ones."""
+    load_kwargs["dtype"] = load_kwargs.get("dtype") or torch.float32
     major = transformers.__version__.split(".")[0]  # each major release saves tokenizers its own way
     default = cache_dir() / "models" / f"transformers{major}" / f"random-{arch}"  # the name is the slug
     path = build_random_model(arch, Path(folder) if folder else default)

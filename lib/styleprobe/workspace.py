@@ -156,4 +156,7 @@ class Workspace:
         if self.handle is None:
             return f"all models under {self.root.results}, profile {self.profile.name}"
         h = self.handle
-        return f"{h.model_id}: {h.n_layers} blocks, hidden size {h.hidden_size}, profile {self.profile.name}"
+        return (
+            f"{h.model_id}: {h.n_layers} blocks, hidden size {h.hidden_size}, {h.dtype_name} on "
+            f"{h.device.type}, profile {self.profile.name}"
+        )

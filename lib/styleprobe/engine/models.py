@@ -68,6 +68,11 @@ class ModelHandle:
         return next(self.model.parameters()).device
 
     @property
+    def dtype_name(self) -> str:
+        """The weights' dtype, e.g. "bfloat16"."""
+        return str(next(self.model.parameters()).dtype).removeprefix("torch.")
+
+    @property
     def n_layers(self) -> int:
         return len(decoder_layers(self.model))
 
@@ -142,11 +147,20 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def cpu_computes_bf16() -> bool:
+    """Whether this CPU has bfloat16 matrix instructions (AVX512-BF16 or AMX), with which torch runs bf16
+    matrix products natively instead of converting them (then bf16 is slower than float32)."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, hence looked up with care
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
 def default_dtype(device: str) -> torch.dtype:
-    """float32 on a CPU; bfloat16 on a GPU that computes in it natively, float16 on older ones (e.g. T4)."""
-    if not device.startswith("cuda"):
-        return torch.float32
-    return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+    """bfloat16 where the hardware computes in it natively: a GPU with bf16 (float16 on older ones, e.g.
+    T4), a CPU with AVX512-BF16 or AMX (1.7-2x float32's decoding speed, benchmarks/RESULTS.md); float32 on
+    other CPUs and on Apple GPUs."""
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+    return torch.bfloat16 if device == "cpu" and cpu_computes_bf16() else torch.float32
 
 
 def cache_dir() -> Path:
@@ -159,8 +173,9 @@ def cache_dir() -> Path:
 
 
 ModelLoader = Callable[..., ModelHandle]
-"""`loader(rest_of_name, *, device, dtype, revision, trust_remote_code) -> ModelHandle`; a loader is also
-given `model_args` when there are any (see `load_model`)."""
+"""`loader(rest_of_name, *, device, dtype, revision, trust_remote_code) -> ModelHandle`, `dtype` None where
+none was asked for (the source picks its default); a loader is also given `model_args` when there are any
+(see `load_model`)."""
 _SOURCES: dict[str, ModelLoader] = {}
 # Prefixes whose source lives outside the production load path: what to do when it is not registered.
 _UNREGISTERED = {
@@ -246,17 +261,17 @@ def load_model(
     trust_remote_code: bool = False,
     model_args: Mapping[str, object] | None = None,
 ) -> ModelHandle:
-    """Load a model for generation and extraction (bf16 on CUDA, float32 on CPU by default). A name that
+    """Load a model for generation and extraction (in `default_dtype` unless `dtype` is given). A name that
     starts with a registered prefix (see `register_source`) goes to that source's loader. `model_args` are
     passed to `from_pretrained` as they are (e.g. `{"attn_implementation": "sdpa"}`); one it does not take
     is a ModelLoadError."""
     device = check_device(device) if device else default_device()
-    dtype = _dtype(dtype, device)
+    asked, dtype = dtype, _dtype(dtype, device)  # a source gets what was asked: it may default otherwise
     model_args = dict(model_args or {})
     check_model_args(model_args)
     for prefix, loader in _SOURCES.items():
         if name.startswith(prefix):
-            options = {"device": device, "dtype": dtype, "revision": revision}
+            options = {"device": device, "dtype": asked, "revision": revision}
             if model_args:
                 options["model_args"] = model_args
             return loader(name.removeprefix(prefix), trust_remote_code=trust_remote_code, **options)

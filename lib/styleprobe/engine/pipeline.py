@@ -124,6 +124,7 @@ def run_stage(
         )
     settings = {
         "model_id": handle.model_id,
+        "dtype": handle.dtype_name,
         "sampling": sampling.__dict__,
         "aggregation": aggregation.to_dict(),
         "layers": layers,
@@ -252,6 +253,7 @@ def reread(
     if stage_dir is not None:
         settings = {
             "model_id": handle.model_id,
+            "dtype": handle.dtype_name,
             "layers": list(layers),
             "decays": list(decays),
             "keep_system": keep_system,

@@ -212,6 +212,9 @@ def read_manifest(path: Path) -> dict | None:
     return manifest
 
 
+RECORDED_LATER = ("dtype",)  # run settings that earlier versions did not write into manifests
+
+
 class Stage:
     """One stage of a run (e.g. calibration): `manifest.json` with its settings and plan, and one
     `batches/NNNNN.safetensors` per finished batch holding its arrays and, as metadata, its records.
@@ -226,7 +229,8 @@ class Stage:
             if found is None:
                 write_json(manifest, {"settings": settings})
         if found is not None:
-            old = found["settings"]
+            # a stage written before a setting was recorded is taken to have been run with it
+            old = {k: settings[k] for k in RECORDED_LATER if k in settings} | found["settings"]
             if old != settings:
                 keys = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
                 raise RunMismatchError(

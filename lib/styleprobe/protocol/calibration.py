@@ -353,6 +353,7 @@ def summarise(ws: Session, cal: Calibration) -> CalibrationResult:
             "model_name": ws.model.name,
             "n_parameters": ws.model.n_parameters,
             "device": ws.model.device.type,
+            "dtype": ws.model.dtype_name,
         },
         pca_explained=calibration_pca(cal)[1][:PCA_COMPONENTS].tolist(),
         tokens_by_pole=tokens.rename(columns=POLES).reindex(columns=list(POLES.values())),
