@@ -8,8 +8,9 @@ the pipeline's sampling):
 1. speed: the same prompts answered in each dtype (same sampling keys), then the float32 answers re-read
    teacher-forced in each dtype; tokens per second of both;
 2. the axes: fitted (`fit_axes`, all answers) from each dtype's reading of the *same* float32 answers, so
-   only the arithmetic differs: per-axis cosine between the two, and the largest difference between the
-   normalised projections of the answers on the float32 axes.
+   only the arithmetic differs: per-axis cosine between the two, and the difference between the
+   normalised projections of all the answers on the float32 axes (largest and median), beside the spread of
+   the projections within a pole (SD) that it is to be compared with.
 
 The answers generated in bf16 differ from the float32 ones after the first near-tie in sampling; they are a
 different sample, not a worse one, so only their share of identical answers is reported.
@@ -113,9 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     f32_axes, bf16_axes = (axes_from(reads[d][1]) for d in DTYPES)
     n_tokens = {d: sum(map(len, a[1])) for d, a in answers.items()}
     read_tokens = sum(len(s.ids) for s in seqs)
-    diff = np.abs(
-        f32_axes.project(reads["bfloat16"][1], clip=False) - f32_axes.project(reads["float32"][1], clip=False)
-    )
+    f32_proj = f32_axes.project(reads["float32"][1], clip=False)
+    diff = np.abs(f32_axes.project(reads["bfloat16"][1], clip=False) - f32_proj)
+    within = [  # spread of the answers' projections within a pole, to size the difference against
+        float(np.sqrt(np.mean([f32_proj[m, k].var(ddof=1) for m in sides[a]]))) for k, a in enumerate(names)
+    ]
     result = {
         "date": f"{datetime.date.today()}",
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
@@ -133,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             a: float(f32_axes.vectors[k] @ bf16_axes.vectors[k]) for k, a in enumerate(names)
         },
         "max_abs_normalised_projection_diff": dict(zip(names, diff.max(0).tolist(), strict=True)),
+        "median_abs_normalised_projection_diff": dict(zip(names, np.median(diff, 0).tolist(), strict=True)),
+        "within_pole_sd_normalised": dict(zip(names, within, strict=True)),
     }
     for key in ("decode_tokens_per_s", "read_tokens_per_s"):
         rates = result[key]
@@ -145,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"axis cosine, same answers read in bf16 vs float32: min {min(cos.values()):.4f}")
     largest = max(result["max_abs_normalised_projection_diff"].values())
     print(f"largest normalised projection difference: {largest:.4f}")
+    ratio = max(diff.max(0)[k] / within[k] for k in range(len(names)))
+    print(f"largest difference / within-pole SD of the projections, worst axis: {ratio:.3f}")
     print(f"identical answers generated in both dtypes: {result['identical_answers_share']:.0%}")
     if args.out:
         write_json(args.out, result)

@@ -73,3 +73,4 @@ def test_dtype_benchmark_smoke(tmp_path, cache, monkeypatch):
     )
     cosines = result["axis_cosine_bf16_vs_float32_reading"]
     assert len(cosines) == 7 and all(-1 - 1e-6 <= c <= 1 + 1e-6 for c in cosines.values())
+    assert all(sd > 0 for sd in result["within_pole_sd_normalised"].values())

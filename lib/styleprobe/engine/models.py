@@ -156,7 +156,7 @@ def cpu_computes_bf16() -> bool:
 
 def default_dtype(device: str) -> torch.dtype:
     """bfloat16 where the hardware computes in it natively: a GPU with bf16 (float16 on older ones, e.g.
-    T4), a CPU with AVX512-BF16 or AMX (1.7-2x float32's decoding speed, benchmarks/RESULTS.md); float32 on
+    T4), a CPU with AVX512-BF16 or AMX (1.6-2x float32's speed, benchmarks/RESULTS.md); float32 on
     other CPUs and on Apple GPUs."""
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
