@@ -211,7 +211,8 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dtype",
         choices=DTYPES,
-        help="default: bfloat16 on CUDA (float16 without native bf16), float32 on CPU",
+        help="default: bfloat16 where the hardware computes in it (CUDA with bf16, CPUs with AVX512-BF16 or "
+        "AMX), float16 on older GPUs, float32 on other CPUs",
     )
     p.add_argument("--revision", help="hub revision (branch, tag or commit)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code from the hub")
