@@ -65,9 +65,8 @@ table
 
 # %%
 assert len(table) == len(axes.names) and table["mean"].notna().all()
-print(
-    f"not interpreted (failed validation): {', '.join(set(table.index) - set(result.validated())) or 'none'}"
-)
+failed = [name for name in table.index if name not in result.validated()]  # in the table's order
+print(f"not interpreted (failed validation): {', '.join(failed) or 'none'}")
 
 # %%
 fig = style.empty_figure("full", 3.4)
