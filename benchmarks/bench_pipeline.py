@@ -312,13 +312,12 @@ def cross_device(handle: ModelHandle, args: argparse.Namespace, work: Work, ours
 
 def load(args: argparse.Namespace) -> ModelHandle:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = getattr(torch, args.dtype) if args.dtype else None
-    if dtype is None and not device.startswith("cuda"):
-        dtype = torch.float32  # not the CPU default: decoding answers one by one must match batched decoding
+    cuda = device.startswith("cuda")
+    # float32 on any CPU, whatever its default: decoding answers one by one must match batched decoding
+    dtype = getattr(torch, args.dtype) if args.dtype else (None if cuda else torch.float32)
     if not args.random_arch:
         return load_model(args.model, device=device, dtype=dtype)
-    dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
-    model, tok = random_model(args.random_arch, dtype=dtype, device=device)
+    model, tok = random_model(args.random_arch, dtype=dtype or torch.bfloat16, device=device)
     eot = end_of_turn_ids(model, tok)
     return ModelHandle(
         model, tok, f"random:{args.random_arch}", f"random-{args.random_arch}", end_of_turn_ids=eot
