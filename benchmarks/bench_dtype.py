@@ -1,4 +1,4 @@
-"""bfloat16 against float32 on a CPU: decoding and reading speed, and what reading in bf16 does to the axes.
+r"""bfloat16 against float32 on a CPU: decoding and reading speed, and what reading in bf16 does to the axes.
 
 The CPU default dtype is bfloat16 where the CPU has bf16 matrix instructions (AVX512-BF16 or AMX,
 `styleprobe.engine.models.default_dtype`), as on a GPU. This script measures what that choice buys and
@@ -15,7 +15,8 @@ the pipeline's sampling):
 The answers generated in bf16 differ from the float32 ones after the first near-tie in sampling; they are a
 different sample, not a worse one, so only their share of identical answers is reported.
 
-    .venv/bin/python benchmarks/bench_dtype.py --threads 2 --out benchmarks/results-cpu-dtype.json
+    .venv/bin/python benchmarks/bench_dtype.py --questions 15 --threads 2 \
+        --out benchmarks/results-cpu-dtype.json
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def answer(handle: ModelHandle, work: bp.Work, batch_size: int) -> tuple[float, 
     start = time.perf_counter()
     for s in range(0, len(work.prompts), batch_size):
         keys = [row_key(0, i) for i in work.ids[s : s + batch_size]]
+        # states captured as the pipeline does, so that the time includes that cost
         gens, _ = generate(handle, work.prompts[s : s + batch_size], cfg, keys, capture=(layers, AGG.decay))
         out += [g.response_ids for g in gens]
     return time.perf_counter() - start, out
