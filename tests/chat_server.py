@@ -2,7 +2,7 @@
 
 Each request takes the next behaviour from `script` (then `default`):
   "ok"                     a well-formed completion whose content comes from `responder(request body)`
-  ("slow", seconds)        the same, after sleeping
+  "stall"                  no reply until the server closes: any client timeout is reached
   ("status", code, headers)  an error status (429, 500, ...) with the given headers; its message repeats
                            the Authorization header it received
   ("content", text)        a completion with exactly this content (e.g. malformed JSON)
@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -52,6 +51,7 @@ class ChatServer:
         self.default = "ok"
         self.requests: list[dict] = []
         self._lock = threading.Lock()
+        self._closing = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -81,13 +81,15 @@ class ChatServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._closing.set()
         self._server.shutdown()
         self._server.server_close()
 
     def _act(self, handler: BaseHTTPRequestHandler, action, body: dict) -> None:
         kind = action if isinstance(action, str) else action[0]
-        if kind == "slow":
-            time.sleep(action[1])
+        if kind == "stall":
+            self._closing.wait()
+            return
         if kind == "status":
             # the message repeats the credentials received, as some providers show (part of) a rejected key
             message = f"status {action[1]} for {handler.headers.get('authorization')}"

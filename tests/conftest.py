@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 import pytest
 import torch
+from waiting import WAIT
 
 import styleprobe.testing  # noqa: F401  (registers the `random:` test models with load_model)
 
@@ -35,6 +37,55 @@ def tiny(cache):
         return loaded[arch]
 
     return get
+
+
+# A local Ray node starts a raylet and Python agents; the raylet gives the agents a fixed window (15 s) to
+# report their ports and exits when they miss it, which a busy machine can make them do. Ray then raises a
+# bare Exception after its own wait: a failed start, not a defect, so the cluster is started again until WAIT.
+RAY_SLOW_START = "timed out during startup"
+RAY_NODE_PATH = Path(__file__).parent / "ray_node"  # what the cluster's processes import first (see there)
+
+
+def _stop_ray_processes() -> None:
+    """What a failed start left running (ray.shutdown only stops a node that started)."""
+    import psutil
+
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if any("/ray/" in part for part in child.cmdline()):
+                child.kill()
+        except psutil.Error:
+            pass
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory) -> dict[str, str]:
+    """One local Ray cluster (2 CPUs) for the whole test session. Its processes take the environment of its
+    start: one model cache, one thread each (returned: what a serial run needs to give the same numbers),
+    and time to register on a busy machine."""
+    ray = pytest.importorskip("ray")
+    work = {"STYLEPROBE_CACHE": str(tmp_path_factory.mktemp("ray-cache")), "OMP_NUM_THREADS": "1"}
+    env = {
+        **work,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(RAY_NODE_PATH), os.environ.get("PYTHONPATH")])),
+        "RAY_raylet_start_wait_time_s": "120",  # the node's registration, once its agents are up
+        "RAY_worker_register_timeout_seconds": str(int(WAIT)),
+    }
+    deadline = time.monotonic() + WAIT
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        while True:
+            try:
+                ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+                break
+            except Exception as err:
+                ray.shutdown()
+                _stop_ray_processes()
+                if RAY_SLOW_START not in str(err) or time.monotonic() > deadline:
+                    raise
+    yield work
+    ray.shutdown()
 
 
 # The engine's tests fail on a deprecation from transformers or torch, so an upgrade that deprecates what

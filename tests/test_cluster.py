@@ -1,5 +1,6 @@
 """`styleprobe reproduce --ray`: models as Ray tasks on a local cluster give the results of the serial run,
-a task whose worker dies is retried and resumes, and a failing model does not stop the others."""
+a task whose worker dies is retried and resumes, and a failing model does not stop the others. One local
+cluster serves the whole session (`ray_cluster` in conftest.py)."""
 
 from __future__ import annotations
 
@@ -22,11 +23,8 @@ PARAMETERS = {"profile": "smoke", "seeds": [0, 1]}
 
 
 @pytest.fixture(scope="module")
-def cluster(cache_env):
+def cluster(ray_cluster):
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the test's own tasks, by value
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def _results(root: Path, slug: str) -> dict:
@@ -36,18 +34,15 @@ def _results(root: Path, slug: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def serial(tmp_path_factory, cache_env) -> Path:
+def serial(tmp_path_factory, ray_cluster) -> Path:
+    """The same work run here, in the environment of the cluster's workers (its cache, one thread)."""
     root = tmp_path_factory.mktemp("serial")
     parameters = {**PARAMETERS, "root": str(root)}
-    reproduce(MODELS, parameters, NOTEBOOKS, runs_dir=root / "runs", log=lambda _: None)
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in ray_cluster.items():
+            patch.setenv(key, value)
+        reproduce(MODELS, parameters, NOTEBOOKS, runs_dir=root / "runs", log=lambda _: None)
     return root
-
-
-@pytest.fixture(scope="module")
-def cache_env(tmp_path_factory):
-    """Workers inherit the environment of the cluster's start: one model cache for every process."""
-    os.environ["STYLEPROBE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def test_models_run_as_ray_tasks_give_the_serial_results(cluster, serial, tmp_path):
@@ -64,7 +59,7 @@ def test_without_a_shared_root_the_outputs_come_back_to_the_driver(cluster, seri
     runs = run_on_ray(
         MODELS[:1], {**PARAMETERS, "root": str(tmp_path)}, NOTEBOOKS, shared_root=False, log=lambda _: None
     )
-    assert runs[0].status == "done" and runs[0].files
+    assert runs[0].status == "done" and runs[0].files, summary(runs)
     assert _results(tmp_path, "random-llama") == _results(serial, "random-llama")
     assert not (tmp_path / "runs").exists()  # the run store stayed on the node
     assert {p.relative_to(tmp_path) for p in model_outputs(tmp_path, "random-llama")} == set(
@@ -112,7 +107,7 @@ def test_a_failing_model_is_reported_and_the_others_go_on(cluster, tmp_path):
     lines: list[str] = []
     parameters = {"profile": "smoke", "root": str(tmp_path)}
     runs = run_on_ray(["random:nosuch", "random:llama"], parameters, ["01"], log=lines.append)
-    assert [r.status for r in runs] == ["failed", "done"]
+    assert [r.status for r in runs] == ["failed", "done"], summary(runs)
     assert "unknown random architecture 'nosuch'" in runs[0].error
     table = summary(runs)
     assert "random:nosuch" in table and "done: 1, failed: 1" in table

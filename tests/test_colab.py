@@ -8,6 +8,7 @@ import sys
 
 import jupytext
 import nbformat
+from waiting import WAIT
 
 from styleprobe.apps.colab import COLAB_DIR, INSTALL_CELL, colab_notebook, sources
 from styleprobe.paths import REPO_ROOT
@@ -55,7 +56,7 @@ def test_the_install_cell_installs_styleprobe_where_it_is_missing(tmp_path):
         env={"PATH": "/usr/bin:/bin", "STYLEPROBE_REPOSITORY": str(REPO_ROOT), "HOME": str(tmp_path)},
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=WAIT,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == str(work / "styleprobe")

@@ -1,9 +1,12 @@
 """Several processes on one root at once lose nothing: run stages, results sections, axes pairs, and first
 calibrations of a model with an empty cache. The processes start together on a barrier (a multiprocessing
-Barrier, or a start file for the command-line runs), never on sleeps, and are compared with a serial run."""
+Barrier, or a start file for the command-line runs), never on sleeps, and are compared with a serial run.
+The test waits for the processes to end, then reads what they wrote: no bound but WAIT, which only a hang
+reaches, so a busy machine makes them slower, never failed."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import subprocess
@@ -14,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import transformers
+from waiting import WAIT
 
 N = 4  # processes
 ROUNDS = 12  # barrier-synchronised rounds per process in the store-level tests
-TIMEOUT = 120  # seconds; only reached when something hangs
 
 
 def _axis_set(k: int):
@@ -44,8 +47,8 @@ def _check_axes(axes) -> str | None:
     return None
 
 
-def _worker(i: int, root: str, barrier, queue) -> None:
-    """One process of the store-level tests; puts (i, {job: outcome}) on the queue."""
+def _worker(i: int, root: str, barrier) -> None:
+    """One process of the store-level tests; writes its {job: outcome} to outcome-<i>.json beside the root."""
     from styleprobe.engine.store import RunMismatchError, Stage
     from styleprobe.protocol.axes import AxisSet
     from styleprobe.report.results import update_results
@@ -54,22 +57,22 @@ def _worker(i: int, root: str, barrier, queue) -> None:
     outcome: dict[str, list] = {"stage": [], "results": [], "axes": []}
     try:
         for r in range(ROUNDS):
-            barrier.wait(TIMEOUT)  # each process wants its own settings in the same new stage
+            barrier.wait(WAIT)  # each process wants its own settings in the same new stage
             try:
                 Stage(root_ / "runs" / f"stage{r}", {"writer": i, "round": r})
                 outcome["stage"].append(r)
             except RunMismatchError:
                 pass
-            barrier.wait(TIMEOUT)
+            barrier.wait(WAIT)
             update_results("model", f"writer{i}-round{r}", {"i": i, "r": r}, root_ / "results")
-            barrier.wait(TIMEOUT)
+            barrier.wait(WAIT)
             _axis_set(i).save(root_ / "axes" / "model.json")
             if problem := _check_axes(AxisSet.load(root_ / "axes" / "model.json")):
                 outcome["axes"].append(problem)
     except Exception as err:
         outcome["error"] = [f"{type(err).__name__}: {err}"]
         barrier.abort()
-    queue.put((i, outcome))
+    Path(f"{root}.outcome-{i}.json").write_text(json.dumps(outcome))
 
 
 @pytest.fixture(scope="module")
@@ -78,16 +81,18 @@ def store_run(tmp_path_factory) -> tuple[Path, dict[int, dict[str, list]]]:
     its own section of one results file, write its own axes pair under one name and read it back."""
     root = tmp_path_factory.mktemp("store")
     ctx = multiprocessing.get_context("spawn")
-    barrier, queue = ctx.Barrier(N), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(i, str(root), barrier, queue)) for i in range(N)]
+    barrier = ctx.Barrier(N)
+    procs = [ctx.Process(target=_worker, args=(i, str(root), barrier)) for i in range(N)]
     for p in procs:
         p.start()
-    try:
-        outcomes = dict(queue.get(timeout=TIMEOUT) for _ in procs)
-    finally:
-        for p in procs:
-            p.join(TIMEOUT)
+    for p in procs:
+        p.join(WAIT)
+    hung = [p for p in procs if p.is_alive()]
+    for p in hung:
+        p.kill()
+    assert not hung, f"{len(hung)} processes still running after {WAIT:.0f} s (STYLEPROBE_TEST_WAIT)"
     assert [p.exitcode for p in procs] == [0] * N
+    outcomes = {i: json.loads(Path(f"{root}.outcome-{i}.json").read_text()) for i in range(N)}
     assert all("error" not in o for o in outcomes.values()), outcomes
     return root, outcomes
 
@@ -167,7 +172,7 @@ def test_concurrent_first_calibrations_equal_a_serial_one(tmp_path, monkeypatch)
     ready = [tmp_path / f"ready{i}" for i in range(N)]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", STARTER, str(go), str(r), str(TIMEOUT), *_calibrate_args(shared)],
+            [sys.executable, "-c", STARTER, str(go), str(r), str(WAIT), *_calibrate_args(shared)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -176,13 +181,13 @@ def test_concurrent_first_calibrations_equal_a_serial_one(tmp_path, monkeypatch)
         for r in ready
     ]
     try:
-        deadline = time.monotonic() + TIMEOUT
+        deadline = time.monotonic() + WAIT
         while not all(r.exists() for r in ready):
             assert all(p.poll() is None for p in procs), "a process ended before the start"
             assert time.monotonic() < deadline, "the processes did not get ready"
             time.sleep(0.01)
         go.touch()
-        outputs = [p.communicate(timeout=TIMEOUT) for p in procs]
+        outputs = [p.communicate(timeout=WAIT) for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:

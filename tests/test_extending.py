@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from waiting import WAIT
 
 from styleprobe.analyses.judge.core import load_prompts
 from styleprobe.analyses.textmetrics import axis_metrics, protocol_lexicon, text_metrics
@@ -112,7 +113,7 @@ def test_the_command_line_reads_another_data_folder(data, tmp_path, cache):
     env = {**os.environ, "STYLEPROBE_DATA_DIR": str(data), "STYLEPROBE_CACHE": str(cache / "extending")}
     command = [sys.executable, "-m", "styleprobe.apps.cli", "fingerprint", "--model", "random:qwen2"]
     command += ["--profile", "smoke", "--root", str(tmp_path), "--quiet", "--seeds", "0"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=WAIT, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert AxisSet.load(tmp_path / "axes" / "random-qwen2.json").names[-1] == NEW
     fingerprint = json.loads((tmp_path / "results" / "random-qwen2.json").read_text())["baseline"][

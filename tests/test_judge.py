@@ -16,6 +16,7 @@ import pytest
 import scipy.stats
 import torch
 from chat_server import AXES, ChatServer, quoted_answer
+from waiting import WAIT
 
 from styleprobe.analyses.deadzones import DeadZonesResult
 from styleprobe.analyses.judge import analysis
@@ -55,7 +56,9 @@ PROTOCOL = Protocol.load()
 
 
 def remote(server: ChatServer, tmp_path: Path, **kwargs) -> OpenAIJudge:
-    options = {"api_key": KEY, "timeout": 2.0, "max_retries": 2, "cache_dir": tmp_path / "cache", **kwargs}
+    """A judge of the test server; its timeout is generous (a busy machine answers slowly), except where a
+    test times out on purpose."""
+    options = {"api_key": KEY, "timeout": WAIT, "max_retries": 2, "cache_dir": tmp_path / "cache", **kwargs}
     return OpenAIJudge("test-judge", base_url=server.base_url, protocol=PROTOCOL, **options)
 
 
@@ -147,11 +150,11 @@ def test_server_errors_are_retried_then_recorded_as_missing(server, tmp_path):
 
 
 def test_slow_endpoint_times_out_and_is_retried(server, tmp_path):
-    server.script.append(("slow", 1.5))
-    assert remote(server, tmp_path, timeout=0.3).rate_verdict("q?", "r").status == "ok"
+    server.script.append("stall")  # a request that never gets its reply: the client's timeout ends it
+    assert remote(server, tmp_path, timeout=3.0).rate_verdict("q?", "r").status == "ok"
     assert len(server.requests) == 2
-    server.default = ("slow", 1.5)
-    verdict = remote(server, tmp_path, timeout=0.3, max_retries=1).rate_verdict("another q?", "r")
+    server.default = "stall"
+    verdict = remote(server, tmp_path, timeout=3.0, max_retries=1).rate_verdict("another q?", "r")
     assert verdict.status == "error" and "Timeout" in verdict.detail
 
 

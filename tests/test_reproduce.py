@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from waiting import WAIT
 
 from styleprobe.apps import reproduce
 from styleprobe.apps.cli import main
@@ -123,7 +124,7 @@ def _steps(*names: str) -> list[Step]:
 
 
 def test_independent_steps_run_at_once_and_a_dependent_one_waits():
-    both_running = threading.Barrier(2, timeout=10)  # breaks unless a and b run at the same time
+    both_running = threading.Barrier(2, timeout=WAIT)  # breaks unless a and b run at the same time
     finished: dict[str, float] = {}
     started: dict[str, float] = {}
 

@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from waiting import WAIT
 
 from styleprobe.engine.models import load_presets
 from styleprobe.paths import PACKAGE_DATA, REPO_ROOT
@@ -47,7 +48,7 @@ def installed(tmp_path_factory) -> Path:
     )
     pip = [sys.executable, "-m", "pip"]
     build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp / "dist"), str(source)]
-    subprocess.run(build, check=True, capture_output=True, timeout=300)
+    subprocess.run(build, check=True, capture_output=True, timeout=WAIT)
     (wheel,) = (tmp / "dist").glob("styleprobe-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     shipped = {f"styleprobe/data/{p.relative_to(PACKAGE_DATA).as_posix()}" for p in PACKAGE_DATA.rglob("*")}
@@ -55,9 +56,9 @@ def installed(tmp_path_factory) -> Path:
         "data files missing from the wheel"
     )
     venv = tmp / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=WAIT)
     install = [*pip, "--python", str(venv / "bin" / "python"), "install", "--no-deps", "--no-index", "-q"]
-    subprocess.run([*install, str(wheel)], check=True, capture_output=True, timeout=300)
+    subprocess.run([*install, str(wheel)], check=True, capture_output=True, timeout=WAIT)
     (next((venv / "lib").glob("python*")) / "site-packages" / "deps.pth").write_text(
         site.getsitepackages()[0]
     )
@@ -66,7 +67,7 @@ def installed(tmp_path_factory) -> Path:
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STYLEPROBE_") and k != "PYTHONPATH"}
-    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=WAIT, check=False)
 
 
 def test_the_installed_wheel_reads_its_own_data_and_writes_under_the_current_folder(installed, tmp_path):
