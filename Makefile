@@ -21,6 +21,13 @@ JOBS ?= 1
 # make reproduce leaves out 03 (base vs instruct: it calibrates the gemma base model too, 11 minutes on 2 CPU
 # cores) unless PROFILE=paper; SKIP= runs it as well
 SKIP ?= $(if $(filter paper,$(PROFILE)),,03)
+# make reproduce NOTEBOOKS="01 02": only these notebooks
+NOTEBOOKS ?=
+# make reproduce writes its outputs (runs, axes, figures, results, executed notebooks, the paper's inputs and
+# a RESULTS.md) under OUT, outside the tracked tree, so the committed results stay those of the paper profile;
+# PROFILE=paper writes in place (OUT=.) and rewrites the README's Results block: it makes the committed results
+OUT ?= $(if $(filter paper,$(PROFILE)),.,build/reproduce)
+IN_PLACE := $(filter .,$(OUT))
 
 NB ?= 02
 MODEL ?= smollm2-135m-instruct
@@ -42,18 +49,22 @@ help:
 	@echo "make test-oldest the engine tests on the oldest transformers pyproject.toml admits (part of make test)"
 	@echo "make test-gpu-check  benchmarks/gpu_check.sh --smoke with only torch and transformers (part of make test)"
 	@echo "make test-slow   the tests marked slow as well"
-	@echo "make reproduce   run every notebook but SKIP=\"$(SKIP)\" for each model in MODELS=\"$(MODELS)\""
+	@echo "make reproduce   run every notebook but SKIP=\"$(SKIP)\" for each model in MODELS=\"$(MODELS)\", writing under"
+	@echo "                 OUT=$(OUT) (PROFILE=paper: in place, the committed results)"
 	@echo "                 (PROFILE=quick|paper, which runs 03 too, as SKIP= does; JOBS=2 runs independent notebooks side by side)"
 	@echo "make reproduce-paper   every preset model with the paper profile (GPU machine with the hub)"
 	@echo "make notebook NB=02 MODEL=...   run one notebook for one model"
 	@echo "make lab         JupyterLab on the paired notebooks"
 	@echo "make colab       rewrite notebooks/colab/*.ipynb (what Colab opens) from the notebooks"
 	@echo "make bench       the pipeline benchmark (see benchmarks/README.md)"
-	@echo "make paper       paper/main.pdf from the notebooks' outputs in paper/generated/ and figures/ (MAIN_MODEL=...)"
+	@echo "make paper       paper/main.pdf from the notebooks' outputs in paper/generated/ and figures/ (MAIN_MODEL=...;"
+	@echo "                 ROOT=build/reproduce: the paper of make reproduce's outputs)"
 
-# pip into the venv $(1). --no-compile: Python writes the bytecode of the modules it imports on first use, so
-# pip need not compile every file of every package (half of torch's install time here)
-pip_install = $(1)/bin/python -m pip install -q --no-compile
+# pip into the venv $(1). pip compiles the bytecode at install (half of torch's install time): where
+# PYTHONDONTWRITEBYTECODE is set, as on many CI machines, Python never writes it later, and every process would
+# compile torch, transformers and Ray again on import (16 s instead of 9 s here, and a Ray agent that misses
+# its start-up window on a busy machine)
+pip_install = $(1)/bin/python -m pip install -q
 PIP_INSTALL = $(call pip_install,$(VENV))
 
 $(VENV)/.installed: pyproject.toml
@@ -132,8 +143,19 @@ test-slow: install
 	$(BIN)/pytest -m "slow or not slow"
 
 reproduce: install
-	$(REPRODUCE) --models $(MODELS) $(if $(SKIP),--skip $(SKIP),)
+	$(REPRODUCE) --models $(MODELS) $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS),) $(if $(SKIP),--skip $(SKIP),) \
+		$(if $(IN_PLACE),,--output-path $(OUT))
+ifeq ($(IN_PLACE),)
+	$(BIN)/python -m styleprobe.report.readme --results $(OUT)/results --output $(OUT)/RESULTS.md \
+		--main-model $(firstword $(MODELS))
+	@echo "outputs under $(OUT)/: RESULTS.md (what the run shows), results/notebooks/ (every executed notebook),"
+	@echo "figures/, axes/, paper/generated/ (the paper's inputs)"
+	@$(BIN)/python -m styleprobe.report.paper --check --root $(OUT) --main-model $(firstword $(MODELS)) \
+		&& echo "the paper of this run: make paper ROOT=$(OUT) (builds $(OUT)/paper/main.pdf)" \
+		|| echo "the paper cannot be built from this run's outputs alone (what it lacks is listed above)"
+else
 	$(BIN)/python -m styleprobe.report.readme  # the README's Results section, from results/
+endif
 
 reproduce-paper: install
 	$(BIN)/styleprobe reproduce --all-presets --profile paper $(if $(DRY_RUN),--dry-run,) $(if $(RAY),--ray $(RAY),)
@@ -166,10 +188,12 @@ MAIN_MODEL ?= smollm2-135m-instruct
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TEX_PACKAGES := latexmk texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended poppler-utils
 
-# The paper from the notebooks' outputs in paper/generated/ (installs TeX Live with apt-get when missing).
+# The paper from the notebooks' outputs in paper/generated/ (installs TeX Live with apt-get when missing); with
+# ROOT=<root>, the paper of that root's outputs (e.g. make reproduce's build/reproduce), built in <root>/paper/.
+ROOT ?=
 paper: install
 	@command -v latexmk >/dev/null && command -v pdflatex >/dev/null || { \
 		echo "installing TeX Live with apt-get: $(TEX_PACKAGES)"; \
 		$(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -q --no-install-recommends $(TEX_PACKAGES); }
-	$(BIN)/python -m styleprobe.report.paper --main-model $(MAIN_MODEL)
+	$(BIN)/python -m styleprobe.report.paper --main-model $(MAIN_MODEL) $(if $(ROOT),--root $(ROOT),)

@@ -271,8 +271,10 @@ def test_the_command_checks_a_test_root_against_the_paper(tmp_path, capsys):
     assert "missing file generated/m/calibration_evaluation" in err
     assert r"missing file \figuresdir/m/axis_cosines" in err  # looked for in <root>/figures/m/
     assert (tmp_path / "paper" / "generated" / "index.tex").exists()
-    with pytest.raises(SystemExit):
-        paper.main(["--root", str(tmp_path)])  # only checked: latexmk reads the checkout's generated/
+    # without --check: the paper's text is copied beside the root's inputs and built there (here refused)
+    assert paper.main(["--root", str(tmp_path), "--main-model", "m"]) == 1
+    assert (tmp_path / "paper" / "main.tex").read_text() == (paper.PAPER_DIR / "main.tex").read_text()
+    assert (tmp_path / "paper" / "sections" / "calibration.tex").exists()
 
 
 def test_build_refuses_a_main_model_without_outputs(tmp_path):
@@ -379,3 +381,10 @@ def test_the_fixed_text_does_not_describe_the_main_model():
         if path.name != "reproducibility.tex":
             text = path.read_text()
             assert not [n for n in names if n.lower() in text.lower()], path.name
+
+
+def test_the_check_leaves_out_the_branches_of_notebooks_without_outputs():
+    text = r"a \ifnotebook{03_x}{\item \result{m/03_x/k} {x}}{else} b \ifnotebook{01_c}{\result{m/01_c/k}}{}"
+    assert paper.without_absent(text, ["01_c"]) == r"a \ifnotebook{03_x}{}{else} b " + text.split(" b ")[1]
+    assert paper.text_needs(paper.without_absent(text, ["01_c"])).keys == {"m/01_c/k"}
+    assert paper.text_needs(paper.without_absent(text, ["01_c", "03_x"])).keys == {"m/01_c/k", "m/03_x/k"}

@@ -30,6 +30,7 @@ from styleprobe.engine.models import (
     check_model_args,
     load_model,
     load_presets,
+    model_slug,
     slugify,
 )
 from styleprobe.engine.store import atomic_write_text, write_json
@@ -574,11 +575,6 @@ def _load(args) -> object:
         trust_remote_code=args.trust_remote_code,
         model_args=args.model_args,
     )
-
-
-def model_slug(model: str) -> str:
-    """The name a model's files go under (axes/<slug>.json, runs/<slug>/), known before it loads."""
-    return model if model in load_presets() else slugify(model)
 
 
 def _workspace(args, profile: Profile, root: Path | None, protocol: Protocol | None = None):

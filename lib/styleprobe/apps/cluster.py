@@ -23,13 +23,12 @@ from pathlib import Path
 from styleprobe.apps.reproduce import (
     cross_model_notebooks,
     execute,
-    model_slug,
     plan,
     reproduce,
     resolve_notebook,
     run_order,
 )
-from styleprobe.engine.models import load_presets, slugify
+from styleprobe.engine.models import load_presets, model_slug, slugify
 from styleprobe.engine.store import atomic_write_bytes, locked
 from styleprobe.errors import UsageError, first_line
 from styleprobe.paths import folders

@@ -56,13 +56,6 @@ def model_of(parameters: Mapping) -> str | None:
     return parameters.get("model", parameters.get("instruct_model"))
 
 
-def model_slug(model: str) -> str:
-    """The folder name of a model's outputs: its preset name, else its slug."""
-    from styleprobe.engine.models import load_presets, slugify
-
-    return model if model in load_presets() else slugify(model)
-
-
 def _notebook_names() -> list[str]:
     return sorted(p.stem for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.py"))
 
@@ -237,6 +230,8 @@ def execute(
             f"notebook {name} failed in cell {err.exec_count}: {err.ename}: {last} (executed copy: {output})"
         ) from None
     if not prepare_only:
+        from styleprobe.engine.models import model_slug
+
         model = model_of(parameters)
         owner = model_slug(model) if model else CROSS_MODEL
         publish(output, published(folders(parameters.get("root")).results, owner, name))
@@ -255,7 +250,7 @@ def plan(
     the notebooks are written there as `<notebook>.ipynb` instead of under the run store. A needed result
     that neither a planned notebook makes nor the root (the `root` parameter's, else the default) holds is a
     UsageError."""
-    from styleprobe.engine.models import load_presets
+    from styleprobe.engine.models import load_presets, model_slug
     from styleprobe.testing import THINKING_ARCHS
 
     if not IN_CHECKOUT:

@@ -104,6 +104,12 @@ def slugify(name: str) -> str:
     return re.sub(r"[^a-z0-9.]+", "-", stem.lower()).strip("-.") or "model"
 
 
+def model_slug(model: str) -> str:
+    """The name a model's files go under (axes/<slug>.json, runs/<slug>/, results/<slug>.json), known
+    before it loads: its preset name, else its slug."""
+    return model if model in load_presets() else slugify(model)
+
+
 def decoder_layers(model: PreTrainedModel) -> torch.nn.ModuleList:
     """The list of decoder blocks (residual stream after block i = output of layers[i])."""
     decoder = model.get_decoder() if hasattr(model, "get_decoder") else model

@@ -228,6 +228,7 @@ _FILE = re.compile(
 )
 _GATED = re.compile(r"\\(notebooksection|crossmodelsection)\{([^}]*)\}\{([^}]*)\}")
 _PLAIN_INPUT = re.compile(r"\\input\{(sections/[^}]*)\}")
+_IFNOTEBOOK = re.compile(r"\\ifnotebook\{([^}]*)\}")
 
 
 @dataclass
@@ -241,6 +242,31 @@ class Needs:
 def _strip_comments(text: str) -> str:
     """Text without comments and without verbatim `\\verb|...|` (which only shows macros)."""
     return re.sub(r"\\verb(.).*?\1", "", re.sub(r"(?<!\\)%.*", "", text))
+
+
+def _group_end(tex: str, start: int) -> int:
+    """The index after the brace group that opens at `start` (skipping spaces before its `{`)."""
+    i = start
+    while tex[i].isspace():
+        i += 1
+    depth = 0
+    for j in range(i, len(tex)):
+        depth += {"{": 1, "}": -1}.get(tex[j], 0) if tex[j - 1] != "\\" else 0
+        if depth == 0:
+            return j + 1
+    raise PaperError(f"unbalanced braces after position {start}")
+
+
+def without_absent(tex: str, present: Collection[str]) -> str:
+    """The text without the first branch of each `\\ifnotebook{NB}{...}{...}` whose notebook NB has no
+    outputs (`present`: the notebooks that have): what the build leaves out."""
+    out, pos = [], 0
+    for match in _IFNOTEBOOK.finditer(tex):
+        if match.start() < pos or match.group(1) in present:
+            continue
+        out.append(tex[pos : match.end()] + "{}")
+        pos = _group_end(tex, match.end())
+    return "".join(out) + tex[pos:]
 
 
 def text_needs(tex: str) -> Needs:
@@ -322,7 +348,7 @@ def missing(
 ) -> list[str]:
     """One line per number or file the text needs but `root` (or for figures, `figures`, by default
     `figures_dir(root)`) lacks. Sections gated on a notebook without outputs (`absent_gates`) are skipped
-    (they are left out of the build)."""
+    (they are left out of the build), and so are the `\\ifnotebook` branches of such notebooks."""
     keys, have = defined_keys(root), available(root)
     figures = Path(figures or figures_dir(root))
     made_by: dict[str, str] = {}  # who writes a missing file, looked up once one is missing
@@ -334,7 +360,7 @@ def missing(
         if not path.exists():
             problems.append(f"{path.relative_to(paper_dir)} is included by main.tex but does not exist")
             continue
-        needs = text_needs(path.read_text())
+        needs = text_needs(without_absent(_strip_comments(path.read_text()), have.get(main_model, [])))
         for key in sorted(_resolve(k, main_model) for k in needs.keys):
             if key not in keys:
                 folder, notebook = [*key.split("/"), "?", "?"][:2]
@@ -420,7 +446,26 @@ def build(
     return paper_dir / "main.pdf"
 
 
+SOURCES = ("main.tex", "references.bib", "styleprobe-results.sty", "sections")  # the paper's own text
+
+
+def copy_sources(root: Path, paper_dir: Path = PAPER_DIR) -> Path:
+    """The paper's text copied to `<root>/paper/`, beside that root's generated inputs and figures, so the
+    paper of another output root builds there; returns that folder."""
+    target = Path(root) / "paper"
+    for name in SOURCES:
+        source, copy = paper_dir / name, target / name
+        if source.is_dir():
+            shutil.copytree(source, copy, dirs_exist_ok=True)
+        else:
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, copy)
+    return target
+
+
 def main(argv: list[str] | None = None) -> int:
+    from styleprobe.engine.models import model_slug
+
     parser = argparse.ArgumentParser(
         prog="python -m styleprobe.report.paper",
         description="Check the paper's generated inputs and build it.",
@@ -432,15 +477,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--root",
         type=Path,
-        help="check the outputs under this root (its paper/generated/ and figures/, e.g. a test run's) "
-        "instead of the checkout's; only with --check",
+        help="the paper of the outputs under this root (e.g. make reproduce's build/reproduce), built in "
+        "<root>/paper/ from its paper/generated/ and figures/, instead of the checkout's",
     )
     args = parser.parse_args(argv)
-    if args.root and not args.check:
-        parser.error("--root needs --check: the paper is built from the checkout's own outputs")
-    generated = generated_dir(args.root / "results") if args.root else None
+    paper_dir, generated = PAPER_DIR, None
+    if args.root:
+        generated = generated_dir(args.root / "results")
+        if not args.check:
+            paper_dir = copy_sources(args.root)
     try:
-        out = build(main_model=args.main_model, root=generated, compile_pdf=not args.check)
+        main_model = model_slug(args.main_model)
+        out = build(paper_dir, main_model=main_model, root=generated, compile_pdf=not args.check)
     except PaperError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -1,8 +1,10 @@
 """The README's Results section, written from the committed results so that its numbers and sentences are
 those of a run: `python -m styleprobe.report.readme` rewrites the block between BEGIN and END in README.md
-(`make reproduce` does it after the notebooks), `--check` fails when the block is out of date (a test runs
-it). Every sentence that concludes anything about an axis uses the validation predicate of the tables
-(`validity`), so an axis that failed held-out validation is shown, marked, and never interpreted."""
+(`make reproduce PROFILE=paper` does it after the notebooks), `--check` fails when the block is out of date
+(a test runs it), and `--output FILE` writes the block of another root's results to a file of its own
+(`make reproduce` does that for its `quick` run, which leaves the README alone). Every sentence that
+concludes anything about an axis uses the validation predicate of the tables (`validity`), so an axis that
+failed held-out validation is shown, marked, and never interpreted."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 
 from styleprobe.analyses.base_vs_instruct import BaseVsInstructResult
 from styleprobe.analyses.statistics_check import StatisticsCheckResult
+from styleprobe.engine.models import model_slug
 from styleprobe.engine.store import atomic_write_text
 from styleprobe.errors import UsageError
 from styleprobe.paths import REPO_ROOT, folders
@@ -132,11 +135,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m styleprobe.report.readme", description=__doc__)
     parser.add_argument("--readme", type=Path, default=(REPO_ROOT or Path.cwd()) / "README.md")
     parser.add_argument("--results", type=Path, default=None, help="the results folder (default: the root's)")
-    parser.add_argument("--main-model", default=MAIN_MODEL, help=f"the model it is about ({MAIN_MODEL})")
+    parser.add_argument(
+        "--main-model", default=MAIN_MODEL, help=f"the model it is about (a preset or its slug; {MAIN_MODEL})"
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 when the block is out of date")
+    parser.add_argument(
+        "--output", type=Path, help="write the block to this file (a page of its own) instead of the README"
+    )
     args = parser.parse_args(argv)
+    results = args.results or folders().results
+    block = render(results, model_slug(args.main_model))
+    if args.output:
+        atomic_write_text(args.output, f"# Results under {results.parent}\n\n{block}\n")
+        return 0
     text = args.readme.read_text()
-    new = replace_block(text, render(args.results or folders().results, args.main_model))
+    new = replace_block(text, block)
     if args.check:
         if new != text:
             print(f"{args.readme}: the results block is out of date; run python -m styleprobe.report.readme")
