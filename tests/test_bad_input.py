@@ -103,6 +103,15 @@ CASES = [
     ("model args unknown key", "calibrate {m} --profile smoke --model-args no_such_key=1", "no_such_key"),
     ("limit 0", "fingerprint {m} --limit 0", "--limit"),
     ("seed and seeds", "fingerprint {m} --seed 1 --seeds 0 1", "--seeds"),
+    ("seed past 2**32 - 1", "calibrate {m} --profile smoke --seed 4294967296", "4294967296"),
+    (
+        "fingerprint seed past 2**32 - 1",
+        "fingerprint {m} --axes-file {d}/good.json --seed 4294967296",
+        "4294967296",
+    ),
+    ("seeds past 2**32 - 1", "fingerprint {m} --axes-file {d}/good.json --seeds 0 4294967296", "4294967296"),
+    ("reproduce seed past 2**32 - 1", "reproduce --dry-run --notebooks 01 --seed 4294967296", "4294967296"),
+    ("gpus per model -1 without --ray", "reproduce --dry-run --gpus-per-model -1", "--gpus-per-model"),
     ("verbosity", "calibrate {m} --verbosity LOUD", "LOUD"),
     ("two output roots", "reproduce --dry-run --output-path {d}/x -p root {d}/y", "-p root"),
     ("export without output path", "axes export-gguf {d}/good.json --axis warm_cold", "--output-path"),
@@ -117,6 +126,11 @@ CASES = [
     ("compare threshold nan", "compare {d}/good.json {d}/good.json --threshold nan", "--threshold"),
     ("compare a folder", "compare {d}/a-folder {d}/good.json", "a-folder"),
     ("bad yaml parameter", "reproduce --dry-run -p sizes [unclosed", "sizes"),
+    (
+        "yaml alias in a parameter",
+        "reproduce --dry-run --notebooks 01 -p model_args '{{a: &x [1], b: *x}}'",
+        "aliases",
+    ),
     ("unknown notebook", "reproduce --dry-run --notebooks 99", "99"),
     ("misspelt size", "reproduce --dry-run --notebooks 02 -p sizes '{{n_baselin: 3}}'", "n_baselin"),
     ("zero size", "reproduce --dry-run --notebooks 02 -p sizes '{{n_baseline: 0}}'", "n_baseline"),
@@ -169,6 +183,29 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, names, broken, ca
     assert all(": skipped: " in line for line in skipped), err
     assert message.startswith("styleprobe") and "error:" in message and names in message, err
     assert _files(broken) == before, "a failed command left files behind"
+
+
+def _alias_bomb(levels: int = 9, width: int = 9) -> str:
+    """YAML of a few hundred characters whose last list holds width**levels strings when expanded."""
+    lists = [f"a0: &a0 [{', '.join(['lol'] * width)}]"]
+    lists += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels)]
+    return "{" + ", ".join(lists) + "}"
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [(_alias_bomb(), "aliases"), ("[" * 5000, "nested too deeply"), ("1" * 10_001, "at most 10,000")],
+    ids=["alias bomb", "deep nesting", "long value"],
+)
+def test_a_parameter_is_read_within_bounds(value, reason):
+    """-p values are YAML: an alias bomb, a nesting past the recursion limit or an overlong value is refused
+    in one line at once (the bomb used to hang `reproduce --dry-run` with growing memory)."""
+    from styleprobe.apps.cli import parameter_value
+    from styleprobe.errors import UsageError
+
+    with pytest.raises(UsageError, match=reason) as err:
+        parameter_value("model_args", value)
+    assert "\n" not in str(err.value) and "model_args" in str(err.value)
 
 
 def test_every_user_error_class_is_reported_by_the_cli():

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from styleprobe import __version__
 from styleprobe.engine.models import (
@@ -69,13 +70,18 @@ class Parser(argparse.ArgumentParser):
 
 
 # -- option types: every numeric option and path is checked before any work ---------------------------------
-def _integer(text: str, low: int) -> int:
+SEED_MAX = 2**32 - 1  # the largest seed NumPy's global generator takes (`seed_everything`)
+
+
+def _integer(text: str, low: int, high: int | None = None) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
     if value < low:
         raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+    if high is not None and value > high:
+        raise argparse.ArgumentTypeError(f"must be at most {high}, got {value}")
     return value
 
 
@@ -85,6 +91,10 @@ def positive_int(text: str) -> int:
 
 def non_negative_int(text: str) -> int:
     return _integer(text, 0)
+
+
+def seed_int(text: str) -> int:
+    return _integer(text, 0, SEED_MAX)
 
 
 def finite_float(text: str) -> float:
@@ -235,7 +245,7 @@ def _answer_options(p: argparse.ArgumentParser, seed_help: str) -> None:
         "questions): a partial run for testing, marked as limited in what it writes and in its own run "
         "folders, never mixed with full runs",
     )
-    p.add_argument("--seed", type=non_negative_int, metavar="N", help=seed_help)
+    p.add_argument("--seed", type=seed_int, metavar="N", help=seed_help)
     p.add_argument(
         "--log-samples",
         action="store_true",
@@ -303,9 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     fp.add_argument(
         "--axes-file", type=input_file, help="use these axes instead of <output-path>/axes/<model>.json"
     )
-    fp.add_argument(
-        "--seeds", type=non_negative_int, nargs="+", help="baseline seeds (default: the profile's)"
-    )
+    fp.add_argument("--seeds", type=seed_int, nargs="+", help="baseline seeds (default: the profile's)")
     fp.add_argument(
         "--system",
         help="answer under this system prompt (read without it), e.g. to test `compare`; needs "
@@ -404,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rp.add_argument(
         "--seed",
-        type=non_negative_int,
+        type=seed_int,
         metavar="N",
         help="the `seed` parameter of the notebooks that take one (calibration and drift sampling); "
         "baseline repetitions are -p seeds",
@@ -431,7 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --ray: the nodes share no folder; each task sends its model's outputs back",
     )
     rp.add_argument(
-        "--gpus-per-model", type=float, help="with --ray: GPUs per model (default: the preset's gpus)"
+        "--gpus-per-model",
+        type=non_negative_float,
+        help="with --ray: GPUs per model (default: the preset's gpus)",
     )
     _verbosity_option(rp)
 
@@ -854,20 +864,41 @@ def cmd_axes(args) -> None:
         log.info(f"{len(axes.names)} axes for {axes.model_id} written to {path}")
 
 
+PARAMETER_MAX_CHARS = 10_000
+"""The longest -p value read: notebook parameters are short (seeds, sizes, a model name, model arguments)."""
+
+
+class _NoAliases(yaml.SafeLoader):
+    """YAML without aliases (`*name`): a notebook parameter needs none, and a few nested ones expand to
+    billions of values (an "alias bomb") in whatever walks the value later."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed", mark)
+        return super().compose_node(parent, index)
+
+
+def parameter_value(name: str, value: str) -> object:
+    """A -p value parsed as YAML within bounds (its length, no aliases, its nesting); else a UsageError."""
+    shown = value if len(value) <= 60 else f"{value[:57]}..."
+    if len(value) > PARAMETER_MAX_CHARS:
+        raise UsageError(f"-p {name}: {len(value):,} characters; at most {PARAMETER_MAX_CHARS:,} are read")
+    try:
+        return yaml.load(value, Loader=_NoAliases)  # a SafeLoader
+    except yaml.YAMLError as err:
+        reason = " ".join(str(getattr(err, "problem", None) or err).split())
+    except RecursionError:
+        reason = "nested too deeply"
+    raise UsageError(f"-p {name} {shown!r}: not valid YAML ({reason})")
+
+
 def _notebook_parameters(args) -> tuple[dict, Path | None]:
     """The -p parameters (YAML values) with --profile, --output-path (as `root`), --limit, --model-args and
     --seed folded in, the last three only where the notebooks take them; and the --output-path root."""
-    import yaml
-
     from styleprobe.apps.reproduce import declared_parameters
 
-    parameters = {}
-    for name, value in args.parameter:
-        try:
-            parameters[name] = yaml.safe_load(value)
-        except yaml.YAMLError as err:
-            reason = " ".join(str(getattr(err, "problem", None) or err).split())
-            raise UsageError(f"-p {name} {value!r}: not valid YAML ({reason})") from None
+    parameters = {name: parameter_value(name, value) for name, value in args.parameter}
     if args.profile:
         parameters["profile"] = args.profile
     root, _ = outputs(args, None)
