@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,9 @@ from styleprobe.engine.extraction import Aggregation
 from styleprobe.protocol.axes import AxisSet
 
 MODEL = ["--model", "random:llama", "--quiet"]
+STUDY_NPZ = (
+    Path(__file__).parent / "data" / "mood_axis" / "article" / "axis_stability" / "qwen_7b_set_A_axes.npz"
+)
 
 
 def _axes(model_id: str = "random-llama", hidden: int = 64) -> AxisSet:
@@ -59,6 +63,9 @@ def broken(tmp_path_factory) -> Path:
     (root / "truncated.json").write_text(text[: len(text) // 2])
     _axes(model_id="someone-else").save(root / "other-model.json")
     (root / "qwen_7b_set_A_axes.npz").write_bytes(b"PK\x03\x04 definitely not a zip")
+    (root / "study").mkdir()
+    for name in ("qwen_7b_set_A_axes.npz", "other_set_A_axes.npz"):  # the study's real file, and a copy
+        shutil.copy(STUDY_NPZ, root / "study" / name)
     (root / "good.jsonl").write_text(json.dumps({"question": "What is rain?", "response": "Water."}) + "\n")
     (root / "all-bad.jsonl").write_text('{"question": "no response"}\n[1, 2]\n')
     (root / "old-results.json").write_text(
@@ -149,6 +156,21 @@ CASES = [
         "export negative layer",
         "axes export-gguf {d}/good.json --axis warm_cold --output-path {d}/v.gguf --layers -5",
         "-5",
+    ),
+    (
+        "export a layer the axes' model lacks",
+        "axes export-gguf {d}/good.json --axis warm_cold --output-path {d}/v.gguf --layers 5 99999",
+        "99999",
+    ),
+    (
+        "import-study n-layers not the study model's",
+        "axes import-study {d}/study/qwen_7b_set_A_axes.npz --n-layers 999999999 --output-path {d}/out.json",
+        "999999999",
+    ),
+    (
+        "import-study n-layers below the 4 read",
+        "axes import-study {d}/study/other_set_A_axes.npz --model-id a/b --n-layers 2 --output-path {d}/o",
+        "n_layers",
     ),
     (
         "export nan strength",

@@ -57,11 +57,14 @@ def test_control_vector_round_trip_in_llama_cpp_layout(tmp_path):
 
 def test_a_chosen_strength_and_layers(tmp_path):
     path = interop.export_control_vector(
-        _axes(), "warm_cold", tmp_path / "w.gguf", layers=[0, 9], strength=0.5
+        _axes(), "warm_cold", tmp_path / "w.gguf", layers=[0, 7], strength=0.5
     )
     cv = interop.read_control_vector(path)
-    assert list(cv.directions) == [0, 9]
-    assert np.linalg.norm(cv.directions[9]) == pytest.approx(0.5)
+    assert list(cv.directions) == [0, 7]  # the first and the last block of the axes' 8-block model
+    assert np.linalg.norm(cv.directions[7]) == pytest.approx(0.5)
+    with pytest.raises(AxesError, match="has 8 decoder blocks"):
+        interop.export_control_vector(_axes(), "warm_cold", tmp_path / "x.gguf", layers=[8])
+    assert not (tmp_path / "x.gguf").exists()
 
 
 def test_malformed_control_vectors_give_one_line_errors(tmp_path):

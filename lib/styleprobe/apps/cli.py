@@ -476,7 +476,10 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--out", type=output_file, help=argparse.SUPPRESS)  # before --output-path
     im.add_argument("--model-id", help="the model's id (default: from the file name, qwen_7b or llama_8b)")
     im.add_argument(
-        "--n-layers", type=positive_int, help="decoder blocks of the model (default: from the file name)"
+        "--n-layers",
+        type=positive_int,
+        help="decoder blocks of the model (default: from the file name; for a file named for the study's "
+        "qwen_7b or llama_8b, that model's own)",
     )
     _verbosity_option(im)
     return parser

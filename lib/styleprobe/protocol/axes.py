@@ -172,6 +172,17 @@ class AxisSet:
         """How answers are read onto these axes (layers, token decay, layer weights), as calibrated."""
         return Aggregation(**self.aggregation)
 
+    @property
+    def n_blocks(self) -> int | None:
+        """The decoder blocks of the model the axes were read from, as their layers imply: each block read
+        is recorded both from the end (the aggregation's negative layers) and from 0 (`layers`). None when
+        no layer is counted from the end (axes from a control vector) or the two do not agree."""
+        read = self.reading().layers
+        if len(read) != len(self.layers):
+            return None
+        depths = {a - r for a, r in zip(self.layers, read, strict=True) if r < 0}
+        return depths.pop() if len(depths) == 1 else None
+
     def index(self, name: str) -> int:
         if name not in self.names:
             raise AxesError(f"no axis {name!r} in this axis set; it holds {', '.join(self.names)}")
