@@ -8,9 +8,9 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from tqdm.auto import tqdm
 
 from styleprobe.engine.chat import build_prompt
@@ -26,6 +26,9 @@ from styleprobe.engine.models import ModelHandle
 from styleprobe.engine.sampling import row_key
 from styleprobe.engine.store import RunMismatchError, Stage, read_manifest
 from styleprobe.errors import UsageError, is_integer
+
+if TYPE_CHECKING:  # pandas is for the analyses: the engine imports without it (the GPU check's venv)
+    import pandas as pd
 
 REFORWARD_CHUNK = 1024  # tokens per re-forward chunk: bounds activation memory for long (thinking) answers
 
@@ -207,6 +210,8 @@ def run_stage(
         stage.write(b, records, {"per_layer": per_layer})
         bar.update(len(idx))
     bar.close()
+    import pandas as pd  # only here: see the imports
+
     records, arrays = stage.read_all(len(batches))
     position = {r["id"]: k for k, r in enumerate(records)}
     back = [position[it.id] for it in items]
