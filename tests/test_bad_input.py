@@ -3,9 +3,12 @@ names the culprit, no traceback, and nothing written."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shlex
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -267,3 +270,23 @@ def test_axes_list_skips_a_broken_file_with_one_warning_line(broken, capsys):
     assert all(line.startswith("styleprobe: warning: skipped: ") for line in err.splitlines())
     assert "zero-scale.json: scales must be finite and > 0" in err and "Traceback" not in err
     assert _files(broken) == before
+
+
+def test_a_gguf_rewritten_in_place_with_its_size_and_mtime_gets_a_new_cache_key(tmp_path, monkeypatch):
+    """`cp -p` of a file of the same size over a GGUF keeps its inode, size and mtime; the key of its
+    dequantised copy must follow the new content all the same."""
+    from styleprobe.engine.gguf import _file_key
+
+    monkeypatch.setenv("STYLEPROBE_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "model.gguf"
+    path.write_bytes(b"GGUF one")
+    first, old = _file_key(path), path.stat()
+    path.write_bytes(b"GGUF two")
+    os.utime(path, ns=(old.st_atime_ns, old.st_mtime_ns))
+    while path.stat().st_ctime_ns == old.st_ctime_ns:  # rewritten within the clock tick of the first write
+        time.sleep(0.001)
+        os.utime(path, ns=(old.st_atime_ns, old.st_mtime_ns))
+    new = path.stat()
+    assert (new.st_ino, new.st_size, new.st_mtime_ns) == (old.st_ino, old.st_size, old.st_mtime_ns)
+    assert first == hashlib.sha256(b"GGUF one").hexdigest()[:16]
+    assert _file_key(path) == hashlib.sha256(b"GGUF two").hexdigest()[:16]

@@ -148,8 +148,11 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def _stamp(path: Path) -> list[int]:
+    """What changes when a file's content does: its inode, size, mtime and ctime. The ctime counts: a file
+    rewritten in place with its size and mtime kept (`cp -p`, `touch -r`) gets a new one, which no tool
+    can set back."""
     st = path.stat()
-    return [st.st_ino, st.st_size, st.st_mtime_ns]
+    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
 def _read_index(index: Path) -> dict:
@@ -162,7 +165,7 @@ def _read_index(index: Path) -> dict:
 
 def remember_sha256(path: Path, digest: str, index: Path, stamp: list[int] | None = None) -> None:
     """Record `digest` as the SHA-256 of `path` in the JSON `index`, keyed on its path and checked
-    against its (inode, size, mtime_ns) when looked up; entries of vanished files are dropped."""
+    against its `_stamp` (inode, size, mtime, ctime) when looked up; entries of vanished files are dropped."""
     path = Path(path).absolute()
     with locked(index):
         entries = {k: v for k, v in _read_index(index).items() if Path(k).exists()}
@@ -171,8 +174,8 @@ def remember_sha256(path: Path, digest: str, index: Path, stamp: list[int] | Non
 
 
 def file_sha256(path: Path, index: Path | None = None) -> str:
-    """SHA-256 of a file's content. With `index`, it is computed once and remembered by (path, inode,
-    size, mtime_ns), so an unchanged file is not read again."""
+    """SHA-256 of a file's content. With `index`, it is computed once and remembered by its path and
+    `_stamp` (inode, size, mtime, ctime), so an unchanged file is not read again."""
     path = Path(path).absolute()
     before = _stamp(path)
     if index is not None:
