@@ -78,6 +78,8 @@ def broken(tmp_path_factory) -> Path:
     manifest = root / "runs" / "random-llama" / "calibration-A-instructed-smoke-warm_cold" / "manifest.json"
     manifest.parent.mkdir(parents=True)
     manifest.write_text('{"settings": {"model_id": "random-ll')
+    for lock in root.glob("*.lock"):  # a user's files come without the lock files that saving them made
+        lock.unlink()
     return root
 
 
@@ -270,6 +272,19 @@ def test_axes_list_skips_a_broken_file_with_one_warning_line(broken, capsys):
     assert all(line.startswith("styleprobe: warning: skipped: ") for line in err.splitlines())
     assert "zero-scale.json: scales must be finite and > 0" in err and "Traceback" not in err
     assert _files(broken) == before
+
+
+def test_reading_an_axes_file_leaves_no_lock_file_beside_it(broken, tmp_path, cache, monkeypatch, capsys):
+    """An axes file given as input is only read: nothing appears in its folder, for a good file as for the
+    bad ones of CASES (the fixture's files have no lock files either)."""
+    inputs = tmp_path / "inputs"
+    _axes().save(inputs / "axes.json")
+    (inputs / "axes.lock").unlink()  # copied from elsewhere, without the lock that saving it made
+    before = _files(inputs)
+    monkeypatch.setenv("STYLEPROBE_CACHE", str(cache / "bad-input"))
+    status = main(["project", str(broken / "good.jsonl"), *MODEL, "--axes-file", str(inputs / "axes.json")])
+    assert status == 0, capsys.readouterr().err
+    assert _files(inputs) == before
 
 
 def test_a_gguf_rewritten_in_place_with_its_size_and_mtime_gets_a_new_cache_key(tmp_path, monkeypatch):

@@ -9,7 +9,8 @@ lock files are empty and stay in place (removing one would race with a waiter), 
 and are kept out of git (`*.lock` in .gitignore):
 
 - `<stage>/manifest.json.lock`: creating or checking a run stage's manifest (`Stage`);
-- `axes/<name>.lock`: writing or reading an axes pair `<name>.json` + `<name>.safetensors` (`axes.py`);
+- `axes/<name>.lock`: writing an axes pair `<name>.json` + `<name>.safetensors`, and reading one again
+  whose SHA-256 did not match (`axes.py`); readers never make a lock file, so inputs need none beside them;
 - `results/<slug>.json.lock`: updating one section of a results file (`results.update_results`);
 - `<cache>/models/<name>.lock`: building a cached model folder once (`gguf.py`, `styleprobe.testing`);
 - `<cache>/gguf/<file>.gguf.lock`: reassembling a split GGUF file once (`gguf.assemble_parts`);
