@@ -11,6 +11,7 @@ from styleprobe.engine.extraction import Aggregation
 from styleprobe.engine.hooks import block_hooks
 from styleprobe.engine.models import load_model
 from styleprobe.engine.pipeline import Item, read_responses
+from styleprobe.engine.store import WriteError
 from styleprobe.formats import interop, mood_axis
 from styleprobe.protocol.axes import AxesError, AxisSet
 from styleprobe.protocol.spec import Protocol
@@ -131,7 +132,7 @@ def test_an_export_that_fails_half_way_leaves_no_partial_file(tmp_path, monkeypa
         raise OSError("disk full")
 
     monkeypatch.setattr(gguf.GGUFWriter, "write_tensors_to_file", broken)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(WriteError, match=r"cannot write .*v\.gguf: disk full"):
         interop.export_control_vector(_axes(), "warm_cold", tmp_path / "v.gguf")
     assert list(tmp_path.iterdir()) == []
 

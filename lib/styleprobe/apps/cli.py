@@ -17,6 +17,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,7 @@ from styleprobe import __version__
 from styleprobe.engine.models import (
     DEFAULT_MODEL,
     DTYPES,
+    ModelHandle,
     ModelLoadError,
     check_device,
     check_model_args,
@@ -33,13 +35,17 @@ from styleprobe.engine.models import (
     load_presets,
     slugify,
 )
-from styleprobe.engine.store import atomic_write_text, write_json
+from styleprobe.engine.store import atomic_write_text, check_writable, write_json
 from styleprobe.errors import StyleprobeError, UsageError
+from styleprobe.formats.conversations import BadLine, Conversation, output_line, read_conversations
 from styleprobe.paths import folders
 from styleprobe.protocol.axes import NORMALISATIONS, AxesError, AxisSet
 from styleprobe.protocol.profiles import PROFILES, Profile, drift_profile, get_profile, with_sizes
 from styleprobe.protocol.reading import CONTEXTS, DEFAULT_CONTEXT
 from styleprobe.protocol.spec import Protocol
+
+if TYPE_CHECKING:
+    from styleprobe.engine.pipeline import Item
 
 KNOWN_ERRORS = (StyleprobeError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
 """What the user can cause: printed as one line, exit status 2. Anything else is a bug (traceback)."""
@@ -349,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="score responses in a JSONL file with existing axes",
         description="Each input line is a JSON object with `response` and optionally `question`, `system` "
         "and `history` ([[user, assistant], ...]), or a chat log with `messages`. Writes the input lines "
-        "with a `projection` object added; malformed lines are reported and skipped.",
+        "with a `projection` object added; malformed lines, and lines longer than the model's context, are "
+        "reported and skipped.",
     )
     _model_options(pr)
     _output_option(pr, "a .jsonl file for the scored lines (default: stdout)", ("--output",))
@@ -651,6 +658,7 @@ def cmd_calibrate(args) -> AxisSet:
     from styleprobe.protocol.calibration import calibration_items
 
     root, out = outputs(args, ".json")
+    check_writable(folders(root).runs, out.parent if out else folders(root).axes)
     protocol = Protocol.load()
     profile = _profile(args)
     calibration_items(profile, protocol, args.axes, args.set)  # unknown axes fail here, before any work
@@ -695,6 +703,10 @@ def cmd_fingerprint(args) -> pd.DataFrame:
     if args.seed is not None and args.seeds is not None:
         raise UsageError("give --seed (one baseline run) or --seeds (several), not both")
     seeds = [args.seed] if args.seed is not None else args.seeds
+    where = folders(root)
+    calibrates = not (args.axes_file or where.axes / f"{model_slug(args.model)}.json").exists()
+    saves = [out.parent] if out else [where.results, where.figures]
+    check_writable(where.runs, *([where.axes] if calibrates else []), *saves)
     start = time.perf_counter()
     ws = _workspace(args, _profile(args), root)
     axes = _fingerprint_axes(ws, args, args.axes_file or ws.axes_file)
@@ -737,22 +749,52 @@ def cmd_fingerprint(args) -> pd.DataFrame:
     return table
 
 
+def _report_skipped(source: Path, skipped: list[BadLine], left: int, total: int) -> None:
+    """`file:line: skipped: reason` on stderr for each refused line; with no line `left`, a UsageError."""
+    for line in skipped:
+        print(f"{source}:{line.line}: skipped: {line.reason}", file=sys.stderr)
+    if not left:
+        raise UsageError(f"{source}: no line can be scored ({total} skipped, see above)")
+
+
+def _past_context(handle: ModelHandle, items: list[Item], conversations: list[Conversation]) -> list[BadLine]:
+    """The lines whose conversation with its response exceeds the model's context, as BadLines: refused
+    before any forward pass (each text tokenized once), since reading them runs the model past its trained
+    positions (and, for a long one, without bound)."""
+    from styleprobe.engine.pipeline import context_length, conversation_lengths
+
+    limit = context_length(handle)
+    if not limit:
+        return []
+    lengths = conversation_lengths(handle, items, [c.response for c in conversations])
+    return [
+        BadLine(c.line, f"{n:,} tokens with its conversation, more than the model's context of {limit:,}")
+        for c, n in zip(conversations, lengths, strict=True)
+        if n > limit
+    ]
+
+
 def cmd_project(args) -> int:
     from styleprobe.engine.pipeline import Item, read_responses
-    from styleprobe.formats.conversations import output_line, read_conversations
 
     root, out = outputs(args, ".jsonl")
+    if out:
+        check_writable(out.parent)
     conversations, bad = read_conversations(args.input)  # every line checked on its own, before any work
-    for line in bad:
-        print(f"{args.input}:{line.line}: skipped: {line.reason}", file=sys.stderr)
-    if not conversations:
-        raise UsageError(f"{args.input}: no line can be scored ({len(bad)} malformed, see above)")
+    _report_skipped(args.input, bad, len(conversations), len(bad))
     path = args.axes_file or folders(root).axes / f"{model_slug(args.model)}.json"
     axes = AxisSet.load(path)
     handle = _load(args)
     if axes.model_id != handle.model_id:
         raise AxesError(f"axes in {path} belong to {axes.model_id!r}, not {handle.model_id!r}")
     items = [Item(f"{args.input}:{c.line}", c.question, c.system, c.history) for c in conversations]
+    too_long = _past_context(handle, items, conversations)  # before any forward pass
+    if too_long:
+        refused = {line.line for line in too_long}
+        kept = [k for k, c in enumerate(conversations) if c.line not in refused]
+        conversations, items = [conversations[k] for k in kept], [items[k] for k in kept]
+        bad += too_long
+        _report_skipped(args.input, too_long, len(conversations), len(bad))
     aggregation = axes.reading()
     per_layer = read_responses(
         handle,
@@ -857,11 +899,13 @@ def cmd_axes(args) -> None:
         _, out = outputs(args, ".gguf")
         if out is None:
             raise UsageError("axes export-gguf needs --output-path FILE.gguf")
+        check_writable(out.parent)
         axes = AxisSet.load(args.axes_file)
         path = interop.export_control_vector(axes, args.axis, out, layers=args.layers, strength=args.strength)
         log.info(f"control vector for {args.axis} written to {path}")
     else:
         root, out = outputs(args, ".json")
+        check_writable(out.parent if out else folders(root).axes)
         axes = interop.import_study_axes(args.npz, Protocol.load(), args.model_id, args.n_layers)
         path = axes.save(out or folders(root).axes / f"{slugify(axes.model_id)}.json")
         log.info(f"{len(axes.names)} axes for {axes.model_id} written to {path}")

@@ -14,7 +14,7 @@ import gguf
 import numpy as np
 
 from styleprobe.engine.extraction import Aggregation
-from styleprobe.engine.store import atomic_write_bytes
+from styleprobe.engine.store import atomic_write_bytes, writing
 from styleprobe.errors import is_integer
 from styleprobe.formats.mood_axis import load_axis_npz
 from styleprobe.protocol.axes import AxesError, AxisSet
@@ -60,21 +60,22 @@ def export_control_vector(
         raise AxesError(f"strength must be a finite number, got {coefficient}")
     vector = (axes.vectors[i].astype(np.float32) * coefficient).astype(np.float32)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.partial-") as tmp:
-        scratch = Path(tmp) / path.name  # GGUFWriter writes to a path; nothing is left behind on failure
-        writer = gguf.GGUFWriter(str(scratch), ARCH)
-        writer.add_string(f"{ARCH}.model_hint", axes.model_id)
-        writer.add_uint32(f"{ARCH}.layer_count", len(blocks))
-        writer.add_string("styleprobe.axis", axis)
-        writer.add_string("styleprobe.poles", "/".join(axes.poles[i]))
-        for block in blocks:
-            writer.add_tensor(f"direction.{block + 1}", vector)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        atomic_write_bytes(path, scratch.read_bytes())
+    with writing(path):  # a full disk or a read-only folder: one line naming the file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.partial-") as tmp:
+            scratch = Path(tmp) / path.name  # GGUFWriter writes to a path; nothing is left behind on failure
+            writer = gguf.GGUFWriter(str(scratch), ARCH)
+            writer.add_string(f"{ARCH}.model_hint", axes.model_id)
+            writer.add_uint32(f"{ARCH}.layer_count", len(blocks))
+            writer.add_string("styleprobe.axis", axis)
+            writer.add_string("styleprobe.poles", "/".join(axes.poles[i]))
+            for block in blocks:
+                writer.add_tensor(f"direction.{block + 1}", vector)
+            writer.write_header_to_file()
+            writer.write_kv_data_to_file()
+            writer.write_tensors_to_file()
+            writer.close()
+            atomic_write_bytes(path, scratch.read_bytes())
     return path
 
 
