@@ -234,24 +234,42 @@ GPU_CHECK_MODULES = (
 NOT_ON_A_BARE_GPU = ("pandas", "scipy", "matplotlib", "pingouin", "seaborn", "psutil", "platformdirs")
 
 
-def test_the_gpu_check_imports_only_torch_transformers_numpy_and_safetensors():
-    """benchmarks/gpu_check.py runs where only those (and their own dependencies) are installed: the
-    modules it imports must not import the analysis stack at module level. transformers itself imports
-    scipy where it is installed, so the check counts what our modules add after transformers' own."""
+def _added_by_importing(statements: str) -> str:
+    """Which of NOT_ON_A_BARE_GPU `statements` import beyond what torch and transformers import themselves
+    (transformers imports scipy where it is installed), printed by a fresh interpreter as a sorted list;
+    the library is read from lib/ and benchmarks/ as gpu_check.sh reads it."""
     import os
     import subprocess
     import sys
 
     code = (
-        "import sys, importlib, torch\n"
+        "import sys, importlib, pkgutil, torch\n"
         "from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, PreTrainedModel\n"
-        f"before = set(sys.modules)\n"
-        f"for m in {GPU_CHECK_MODULES!r}: importlib.import_module(m)\n"
-        "importlib.import_module('gpu_check')\n"
+        "before = set(sys.modules)\n"
+        f"{statements}\n"
         f"print(sorted(k for k in {NOT_ON_A_BARE_GPU!r} if k in sys.modules and k not in before))\n"
     )
     root = Path(__file__).parents[1]
     env = {**os.environ, "PYTHONPATH": "lib:benchmarks"}  # as gpu_check.sh sets it
     out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "[]"
+    return out.stdout.strip()
+
+
+def test_the_gpu_check_imports_only_torch_transformers_numpy_and_safetensors():
+    """benchmarks/gpu_check.py runs where only those (and their own dependencies) are installed: the
+    modules it imports must not import the analysis stack at module level."""
+    imports = f"for m in [*{GPU_CHECK_MODULES!r}, 'gpu_check']: importlib.import_module(m)"
+    assert _added_by_importing(imports) == "[]"
+
+
+def test_every_engine_module_imports_without_the_analysis_stack():
+    """The engine (every module of styleprobe.engine, those added later too) imports where only torch,
+    transformers, numpy, safetensors and their own dependencies are installed; what needs pandas imports
+    it where it is used."""
+    imports = (
+        "from styleprobe import engine\n"
+        "for m in pkgutil.walk_packages(engine.__path__, 'styleprobe.engine.'):\n"
+        "    importlib.import_module(m.name)"
+    )
+    assert _added_by_importing(imports) == "[]"

@@ -11,6 +11,7 @@ from styleprobe.engine.extraction import Aggregation
 from styleprobe.engine.hooks import block_hooks
 from styleprobe.engine.models import load_model
 from styleprobe.engine.pipeline import Item, read_responses
+from styleprobe.engine.store import WriteError
 from styleprobe.formats import interop, mood_axis
 from styleprobe.protocol.axes import AxesError, AxisSet
 from styleprobe.protocol.spec import Protocol
@@ -57,11 +58,14 @@ def test_control_vector_round_trip_in_llama_cpp_layout(tmp_path):
 
 def test_a_chosen_strength_and_layers(tmp_path):
     path = interop.export_control_vector(
-        _axes(), "warm_cold", tmp_path / "w.gguf", layers=[0, 9], strength=0.5
+        _axes(), "warm_cold", tmp_path / "w.gguf", layers=[0, 7], strength=0.5
     )
     cv = interop.read_control_vector(path)
-    assert list(cv.directions) == [0, 9]
-    assert np.linalg.norm(cv.directions[9]) == pytest.approx(0.5)
+    assert list(cv.directions) == [0, 7]  # the first and the last block of the axes' 8-block model
+    assert np.linalg.norm(cv.directions[7]) == pytest.approx(0.5)
+    with pytest.raises(AxesError, match="has 8 decoder blocks"):
+        interop.export_control_vector(_axes(), "warm_cold", tmp_path / "x.gguf", layers=[8])
+    assert not (tmp_path / "x.gguf").exists()
 
 
 def test_malformed_control_vectors_give_one_line_errors(tmp_path):
@@ -128,7 +132,7 @@ def test_an_export_that_fails_half_way_leaves_no_partial_file(tmp_path, monkeypa
         raise OSError("disk full")
 
     monkeypatch.setattr(gguf.GGUFWriter, "write_tensors_to_file", broken)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(WriteError, match=r"cannot write .*v\.gguf: disk full"):
         interop.export_control_vector(_axes(), "warm_cold", tmp_path / "v.gguf")
     assert list(tmp_path.iterdir()) == []
 

@@ -17,14 +17,17 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from styleprobe import __version__
 from styleprobe.engine.models import (
     DEFAULT_MODEL,
     DTYPES,
+    ModelHandle,
     ModelLoadError,
     check_device,
     check_model_args,
@@ -33,13 +36,17 @@ from styleprobe.engine.models import (
     model_slug,
     slugify,
 )
-from styleprobe.engine.store import atomic_write_text, write_json
+from styleprobe.engine.store import atomic_write_text, check_writable, write_json
 from styleprobe.errors import StyleprobeError, UsageError
+from styleprobe.formats.conversations import BadLine, Conversation, output_line, read_conversations
 from styleprobe.paths import folders
 from styleprobe.protocol.axes import NORMALISATIONS, AxesError, AxisSet
 from styleprobe.protocol.profiles import PROFILES, Profile, drift_profile, get_profile, with_sizes
 from styleprobe.protocol.reading import CONTEXTS, DEFAULT_CONTEXT
 from styleprobe.protocol.spec import Protocol
+
+if TYPE_CHECKING:
+    from styleprobe.engine.pipeline import Item
 
 KNOWN_ERRORS = (StyleprobeError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
 """What the user can cause: printed as one line, exit status 2. Anything else is a bug (traceback)."""
@@ -70,13 +77,18 @@ class Parser(argparse.ArgumentParser):
 
 
 # -- option types: every numeric option and path is checked before any work ---------------------------------
-def _integer(text: str, low: int) -> int:
+SEED_MAX = 2**32 - 1  # the largest seed NumPy's global generator takes (`seed_everything`)
+
+
+def _integer(text: str, low: int, high: int | None = None) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
     if value < low:
         raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+    if high is not None and value > high:
+        raise argparse.ArgumentTypeError(f"must be at most {high}, got {value}")
     return value
 
 
@@ -86,6 +98,10 @@ def positive_int(text: str) -> int:
 
 def non_negative_int(text: str) -> int:
     return _integer(text, 0)
+
+
+def seed_int(text: str) -> int:
+    return _integer(text, 0, SEED_MAX)
 
 
 def finite_float(text: str) -> float:
@@ -236,7 +252,7 @@ def _answer_options(p: argparse.ArgumentParser, seed_help: str) -> None:
         "questions): a partial run for testing, marked as limited in what it writes and in its own run "
         "folders, never mixed with full runs",
     )
-    p.add_argument("--seed", type=non_negative_int, metavar="N", help=seed_help)
+    p.add_argument("--seed", type=seed_int, metavar="N", help=seed_help)
     p.add_argument(
         "--log-samples",
         action="store_true",
@@ -304,9 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     fp.add_argument(
         "--axes-file", type=input_file, help="use these axes instead of <output-path>/axes/<model>.json"
     )
-    fp.add_argument(
-        "--seeds", type=non_negative_int, nargs="+", help="baseline seeds (default: the profile's)"
-    )
+    fp.add_argument("--seeds", type=seed_int, nargs="+", help="baseline seeds (default: the profile's)")
     fp.add_argument(
         "--system",
         help="answer under this system prompt (read without it), e.g. to test `compare`; needs "
@@ -342,7 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="score responses in a JSONL file with existing axes",
         description="Each input line is a JSON object with `response` and optionally `question`, `system` "
         "and `history` ([[user, assistant], ...]), or a chat log with `messages`. Writes the input lines "
-        "with a `projection` object added; malformed lines are reported and skipped.",
+        "with a `projection` object added; malformed lines, and lines longer than the model's context, are "
+        "reported and skipped.",
     )
     _model_options(pr)
     _output_option(pr, "a .jsonl file for the scored lines (default: stdout)", ("--output",))
@@ -405,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rp.add_argument(
         "--seed",
-        type=non_negative_int,
+        type=seed_int,
         metavar="N",
         help="the `seed` parameter of the notebooks that take one (calibration and drift sampling); "
         "baseline repetitions are -p seeds",
@@ -432,7 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --ray: the nodes share no folder; each task sends its model's outputs back",
     )
     rp.add_argument(
-        "--gpus-per-model", type=float, help="with --ray: GPUs per model (default: the preset's gpus)"
+        "--gpus-per-model",
+        type=non_negative_float,
+        help="with --ray: GPUs per model (default: the preset's gpus)",
     )
     _verbosity_option(rp)
 
@@ -467,7 +484,10 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--out", type=output_file, help=argparse.SUPPRESS)  # before --output-path
     im.add_argument("--model-id", help="the model's id (default: from the file name, qwen_7b or llama_8b)")
     im.add_argument(
-        "--n-layers", type=positive_int, help="decoder blocks of the model (default: from the file name)"
+        "--n-layers",
+        type=positive_int,
+        help="decoder blocks of the model (default: from the file name; for a file named for the study's "
+        "qwen_7b or llama_8b, that model's own)",
     )
     _verbosity_option(im)
     return parser
@@ -634,6 +654,7 @@ def cmd_calibrate(args) -> AxisSet:
     from styleprobe.protocol.calibration import calibration_items
 
     root, out = outputs(args, ".json")
+    check_writable(folders(root).runs, out.parent if out else folders(root).axes)
     protocol = Protocol.load()
     profile = _profile(args)
     calibration_items(profile, protocol, args.axes, args.set)  # unknown axes fail here, before any work
@@ -678,6 +699,10 @@ def cmd_fingerprint(args) -> pd.DataFrame:
     if args.seed is not None and args.seeds is not None:
         raise UsageError("give --seed (one baseline run) or --seeds (several), not both")
     seeds = [args.seed] if args.seed is not None else args.seeds
+    where = folders(root)
+    calibrates = not (args.axes_file or where.axes / f"{model_slug(args.model)}.json").exists()
+    saves = [out.parent] if out else [where.results, where.figures]
+    check_writable(where.runs, *([where.axes] if calibrates else []), *saves)
     start = time.perf_counter()
     ws = _workspace(args, _profile(args), root)
     axes = _fingerprint_axes(ws, args, args.axes_file or ws.axes_file)
@@ -720,22 +745,52 @@ def cmd_fingerprint(args) -> pd.DataFrame:
     return table
 
 
+def _report_skipped(source: Path, skipped: list[BadLine], left: int, total: int) -> None:
+    """`file:line: skipped: reason` on stderr for each refused line; with no line `left`, a UsageError."""
+    for line in skipped:
+        print(f"{source}:{line.line}: skipped: {line.reason}", file=sys.stderr)
+    if not left:
+        raise UsageError(f"{source}: no line can be scored ({total} skipped, see above)")
+
+
+def _past_context(handle: ModelHandle, items: list[Item], conversations: list[Conversation]) -> list[BadLine]:
+    """The lines whose conversation with its response exceeds the model's context, as BadLines: refused
+    before any forward pass (each text tokenized once), since reading them runs the model past its trained
+    positions (and, for a long one, without bound)."""
+    from styleprobe.engine.pipeline import context_length, conversation_lengths
+
+    limit = context_length(handle)
+    if not limit:
+        return []
+    lengths = conversation_lengths(handle, items, [c.response for c in conversations])
+    return [
+        BadLine(c.line, f"{n:,} tokens with its conversation, more than the model's context of {limit:,}")
+        for c, n in zip(conversations, lengths, strict=True)
+        if n > limit
+    ]
+
+
 def cmd_project(args) -> int:
     from styleprobe.engine.pipeline import Item, read_responses
-    from styleprobe.formats.conversations import output_line, read_conversations
 
     root, out = outputs(args, ".jsonl")
+    if out:
+        check_writable(out.parent)
     conversations, bad = read_conversations(args.input)  # every line checked on its own, before any work
-    for line in bad:
-        print(f"{args.input}:{line.line}: skipped: {line.reason}", file=sys.stderr)
-    if not conversations:
-        raise UsageError(f"{args.input}: no line can be scored ({len(bad)} malformed, see above)")
+    _report_skipped(args.input, bad, len(conversations), len(bad))
     path = args.axes_file or folders(root).axes / f"{model_slug(args.model)}.json"
     axes = AxisSet.load(path)
     handle = _load(args)
     if axes.model_id != handle.model_id:
         raise AxesError(f"axes in {path} belong to {axes.model_id!r}, not {handle.model_id!r}")
     items = [Item(f"{args.input}:{c.line}", c.question, c.system, c.history) for c in conversations]
+    too_long = _past_context(handle, items, conversations)  # before any forward pass
+    if too_long:
+        refused = {line.line for line in too_long}
+        kept = [k for k, c in enumerate(conversations) if c.line not in refused]
+        conversations, items = [conversations[k] for k in kept], [items[k] for k in kept]
+        bad += too_long
+        _report_skipped(args.input, too_long, len(conversations), len(bad))
     aggregation = axes.reading()
     per_layer = read_responses(
         handle,
@@ -840,30 +895,53 @@ def cmd_axes(args) -> None:
         _, out = outputs(args, ".gguf")
         if out is None:
             raise UsageError("axes export-gguf needs --output-path FILE.gguf")
+        check_writable(out.parent)
         axes = AxisSet.load(args.axes_file)
         path = interop.export_control_vector(axes, args.axis, out, layers=args.layers, strength=args.strength)
         log.info(f"control vector for {args.axis} written to {path}")
     else:
         root, out = outputs(args, ".json")
+        check_writable(out.parent if out else folders(root).axes)
         axes = interop.import_study_axes(args.npz, Protocol.load(), args.model_id, args.n_layers)
         path = axes.save(out or folders(root).axes / f"{slugify(axes.model_id)}.json")
         log.info(f"{len(axes.names)} axes for {axes.model_id} written to {path}")
 
 
+PARAMETER_MAX_CHARS = 10_000
+"""The longest -p value read: notebook parameters are short (seeds, sizes, a model name, model arguments)."""
+
+
+class _NoAliases(yaml.SafeLoader):
+    """YAML without aliases (`*name`): a notebook parameter needs none, and a few nested ones expand to
+    billions of values (an "alias bomb") in whatever walks the value later."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed", mark)
+        return super().compose_node(parent, index)
+
+
+def parameter_value(name: str, value: str) -> object:
+    """A -p value parsed as YAML within bounds (its length, no aliases, its nesting); else a UsageError."""
+    shown = value if len(value) <= 60 else f"{value[:57]}..."
+    if len(value) > PARAMETER_MAX_CHARS:
+        raise UsageError(f"-p {name}: {len(value):,} characters; at most {PARAMETER_MAX_CHARS:,} are read")
+    try:
+        return yaml.load(value, Loader=_NoAliases)  # a SafeLoader
+    except yaml.YAMLError as err:
+        reason = " ".join(str(getattr(err, "problem", None) or err).split())
+    except RecursionError:
+        reason = "nested too deeply"
+    raise UsageError(f"-p {name} {shown!r}: not valid YAML ({reason})")
+
+
 def _notebook_parameters(args) -> tuple[dict, Path | None]:
     """The -p parameters (YAML values) with --profile, --output-path (as `root`), --limit, --model-args and
     --seed folded in, the last three only where the notebooks take them; and the --output-path root."""
-    import yaml
-
     from styleprobe.apps.reproduce import declared_parameters
 
-    parameters = {}
-    for name, value in args.parameter:
-        try:
-            parameters[name] = yaml.safe_load(value)
-        except yaml.YAMLError as err:
-            reason = " ".join(str(getattr(err, "problem", None) or err).split())
-            raise UsageError(f"-p {name} {value!r}: not valid YAML ({reason})") from None
+    parameters = {name: parameter_value(name, value) for name, value in args.parameter}
     if args.profile:
         parameters["profile"] = args.profile
     root, _ = outputs(args, None)

@@ -79,7 +79,7 @@ def assemble_parts(parts: list[Path], target: Path, sha256: str) -> Path:
     """Concatenate `parts` into `target` (written atomically) unless it is there with the right SHA-256, and
     check the whole file's SHA-256; a mismatch leaves nothing behind and raises ModelLoadError. Concurrent
     callers wait on the lock `<target>.lock`; an existing file's hash is remembered in the cache's hash
-    index (by path, inode, size, mtime), so it is read once, not at every load."""
+    index (by path, inode, size, mtime, ctime), so it is read once, not at every load."""
     sha256 = sha256.lower()
     index = cache_dir() / "file-hashes.json"
     size = sum(p.stat().st_size for p in parts)
@@ -117,7 +117,8 @@ def assemble_parts(parts: list[Path], target: Path, sha256: str) -> Path:
 
 def _file_key(path: Path) -> str:
     """The first 16 hex digits of the file's SHA-256: the cache follows the content, not the name. The
-    hash is remembered in the cache's hash index by (path, inode, size, mtime_ns), so a file is read once."""
+    hash is remembered in the cache's hash index by path, inode, size, mtime and ctime, so a file is read
+    once, and again whenever it is rewritten (ctime changes even where size and mtime are kept)."""
     return file_sha256(path, cache_dir() / "file-hashes.json")[:16]
 
 

@@ -8,9 +8,9 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from tqdm.auto import tqdm
 
 from styleprobe.engine.chat import build_prompt
@@ -26,6 +26,9 @@ from styleprobe.engine.models import ModelHandle
 from styleprobe.engine.sampling import row_key
 from styleprobe.engine.store import RunMismatchError, Stage, read_manifest
 from styleprobe.errors import UsageError, is_integer
+
+if TYPE_CHECKING:  # pandas is for the analyses: the engine imports without it (the GPU check's venv)
+    import pandas as pd
 
 REFORWARD_CHUNK = 1024  # tokens per re-forward chunk: bounds activation memory for long (thinking) answers
 
@@ -207,6 +210,8 @@ def run_stage(
         stage.write(b, records, {"per_layer": per_layer})
         bar.update(len(idx))
     bar.close()
+    import pandas as pd  # only here: see the imports
+
     records, arrays = stage.read_all(len(batches))
     position = {r["id"]: k for k, r in enumerate(records)}
     back = [position[it.id] for it in items]
@@ -278,8 +283,13 @@ class ContextWarning(UserWarning):
     """Some sequences are longer than the model's context: their states are read past trained positions."""
 
 
+def context_length(handle: ModelHandle) -> int | None:
+    """The model's context in tokens (its config's `max_position_embeddings`; None where it gives none)."""
+    return getattr(handle.model.config, "max_position_embeddings", None)
+
+
 def _warn_past_context(handle: ModelHandle, ids: list[str], lengths: list[int]) -> None:
-    limit = getattr(handle.model.config, "max_position_embeddings", None)
+    limit = context_length(handle)
     over = [(i, n) for i, n in zip(ids, lengths, strict=True) if limit and n > limit]
     if over:
         shown = ", ".join(f"{i} ({n} tokens)" for i, n in over[:5]) + (", ..." if len(over) > 5 else "")
@@ -318,6 +328,18 @@ def without_system(
     return StageResult(result.records, per_layer[:, 0], agg)
 
 
+def _response_ids(handle: ModelHandle, responses: list[str]) -> list[list[int]]:
+    return handle.tokenizer(responses, add_special_tokens=False)["input_ids"]
+
+
+def conversation_lengths(handle: ModelHandle, conversations: list[Item], responses: list[str]) -> list[int]:
+    """Tokens of each conversation with its response as `read_responses` reads it: what must fit the model's
+    context (`context_length`). Each text is tokenized once; nothing runs through the model."""
+    prompts = [build_prompt(handle, it.question, it.system, it.history) for it in conversations]
+    prompt_ids = tokenize_prompts(handle, prompts)
+    return [len(p) + len(r) for p, r in zip(prompt_ids, _response_ids(handle, responses), strict=True)]
+
+
 def read_responses(
     handle: ModelHandle,
     conversations: list[Item],
@@ -328,8 +350,10 @@ def read_responses(
     progress: bool = True,
 ) -> np.ndarray:
     """Teacher-forced states [n, n_layers, hidden] of given responses in their conversation context
-    (imported or hand-written answers; nothing is generated)."""
-    response_ids = handle.tokenizer(responses, add_special_tokens=False)["input_ids"]
+    (imported or hand-written answers; nothing is generated). A conversation longer than the model's
+    context is read past its trained positions, with a ContextWarning (`conversation_lengths` finds them
+    beforehand)."""
+    response_ids = _response_ids(handle, responses)
     layers = aggregation.absolute_layers(handle.n_layers)
     states = reread(
         handle,

@@ -1,4 +1,5 @@
 """Files that are either whole or absent: atomic writes, and run stages saved one finished batch at a time.
+A write that fails (a full disk, a read-only folder) is a WriteError naming the file, one line for the user.
 
 Several processes may share one root (runs, axes, results, the model cache) at once: every file is written
 to a temporary name and renamed into place, and every read-modify-write or check-then-create holds an
@@ -9,7 +10,8 @@ lock files are empty and stay in place (removing one would race with a waiter), 
 and are kept out of git (`*.lock` in .gitignore):
 
 - `<stage>/manifest.json.lock`: creating or checking a run stage's manifest (`Stage`);
-- `axes/<name>.lock`: writing or reading an axes pair `<name>.json` + `<name>.safetensors` (`axes.py`);
+- `axes/<name>.lock`: writing an axes pair `<name>.json` + `<name>.safetensors`, and reading one again
+  whose SHA-256 did not match (`axes.py`); readers never make a lock file, so inputs need none beside them;
 - `results/<slug>.json.lock`: updating one section of a results file (`results.update_results`);
 - `<cache>/models/<name>.lock`: building a cached model folder once (`gguf.py`, `styleprobe.testing`);
 - `<cache>/gguf/<file>.gguf.lock`: reassembling a split GGUF file once (`gguf.assemble_parts`);
@@ -49,21 +51,55 @@ def _umask() -> int:
 FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file; mkstemp's own files are private (0600)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, flush it to disk, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+class WriteError(StyleprobeError, OSError):
+    """A file could not be written (a full disk, a read-only folder, ...); the message is one line naming it.
+    Also an OSError, so code that may fail to write (an optional cache) still catches it as one."""
+
+    def __init__(self, path: Path, err: OSError):
+        super().__init__(f"cannot write {path}: {err.strerror or first_line(err)}")
+        self.errno = err.errno
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """An OSError of the block (a full disk, a read-only folder, ...) as a WriteError naming `path`."""
     try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), FILE_MODE)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        yield
+    except WriteError:
         raise
+    except OSError as err:
+        raise WriteError(path, err) from err
+
+
+def check_writable(*folders: Path) -> None:
+    """Refuse folders that files cannot be written into (a read-only root, a folder without write
+    permission), before any work: a WriteError naming the first. A folder that does not exist yet must be
+    creatable, i.e. the nearest existing folder above it writable."""
+    for folder in folders:
+        existing = Path(folder).absolute()
+        while not existing.exists():
+            existing = existing.parent
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise WriteError(folder, OSError(errno.EACCES, f"{existing} is read-only or not writable"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, flush it to disk, then rename it into place. Failing (a
+    WriteError), it leaves `path` as it was and no temporary file."""
+    path = Path(path)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                os.fchmod(fh.fileno(), FILE_MODE)
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -85,9 +121,10 @@ def locked(target: Path, *, optional: bool = False) -> Iterator[None]:
     create could not succeed there anyway."""
     lock = lock_path(target)
     try:
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        held: FileLock | None = FileLock(str(lock))
-        held.acquire()
+        with writing(lock):
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            held: FileLock | None = FileLock(str(lock))
+            held.acquire()
     except OSError:
         if not optional:
             raise
@@ -106,17 +143,18 @@ def atomic_directory(target: Path) -> Iterator[Path]:
     If `target` exists by then, another process finished first: its folder is kept and ours is dropped
     (first writer wins; both were built from the same inputs). `build_once` avoids building twice."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-"))
-    try:
-        yield tmp
+    with writing(target):  # the block's own OSErrors too: it fills the folder
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-"))
         try:
-            os.replace(tmp, target)
-        except OSError as err:
-            if err.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not target.is_dir():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            yield tmp
+            try:
+                os.replace(tmp, target)
+            except OSError as err:
+                if err.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not target.is_dir():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def build_once(target: Path, build: Callable[[Path], object]) -> Path:
@@ -148,8 +186,11 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def _stamp(path: Path) -> list[int]:
+    """What changes when a file's content does: its inode, size, mtime and ctime. The ctime counts: a file
+    rewritten in place with its size and mtime kept (`cp -p`, `touch -r`) gets a new one, which no tool
+    can set back."""
     st = path.stat()
-    return [st.st_ino, st.st_size, st.st_mtime_ns]
+    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
 def _read_index(index: Path) -> dict:
@@ -162,7 +203,7 @@ def _read_index(index: Path) -> dict:
 
 def remember_sha256(path: Path, digest: str, index: Path, stamp: list[int] | None = None) -> None:
     """Record `digest` as the SHA-256 of `path` in the JSON `index`, keyed on its path and checked
-    against its (inode, size, mtime_ns) when looked up; entries of vanished files are dropped."""
+    against its `_stamp` (inode, size, mtime, ctime) when looked up; entries of vanished files are dropped."""
     path = Path(path).absolute()
     with locked(index):
         entries = {k: v for k, v in _read_index(index).items() if Path(k).exists()}
@@ -171,8 +212,8 @@ def remember_sha256(path: Path, digest: str, index: Path, stamp: list[int] | Non
 
 
 def file_sha256(path: Path, index: Path | None = None) -> str:
-    """SHA-256 of a file's content. With `index`, it is computed once and remembered by (path, inode,
-    size, mtime_ns), so an unchanged file is not read again."""
+    """SHA-256 of a file's content. With `index`, it is computed once and remembered by its path and
+    `_stamp` (inode, size, mtime, ctime), so an unchanged file is not read again."""
     path = Path(path).absolute()
     before = _stamp(path)
     if index is not None:

@@ -14,7 +14,7 @@ import gguf
 import numpy as np
 
 from styleprobe.engine.extraction import Aggregation
-from styleprobe.engine.store import atomic_write_bytes
+from styleprobe.engine.store import atomic_write_bytes, writing
 from styleprobe.errors import is_integer
 from styleprobe.formats.mood_axis import load_axis_npz
 from styleprobe.protocol.axes import AxesError, AxisSet
@@ -49,26 +49,33 @@ def export_control_vector(
     blocks = list(axes.layers if layers is None else layers)
     if not blocks or not all(is_integer(b) and b >= 0 for b in blocks):
         raise AxesError(f"layers must be decoder block indices >= 0 (counted from 0), got {blocks}")
+    depth = axes.n_blocks
+    if depth is not None and max(blocks) >= depth:
+        raise AxesError(
+            f"layers {blocks}: {axes.model_id} has {depth} decoder blocks (0 to {depth - 1}), so no block "
+            f"{max(blocks)}"
+        )
     coefficient = float(axes.scales[i] if strength is None else strength)
     if not np.isfinite(coefficient):
         raise AxesError(f"strength must be a finite number, got {coefficient}")
     vector = (axes.vectors[i].astype(np.float32) * coefficient).astype(np.float32)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.partial-") as tmp:
-        scratch = Path(tmp) / path.name  # GGUFWriter writes to a path; nothing is left behind on failure
-        writer = gguf.GGUFWriter(str(scratch), ARCH)
-        writer.add_string(f"{ARCH}.model_hint", axes.model_id)
-        writer.add_uint32(f"{ARCH}.layer_count", len(blocks))
-        writer.add_string("styleprobe.axis", axis)
-        writer.add_string("styleprobe.poles", "/".join(axes.poles[i]))
-        for block in blocks:
-            writer.add_tensor(f"direction.{block + 1}", vector)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        atomic_write_bytes(path, scratch.read_bytes())
+    with writing(path):  # a full disk or a read-only folder: one line naming the file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.partial-") as tmp:
+            scratch = Path(tmp) / path.name  # GGUFWriter writes to a path; nothing is left behind on failure
+            writer = gguf.GGUFWriter(str(scratch), ARCH)
+            writer.add_string(f"{ARCH}.model_hint", axes.model_id)
+            writer.add_uint32(f"{ARCH}.layer_count", len(blocks))
+            writer.add_string("styleprobe.axis", axis)
+            writer.add_string("styleprobe.poles", "/".join(axes.poles[i]))
+            for block in blocks:
+                writer.add_tensor(f"direction.{block + 1}", vector)
+            writer.write_header_to_file()
+            writer.write_kv_data_to_file()
+            writer.write_tensors_to_file()
+            writer.close()
+            atomic_write_bytes(path, scratch.read_bytes())
     return path
 
 
@@ -141,20 +148,34 @@ def import_study_axes(
     taken *after* the model's final norm, while this library reads all 4 before it. The two readings rank
     answers alike but are not on one scale (on the embedded SmolLM2, r >= 0.9 per axis while ours spread
     about twice as widely: tests/test_interop.py), so projections on these axes order answers as the
-    study's would but are not the study's values; the difference is stated in the axis set's meta."""
+    study's would but are not the study's values; the difference is stated in the axis set's meta.
+
+    A file named for one of the study's models (STUDY_MODELS) is that model's: `n_layers`, if given, must be
+    its depth (`model_id` may name a copy of it); other files need both."""
     path = Path(path)
-    if model_id is None or n_layers is None:
-        short = path.name.split("_set_")[0]
-        if short not in STUDY_MODELS:
-            raise AxesError(f"{path}: unknown study model {short!r}; pass model_id and n_layers")
-        model_id, n_layers = model_id or STUDY_MODELS[short][0], n_layers or STUDY_MODELS[short][1]
+    short = path.name.split("_set_")[0]
+    if short in STUDY_MODELS:  # the file names the study's model, whose depth is known
+        hub_id, depth = STUDY_MODELS[short]
+        if n_layers is not None and n_layers != depth:
+            raise AxesError(
+                f"{path}: the study read these axes from {hub_id}, which has {depth} decoder blocks, "
+                f"not {n_layers}"
+            )
+        model_id, n_layers = model_id or hub_id, depth
+    elif model_id is None or n_layers is None:
+        raise AxesError(f"{path}: unknown study model {short!r}; pass model_id and n_layers")
+    agg = Aggregation()
+    if n_layers < len(agg.layers):
+        raise AxesError(
+            f"{path}: n_layers must be at least {len(agg.layers)} (the axes read the last "
+            f"{len(agg.layers)} decoder blocks), got {n_layers}"
+        )
     names, vectors, scales = load_axis_npz(path)
     specs = protocol.axes
     unknown = [n for n in names if n not in specs]
     if unknown:
         raise AxesError(f"{path}: unknown axes {unknown}")
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    agg = Aggregation()
     return AxisSet(
         names=names,
         poles=[specs[n].poles for n in names],

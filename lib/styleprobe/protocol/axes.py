@@ -1,8 +1,9 @@
 """Axis vectors, their normalisation, and the AxisSet file format (`<name>.safetensors` + `<name>.json`).
 
 The pair is one unit: `save` writes both under the lock `<name>.lock` and records the safetensors file's
-SHA-256 in the json; `load` reads both under that lock and checks the hash, so concurrent writers never
-leave a mixed pair that loads. Identical axes give identical bytes."""
+SHA-256 in the json; `load` checks the hash, reading the pair again under that lock when it does not match,
+so concurrent writers never leave a mixed pair that loads, and reading makes no lock file. Identical axes
+give identical bytes."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from styleprobe.engine.store import (
     atomic_write_bytes,
     atomic_write_text,
     canonical_safetensors,
+    lock_path,
     locked,
     sha256_bytes,
 )
@@ -172,6 +174,17 @@ class AxisSet:
         """How answers are read onto these axes (layers, token decay, layer weights), as calibrated."""
         return Aggregation(**self.aggregation)
 
+    @property
+    def n_blocks(self) -> int | None:
+        """The decoder blocks of the model the axes were read from, as their layers imply: each block read
+        is recorded both from the end (the aggregation's negative layers) and from 0 (`layers`). None when
+        no layer is counted from the end (axes from a control vector) or the two do not agree."""
+        read = self.reading().layers
+        if len(read) != len(self.layers):
+            return None
+        depths = {a - r for a, r in zip(self.layers, read, strict=True) if r < 0}
+        return depths.pop() if len(depths) == 1 else None
+
     def index(self, name: str) -> int:
         if name not in self.names:
             raise AxesError(f"no axis {name!r} in this axis set; it holds {', '.join(self.names)}")
@@ -264,14 +277,13 @@ class AxisSet:
 
     @classmethod
     def load(cls, path: Path) -> AxisSet:
-        """Read the pair written by `save` (under its lock, so never half of two writers' pairs)."""
+        """Read the pair written by `save` (never half of two writers' pairs; see `_read_pair`)."""
         js, st, base = axes_pair(path)
         for f in (js, st):
             if not f.exists():
                 raise AxesError(f"axes file not found: {f}")
         try:
-            with locked(base, optional=True):
-                text, blob = js.read_text(), st.read_bytes()
+            text, blob = _read_pair(js, st, base)
             meta = json.loads(text)
             if not isinstance(meta, dict):
                 raise AxesError(f"corrupt axes file {js}: not a JSON object")
@@ -289,6 +301,18 @@ class AxisSet:
             if isinstance(err, AxesError):
                 raise err if str(js) in str(err) else AxesError(f"{js}: {err}") from None
             raise AxesError(f"corrupt or truncated axes file {base}: {first_line(err)}") from None
+
+
+def _read_pair(js: Path, st: Path, base: Path) -> tuple[str, bytes]:
+    """The text of `js` and the bytes of `st`, read without the lock, so that reading an axes file leaves no
+    lock file beside it (an input, a read-only folder). Each file is replaced whole, and the json records
+    the safetensors file's SHA-256: where it does not (a pair read between a writer's two renames, a mixed or
+    an older pair), both are read again under the lock, if a writer has made one (writers make it first)."""
+    text, blob = js.read_text(), st.read_bytes()
+    if sha256_bytes(blob) not in text and lock_path(base).exists():
+        with locked(base, optional=True):
+            text, blob = js.read_text(), st.read_bytes()
+    return text, blob
 
 
 def axes_pair(path: Path) -> tuple[Path, Path, Path]:
