@@ -408,11 +408,12 @@ def test_a_read_only_output_root_is_refused_before_any_work_and_can_still_be_rea
         [*fingerprint, str(full)],
         ["project", str(broken / "good.jsonl"), *MODEL, "--output-path", str(full)],
         ["axes", "list", "--output-path", str(full)],
+        ["reproduce", "--models", "random:llama", "--profile", "smoke", "--output-path", str(ro / "empty")],
     ]
     env = {**os.environ, "STYLEPROBE_CACHE": str(cache / "bad-input"), "STYLEPROBE_TEST_MODELS": "1"}
     before = _files(ro)
-    empty, populated_, project, listing = _run_read_only(ro, commands, env)
-    for (status, err), root in ((empty, ro / "empty"), (populated_, full)):
+    empty, populated_, project, listing, reproduce = _run_read_only(ro, commands, env)
+    for (status, err), root in ((empty, ro / "empty"), (populated_, full), (reproduce, ro / "empty")):
         assert status == 2 and err.count("\n") == 1, err
         assert err.startswith(f"styleprobe: error: cannot write {root}/runs: ") and "read-only" in err, err
     assert project[0] == 0 and listing[0] == 0, (project, listing)

@@ -966,6 +966,9 @@ def cmd_reproduce(args) -> int:
 
     models = list(load_presets()) if args.all_presets else args.models
     parameters, root = _notebook_parameters(args)
+    if not (args.dry_run or args.prepare_only):
+        where = folders(root)
+        check_writable(args.runs_dir or where.runs, where.results, where.figures, where.axes)
     if args.ray is not None:
         from styleprobe.apps.cluster import run_on_ray, summary
 
