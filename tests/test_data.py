@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -11,6 +13,8 @@ import yaml
 from styleprobe.paths import data_dir
 from styleprobe.protocol.spec import (
     FORMULATIONS,
+    GRADE_LEVELS,
+    GRADES,
     DataError,
     QuestionBank,
     find_overlaps,
@@ -57,10 +61,10 @@ def test_axes_order_and_poles(axes):
 
 def test_question_counts(bank):
     assert len(bank.baseline) == 30
-    for sets, n in ((bank.calibration, 30), (bank.evaluation, 10), (bank.set_b, 20), (bank.set_c, 20)):
+    for sets, n in ((bank.calibration, 30), (bank.evaluation, 30), (bank.set_b, 20), (bank.set_c, 20)):
         assert list(sets) == AXES
         assert all(len(qs) == n for qs in sets.values())
-    assert len(bank.all_questions()) == 590
+    assert len(bank.all_questions()) == 730
     assert bank.calibration_set("A") is bank.calibration
     assert bank.calibration_set("B") is bank.set_b
     assert bank.calibration_set("C") is bank.set_c
@@ -70,6 +74,21 @@ def test_question_counts(bank):
 
 def test_all_question_sets_disjoint(bank):
     assert find_overlaps(bank) == []
+
+
+# sha256 of the first 10 evaluation questions per axis, as the runs with 10 evaluation questions answered them
+FIRST_EVALUATION = "afe2651febf81369"
+
+
+def test_thirty_evaluation_questions_per_axis_the_first_ten_unchanged(bank):
+    """A profile takes the first n questions of a list: the list grew at its end, so runs with up to 10
+    evaluation questions per axis answered the same questions as before."""
+    for name in AXES:
+        questions = bank.evaluation[name]
+        assert len(questions) == 30, name
+        assert len({normalise_text(q) for q in questions}) == 30, name
+    first = json.dumps({name: bank.evaluation[name][:10] for name in AXES}, ensure_ascii=False)
+    assert hashlib.sha256(first.encode()).hexdigest()[:16] == FIRST_EVALUATION
 
 
 def test_prompts_non_empty_and_distinct(axes):
@@ -82,6 +101,33 @@ def test_prompts_non_empty_and_distinct(axes):
         texts += list(spec.nudges)
     assert all(t.strip() for t in texts)
     assert len({normalise_text(t) for t in texts}) == len(texts)
+
+
+def test_every_axis_has_four_distinct_graded_instructions(axes):
+    """The dose-response set: "very" and "slightly" of each pole, none equal (normalised) to another graded
+    instruction or to any other prompt of the data, each a full system prompt as long as set A's."""
+    others = set()
+    for spec in axes.values():
+        others |= {normalise_text(t) for pair in spec.instructions.values() for t in pair}
+        others |= {normalise_text(t) for pair in spec.formulations.values() for t in pair}
+        others |= {normalise_text(t) for t in spec.nudges}
+    graded = []
+    for spec in axes.values():
+        assert tuple(spec.graded) == GRADES, spec.name
+        set_a = sum(len(t.split()) for t in spec.instructions["A"]) / 2
+        for grade, text in spec.graded.items():
+            strength = grade.split("_")[0]
+            assert text.startswith("You are a") and f" {strength} " in text, (spec.name, grade)
+            assert 0.6 * set_a <= len(text.split()) <= 1.6 * set_a, (spec.name, grade)
+            assert spec.graded_instruction(grade) == text
+        assert spec.positive in spec.graded["very_positive"] and spec.negative in spec.graded["very_negative"]
+        assert spec.graded_instruction("neutral") is None
+        graded += [normalise_text(t) for t in spec.graded.values()]
+    assert len(graded) == len(set(graded)) == 4 * len(axes)
+    assert not set(graded) & others
+    assert sorted(GRADE_LEVELS, key=GRADE_LEVELS.get) == [GRADES[0], GRADES[1], "neutral", *GRADES[2:]]
+    with pytest.raises(ValueError, match="unknown grade"):
+        axes["warm_cold"].graded_instruction("extremely_positive")
 
 
 def test_instruction_pole(axes):
@@ -146,6 +192,37 @@ def test_wrong_instruction_sets_raise(data_copy: Path):
     _assert_one_line_error(exc, path)
 
 
+def _drop_graded(entry: dict) -> None:
+    del entry["graded"]
+
+
+def _drop_grade(entry: dict) -> None:
+    del entry["graded"]["slightly_negative"]
+
+
+def _extra_grade(entry: dict) -> None:
+    entry["graded"]["extremely_positive"] = entry["graded"]["very_positive"] + " Extremely so."
+
+
+def _empty_grade(entry: dict) -> None:
+    entry["graded"]["very_negative"] = "  "
+
+
+def _graded_list(entry: dict) -> None:
+    entry["graded"] = list(entry["graded"].values())
+
+
+@pytest.mark.parametrize("edit", [_drop_graded, _drop_grade, _extra_grade, _empty_grade, _graded_list])
+def test_a_missing_or_malformed_graded_entry_is_a_one_line_error(data_copy: Path, edit):
+    path = data_copy / "axes.yaml"
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    edit(raw["axes"][3])
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    with pytest.raises(DataError, match=r"axes\[3\] \(proactive_reluctant\)\.graded") as exc:
+        load_axes(path)
+    _assert_one_line_error(exc, path)
+
+
 def test_empty_question_raises(data_copy: Path):
     path = data_copy / "questions.yaml"
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -179,4 +256,9 @@ def test_prompt_set_hash_stable_and_sensitive(data_copy: Path):
     raw = yaml.safe_load(questions_path.read_text(encoding="utf-8"))
     raw["baseline"][0] = raw["baseline"][0].replace("?", " today?")
     questions_path.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    assert prompt_set_hash(axes_path, questions_path) != first
+    second = prompt_set_hash(axes_path, questions_path)
+    assert second != first
+    raw = yaml.safe_load(axes_path.read_text(encoding="utf-8"))
+    raw["axes"][5]["graded"]["slightly_positive"] += " Keep it tidy."
+    axes_path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert prompt_set_hash(axes_path, questions_path) not in (first, second)

@@ -1,7 +1,7 @@
 """A new axis touches only the data folder: with an eighth axis added to a copy of `styleprobe/data` (its
-instructions and formulations in axes.yaml, its questions in every set of questions.yaml, a judge rubric, a
-lexicon category as its text metric), calibration and the fingerprint cover it, through the library and
-through the command line, with no code changed."""
+instructions, graded instructions and formulations in axes.yaml, its questions in every set of
+questions.yaml, a judge rubric, a lexicon category as its text metric), calibration and the fingerprint
+cover it, through the library and through the command line, with no code changed."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from styleprobe.paths import PACKAGE_DATA
 from styleprobe.protocol.axes import AxisSet
 from styleprobe.protocol.calibration import calibrate
 from styleprobe.protocol.fingerprint import baseline, fingerprint_table, project_results
-from styleprobe.protocol.spec import FORMULATIONS, Protocol
+from styleprobe.protocol.spec import FORMULATIONS, GRADES, Protocol
 from styleprobe.workspace import Workspace
 
 NEW = "playful_serious"
@@ -32,6 +32,12 @@ FORMULATION = {
     "role": ("You are a light-hearted assistant who loves a joke.", "You are a grave, sober assistant."),
     "behavioural": ("Use jokes, puns and a teasing tone.", "Avoid jokes, puns and any teasing tone."),
     "example": ('Respond playfully, like: "Ooh, a riddle in disguise!"', 'Respond gravely, like: "Noted."'),
+}
+GRADED = {
+    "very_negative": "You are a very serious assistant: never joke.",
+    "slightly_negative": "You are a slightly serious assistant.",
+    "slightly_positive": "You are a slightly playful assistant.",
+    "very_positive": "You are a very playful assistant: joke all the time.",
 }
 QUESTIONS = {  # distinct questions for each set, more than the smoke profile uses
     "calibration": [f"What is a good way to spend a rainy afternoon number {i}?" for i in range(6)],
@@ -64,6 +70,7 @@ def data(tmp_path_factory) -> Path:
                 "B": _pair("Keep things light and fun in every reply.", "Keep every reply grave and sober."),
                 "C": _pair("Your replies should sparkle with humour.", "Your replies should be solemn."),
             },
+            "graded": {grade: GRADED[grade] for grade in GRADES},
             "formulations": {name: _pair(*FORMULATION[name]) for name in FORMULATIONS},
             "nudges": _pair("Could you be a bit more playful?", "Please be more serious."),
         }
@@ -89,6 +96,7 @@ def test_the_protocol_the_judge_and_the_text_metrics_take_the_new_axis(data):
     protocol = Protocol.load(data)
     assert len(protocol.names) == len(Protocol.load().names) + 1 == 8 and protocol.names[-1] == NEW
     assert protocol.poles()[NEW] == ("playful", "serious")
+    assert protocol.axes[NEW].graded == GRADED
     assert protocol.questions.calibration_set("B")[NEW] == QUESTIONS["set_b"]
     assert protocol.hash != Protocol.load().hash  # axes fitted on it are told apart from the standard ones
     assert NEW in load_prompts(protocol.file("judge.yaml"), tuple(protocol.names)).rubrics

@@ -1,6 +1,21 @@
-import pytest
+import re
+import shutil
 
-from styleprobe.protocol.profiles import DRIFT_PROFILES, PROFILES, drift_profile, get_profile
+import pytest
+import yaml
+
+from styleprobe.analyses.robustness import formulation_items
+from styleprobe.paths import data_dir
+from styleprobe.protocol.calibration import calibration_items
+from styleprobe.protocol.profiles import (
+    DRIFT_PROFILES,
+    PROFILES,
+    check_question_counts,
+    drift_profile,
+    get_profile,
+)
+from styleprobe.protocol.spec import DataError, Protocol
+from styleprobe.workspace import Workspace
 
 
 def test_profiles_and_overrides():
@@ -50,3 +65,52 @@ def test_drift_sizes_go_with_the_profile_and_are_overridden_the_same_way():
         drift_profile("smoke", n_recovery=-1)
     with pytest.raises(ValueError, match="unknown profile size n_baseline; choose from n_scenarios"):
         drift_profile("smoke", n_baseline=3)
+
+
+def test_a_profile_may_take_every_evaluation_question():
+    protocol = Protocol.load()
+    profile = get_profile("smoke", n_evaluation=30)
+    check_question_counts(profile, protocol)
+    items = calibration_items(profile, protocol, splits=("evaluation",))
+    assert len(items) == len(protocol.names) * 30 * 2
+    for name in protocol.names:
+        asked = {it.question for it in items if it.meta["axis"] == name}
+        assert asked == set(protocol.questions.evaluation[name])
+
+
+@pytest.mark.parametrize(
+    ("size", "what", "where"),
+    [
+        ("n_evaluation", "evaluation questions per axis", " for warm_cold"),
+        ("n_calibration", "calibration questions per axis", " for warm_cold"),
+        ("n_baseline", "baseline questions", ""),
+        ("n_benchmark", "baseline questions", ""),
+    ],
+)
+def test_a_profile_asking_for_more_questions_than_the_data_hold_is_a_one_line_error(size, what, where):
+    profile = get_profile("smoke", **{size: 31})
+    with pytest.raises(DataError) as exc:
+        check_question_counts(profile, Protocol.load())
+    path = data_dir() / "questions.yaml"
+    assert str(exc.value) == f"profile smoke+{size}=31 asks for 31 {what} ({size}), but {path} has 30{where}"
+
+
+def test_the_short_axis_is_named_and_nothing_runs(tmp_path):
+    """With one axis's evaluation list cut to 5 in a copied data folder, a profile asking for 6 fails before
+    any model is loaded or any item is built, naming that axis; 5 is fine."""
+    data = tmp_path / "data"
+    shutil.copytree(data_dir(), data)
+    questions = yaml.safe_load((data / "questions.yaml").read_text(encoding="utf-8"))
+    questions["evaluation"]["formal_casual"] = questions["evaluation"]["formal_casual"][:5]
+    (data / "questions.yaml").write_text(yaml.safe_dump(questions, sort_keys=False), encoding="utf-8")
+    protocol = Protocol.load(data)
+    check_question_counts(get_profile("smoke", n_evaluation=5), protocol)
+    six = get_profile("smoke", n_evaluation=6)
+    short = f"6 evaluation questions per axis (n_evaluation), but {data / 'questions.yaml'} has 5"
+    expected = re.escape(short) + " for formal_casual$"
+    with pytest.raises(DataError, match=expected):
+        calibration_items(six, protocol)
+    with pytest.raises(DataError, match=expected):
+        formulation_items(protocol, six)
+    with pytest.raises(DataError, match=expected):
+        Workspace.open("no-such-model", profile="smoke", sizes={"n_evaluation": 6}, data=data, root=tmp_path)

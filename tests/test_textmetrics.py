@@ -68,7 +68,7 @@ def test_a_text_metric_that_is_not_a_string_raises(tmp_path):
     def edit(entries):
         entries[2]["text_metric"] = ["warmth"]
 
-    with pytest.raises(DataError, match=r"axes\[2\]\.text_metric must be a non-empty str"):
+    with pytest.raises(DataError, match=r"axes\[2\] \(confident_cautious\)\.text_metric must be a non-empty"):
         _protocol_copy(tmp_path, edit)  # refused when the protocol loads
 
 

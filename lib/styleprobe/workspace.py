@@ -15,7 +15,7 @@ from typing import TypeVar
 from styleprobe import paths
 from styleprobe.engine.models import ModelHandle, load_model
 from styleprobe.protocol.axes import AxesError, AxisSet
-from styleprobe.protocol.profiles import Profile, get_profile
+from styleprobe.protocol.profiles import Profile, check_question_counts, get_profile
 from styleprobe.protocol.runs import RunStore
 from styleprobe.protocol.spec import Protocol
 from styleprobe.report import paper
@@ -35,6 +35,9 @@ class Workspace:
     slug: str  # the name its files go under: axes/<slug>.json, runs/<slug>/, results/<slug>.json
     root: paths.Folders
 
+    def __post_init__(self) -> None:
+        check_question_counts(self.profile, self.protocol)  # never fewer questions than the profile names
+
     @classmethod
     def open(
         cls,
@@ -53,8 +56,10 @@ class Workspace:
         `sizes` override single profile sizes (n_calibration, calibration_tokens, ...); `data` is another
         protocol folder (None: the package's data); `model_args` go to `from_pretrained` (`load_model`)."""
         prof = get_profile(profile, **dict(sizes or {}))  # checked (and test models registered) first
+        protocol = Protocol.load(data)
+        check_question_counts(prof, protocol)  # before the model is loaded
         handle = load_model(model, device=device, dtype=dtype, revision=revision, model_args=model_args)
-        return cls(handle, prof, Protocol.load(data), handle.slug, paths.folders(root))
+        return cls(handle, prof, protocol, handle.slug, paths.folders(root))
 
     @classmethod
     def cross_model(

@@ -18,7 +18,7 @@ from styleprobe.engine.generation import SamplingConfig
 from styleprobe.engine.pipeline import Item, StageResult, run_stage, without_system
 from styleprobe.protocol.axes import AxisSet
 from styleprobe.protocol.calibration import POLES, calibrate, heldout_scores
-from styleprobe.protocol.profiles import Profile
+from styleprobe.protocol.profiles import Profile, check_question_counts
 from styleprobe.protocol.reading import DEFAULT_CONTEXT, ReadingContext, keeps_instruction
 from styleprobe.protocol.spec import Protocol
 from styleprobe.protocol.validity import heldout_status, mark
@@ -35,6 +35,7 @@ PERSISTENT_SHARE = 0.6
 
 def formulation_items(protocol: Protocol, profile: Profile, axes: Sequence[str] | None = None) -> list[Item]:
     """Every axis x pole x evaluation question under each of the five prompt formulations of the data."""
+    check_question_counts(profile, protocol)
     items = []
     for name in axes or protocol.names:
         spec = protocol.axes[name]

@@ -14,7 +14,7 @@ from styleprobe.engine.extraction import Aggregation
 from styleprobe.engine.generation import SamplingConfig
 from styleprobe.engine.pipeline import Item, StageResult, run_stage, without_system
 from styleprobe.protocol.axes import CROSSFIT_FOLDS, AxesError, AxisSet, fit_axes, folds, out_of_fold
-from styleprobe.protocol.profiles import PROFILES, Profile
+from styleprobe.protocol.profiles import PROFILES, Profile, check_question_counts
 from styleprobe.protocol.reading import DEFAULT_CONTEXT, ReadingContext, default_thinking, keeps_instruction
 from styleprobe.protocol.runs import Session
 from styleprobe.protocol.spec import Protocol
@@ -56,6 +56,7 @@ def calibration_items(
     evaluation answers (the same held-out data for all three)."""
     if splits is None:
         splits = ("calibration", "evaluation") if instruction_set == "A" else ("calibration",)
+    check_question_counts(profile, protocol)
     specs, bank = protocol.axes, protocol.questions
     names = axes or list(specs)
     unknown = [n for n in names if n not in specs]

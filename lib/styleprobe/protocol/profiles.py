@@ -12,6 +12,7 @@ from typing import TypeVar
 import torch
 
 from styleprobe.errors import is_integer
+from styleprobe.protocol.spec import DataError, Protocol
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,14 @@ DRIFT_PROFILES = {
     "smoke": DriftProfile("smoke", 2, 1, 3, 1, 8),
 }
 Sizes = TypeVar("Sizes", Profile, DriftProfile)
+QUESTION_SIZES = {
+    "n_calibration": "calibration",
+    "n_evaluation": "evaluation",
+    "n_baseline": "baseline",
+    "n_benchmark": "baseline",
+}
+"""The profile's question counts and the question list of questions.yaml each one takes its first questions
+from (per axis, but the baseline, which is one list)."""
 
 
 def get_profile(name: str | None, **overrides) -> Profile:
@@ -112,3 +121,22 @@ def _valid_size(key: str, value, minimum: int) -> bool:
             isinstance(value, list | tuple) and bool(value) and all(is_integer(v) and v >= 0 for v in value)
         )
     return is_integer(value) and value >= minimum
+
+
+def check_question_counts(profile: Profile, protocol: Protocol) -> None:
+    """DataError (one line, naming the size, the file, the axis and both counts) when a size of `profile`
+    asks for more questions than the protocol's data hold: a profile takes the first n questions of a list,
+    and a silently shorter list would change the protocol. Calibration is checked against set A, the
+    standard one: sets B and C have their own, shorter lists, used up to their length (docs/method.md)."""
+    questions = protocol.questions
+    for size, set_name in QUESTION_SIZES.items():
+        asked = getattr(profile, size)
+        lists = {"": questions.baseline} if set_name == "baseline" else getattr(questions, set_name)
+        for axis, items in lists.items():
+            if len(items) < asked:
+                where = f" for {axis}" if axis else ""
+                per_axis = " per axis" if axis else ""
+                raise DataError(
+                    f"profile {profile.name} asks for {asked} {set_name} questions{per_axis} ({size}), but "
+                    f"{protocol.folder / 'questions.yaml'} has {len(items)}{where}"
+                )

@@ -21,6 +21,18 @@ from styleprobe.paths import data_dir
 
 INSTRUCTION_SETS = ("A", "B", "C")
 FORMULATIONS = ("plain", "minimal", "role", "behavioural", "example")
+GRADES = ("very_negative", "slightly_negative", "slightly_positive", "very_positive")
+"""The graded instructions of the dose-response control (`AxisSpec.graded`), from the negative pole's
+strongest to the positive pole's strongest."""
+GRADE_LEVELS = {
+    "very_negative": -2,
+    "slightly_negative": -1,
+    "neutral": 0,
+    "slightly_positive": 1,
+    "very_positive": 2,
+}
+"""The ordinal level of each grade, with "neutral" (no instruction) in the middle: the order the projections
+of the graded answers should follow."""
 _QUESTION_SETS = ("calibration", "evaluation", "set_b", "set_c")
 _SET_NAMES = {"A": "calibration", "B": "set_b", "C": "set_c"}
 
@@ -38,6 +50,7 @@ class AxisSpec:
     instructions: dict[str, tuple[str, str]]
     formulations: dict[str, tuple[str, str]]
     nudges: tuple[str, str]
+    graded: dict[str, str]  # the dose-response instructions by grade, in the order of GRADES
     text_metric: str | None = None  # the text metric expected higher at the positive pole
 
     def instruction(self, pole: int, set_name: str = "A") -> str:
@@ -47,6 +60,12 @@ class AxisSpec:
         if set_name not in self.instructions:
             raise ValueError(f"unknown instruction set {set_name!r}; expected one of {INSTRUCTION_SETS}")
         return self.instructions[set_name][0 if pole == 1 else 1]
+
+    def graded_instruction(self, grade: str) -> str | None:
+        """The system prompt of a grade of the dose-response control (None for "neutral": no instruction)."""
+        if grade not in GRADE_LEVELS:
+            raise ValueError(f"unknown grade {grade!r}; expected one of {list(GRADE_LEVELS)}")
+        return None if grade == "neutral" else self.graded[grade]
 
     @property
     def poles(self) -> tuple[str, str]:
@@ -106,6 +125,13 @@ def _pairs(
     return {n: _pair(path, sub, n, f"{where}{key}.") for n in names}
 
 
+def _graded(path: Path, mapping: Any, where: str) -> dict[str, str]:
+    sub = _get(path, mapping, "graded", where, dict)
+    if set(sub) != set(GRADES):
+        raise DataError(f"{path}: {where}graded must have exactly the keys {list(GRADES)}, got {list(sub)}")
+    return {g: _get(path, sub, g, f"{where}graded.", str) for g in GRADES}
+
+
 def load_axes(path: Path | None = None) -> dict[str, AxisSpec]:
     """Parse and validate axes.yaml; the axes keep the order of the file."""
     path = Path(path) if path is not None else data_dir() / "axes.yaml"
@@ -116,6 +142,7 @@ def load_axes(path: Path | None = None) -> dict[str, AxisSpec]:
         name = _get(path, entry, "name", where, str)
         if name in axes:
             raise DataError(f"{path}: duplicate axis {name!r}")
+        where = f"axes[{i}] ({name})."  # the axis named in every message below
         axes[name] = AxisSpec(
             name=name,
             positive=_get(path, entry, "positive", where, str),
@@ -124,6 +151,7 @@ def load_axes(path: Path | None = None) -> dict[str, AxisSpec]:
             instructions=_pairs(path, entry, "instructions", where, INSTRUCTION_SETS),
             formulations=_pairs(path, entry, "formulations", where, FORMULATIONS),
             nudges=_pair(path, entry, "nudges", where),
+            graded=_graded(path, entry, where),
             text_metric=_get(path, entry, "text_metric", where, str) if "text_metric" in entry else None,
         )
     if not axes:
