@@ -175,13 +175,10 @@ class ExploreApp:
         self.progress_text = w.HTML()
         self.progress_box = w.HBox([self.progress, self.progress_text], layout=w.Layout(display=HIDDEN))
         self.reply = w.HTML(layout=w.Layout(flex="1 1 20em", min_width="12em"))
+        # the radar at its own size (the reply beside it does not squeeze it), shown with the first reply
         width, height = RADAR_PX
-        self.chart = w.Image(  # at its own size (not squeezed by the reply), shown with the first reply
-            format="png",
-            width=width,
-            height=height,
-            layout=w.Layout(display=HIDDEN, flex="0 0 auto", width=f"{width}px", height=f"{height}px"),
-        )
+        size = w.Layout(display=HIDDEN, flex="0 0 auto", width=f"{width}px", height=f"{height}px")
+        self.chart = w.Image(format="png", layout=size)
         self.table = w.HTML()
         self.load.on_click(self.on_load)
         self.send.on_click(self.on_send)
@@ -284,9 +281,10 @@ class ExploreApp:
         if e.baseline_ready:
             return e.baseline(progress=False)
         answers, tokens = e.baseline_size
+        slow = ", minutes on a CPU" if e.handle.device.type == "cpu" else ""
         self._set_status(
             f"computing the baseline fingerprint of {e.name} (once): {answers} answers of up to {tokens} "
-            "tokens, minutes on a CPU …",
+            f"tokens{slow} …",
             busy=True,
         )
         start = time.monotonic()
