@@ -37,7 +37,7 @@ BUSY_ICON = "spinner spin"  # the clicked button's icon while the app works (Fon
 SPINNER = "<i class='fa fa-spinner fa-spin'></i> "
 TEXT_WIDTH = 48  # characters of a message or system prompt shown in the history table
 BANNER = "background:#fff4e5; border-left:4px solid #e65100; padding:4px 10px; line-height:1.4"
-ESTIMATE_AFTER = 0.02  # the share of the baseline done before the time left is estimated from the pace
+ESTIMATE_AFTER = 0.02  # the share done after the first step before the time left is estimated from the pace
 RADAR_PX, RADAR_DPI = (480, 510), 120  # the radar's size on screen, at 7 pt and more (`style`): 4 x 4.25 in
 
 # Replies are model output, rendered as markdown: any HTML in them is escaped (html=False), images are not
@@ -287,15 +287,19 @@ class ExploreApp:
             f"tokens{slow} …",
             busy=True,
         )
-        start = time.monotonic()
+        first_step: list[tuple[float, float]] = []  # (time, share): the pace leaves out the prompts' reading
 
         def show(share: float) -> None:
             self.progress.value = share
-            if share < ESTIMATE_AFTER:
-                self.progress_text.value = f"{share:.0%}, estimating the time left …"
+            now = time.monotonic()
+            if share > 0 and not first_step:
+                first_step.append((now, share))
+            since, done = first_step[0] if first_step else (now, share)
+            if share - done < ESTIMATE_AFTER:
+                left = "estimating the time left …"
             else:
-                left = (time.monotonic() - start) * (1 - share) / share
-                self.progress_text.value = f"{share:.0%}, about {duration(left)} left"
+                left = f"about {duration((now - since) / (share - done) * (1 - share))} left"
+            self.progress_text.value = f"{share:.0%}, {left}"
 
         show(0.0)
         self.progress_box.layout.display = None
