@@ -54,7 +54,7 @@ help:
 	@echo "                 (PROFILE=quick|paper, which runs 03 too, as SKIP= does; JOBS=2 runs independent notebooks side by side)"
 	@echo "make reproduce-paper   every preset model with the paper profile (GPU machine with the hub)"
 	@echo "make notebook NB=02 MODEL=...   run one notebook for one model"
-	@echo "make lab         JupyterLab on the paired notebooks"
+	@echo "make lab         JupyterLab on the paired notebooks (LAB_ARGS=\"--no-browser --port 8890\" adds options)"
 	@echo "make colab       rewrite notebooks/colab/*.ipynb (what Colab opens) from the notebooks"
 	@echo "make bench       the pipeline benchmark (see benchmarks/README.md)"
 	@echo "make paper       paper/main.pdf from the notebooks' outputs in paper/generated/ and figures/ (MAIN_MODEL=...;"
@@ -175,8 +175,15 @@ install_lab_settings = dir="$$($(1) -c 'from jupyterlab.commands import get_app_
 lab-settings: install
 	$(call install_lab_settings,$(BIN)/python)
 
+# Jupyter refuses to run as root (a container's usual user) without --allow-root. The contents manager is
+# jupytext's, giving each notebook its kernel's language_info, so that an untouched notebook opens unmodified
+# (styleprobe.apps.lab). LAB_ARGS: more options, e.g. LAB_ARGS="--no-browser --port 8890".
+LAB_ARGS ?=
+LAB_AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 lab: lab-settings
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab $(LAB_AS_ROOT) --ServerApp.contents_manager_class=styleprobe.apps.lab.ContentsManager \
+		$(LAB_ARGS) notebooks/
 
 bench: install
 	$(BIN)/python benchmarks/bench_pipeline.py --workload calibration --reference-limit 28

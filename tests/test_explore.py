@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +14,7 @@ from styleprobe.apps.explore import Explorer, Turn, axes_files
 from styleprobe.apps.explore_app import ExploreApp, history_html, reply_html, turns_html
 from styleprobe.engine.pipeline import Item, reread
 from styleprobe.protocol.axes import AxesError
+from styleprobe.protocol.spec import Protocol
 
 
 @pytest.fixture(scope="module")
@@ -272,3 +275,135 @@ def test_an_axes_file_from_elsewhere_is_offered_and_chosen(tiny, explorer, dirs,
     app = ExploreApp("qwen2", loader, axes_file=elsewhere, models=["qwen2"])
     assert app.on_load(), app.status.value
     assert app.axes.value == str(elsewhere) and ("my-axes.json (mine/)", str(elsewhere)) in app.axes.options
+
+
+# --- the app as a person sees it ---------------------------------------------------------------------------
+
+SMOLLM2_AXES = Protocol.load().names  # the 7 axes of the committed SmolLM2 axes
+
+
+def idle_app(explorer: Explorer | None = None) -> ExploreApp:
+    """An app whose loader hands out `explorer` (or nothing: an app that is never loaded)."""
+    return ExploreApp("qwen2", lambda model, axes_file: explorer, models=["qwen2"])
+
+
+def test_the_radar_has_one_readable_size_however_far_the_scores_go():
+    import io
+
+    from PIL import Image
+
+    from styleprobe.apps.explore_app import radar_png
+
+    # what SmolLM2 gave in the app: scores far beyond the ±1 scale, for one model and for two
+    far = pd.Series([-14.79, 3.2, 13.23, -2.5, 0.4, -5.0, 0.8], index=SMOLLM2_AXES)
+    base = pd.Series([-6.17, 1.5, 4.0, -1.2, 0.3, -2.0, 0.5], index=SMOLLM2_AXES)
+    near = pd.Series(0.2, index=SMOLLM2_AXES)
+    curves = [
+        {"m: reply": far, "m: baseline": base},
+        {"m: reply": near, "m: baseline": near},
+        {"a: reply": far, "a: baseline": base, "b: reply": near, "b: baseline": -base},
+    ]
+    sizes = {Image.open(io.BytesIO(radar_png(c, "reply vs baseline"))).size for c in curves}
+    assert len(sizes) == 1, sizes  # a fixed size, not one that shrinks to fit what is drawn
+    ((width, height),) = sizes
+    assert min(width, height) >= 400
+    chart = idle_app().chart.layout  # shown at that size, not squeezed by the reply beside it
+    assert (chart.width, chart.height, chart.flex) == (f"{width}px", f"{height}px", "0 0 auto")
+
+
+def test_the_radar_of_two_models_far_beyond_the_scale_fits_its_image_with_no_text_overlapping():
+    from styleprobe.apps.explore_app import RADAR_PX, radar_figure
+    from styleprobe.report import style
+
+    far = pd.Series([-14.79, 3.2, 13.23, -2.5, 0.4, -5.0, 0.8], index=SMOLLM2_AXES)
+    curves = {"smollm2-135m-instruct: reply": far, "smollm2-135m-instruct: baseline": far / 2}
+    curves |= {"gemma-3-270m: reply": -far, "gemma-3-270m: baseline": far * 0}
+    fig = radar_figure(curves, "reply vs baseline (0 = calibration midpoint)")
+    width, height = fig.get_size_inches()
+    assert tuple(round(v * fig.dpi) for v in (width, height)) == RADAR_PX
+    texts = style.drawn_texts(fig)  # every line of text, with its extent in inches
+    assert all(size >= style.MIN_FONT_PT for _, size, _ in texts)
+    assert all(x0 >= 0 and y0 >= 0 and x1 <= width and y1 <= height for _, _, (x0, y0, x1, y1) in texts)
+    (ax,) = fig.axes
+    disc = ax.get_window_extent()
+    assert min(disc.width, disc.height) >= 200  # pixels: the polar disc itself stays large
+    boxes = [t.get_window_extent() for t in ax.get_xticklabels()]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    plt.close(fig)
+
+
+def test_no_part_of_the_app_is_wider_than_its_cell():
+    def widgets(widget):
+        yield widget
+        for child in getattr(widget, "children", ()):
+            yield from widgets(child)
+
+    app = idle_app()
+    # A width of 100 % plus a widget's 2 px margins on each side made the app 4 px wider than its cell, with
+    # a scroll bar under it; only the radar has a width of its own (its size in pixels).
+    sized = {id(x): x.layout.width for x in widgets(app.view) if x.layout.width not in (None, "", "auto")}
+    assert sized == {id(app.chart): app.chart.layout.width}
+
+
+def with_validation(explorer: Explorer, valid: set[str]) -> Explorer:
+    """The explorer with axes whose calibration recorded `valid` as the axes that passed validation."""
+    records = {n: {"validation": "valid" if n in valid else "chance"} for n in explorer.axes.names}
+    return Explorer(explorer.ws, dataclasses.replace(explorer.axes, calibration=records), explorer.axes_file)
+
+
+def test_a_banner_above_the_chat_says_that_the_axes_failed_validation_and_stays(explorer):
+    from styleprobe.apps.explore_app import validity_banner
+
+    names = explorer.axes.names
+    app = idle_app(with_validation(explorer, set()))
+    assert app.on_load(), app.status.value
+    children = list(app.view.children)
+    assert children.index(app.banner) < children.index(app.message)  # above the chat
+    assert "No axis of" in app.banner.value and "passed held-out validation" in app.banner.value
+    assert all(f"{n.replace('_', '/')}\u2020" in app.banner.value for n in names)
+    app.message.value = "Hello"
+    assert app.on_send()
+    app.reset()
+    assert "ready" in app.status.value and "No axis of" in app.banner.value  # the status changed, not it
+    some = validity_banner([with_validation(explorer, {names[0]})])
+    assert (
+        f"{len(names) - 1} of {len(names)} axes" in some and f"{names[0].replace('_', '/')}\u2020" not in some
+    )
+    assert validity_banner([with_validation(explorer, set(names))]) == ""  # all passed: no banner
+
+
+def test_the_app_shows_how_far_the_first_baseline_is_and_how_long_it_has_left(tiny, explorer, tmp_path):
+    # a root without a stored baseline: the app generates it
+    fresh = Explorer.open(
+        tiny("qwen2"), axes_file=explorer.axes_file, profile="smoke", progress=False, root=tmp_path
+    )
+    app = idle_app(fresh)
+    shares, texts, shown, status = [], [], [], []
+    app.progress.observe(lambda change: shares.append(change.new), names="value")
+    app.progress_text.observe(lambda change: texts.append(change.new), names="value")
+    app.progress_box.layout.observe(lambda change: shown.append(change.new), names="display")
+    app.status.observe(lambda change: status.append(change.new), names="value")
+    assert app.on_load(), app.status.value
+    assert any(0 < s < 1 for s in shares) and shares == sorted(shares) and shares[-1] == 1.0
+    assert any(re.search(r"\d+%, about \d+ (s|min) left", t) for t in texts)
+    assert shown == [None, "none"]  # shown in the app while it runs, then hidden
+    assert any(f"{fresh.profile.n_baseline} answers" in s for s in status)  # what it does, while it does it
+
+
+def test_errors_in_the_app_are_one_line_messages_without_a_class_name(tiny, dirs):
+    def loader(model, axes_file):
+        if model != "qwen2":
+            return Explorer.open(model, profile="smoke", progress=False, **dirs)  # an unknown model: refused
+        return Explorer.open(tiny("qwen2"), axes_file=axes_file, profile="smoke", progress=False, **dirs)
+
+    app = ExploreApp("qwen2", loader, models=["qwen2"])
+    app.message.value = " "
+    errors = [(app.on_send, "empty message: type something")]
+    app.other.value = ""
+    errors.append((app.on_compare, "name a second model"))
+    for click, message in errors:
+        assert click() is None and message in app.status.value
+        assert not re.search(r"\w+(Error|Exception):", app.status.value), app.status.value
+    app.model.value, app.message.value = "no-such-model", "Hello"
+    assert app.on_send() is None and "unknown model" in app.status.value
+    assert not re.search(r"\w+(Error|Exception):", app.status.value), app.status.value

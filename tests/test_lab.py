@@ -34,11 +34,11 @@ CELL_METADATA = {
 
 
 def save_as_lab_does(root: Path, name: str) -> None:
-    """Open a notebook through jupytext's contents manager (the one JupyterLab's server uses), run it in
-    spirit (kernel metadata, outputs, execution counts, cell metadata) and save it."""
-    from jupytext import AsyncTextFileContentsManager
+    """Open a notebook through the contents manager `make lab` gives JupyterLab's server (jupytext's), run it
+    in spirit (kernel metadata, outputs, execution counts, cell metadata) and save it."""
+    from styleprobe.apps.lab import ContentsManager
 
-    manager = AsyncTextFileContentsManager(root_dir=str(root))
+    manager = ContentsManager(root_dir=str(root))
 
     async def round_trip() -> None:
         model = await manager.get(name, type="notebook")
@@ -70,6 +70,53 @@ def test_saving_an_unchanged_notebook_in_lab_leaves_its_source_as_it_was(tmp_pat
         paired = folder / f"{source.stem}.ipynb"
         outputs = [c.outputs for c in nbformat.read(paired, as_version=4).cells if c.cell_type == "code"]
         assert outputs and all(o for o in outputs), f"{paired.name} keeps the outputs"
+
+
+def what_lab_sets_when_the_kernel_starts() -> tuple[dict, dict]:
+    """The metadata JupyterLab writes into a notebook once its kernel (python3) has started: the kernelspec
+    (name, display name and language of the kernel's spec) and the language_info the kernel reports."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import start_new_kernel
+
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    manager, client = start_new_kernel(kernel_name="python3")
+    try:
+        reply = client.kernel_info(reply=True, timeout=120)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    kernelspec = {"name": "python3", "display_name": spec.display_name, "language": spec.language}
+    return kernelspec, reply["content"]["language_info"]
+
+
+def test_an_untouched_notebook_opens_in_lab_unmodified(tmp_path):
+    # JupyterLab marks a notebook modified (and asks "Save changes?" on closing it) when what it sets on
+    # opening differs from what it read: a placeholder language_info at once, the kernel's once it starts.
+    from styleprobe.apps.lab import ContentsManager
+
+    kernelspec, language_info = what_lab_sets_when_the_kernel_starts()
+    manager = ContentsManager(root_dir=str(copy_of_notebooks(tmp_path)))
+    for source in SOURCES:
+        read = asyncio.run(manager.get(source.name, type="notebook"))["content"].metadata
+        assert (read.get("kernelspec"), read.get("language_info")) == (kernelspec, language_info), source.name
+
+
+def test_make_lab_runs_as_root_too_with_that_contents_manager(tmp_path):
+    def lab_command(uid: int) -> str:
+        fake = tmp_path / str(uid)
+        fake.mkdir()
+        (fake / "id").write_text(f"#!/bin/sh\necho {uid}\n")  # `id -u` as that user
+        (fake / "id").chmod(0o755)
+        env = {**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"}
+        make = ["make", "-n", "-o", f"{sys.prefix}/.installed", "lab", f"VENV={sys.prefix}"]
+        dry = subprocess.run(make, cwd=REPO, env=env, check=True, capture_output=True, text=True).stdout
+        return next(line for line in dry.replace("\\\n", " ").splitlines() if "jupyter lab" in line)
+
+    as_root, as_user = lab_command(0), lab_command(1000)
+    assert "--allow-root" in as_root and "--allow-root" not in as_user  # Jupyter refuses root without it
+    for command in (as_root, as_user):
+        assert "--ServerApp.contents_manager_class=styleprobe.apps.lab.ContentsManager" in command
+        assert command.split()[-1] == "notebooks/"
 
 
 def test_the_paired_notebooks_are_ignored_by_git():

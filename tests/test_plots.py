@@ -13,6 +13,7 @@ from matplotlib.patches import Polygon
 from PIL import Image
 
 from styleprobe.paths import NOTEBOOKS_DIR
+from styleprobe.protocol.spec import Protocol
 from styleprobe.protocol.validity import MARK
 from styleprobe.report import paper, style
 from styleprobe.report.plots import MISSING, POLE_NOTE, axis_labels, radar, save_figure
@@ -205,6 +206,57 @@ def test_a_radar_labels_its_centre_and_says_which_pole_is_positive():
     assert not any(legend.overlaps(box) for box in [*spokes, title])
     assert not any(ring.overlaps(spoke) for ring in rings for spoke in spokes)
     style.check(ax.figure)  # its own figure: half the text width, nothing under 7 pt
+
+
+SMOLLM2_AXES = Protocol.load().names  # the 7 axes of the committed SmolLM2 axes
+# scores the embedded SmolLM2 gave in the explorer: a reply and its baseline far beyond the ±1 scale
+FAR_REPLY = pd.Series([-14.79, 3.2, 13.23, -2.5, 0.4, -5.0, 0.8], index=SMOLLM2_AXES)
+FAR_BASELINE = pd.Series([-6.17, 1.5, 4.0, -1.2, 0.3, -2.0, 0.5], index=SMOLLM2_AXES)
+
+
+def ringed(ax: plt.Axes) -> set[tuple[float, float]]:
+    """The (angle, radius) points a radar rings: hollow markers without a line."""
+    return {
+        (round(float(x), 6), float(y))
+        for line in ax.get_lines()
+        if line.get_linestyle() == "None" and line.get_markerfacecolor() == "none"
+        for x, y in zip(line.get_xdata(), line.get_ydata(), strict=True)
+    }
+
+
+def at_the_edge(series: pd.Series) -> set[tuple[float, float]]:
+    """Where a radar should draw the values of `series` at or beyond ±1: on their spoke at ±1."""
+    angles = np.linspace(0, 2 * np.pi, len(series), endpoint=False)
+    values = series.to_numpy()
+    return {
+        (round(float(a), 6), float(np.sign(v))) for a, v in zip(angles, values, strict=True) if abs(v) >= 1
+    }
+
+
+def test_a_radar_draws_values_beyond_its_scale_at_the_edge_marked():
+    ax = radar({"reply": FAR_REPLY, "baseline": FAR_BASELINE}, title="reply vs baseline")
+    ax.figure.canvas.draw()
+    assert ax.get_ylim() == (-1, 1)
+    drawn = np.concatenate([line.get_ydata() for line in ax.get_lines()])
+    assert np.nanmax(np.abs(drawn)) <= 1  # nothing past the rim (or through the centre)
+    # the values beyond ±1 sit at the outer ring or the centre, ringed; no value within the scale is
+    assert ringed(ax) == at_the_edge(FAR_REPLY) | at_the_edge(FAR_BASELINE)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("beyond ±1" in text for text in legend)  # and the legend says what a ring means
+    spokes = _boxes(ax, ax.get_xticklabels())
+    others = [
+        *_boxes(ax, ax.get_yticklabels()),
+        ax.get_legend().get_window_extent(),
+        ax.title.get_window_extent(),
+    ]
+    assert not any(a.overlaps(b) for i, a in enumerate(spokes) for b in spokes[i + 1 :])
+    assert not any(spoke.overlaps(other) for spoke in spokes for other in others)
+
+
+def test_a_radar_within_its_scale_rings_nothing():
+    ax = radar({"m": pd.Series([0.5, -0.99, 0.2], index=AXES[:3])})
+    assert not ringed(ax)
+    assert not any("beyond" in t.get_text() for t in ax.get_legend().get_texts())
 
 
 # --- notebooks and paper -----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ unless the axes were read "instructed") and keeps the turn in a history."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,13 +138,27 @@ class Explorer:
         """Whether `baseline()` has been computed (else its first call generates the baseline answers)."""
         return self._baseline is not None
 
-    def baseline(self, progress: bool = True) -> pd.Series:
+    @property
+    def baseline_size(self) -> tuple[int, int]:
+        """What a first `baseline()` generates: (answers, new-token budget of each)."""
+        seeds = stored_baseline_seeds(self.ws) or self.profile.seeds
+        return len(seeds) * self.profile.n_baseline, self.profile.baseline_tokens
+
+    def baseline(
+        self, progress: bool = True, on_progress: Callable[[float], None] | None = None
+    ) -> pd.Series:
         """Mean normalised projection of the default answers (no system prompt) to the profile's baseline
         questions, under this axis set. A baseline run already in the run store (notebook 02's seeds) is
-        reused; otherwise the profile's seeds are generated once."""
+        reused; otherwise the profile's seeds are generated once (`on_progress`: the share answered)."""
         if self._baseline is None:
             seeds = stored_baseline_seeds(self.ws)
-            results = baseline(self.ws, seeds=seeds, aggregation=self.aggregation, progress=progress)
+            results = baseline(
+                self.ws,
+                seeds=seeds,
+                aggregation=self.aggregation,
+                progress=progress,
+                on_progress=on_progress,
+            )
             projections = project_results(self.axes, results, self.handle.model_id)
             self._baseline = fingerprint_table(projections, self.axes)["mean"]
         return self._baseline

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import io
 import textwrap
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,11 +22,12 @@ from markdown_it import MarkdownIt
 from markdown_it.renderer import RendererHTML
 from markdown_it.token import Token
 
-from styleprobe.apps.cli import KNOWN_ERRORS
+from styleprobe.apps.cli import KNOWN_ERRORS, one_line
 from styleprobe.apps.explore import Explorer, Turn, axes_files, axes_label, history_table
 from styleprobe.engine.models import ModelHandle, load_presets
 from styleprobe.protocol.validity import MARK, mark
-from styleprobe.report.plots import radar
+from styleprobe.report import style
+from styleprobe.report.plots import axis_labels, radar
 
 # (model name or an already loaded handle, axes file or None for the model's default) -> Explorer
 Loader = Callable[[str | ModelHandle, Path | None], Explorer]
@@ -34,6 +36,9 @@ HIDDEN = "none"  # a widget layout's display value that takes it off the page
 BUSY_ICON = "spinner spin"  # the clicked button's icon while the app works (Font Awesome, turning)
 SPINNER = "<i class='fa fa-spinner fa-spin'></i> "
 TEXT_WIDTH = 48  # characters of a message or system prompt shown in the history table
+BANNER = "background:#fff4e5; border-left:4px solid #e65100; padding:4px 10px; line-height:1.4"
+ESTIMATE_AFTER = 0.02  # the share done after the first step before the time left is estimated from the pace
+RADAR_PX, RADAR_DPI = (480, 510), 120  # the radar's size on screen, at 7 pt and more (`style`): 4 x 4.25 in
 
 # Replies are model output, rendered as markdown: any HTML in them is escaped (html=False), images are not
 # fetched, links pass markdown-it's URL check (no javascript: or data:) and open in a new tab, and a single
@@ -64,11 +69,23 @@ def default_loader(**options) -> Loader:
     return lambda model, axes_file: Explorer.open(model, axes_file=axes_file, **options)
 
 
+def radar_figure(curves: dict[str, pd.Series], title: str) -> plt.Figure:
+    """The radar at `RADAR_PX` pixels, whatever the scores: a value beyond ±1 is drawn at the edge, marked
+    (`radar`), and an axis without a value as missing, not as 0."""
+    inches = (RADAR_PX[0] / RADAR_DPI, RADAR_PX[1] / RADAR_DPI)
+    with style.context():
+        fig, ax = plt.subplots(
+            figsize=inches, dpi=RADAR_DPI, layout="constrained", subplot_kw={"projection": "polar"}
+        )
+        radar(dict(curves), ax=ax, title=title)
+    return fig
+
+
 def radar_png(curves: dict[str, pd.Series], title: str) -> bytes:
-    ax = radar(dict(curves), title=title)  # an axis without a value is drawn as missing, not as 0
+    fig = radar_figure(curves, title)
     buf = io.BytesIO()
-    ax.figure.savefig(buf, format="png", bbox_inches="tight", dpi=90)
-    plt.close(ax.figure)
+    fig.savefig(buf, format="png", dpi=RADAR_DPI)  # not "tight": the size stays fixed
+    plt.close(fig)
     return buf.getvalue()
 
 
@@ -100,6 +117,30 @@ def history_html(turns: list[Turn], names: list[str], valid: set[str]) -> str:
     return f"{STYLE}<div class='styleprobe-scroll'><b>History</b>{body}</div>{note}"
 
 
+def validity_banner(explorers: list[Explorer]) -> str:
+    """A warning for each explorer whose axes did not all pass held-out validation (`Explorer.validated`);
+    empty when every axis passed."""
+    lines = []
+    for e in explorers:
+        valid = set(e.validated())
+        failed = [n for n in e.axes.names if n not in valid]
+        if not failed:
+            continue
+        source = f"{html.escape(e.name)} ({html.escape(e.axes_file.name)})"
+        if len(failed) == len(e.axes.names):
+            head = f"No axis of {source} passed held-out validation"
+        else:
+            head = f"{len(failed)} of {len(e.axes.names)} axes of {source} failed held-out validation"
+        listed = ", ".join(axis_labels(failed, valid))
+        lines.append(f"<b>{head}</b>: {listed}. Their scores are shown, not interpreted.")
+    return f"<div style='{BANNER}'>{'<br>'.join(lines)}</div>" if lines else ""
+
+
+def duration(seconds: float) -> str:
+    """A wait as a person reads it: '40 s', '3 min'."""
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
 class ExploreApp:
     def __init__(
         self,
@@ -128,24 +169,36 @@ class ExploreApp:
         )
         self.compare = w.Button(description="ask both", tooltip="the same message to both models")
         self.clear = w.Button(description="clear history")
+        self.banner = w.HTML()  # stays while the loaded axes have any that failed validation
         self.status = w.HTML()
-        self.reply = w.HTML(layout=w.Layout(flex="1 1 0%", min_width="12em"))
-        self.chart = w.Image(format="png", layout=w.Layout(display=HIDDEN))  # shown with the first reply
-        self.table = w.HTML(layout=w.Layout(width="100%"))
+        self.progress = w.FloatProgress(min=0.0, max=1.0, description="baseline")
+        self.progress_text = w.HTML()
+        self.progress_box = w.HBox([self.progress, self.progress_text], layout=w.Layout(display=HIDDEN))
+        self.reply = w.HTML(layout=w.Layout(flex="1 1 20em", min_width="12em"))
+        # the radar at its own size (the reply beside it does not squeeze it), shown with the first reply
+        width, height = RADAR_PX
+        size = w.Layout(display=HIDDEN, flex="0 0 auto", width=f"{width}px", height=f"{height}px")
+        self.chart = w.Image(format="png", layout=size)
+        self.table = w.HTML()
         self.load.on_click(self.on_load)
         self.send.on_click(self.on_send)
         self.compare.on_click(self.on_compare)
         self.clear.on_click(self.on_clear)
         self.axes.observe(self.on_axes, names="value")
+        # Nothing is wider than the cell, so the app has no horizontal scroll bar: no width of 100 % (a
+        # widget's margins would add 4 px), the reply wraps under the radar in a narrow cell, a wide table
+        # scrolls by itself.
         self.view = w.VBox(
             [
                 w.HBox([self.model, self.axes, self.load]),
+                self.banner,
                 self.system,
                 self.message,
                 w.HBox([self.keep, self.send, self.clear]),
                 w.HBox([self.other, self.compare]),
                 self.status,
-                w.HBox([self.chart, self.reply]),
+                self.progress_box,
+                w.HBox([self.chart, self.reply], layout=w.Layout(flex_flow="row wrap")),
                 self.table,
             ]
         )
@@ -219,16 +272,48 @@ class ExploreApp:
                 self._set_status(action())
             return True
         except EXPECTED as err:
-            self._set_status(f"{type(err).__name__}: {err}", error=True)
+            self._set_status(one_line(err), error=True)  # a one-line message, without the class name
             return False
+
+    def _baseline(self, e: Explorer) -> pd.Series:
+        """The explorer's baseline fingerprint; while it is computed (once), the progress bar says how far
+        it is and about how long it has left."""
+        if e.baseline_ready:
+            return e.baseline(progress=False)
+        answers, tokens = e.baseline_size
+        slow = ", minutes on a CPU" if e.handle.device.type == "cpu" else ""
+        self._set_status(
+            f"computing the baseline fingerprint of {e.name} (once): {answers} answers of up to {tokens} "
+            f"tokens{slow} …",
+            busy=True,
+        )
+        first_step: list[tuple[float, float]] = []  # (time, share): the pace leaves out the prompts' reading
+
+        def show(share: float) -> None:
+            self.progress.value = share
+            now = time.monotonic()
+            if share > 0 and not first_step:
+                first_step.append((now, share))
+            since, done = first_step[0] if first_step else (now, share)
+            if share - done < ESTIMATE_AFTER:
+                left = "estimating the time left …"
+            else:
+                left = f"about {duration((now - since) / (share - done) * (1 - share))} left"
+            self.progress_text.value = f"{share:.0%}, {left}"
+
+        show(0.0)
+        self.progress_box.layout.display = None
+        try:
+            return e.baseline(progress=False, on_progress=show)
+        finally:
+            self.progress_box.layout.display = HIDDEN
 
     def _show(self, turns: list[Turn], explorers: list[Explorer]) -> None:
         curves = {}
         for t, e in zip(turns, explorers, strict=True):
-            if not e.baseline_ready:
-                self._set_status(f"computing the baseline fingerprint of {e.name} (once) …", busy=True)
             curves[f"{t.model}: reply"] = t.scores
-            curves[f"{t.model}: baseline"] = e.baseline(progress=False)
+            curves[f"{t.model}: baseline"] = self._baseline(e)
+        self.banner.value = validity_banner(explorers)
         self.reply.value = turns_html(turns)
         self.chart.value = radar_png(curves, "reply vs baseline (0 = calibration midpoint)")
         self.chart.layout.display = None
@@ -244,10 +329,9 @@ class ExploreApp:
     def on_load(self, _=None) -> bool:
         def body() -> str:
             e = self._select()
+            self.banner.value = validity_banner([e])
             valid = set(e.validated())
-            if not e.baseline_ready:
-                self._set_status(f"computing the baseline fingerprint of {e.name} (once) …", busy=True)
-            base = ", ".join(f"{mark(k, k in valid)} {v:+.2f}" for k, v in e.baseline().items())
+            base = ", ".join(f"{mark(k, k in valid)} {v:+.2f}" for k, v in self._baseline(e).items())
             return (
                 f"{e.name}: {len(e.axes.names)} axes from {e.axes_file.name}; baseline over "
                 f"{e.profile.n_baseline} questions ({e.profile.name} profile): {base}"
@@ -257,7 +341,12 @@ class ExploreApp:
         return self._guard(body, self.load)
 
     def on_axes(self, _=None) -> bool:
-        return self._guard(lambda: f"axes {self._select().axes_file.name}")
+        def body() -> str:
+            e = self._select()
+            self.banner.value = validity_banner([e])
+            return f"axes {e.axes_file.name}"
+
+        return self._guard(body)
 
     def on_send(self, _=None) -> Turn | None:
         turns: list[Turn] = []

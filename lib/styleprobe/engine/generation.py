@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,6 +113,7 @@ def generate(
     *,
     capture: tuple[list[int], float] | None = None,
     steer: tuple[list[int], np.ndarray] | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> tuple[list[Generation], np.ndarray | None]:
     """Decode one batch with a KV cache, dropping finished rows from the batch as they accumulate.
 
@@ -120,7 +122,8 @@ def generate(
     (float32), equal to a teacher-forced re-read of the same response with the same context. With
     `steer=(blocks, offsets)` row r decodes with `offsets[r]` ([rows, hidden]) added to the output of each of
     those blocks (absolute indices), so differently steered answers share one batch; captured states are
-    read after the steering."""
+    read after the steering. `on_step` is called after each decoding step with the number of steps done
+    (progress: a batch takes at most `cfg.max_new_tokens` steps, fewer when every row ends early)."""
     model, dev = handle.model, handle.device
     rows = len(prompt_ids)
     ids, mask = pad_batch(prompt_ids, handle.tokenizer.pad_token_id, "left", dev)
@@ -188,6 +191,8 @@ def generate(
             next_pos = next_pos + 1
             if cap:
                 cap.step_done()
+            if on_step:
+                on_step(step + 1)
         if cap:
             captured[live] = cap.means()
             check_finite(captured, capture[0])

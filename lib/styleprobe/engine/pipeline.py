@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -88,6 +88,7 @@ def run_stage(
     steer: tuple[Sequence[int], np.ndarray] | None = None,
     desc: str = "generating",
     progress: bool = True,
+    on_progress: Callable[[float], None] | None = None,
 ) -> StageResult:
     """Answer every item and aggregate its hidden states, resuming from whatever batches are on disk.
 
@@ -101,7 +102,10 @@ def run_stage(
 
     `steer=(blocks, offsets)` answers item k with `offsets[k]` ([n_items, hidden]) added to the output of each
     of those decoder blocks while generating (`generate`). Only the generation is steered: states captured
-    online are read steered, a re-forward reads them unsteered (`reread` them to choose)."""
+    online are read steered, a re-forward reads them unsteered (`reread` them to choose).
+
+    `on_progress` is called with the share of the items answered so far (a batch counts by its decoding
+    steps as they run), for a progress display beside `progress`'s bar."""
     if not items:
         raise ValueError("no items to run")
     check_batch_size(batch_size)
@@ -167,10 +171,18 @@ def run_stage(
         stage = Stage(Path(stage_dir), {**settings, "batch_size": batch_size})
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     todo = [b for b in range(len(batches)) if not stage.is_done(b)]
+    done = len(items) - sum(len(batches[b]) for b in todo)  # answers on disk
     bar = tqdm(total=len(items), desc=desc, disable=not progress, unit="answer")
-    bar.update(len(items) - sum(len(batches[b]) for b in todo))
+    bar.update(done)
     for b in todo:
         idx = batches[b]
+        on_step = None
+        if on_progress:
+            on_progress(done / len(items))
+
+            def on_step(step: int, done: int = done, size: int = len(idx)) -> None:
+                on_progress((done + size * step / sampling.max_new_tokens) / len(items))
+
         keys = [
             row_key(seed if items[i].seed is None else items[i].seed, items[i].stream or items[i].id)
             for i in idx
@@ -183,6 +195,7 @@ def run_stage(
             keys,
             capture=capture,
             steer=(blocks, offsets[idx]) if steer is not None else None,
+            on_step=on_step,
         )
         seqs = [
             TokenSequence(
@@ -209,7 +222,10 @@ def run_stage(
         ]
         stage.write(b, records, {"per_layer": per_layer})
         bar.update(len(idx))
+        done += len(idx)
     bar.close()
+    if on_progress:
+        on_progress(1.0)
     import pandas as pd  # only here: see the imports
 
     records, arrays = stage.read_all(len(batches))

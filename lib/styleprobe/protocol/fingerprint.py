@@ -4,7 +4,7 @@ save it as a `BaselineResult`: its default style, test-retest reliability and di
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -42,13 +42,15 @@ def baseline(
     system: str | None = None,
     profile: Profile | None = None,
     progress: bool = True,
+    on_progress: Callable[[float], None] | None = None,
 ) -> dict[int, StageResult]:
     """The model's default answers (no system prompt) to the baseline questions, once per seed.
 
     All seeds run as one stage so they share batches; an answer's sampling key depends only on its seed
     and question, so seed 0 gives the same answers whichever other seeds run beside it. With `system`, the
     answers are written under that system prompt (e.g. to check that `styleprobe compare` sees a style
-    shift) and read without it, like calibration answers. `profile` replaces the workspace's."""
+    shift) and read without it, like calibration answers. `profile` replaces the workspace's; `on_progress`
+    is called with the share answered (`run_stage`)."""
     handle, profile = ws.model, profile or ws.profile
     sampling = sampling or SamplingConfig(profile.baseline_tokens)
     seeds = tuple(seeds if seeds is not None else profile.seeds)
@@ -70,6 +72,7 @@ def baseline(
         read_with_system=system is None,
         desc="baseline",
         progress=progress,
+        on_progress=on_progress,
     )
     seed_col = result.records["seed"].to_numpy()
     return {s: result.select(seed_col == s) for s in seeds}

@@ -9,6 +9,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 
 from styleprobe.engine.store import atomic_write_bytes
 from styleprobe.protocol.validity import mark
@@ -16,6 +17,9 @@ from styleprobe.report import style
 
 POLE_NOTE = "+1 (outer ring): first pole of the label\n−1 (centre): second pole"
 MISSING = "(no value)"
+BEYOND = {"marker": "o", "ms": 6, "mfc": "none", "mew": 1.0}
+"""How a radar marks a value at or beyond ±1, drawn at the edge of its scale: a ring around the point."""
+BEYOND_NOTE = "at or beyond ±1, drawn at the edge"
 
 
 def axis_label(name: str, valid: bool = True) -> str:
@@ -46,14 +50,19 @@ def _align_spoke_labels(ax: plt.Axes, angles: np.ndarray, missing: list[bool]) -
             text.set_color("0.5")
 
 
-def _draw_curve(ax: plt.Axes, angles: np.ndarray, values: np.ndarray, name: str) -> str:
-    """One model's polygon; a missing value breaks the outline there and the polygon is not filled, so no
-    value is drawn where there is none. Returns the colour used."""
-    closed_angles, closed = np.append(angles, angles[0]), np.append(values, values[0])
+def _draw_curve(ax: plt.Axes, angles: np.ndarray, values: np.ndarray, name: str) -> Line2D:
+    """One model's polygon within the ±1 scale: a value at or beyond ±1 is drawn at the edge (the outer
+    ring or the centre) with the `BEYOND` marker; a missing value breaks the outline there and the polygon
+    is not filled, so no value is drawn where there is none. Returns the outline."""
+    shown = np.clip(values, -1, 1)
+    closed_angles, closed = np.append(angles, angles[0]), np.append(shown, shown[0])
     (line,) = ax.plot(closed_angles, closed, marker="o", ms=2.5, label=name)
     if np.isfinite(values).all():
         ax.fill(closed_angles, closed, alpha=0.12, color=line.get_color())
-    return line.get_color()
+    beyond = np.abs(values) >= 1  # NaN compares False
+    if beyond.any():
+        ax.plot(angles[beyond], shown[beyond], ls="", color=line.get_color(), **BEYOND, zorder=5)
+    return line
 
 
 def _draw_intervals(ax: plt.Axes, angles: np.ndarray, low: np.ndarray, high: np.ndarray, colour: str) -> None:
@@ -94,25 +103,27 @@ def radar(
     labels: bool = True,
 ) -> plt.Axes:
     """One polygon per model: normalised mean projection per axis on a [-1, 1] radial scale (centre −1,
-    outer ring +1; values beyond are drawn at the edge by the caller's clipping). Axes not in `valid` (the
-    validated axes; None: all) are marked in their label; a value that is NaN is drawn as missing (the
-    outline broken there, no fill, the axis labelled `MISSING` when no model has it). `intervals` gives per
-    model (low, high) series drawn as bars along the spokes; `note` says under the radar which pole +1 is.
-    `labels=False` leaves out the spoke and ring labels and the note (small multiples beside one labelled
-    radar). Without `ax`, a figure of half the paper's text width is made in the figure style."""
+    outer ring +1; a value at or beyond ±1 is drawn at that edge, ringed, and the note says so). Axes not in
+    `valid` (the validated axes; None: all) are marked in their label; a value that is NaN is drawn as
+    missing (the outline broken there, no fill, the axis labelled `MISSING` when no model has it).
+    `intervals` gives per model (low, high) series drawn as bars along the spokes; `note` says under the
+    radar which pole +1 is. `labels=False` leaves out the spoke and ring labels and the note (small
+    multiples beside one labelled radar). Without `ax`, a figure of half the paper's text width is made in
+    the figure style."""
     names = list(dict.fromkeys(n for series in fingerprints.values() for n in series.index))
     angles = np.linspace(0, 2 * np.pi, len(names), endpoint=False)
     with style.context():
         if ax is None:
             _, ax = style.figure("half", 3.4, subplot_kw={"projection": "polar"})
-        present = np.zeros(len(names), bool)
+        present, beyond, curves = np.zeros(len(names), bool), False, []
         for name, series in fingerprints.items():
             values = series.reindex(names).to_numpy(dtype=float)
             present |= np.isfinite(values)
-            colour = _draw_curve(ax, angles, values, name)
+            beyond |= bool((np.abs(values) >= 1).any())
+            curves.append(_draw_curve(ax, angles, values, name))
             if intervals and name in intervals:
                 low, high = (s.reindex(names).to_numpy(dtype=float) for s in intervals[name])
-                _draw_intervals(ax, angles, low, high, colour)
+                _draw_intervals(ax, angles, low, high, curves[-1].get_color())
         spokes = [
             _spoke_label(text, not ok) for text, ok in zip(axis_labels(names, valid), present, strict=True)
         ]
@@ -123,17 +134,28 @@ def radar(
         note = note and labels
         if title:
             ax.set_title(title, pad=14 if labels else 4)
-        handles = ax.get_lines()[: len(fingerprints)] if len(fingerprints) > 1 else []
+        handles = curves if len(curves) > 1 else []
+        if note and beyond:
+            handles.append(Line2D([], [], ls="", color="0.35", label=BEYOND_NOTE, **BEYOND))
         if handles or note:
-            ax.legend(
-                handles=handles,
-                title=POLE_NOTE if note else None,
-                loc="upper center",
-                bbox_to_anchor=(0.5, 0),
-                borderaxespad=_below_spoke_labels(spokes, angles),
-                ncol=min(len(handles), 2) or 1,
-            )
+            _legend_below(ax, handles, POLE_NOTE if note else None, _below_spoke_labels(spokes, angles))
     return ax
+
+
+def _legend_below(ax: plt.Axes, handles: list, title: str | None, pad: float) -> None:
+    """The legend under the radar, `pad` font sizes below it: in two columns, or one where two would be
+    wider than the figure (long model names)."""
+    for ncol in (min(len(handles), 2) or 1, 1):
+        legend = ax.legend(
+            handles=handles,
+            title=title,
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0),
+            borderaxespad=pad,
+            ncol=ncol,
+        )
+        if legend.get_window_extent(ax.figure.canvas.get_renderer()).width <= ax.figure.bbox.width:
+            return
 
 
 def save_figure(fig: plt.Figure, stem: Path, formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
