@@ -18,7 +18,7 @@ from styleprobe.protocol.profiles import PROFILES, Profile
 from styleprobe.protocol.reading import DEFAULT_CONTEXT, ReadingContext, default_thinking, keeps_instruction
 from styleprobe.protocol.runs import Session
 from styleprobe.protocol.spec import Protocol
-from styleprobe.protocol.validity import SEPARABLE_ACCURACY, heldout_status, mark, valid_axes
+from styleprobe.protocol.validity import MIN_ACCURACY, SEPARABLE_ACCURACY, heldout_status, mark, valid_axes
 from styleprobe.result import PaperTable, Result, axis_label, axis_list
 
 POLES = {+1: "positive", -1: "negative"}
@@ -448,6 +448,7 @@ class CalibrationResult(Result):
             "worst_axis": axis_label(acc.idxmin()),
             "worst_accuracy": acc.min(),
             "hard_threshold": SEPARABLE_ACCURACY,
+            "min_accuracy": MIN_ACCURACY,
             "n_separable": int((acc >= SEPARABLE_ACCURACY).sum()),
             "n_validated": len(self.validated()),
             "validated": axis_list(self.validated()),
