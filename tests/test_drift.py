@@ -473,3 +473,11 @@ def test_the_papers_sentences_say_what_the_table_says(tested, significant, sente
     assert numbers["not_interpreted"] == (", ".join(untested) or "none")
     assert numbers["n_significant"] == len(significant)
     assert (numbers["max_new_tokens"], numbers["n_cut"], numbers["cut_percent"]) == (32, 128, 85)
+
+
+def test_the_method_states_the_drift_rule_the_code_applies():
+    """docs/method.md's drift bullet names the Holm-adjusted p that `drift_tests` decides on, not a CI."""
+    text = (paths.REPO_ROOT / "docs" / "method.md").read_text()
+    rule = text[text.index("## Conflict drift") :].split("\n- Per axis:", 1)[1].split("\n- ", 1)[0]
+    assert "Holm" in rule and "CI excludes 0" not in rule
+    assert f"{drift.FACTOR:g} ×" in rule and f"{drift.ALPHA:g}" in rule

@@ -265,8 +265,8 @@ def pass_rates(table: pd.DataFrame, validation: pd.Series) -> pd.DataFrame:
 
 def retest_icc(shifts: pd.DataFrame, ci: float = 0.95) -> pd.DataFrame:
     """Per axis, ICC(2,1) across seeds of the scenario answers' projections (subjects: scenario x question,
-    raters: seeds) with its F-based `ci` interval (`stats.icc_with_ci`); NaN with fewer than 2 seeds or 3
-    subjects."""
+    raters: seeds) with its kurtosis-adjusted F-based `ci` interval (`stats.icc_with_ci`); NaN with fewer
+    than 2 seeds or 3 subjects."""
     rows = []
     for axis, sub in shifts.groupby("axis", sort=False):
         matrix = sub.pivot_table(index=["scenario", "q_index"], columns="seed", values="value").dropna()
