@@ -74,3 +74,21 @@ def test_the_readme_shows_the_python_api_the_package_documents():
     snippet = [line.strip() for line in styleprobe.__doc__.splitlines() if line.startswith("    ")]
     block = README.split("```python\n", 1)[1].split("```", 1)[0]
     assert [line.strip() for line in block.strip().splitlines()] == snippet
+
+
+def test_the_committed_statistics_check_was_run_at_todays_sizes_and_families():
+    """The committed notebook 12 table is today's: its drift row at the quick drift sizes (it once said 10
+    conversations after quick became 8 + 4), and every row with the condition it was drawn under."""
+    from styleprobe.analyses.statistics_check import StatisticsCheckResult
+    from styleprobe.protocol.profiles import DRIFT_PROFILES
+    from styleprobe.report.paper import CROSS_MODEL
+    from styleprobe.report.results import load_results
+
+    section = load_results(CROSS_MODEL, REPO_ROOT / "results")["statistics_check"]
+    table = StatisticsCheckResult.from_dict(section).table
+    sizes = DRIFT_PROFILES["quick"]
+    drift = table[(table["check"] == "drift mean slope CI") & (table["profile"] == "quick")]
+    assert (
+        len(drift) and (drift["n"] == f"{sizes.n_scenarios} conversations x {sizes.n_conflict} turns").all()
+    )
+    assert "condition" in table and table["condition"].notna().all()

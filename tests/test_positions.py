@@ -96,7 +96,7 @@ def test_fieller_is_unbounded_when_the_denominator_may_be_zero():
 def test_the_cross_fitting_variance_is_that_of_the_per_question_halves():
     rng = np.random.default_rng(4)
     p, n = rng.normal(1, 1, 10), rng.normal(-1, 1, 10)
-    var_c, var_s, cov, k = centre_scale_errors(p, n, np.arange(10), np.arange(10))
+    var_c, var_s, cov, k = centre_scale_errors(p, n, np.arange(10), np.arange(10), (p, n))
     assert k == 10 and var_c == pytest.approx(np.var((p + n) / 2, ddof=1) / 10)
     assert cov == pytest.approx(np.cov((p + n) / 2, (p - n) / 2)[0, 1] / 10) and var_s > 0
 

@@ -49,38 +49,54 @@ def pairwise_accuracy(pos: ArrayLike, neg: ArrayLike) -> float:
     return float(np.mean(np.sign(p[:, None] - n[None, :])) / 2 + 0.5)
 
 
-def pairwise_accuracy_ci(pos: ArrayLike, neg: ArrayLike, ci: float = 0.95) -> tuple[float, float]:
+def pairwise_accuracy_ci(
+    pos: ArrayLike, neg: ArrayLike, ci: float = 0.95
+) -> tuple[float, float] | tuple[np.ndarray, np.ndarray]:
     """Interval for the pairwise accuracy θ (:func:`pairwise_accuracy`, the AUC): Newcombe's (2006) method 5.
 
     A score interval: the θ solving (θ̂ - θ)² = z² V(θ), with the Hanley-McNeil variance in Newcombe's balanced
     form V(θ) = θ(1-θ) [1 + (N - 1)((1-θ)/(2-θ) + θ/(1+θ))] / (n_pos n_neg), N = (n_pos + n_neg) / 2. Clearing
     denominators gives a quartic with exactly one root on each side of θ̂ in [0, 1]; at θ̂ = 1 (complete
-    separation) the lower bound stays below 1, and lo <= θ̂ <= hi always.
+    separation) the lower bound stays below 1, and lo <= θ̂ <= hi always. [..., n] arrays give one interval
+    per leading index (the quartics solved together, as eigenvalues of their companion matrices).
 
     Coverage of the 95 % interval measured by simulation (normal poles with shifted means, 2000 draws per
     cell, true θ 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 5/5, 5/15, 10/10, 15/15 and 30/30 answers per pole): 0.940
     to 0.974 in every cell. BCa bootstrap and Wald/DeLong intervals (also on the logit scale) fall to
-    0.48-0.88 at 5 per pole for θ >= 0.8 and collapse to a point at θ̂ = 1.
+    0.48-0.88 at 5 per pole for θ >= 0.8 and collapse to a point at θ̂ = 1. Notebook 12 measures it for
+    skewed and heavy-tailed answers too.
     """
     if not 0 < ci < 1:
         raise ValueError(f"ci must lie in (0, 1), got {ci}")
-    p, n = _vector(pos, "pos"), _vector(neg, "neg")
-    half = (p.size + n.size) / 2 - 1
-    theta = pairwise_accuracy(p, n)
-    c = scipy.special.ndtri((1 + ci) / 2) ** 2 / (p.size * n.size)
+    p, n = np.asarray(pos, dtype=float), np.asarray(neg, dtype=float)
+    if p.ndim == 1:
+        p, n = _vector(pos, "pos"), _vector(neg, "neg")
+    half = (p.shape[-1] + n.shape[-1]) / 2 - 1
+    theta = np.mean(np.sign(p[..., :, None] - n[..., None, :]), axis=(-1, -2)) / 2 + 0.5
+    c = scipy.special.ndtri((1 + ci) / 2) ** 2 / (p.shape[-1] * n.shape[-1])
     a, b = 2 + half, 1 + 2 * half  # t(1-t)[...] = a t + (b - a) t² - 2b t³ + b t⁴ with half = N - 1
     # (θ̂ - t)²(2 - t)(1 + t) - c t(1 - t)[(2 - t)(1 + t) + (N - 1)(1 + 2t - 2t²)], highest power first
-    quartic = [
-        -1 - c * b,
-        2 * theta + 1 + 2 * c * b,
-        2 - 2 * theta - theta**2 - c * (b - a),
-        theta**2 - 4 * theta - c * a,
-        2 * theta**2,
-    ]
-    roots = np.roots(quartic)
-    roots = roots.real[(np.abs(roots.imag) < 1e-9) & (roots.real > 1e-9) & (roots.real < 1 - 1e-9)]
-    below, above = roots[roots <= theta], roots[roots >= theta]
-    return float(below.max(initial=0.0)), float(above.min(initial=1.0))
+    lead = -1 - c * b
+    rest = np.stack(
+        np.broadcast_arrays(
+            2 * theta + 1 + 2 * c * b,
+            2 - 2 * theta - theta**2 - c * (b - a),
+            theta**2 - 4 * theta - c * a,
+            2 * theta**2,
+        ),
+        axis=-1,
+    )
+    companion = np.zeros((*theta.shape, 4, 4))
+    companion[..., 0, :] = -rest / lead
+    companion[..., 1:, :-1] = np.eye(3)
+    roots = np.linalg.eigvals(companion)
+    inside = (np.abs(roots.imag) < 1e-9) & (roots.real > 1e-9) & (roots.real < 1 - 1e-9)
+    real = np.where(inside, roots.real, np.nan)
+    th = theta[..., None]
+    low = np.nanmax(np.where(real <= th, real, -np.inf), axis=-1)
+    high = np.nanmin(np.where(real >= th, real, np.inf), axis=-1)
+    low, high = np.where(np.isfinite(low), low, 0.0), np.where(np.isfinite(high), high, 1.0)
+    return (float(low), float(high)) if np.ndim(low) == 0 else (low, high)
 
 
 def sign_accuracy(pos: ArrayLike, neg: ArrayLike, centre: float = 0.0) -> float:
@@ -195,17 +211,54 @@ def bootstrap_ci(
     return (lo, hi) if np.isfinite(lo) and np.isfinite(hi) else (float("nan"), float("nan"))
 
 
-def mean_ci(x: ArrayLike, ci: float = 0.95) -> tuple[float, float]:
+def mean_ci(x: ArrayLike, ci: float = 0.95) -> tuple[float, float] | tuple[np.ndarray, np.ndarray]:
     """Student t interval of the mean of `x` (scipy.stats.ttest_1samp); for a mean of paired differences.
 
     Measured by simulation for a skewed paired difference (beta(2, 5) against normal noise), the 95 %
     interval covers 0.93-0.94 at 5, 15 and 30 pairs, where BCa (:func:`bootstrap_ci`) covers 0.85-0.91.
-    Fewer than 2 values or no spread give (nan, nan)."""
+    Fewer than 2 values or no spread give (nan, nan). A [..., n] array gives an interval per leading index
+    (no NaN values allowed there)."""
+    a = np.asarray(x, dtype=float)
+    if a.ndim > 1:
+        flat = np.ptp(a, axis=-1) <= 1e-12 * np.max(np.abs(a), axis=-1)
+        with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)  # the flat rows, NaN below
+            res = scipy.stats.ttest_1samp(a, 0.0, axis=-1).confidence_interval(ci)
+        return np.where(flat, np.nan, res.low), np.where(flat, np.nan, res.high)
     v = _vector(x, "x", 0)
     if v.size < 2 or np.ptp(v) <= 1e-12 * np.max(np.abs(v)):
         return float("nan"), float("nan")
     res = scipy.stats.ttest_1samp(v, 0.0).confidence_interval(ci)
     return float(res.low), float(res.high)
+
+
+def skewed_mean_ci(x: ArrayLike, ci: float = 0.95) -> tuple[float, float] | tuple[np.ndarray, np.ndarray]:
+    """Hall's (1992) skewness-corrected t interval of the mean of `x`: with u = (mean - μ) / s and γ the
+    sample skewness, g(u) = u + γu²/3 + γ²u³/27 + γ/(6n) is nearly Student's t / sqrt(n), and g is monotone,
+    so μ = mean - s g⁻¹(±t_{(1+ci)/2, n-1} / sqrt(n)) with g⁻¹(v) = 3 ((1 + γ(v - γ/(6n)))^(1/3) - 1) / γ.
+    For symmetric values it is the t interval. Measured in notebook 12 for per-question shifts and contrasts
+    with skewness ±2, -0.9 and of chi²(1) at 5-30 values: 0.90-0.95, where the t interval covers 0.82-0.93.
+    Vectorised over leading axes of [..., n]; fewer than 2 values or no spread give NaN."""
+    a = np.asarray(x, dtype=float)
+    n = a.shape[-1]
+    if n < 2:
+        nan = np.full(a.shape[:-1], np.nan)[()]
+        return nan, nan
+    mean, sd = a.mean(-1), a.std(-1, ddof=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gamma = ((a - mean[..., None]) ** 3).mean(-1) / a.std(-1, ddof=0) ** 3
+        third = gamma / 3
+        q = scipy.stats.t.ppf((1 + ci) / 2, n - 1) / np.sqrt(n)
+
+        def inverse(v: float) -> np.ndarray:
+            shifted = v - gamma / (6 * n)
+            cubic = (np.cbrt(1 + 3 * third * shifted) - 1) / np.where(third == 0, 1.0, third)
+            return np.where(np.abs(third) > 1e-12, cubic, shifted)
+
+        low, high = mean - sd * inverse(q), mean - sd * inverse(-q)
+    flat = ~(sd > 1e-12 * np.max(np.abs(a), axis=-1))
+    low, high = np.where(flat, np.nan, low), np.where(flat, np.nan, high)
+    return (float(low), float(high)) if np.ndim(low) == 0 else (low, high)
 
 
 def mean_difference_ci(x: ArrayLike, y: ArrayLike, ci: float = 0.95) -> tuple[float, float]:

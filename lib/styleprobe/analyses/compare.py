@@ -89,6 +89,13 @@ def flags(
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
     level = 1 - alpha / len(a_cols)
+    lengths = {len(c) for c in a_cols + b_cols}
+    if paired and len(lengths) == 1 and lengths.pop() >= 2:  # one matrix: every axis at once
+        out = pd.DataFrame(
+            paired_flags(np.column_stack(a_cols), np.column_stack(b_cols), threshold, alpha=alpha)
+        )
+        out.attrs["ci"] = level
+        return out
     rows = []
     for x, y in zip(a_cols, b_cols, strict=True):
         if min(len(x), len(y)) < 2 or (paired and len(x) != len(y)):
@@ -101,6 +108,27 @@ def flags(
     out = pd.DataFrame(rows, columns=["difference", "ci_low", "ci_high", "flagged"])
     out.attrs["ci"] = level
     return out
+
+
+def paired_flags(
+    a: np.ndarray, b: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *, alpha: float = ALPHA
+) -> dict[str, np.ndarray]:
+    """`flags` for paired [..., n, m] questions x axes values without NaN, vectorised over leading axes:
+    per axis the mean of b - a with its t interval (`stats.mean_ci`) at 1 - alpha / m; a difference
+    without spread is known exactly. Returns difference, ci_low, ci_high, flagged ([..., m] each)."""
+    diff = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+    level = 1 - alpha / diff.shape[-1]
+    moved = np.moveaxis(diff, -2, -1)
+    mean = moved.mean(-1)
+    low, high = stats.mean_ci(moved, level)
+    exact = np.ptp(moved, axis=-1) <= 1e-12 * np.max(np.abs(moved), axis=-1)
+    low, high = np.where(exact, mean, low), np.where(exact, mean, high)
+    return {
+        "difference": mean,
+        "ci_low": low,
+        "ci_high": high,
+        "flagged": ((low > 0) | (high < 0)) & (np.abs(mean) > threshold),
+    }
 
 
 def seed_flags(
@@ -347,4 +375,10 @@ def _seed_means(a: pd.DataFrame, b: pd.DataFrame, axes: list[str]) -> tuple[np.n
             shared = a.index[a[axis].notna() & b[axis].notna()]
             columns.append(record[record["q_index"].isin(shared)].groupby("seed")[axis].mean())
         means.append(pd.concat(columns, axis=1).dropna().to_numpy())
-    return tuple(means) if sum(len(m) for m in means) >= 3 and min(len(m) for m in means) else None
+    return tuple(means) if seeds_random(*(len(m) for m in means)) else None
+
+
+def seeds_random(k_a: int, k_b: int) -> bool:
+    """Whether `compare` treats seeds as a random effect (`seed_flags`) for fingerprints of k_a and k_b seeds:
+    with a seed on each side and at least 3 in all; otherwise it compares questions (`flags`)."""
+    return min(k_a, k_b) >= 1 and k_a + k_b >= 3

@@ -38,7 +38,7 @@ CROSSFIT_FOLDS = (
 )
 ORIGINAL_SCALE_FLOOR = 0.1  # the original study's floor on the IQR, in raw projection units
 SCALE_FLOOR_SPREADS = (
-    0.1  # crossfit's floor on the scale, in within-pole spreads (reached by failed axes only)
+    0.1  # crossfit's floor on the scale, in within-pole spreads (`AxisSet.floored` says where it binds)
 )
 
 
@@ -100,17 +100,26 @@ def within_spread(pos_raw: np.ndarray, neg_raw: np.ndarray) -> float | np.ndarra
 
 
 def centre_and_scale(
-    pos_raw: np.ndarray, neg_raw: np.ndarray, normalisation: str = "crossfit"
-) -> tuple[float, float]:
-    """Centre and scale of one axis from its poles' raw projections.
+    pos_raw: np.ndarray,
+    neg_raw: np.ndarray,
+    normalisation: str = "crossfit",
+    held_out: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[float, float] | tuple[np.ndarray, np.ndarray]:
+    """Centre and scale of one axis from its poles' raw projections on the fitted direction.
 
-    crossfit (default; `pos_raw`, `neg_raw` are out-of-fold projections, see `out_of_fold`): centre = the
-    midpoint of the two held-out pole means, scale = half their distance, so -1 and +1 are where answers
-    under the negative and positive instruction land on average and 0 is halfway; the scale is floored at
-    SCALE_FLOOR_SPREADS within-pole spreads. median_iqr (in-sample): centre = median, scale = IQR of the
-    pooled projections. uncentred_iqr (the original study, in-sample): centre = 0, scale = max(IQR, 0.1)."""
-    if normalisation == "crossfit":  # vectorised over leading dimensions ([..., n] projections)
-        half = (pos_raw.mean(-1) - neg_raw.mean(-1)) / 2
+    crossfit (default; `held_out` = the poles' out-of-fold projections, see `out_of_fold`): centre = the
+    midpoint of the two pole means on the fitted direction, the one every later answer is read on (the sum
+    of the pole means is independent of their difference, which fitted the direction, so this midpoint is
+    not inflated); scale = half the distance of the held-out pole means (in sample the direction separates
+    its own answers far more than new ones), floored at SCALE_FLOOR_SPREADS within-pole spreads. So -1 and
+    +1 are where answers under the negative and positive instruction land on average and 0 is halfway.
+    median_iqr (in-sample): centre = median, scale = IQR of the pooled projections. uncentred_iqr (the
+    original study, in-sample): centre = 0, scale = max(IQR, 0.1). Crossfit is vectorised over leading
+    dimensions of [..., n] projections."""
+    if normalisation == "crossfit":
+        if held_out is None:
+            raise ValueError("the crossfit scale needs the poles' held-out projections")
+        half = (held_out[0].mean(-1) - held_out[1].mean(-1)) / 2
         floor = SCALE_FLOOR_SPREADS * within_spread(pos_raw, neg_raw)
         centre = (pos_raw.mean(-1) + neg_raw.mean(-1)) / 2
         scale = np.fmax(np.fmax(half, floor), 1e-12)  # fmax: a NaN floor (one answer) is no floor
@@ -125,21 +134,30 @@ def centre_and_scale(
     raise ValueError(f"unknown normalisation {normalisation!r}; choose from {', '.join(NORMALISATIONS)}")
 
 
+def at_floor(scale: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """Whether a crossfit scale is its floor, SCALE_FLOOR_SPREADS within-pole spreads (vectorised)."""
+    return np.asarray(scale) <= SCALE_FLOOR_SPREADS * np.asarray(spread) * (1 + 1e-9)
+
+
 def centre_scale_errors(
-    pos_raw: np.ndarray, neg_raw: np.ndarray, pos_questions: np.ndarray, neg_questions: np.ndarray
+    pos_raw: np.ndarray,
+    neg_raw: np.ndarray,
+    pos_questions: np.ndarray,
+    neg_questions: np.ndarray,
+    held_out: tuple[np.ndarray, np.ndarray],
 ) -> np.ndarray:
     """The sampling (co)variance of the crossfit centre and scale (`centre_and_scale`) over calibration
     questions: [var(centre), var(half separation), cov(centre, half separation), n], from each question's
-    out-of-fold midpoint (p + n) / 2 and half difference (p - n) / 2 over the n questions answered under both
-    poles (one answer per question and pole). The fold-to-fold changes of the direction are part of these
-    per-question values, so the variance is a cross-fitting variance. Vectorised over leading dimensions of
-    the [..., n] projections; fewer than 2 paired questions give NaN (co)variances."""
+    midpoint (p + n) / 2 on the fitted direction and its held-out half difference (p - n) / 2 over the n
+    questions answered under both poles (one answer per question and pole; `held_out` in the same order as
+    `pos_raw`, `neg_raw`). Vectorised over leading dimensions of the [..., n] projections; fewer than 2 paired
+    questions give NaN (co)variances."""
     shared, at_pos, at_neg = np.intersect1d(pos_questions, neg_questions, return_indices=True)
     n = len(shared)
-    p, q = pos_raw[..., at_pos], neg_raw[..., at_neg]
-    mid, half = (p + q) / 2, (p - q) / 2
+    mid = (pos_raw[..., at_pos] + neg_raw[..., at_neg]) / 2
+    half = (held_out[0][..., at_pos] - held_out[1][..., at_neg]) / 2
     if n < 2:
-        nan = np.full(p.shape[:-1], np.nan)
+        nan = np.full(mid.shape[:-1], np.nan)
         return np.stack([nan, nan, nan, np.full_like(nan, n)], axis=-1)
     mid_c, half_c = mid - mid.mean(-1, keepdims=True), half - half.mean(-1, keepdims=True)
     moments = [
@@ -166,7 +184,9 @@ class AxisSet:
     layers: list[int]
     aggregation: dict
     normalisation: str = "crossfit"
-    spreads: np.ndarray | None = None  # per axis: held-out within-pole spread, raw units (None: not measured)
+    spreads: np.ndarray | None = (
+        None  # per axis: within-pole spread on the axis, raw units (None: not measured)
+    )
     errors: np.ndarray | None = None  # per axis: `centre_scale_errors` (ERROR_COLUMNS); None: not measured
     calibration: dict = field(default_factory=dict)  # per-axis statistics from calibration
     meta: dict = field(default_factory=dict)  # profile, prompt-set hash, instruction set, context, ...
@@ -243,14 +263,14 @@ class AxisSet:
         position in its unit means nothing. False where no spread was measured or under the IQR units."""
         if self.normalisation != "crossfit" or self.spreads is None:
             return np.zeros(len(self.names), dtype=bool)
-        return self.scales <= SCALE_FLOOR_SPREADS * self.spreads * (1 + 1e-9)
+        return at_floor(self.scales, self.spreads)
 
     def normalise(self, raw: np.ndarray, clip: bool | None = None) -> np.ndarray:
         z = (raw - self.centres) / self.scales
         return np.clip(z, -1.0, 1.0) if (self.clips if clip is None else clip) else z
 
     def in_spreads(self, raw: np.ndarray) -> np.ndarray:
-        """Raw projections in units of each axis's held-out within-pole spread (a unit that does not depend
+        """Raw projections in units of each axis's within-pole spread (a unit that does not depend
         on how far the instructions move answers), centred like `normalise`."""
         if self.spreads is None:
             raise AxesError("these axes hold no within-pole spreads (calibrated before they were measured)")
@@ -390,7 +410,8 @@ def fit_axes(
     The direction comes from all of them. `questions` gives each answer's question index (axis -> (pos,
     neg); default: the i-th positive and the i-th negative answer answer question i); the answers are split
     into folds by question (`folds`) and each is projected on the axis fitted without its fold
-    (`out_of_fold`), which the crossfit normalisation and the within-pole spread use."""
+    (`out_of_fold`), which the crossfit scale uses; the centre and the within-pole spread are measured on the
+    fitted direction itself, the one later answers are read on (`centre_and_scale`)."""
     if normalisation not in NORMALISATIONS:
         raise ValueError(f"unknown normalisation {normalisation!r}; choose from {', '.join(NORMALISATIONS)}")
     if questions is None:
@@ -402,11 +423,11 @@ def fit_axes(
         pos, neg = states[n]
         in_sample = [pos @ vectors[i].astype(np.float64), neg @ vectors[i].astype(np.float64)]
         held_out = out_of_fold(pos, neg, *folds(*questions[n]), trim=trim)
-        c, s = centre_and_scale(*(held_out if normalisation == "crossfit" else in_sample), normalisation)
+        c, s = centre_and_scale(*in_sample, normalisation, held_out)
         centres.append(c)
         scales.append(s)
-        spreads.append(within_spread(*held_out))
-        errors.append(centre_scale_errors(*held_out, *questions[n]))
+        spreads.append(within_spread(*in_sample))
+        errors.append(centre_scale_errors(*in_sample, *questions[n], held_out))
     return AxisSet(
         names=names,
         poles=[poles[n] for n in names],

@@ -208,7 +208,8 @@ def neutral_control(axes: AxisSet, result: StageResult, neutral: StageResult) ->
         neu, q0 = _pole_data(neutral, name, 0, "neutral")
         fp, fn, f0 = folds(qp, qn, q0)
         raw = out_of_fold(pos, neg, fp, fn, others=((neu, f0),))
-        p, n, z = ((r - axes.centres[i]) / axes.scales[i] for r in raw)
+        midpoint = (raw[0].mean() + raw[1].mean()) / 2 if len(raw[0]) and len(raw[1]) else axes.centres[i]
+        p, n, z = ((r - midpoint) / axes.scales[i] for r in raw)  # the held-out poles' midpoint: 0
         row = {"neutral": float(z.mean()) if len(z) else np.nan, "n_neutral": len(z)}
         both = pd.DataFrame(
             {"p": pd.Series(raw[0], qp), "n": pd.Series(raw[1], qn), "u": pd.Series(raw[2], q0)}

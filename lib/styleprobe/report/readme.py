@@ -119,7 +119,13 @@ def statistics_sentence(check: StatisticsCheckResult) -> str:
     )
     if failing.empty:
         return text + "every bound holds."
-    return text + f"{len(failing)} fail: " + ", ".join(sorted(set(failing["check"]))) + "."
+    unstated = check.unstated
+    grouped = failing.groupby("check", sort=False)["condition"].apply(lambda c: ", ".join(dict.fromkeys(c)))
+    where = "; ".join(f"{name} ({conditions})" for name, conditions in grouped.items())
+    text += f"{len(failing)} miss their bound, where no method tried holds: {where}."
+    if len(unstated):
+        text += f" {len(unstated)} of them without a stated reason."
+    return text + " Why, per case: docs/method.md (Statistics) and the paper's method section."
 
 
 def render(results_dir: Path, main_model: str = MAIN_MODEL) -> str:
