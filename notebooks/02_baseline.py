@@ -55,7 +55,7 @@ print(f"{len(seeds) * n} answers ({len(seeds)} seeds x {n} questions), {result.n
 # average when told to take the first or the second pole, and 0 is halfway (notebook 01). The position
 # is the mean over questions (values averaged over seeds first) with a 95 % interval that carries the error
 # of the fitted centre and scale and the seeds' offsets (`fingerprint.position_ci`); it is not clipped. It is
-# in pole units only on a validated axis whose scale is not the floor, elsewhere in held-out within-pole
+# in pole units only on a validated axis whose scale is not the floor, elsewhere in within-pole
 # standard deviations (column `unit`): a floored scale, or the pole separation of an axis that fails, is
 # no unit. Beside it, from notebook 01: *neutral*, where the model's uninstructed answers to the
 # calibration questions sit, and *obey ±*, how far each instruction moves answers from them. A position

@@ -21,7 +21,7 @@
 # - **baseline variability**: the spread of the default answers across questions, as the ratio of mean
 #   absolute deviations from the median instruct/base with Bonett and Seier's 95 % CI, which holds for skewed
 #   and heavy-tailed questions (notebook 12; unclipped projections, each model in units of
-#   its own held-out within-pole spread, which does not depend on how far its instructions move answers;
+#   its own within-pole spread, which does not depend on how far its instructions move answers;
 #   the ratio in the pole unit, which does, is shown beside it);
 # - **effective dimensionality** of the default answers: the participation ratio of the questions × axes
 #   matrix.
@@ -166,7 +166,7 @@ correctness
 # %% [markdown]
 # ## Baseline variability
 # Mean absolute deviation from the median across baseline questions (seed-averaged, unclipped) per axis
-# and model, each in units of that model's held-out within-pole spread, and the ratio instruct/base with
+# and model, each in units of that model's within-pole spread, and the ratio instruct/base with
 # Bonett and Seier's 95 % CI (dots). A ratio below 1 with its CI means the tuned model's default
 # answers vary less along that axis. Crosses: the same ratio in the pole unit (half the held-out pole
 # separation), which also shrinks when the tuned model merely follows the style instructions more

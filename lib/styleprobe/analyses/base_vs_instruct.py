@@ -10,7 +10,7 @@ the scale across baseline questions of the seed-averaged, unclipped projection (
 from the median, whose ratio has an interval that holds for skewed and heavy-tailed questions:
 `scale_ratio`), in two units of each model's own axes: the normalised unit (half the held-out pole
 separation under the crossfit normalisation), which shrinks a model's variability as its instructions move
-answers further apart, and the held-out within-pole spread (`AxisSet.in_spreads`), which does not depend on
+answers further apart, and the within-pole spread (`AxisSet.in_spreads`), which does not depend on
 how far the instructions move answers. Two models with the same spread of default answers but different
 pole separations have a spread-unit ratio near 1 and a pole-unit ratio far from it; the variability
 conclusions rest on the spread unit.

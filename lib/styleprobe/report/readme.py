@@ -36,7 +36,7 @@ def _count(n: int, total: int) -> str:
 
 UNIT_WORDS = {
     POLES: "half the held-out pole separation",
-    SPREADS: "held-out within-pole standard deviations",
+    SPREADS: "within-pole standard deviations",
     None: "the axes' normalised unit, recorded before units were chosen per axis",
 }
 """How the Results block names each unit a position can be in (`fingerprint.position_units`)."""
@@ -120,9 +120,13 @@ def statistics_sentence(check: StatisticsCheckResult) -> str:
     if failing.empty:
         return text + "every bound holds."
     unstated = check.unstated
-    grouped = failing.groupby("check", sort=False)["condition"].apply(lambda c: ", ".join(dict.fromkeys(c)))
-    where = "; ".join(f"{name} ({conditions})" for name, conditions in grouped.items())
-    text += f"{len(failing)} miss their bound, where no method tried holds: {where}."
+    command = failing["n"].str.extract(r"\(([^)]*)\)$", expand=False).fillna("")  # e.g. "CLI fingerprint"
+    places = (
+        failing["condition"] + " (" + failing["profile"] + command.where(command == "", ", " + command) + ")"
+    )
+    grouped = places.groupby(failing["check"], sort=False).apply(lambda c: "; ".join(dict.fromkeys(c)))
+    where = ". ".join(f"{name}: {conditions}" for name, conditions in grouped.items())
+    text += f"{len(failing)} miss their bound, under conditions where no method tried holds. {where}."
     if len(unstated):
         text += f" {len(unstated)} of them without a stated reason."
     return text + " Why, per case: docs/method.md (Statistics) and the paper's method section."
@@ -139,7 +143,7 @@ def render(results_dir: Path, main_model: str = MAIN_MODEL) -> str:
     parts.append(
         f"{MARK} failed held-out validation: shown, not interpreted. A position is in pole units (±1: where"
         " answers under each instruction land) only on a validated axis whose scale is not the floor;"
-        " elsewhere it is in held-out within-pole standard deviations."
+        " elsewhere it is in within-pole standard deviations."
     )
     if "base_vs_instruct" in data:
         parts.append(base_sentence(BaseVsInstructResult.from_dict(data["base_vs_instruct"])))
