@@ -199,6 +199,7 @@ def test_every_check_runs_and_the_result_round_trips():
     assert list(result.paper_tables()) == ["statistics_check_table"]
     numbers = result.paper()
     assert numbers["n_checks"] == len(table) and isinstance(numbers["failing"], str)
+    assert numbers["power"] == result.power_sentence() and "compare power" in numbers["power"]
 
 
 def test_the_failing_sentence_names_each_check_condition_and_reason():
@@ -217,6 +218,32 @@ def test_the_failing_sentence_names_each_check_condition_and_reason():
     result = sc.StatisticsCheckResult(design={}, n_sims=1, seed=0, table=pd.DataFrame(rows))
     text = result.failing_conditions()
     assert text == "a under t3 (quick, 5); chi²(1) (paper, 10): heavy" and result.unstated.empty
+
+
+def test_the_power_sentence_gives_each_rule_s_range_over_families_per_size():
+    def row(check, condition, measured, profile="quick"):
+        return {
+            "check": check,
+            "kind": sc.POWER,
+            "profile": profile,
+            "n": "5",
+            "condition": condition,
+            "measured": measured,
+            "holds": True,
+        }
+
+    rows = [
+        row("axis validation", "true accuracy 0.8, normal", 0.09),
+        row("axis validation", "true accuracy 0.8, t3", 0.145),
+        row("axis validation", "true accuracy 0.65, normal", 0.01),
+        row("compare power", "normal, seed sd 0.1", 0.692),
+        row("compare power", "normal, seed sd 0.1", 0.927, profile="paper"),
+    ]
+    result = sc.StatisticsCheckResult(design={}, n_sims=1, seed=0, table=pd.DataFrame(rows))
+    assert result.power_sentence() == (
+        "axis validation at true accuracy 0.8: 9-14 % (quick, 5); axis validation at true accuracy 0.65: 1 %"
+        " (quick, 5); compare power: 69 % (quick, 5); compare power: 93 % (paper, 5)"
+    )
 
 
 def test_the_simulated_slopes_are_drift_s_per_conversation_slopes():

@@ -183,6 +183,26 @@ class StatisticsCheckResult(Result):
             parts.append(f"{check} under {where}: {why}")
         return ". ".join(parts)
 
+    def power_sentence(self) -> str:
+        """The measured power of each rule, per check and size, in words (the paper's sentence): the range
+        over a setting's families."""
+        power = self.table[self.table["kind"] == POWER]
+        if power.empty:
+            return "not measured"
+        setting = power["condition"].str.split(",").str[0]  # e.g. "true accuracy 0.8" or "normal"
+        parts = []
+        for (check, profile, n, what), rows in power.groupby(
+            ["check", "profile", "n", setting.where(power["check"] != "compare power", "")], sort=False
+        ):
+            low, high = rows["measured"].min(), rows["measured"].max()
+            share = (
+                f"{100 * low:.0f} %"
+                if round(low, 2) == round(high, 2)
+                else f"{100 * low:.0f}-{100 * high:.0f} %"
+            )
+            parts.append(f"{check}{f' at {what}' if what else ''}: {share} ({profile}, {n})")
+        return "; ".join(parts)
+
     def paper(self) -> dict:
         table = self.table
         cov, fpr = table[table["kind"] == COVERAGE], table[table["kind"] == FALSE_POSITIVE]
@@ -194,6 +214,7 @@ class StatisticsCheckResult(Result):
             "min_coverage": cov["measured"].min(),
             "max_false_positive_excess": (fpr["measured"] - fpr["nominal"]).max(),
             "failing": self.failing_conditions(),
+            "power": self.power_sentence(),
         }
 
     def worst(self) -> pd.DataFrame:
