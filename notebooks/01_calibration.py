@@ -72,8 +72,8 @@ print(f"{ws.describe()}\n{result.n_answers} answers, {result.n_empty} empty; axe
 # *Pairwise accuracy*: share of (positive, negative) evaluation answers ordered correctly on the axis
 # (0.5 = chance), with its 95 % interval. *Sign accuracy*: share on the correct side of 0. *d′*: mean
 # difference over the pooled standard deviation. *validation*: `valid` when the accuracy's interval lies
-# above 0.5 and the accuracy reaches 0.65; every later table marks the other axes with †, and no sentence
-# draws a conclusion from them.
+# above 0.6, the least useful accuracy (`weak`: above 0.5 only; `chance`: it includes 0.5); every later table
+# marks the other axes with †, and no sentence draws a conclusion from them.
 
 # %%
 shown = ["pairwise_accuracy", "accuracy_ci_low", "accuracy_ci_high", "sign_accuracy", "dprime", "validation"]

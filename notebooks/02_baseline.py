@@ -53,8 +53,11 @@ print(f"{len(seeds) * n} answers ({len(seeds)} seeds x {n} questions), {result.n
 # ## Fingerprint
 # With the default `crossfit` normalisation, +1 and −1 are where the model's held-out answers land on
 # average when told to take the first or the second pole, and 0 is halfway (notebook 01). The position
-# is the mean over questions (values averaged over seeds first) with a t 95 % CI over questions; it is
-# not clipped. Beside it, from notebook 01: *neutral*, where the model's uninstructed answers to the
+# is the mean over questions (values averaged over seeds first) with a 95 % interval that carries the error
+# of the fitted centre and scale and the seeds' offsets (`fingerprint.position_ci`); it is not clipped. It is
+# in pole units only on a validated axis whose scale is not the floor, elsewhere in within-pole
+# standard deviations (column `unit`): a floored scale, or the pole separation of an axis that fails, is
+# no unit. Beside it, from notebook 01: *neutral*, where the model's uninstructed answers to the
 # calibration questions sit, and *obey ±*, how far each instruction moves answers from them. A position
 # near +1 with a small *obey +* means the default is already where the positive instruction takes it.
 # Axes that failed held-out validation (`validation` not `valid`) are shown but not interpreted.

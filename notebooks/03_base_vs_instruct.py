@@ -13,12 +13,15 @@
 # style instructions with held-out evaluation, then baseline answers with no instruction under several
 # seeds. Each model is read on its own axes. We compare
 #
-# - **separability**: held-out pairwise accuracy and d′ per axis, and per-item correctness (an evaluation
-#   question counts as correct when the answer under the positive-pole instruction projects above the
-#   answer under the negative-pole instruction), paired between the models with McNemar's exact test;
-# - **baseline variability**: the spread of the default answers across questions, as the ratio of standard
-#   deviations instruct/base with a Pitman-Morgan 95 % CI (unclipped projections, each model in units of
-#   its own held-out within-pole spread, which does not depend on how far its instructions move answers;
+# - **separability**: held-out pairwise accuracy and d′ per axis (an axis is *separable* in a model when
+#   it passes that model's held-out validation, the predicate of every table), and per-item correctness
+#   (an evaluation question counts as correct when the answer under the positive-pole instruction
+#   projects above the answer under the negative-pole instruction), paired between the models with
+#   McNemar's exact test;
+# - **baseline variability**: the spread of the default answers across questions, as the ratio of mean
+#   absolute deviations from the median instruct/base with Bonett and Seier's 95 % CI, which holds for skewed
+#   and heavy-tailed questions (notebook 12; unclipped projections, each model in units of
+#   its own within-pole spread, which does not depend on how far its instructions move answers;
 #   the ratio in the pole unit, which does, is shown beside it);
 # - **effective dimensionality** of the default answers: the participation ratio of the questions × axes
 #   matrix.
@@ -136,14 +139,15 @@ ws.save_figure(fig, "base_vs_instruct_separation")
 # %% [markdown]
 # ## Per-item correctness and McNemar's test
 # Per axis, the share of evaluation questions whose positive answer projects above its negative answer,
-# with a one-sided exact binomial test against 1/2 (an axis is *separable* when p < alpha). McNemar's exact
+# with a one-sided exact binomial test against 1/2 (`above_chance` when p < alpha; shown, it decides
+# nothing: separable means validated). McNemar's exact
 # test compares the two models on the same items: only the discordant items count (correct for one model
 # only); p is the two-sided binomial probability of a split at least that uneven.
 
 # %%
 pooled, per_axis = result.mcnemar_pooled, result.mcnemar_per_axis
 correctness = pd.concat(
-    [result.per_item_correctness[role][["share", "separable"]].add_prefix(f"{role}_") for role in models]
+    [result.per_item_correctness[role][["share", "above_chance"]].add_prefix(f"{role}_") for role in models]
     + [
         per_axis[["only_first", "only_second", "p_value"]].set_axis(
             ["only_base", "only_instruct", "mcnemar_p"], axis=1
@@ -161,9 +165,9 @@ correctness
 
 # %% [markdown]
 # ## Baseline variability
-# Standard deviation across baseline questions (seed-averaged, unclipped) per axis and model, each in
-# units of that model's held-out within-pole spread, and the ratio instruct/base with a Pitman-Morgan
-# 95 % CI (dots). A ratio below 1 with its CI means the tuned model's default
+# Mean absolute deviation from the median across baseline questions (seed-averaged, unclipped) per axis
+# and model, each in units of that model's within-pole spread, and the ratio instruct/base with
+# Bonett and Seier's 95 % CI (dots). A ratio below 1 with its CI means the tuned model's default
 # answers vary less along that axis. Crosses: the same ratio in the pole unit (half the held-out pole
 # separation), which also shrinks when the tuned model merely follows the style instructions more
 # strongly; conclusions rest on the dots, and only on axes validated in both models (others marked †).
@@ -181,7 +185,7 @@ ax.set_yticks(y, [axis_label(n, n in result.validated) for n in variability.inde
 ax.invert_yaxis()
 ax.set_xscale("log")
 style.log_ticks_plain(ax.xaxis)
-ax.set_xlabel("std across questions, instruct / base\n(ratio, log scale)")
+ax.set_xlabel("mean absolute deviation across questions,\ninstruct / base (ratio, log scale)")
 style.source_note(fig, pair, ws.profile.name, legend=True)
 ws.save_figure(fig, "base_vs_instruct_variability")
 variability
@@ -207,7 +211,7 @@ summary = result.summary
 findings = {
     "whose baseline variability is lower after tuning (CI below 1)": result.lower_variability_after_tuning,
     "whose baseline variability is higher after tuning (CI above 1)": result.higher_variability_after_tuning,
-    f"separable only after tuning (alpha = {alpha})": result.separable_only_after_tuning,
+    "separable (validated) only after tuning": result.separable_only_after_tuning,
     "separable only in the base model": summary.index[summary["separable"] == "only base"].tolist(),
 }
 for what, names in findings.items():

@@ -20,8 +20,8 @@
 #    opposite instructions, **in both orders**, does the judge pick the one written under the positive
 #    pole, and does it answer by content or by position?
 #
-# Only axes that pass held-out validation (their held-out pairwise accuracy's interval lies above 0.5 and
-# the accuracy reaches 0.65; `styleprobe.protocol.validity`) and are not dead zones (notebook 08) carry a
+# Only axes that pass held-out validation (their held-out pairwise accuracy's interval lies above 0.6, the
+# least useful accuracy; `styleprobe.protocol.validity`) and are not dead zones (notebook 08) carry a
 # conclusion: the others are marked † and left out of the mean, the agreement rule, the pooled correlation
 # and the generated sentences, since their projections are mostly noise. Answers whose projection is
 # clipped at ±1 (only under the IQR normalisations, which clip) are flagged: clipping ties the extremes.
@@ -127,7 +127,7 @@ if set(result.status) == {"ok"}:
 # ## Flags: validation, dead zones and clipped projections
 # The validation status of each axis comes from its own held-out evaluation (saved with the axes by
 # notebook 01): `valid`, `chance` (the accuracy's 95 % interval includes 0.5), `weak` (above chance but
-# below 0.65), or `dead` (a dead zone of notebook 08's severity table).
+# not above 0.6), or `dead` (a dead zone of notebook 08's severity table).
 
 # %%
 flags = long.groupby("axis", sort=False).agg(clipped=("clipped", "sum"), dead=("dead", "any"))

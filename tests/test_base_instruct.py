@@ -59,11 +59,11 @@ def test_items_are_correct_when_the_positive_answer_projects_higher():
     assert by_axis["warm_cold"] == 1.0 and by_axis["formal_casual"] == 0.0
     assert ((items["positive"] > items["negative"]) == items["correct"].astype(bool)).all()
     table = cm.separability(items)
-    assert table.loc["warm_cold", "separable"] and not table.loc["formal_casual", "separable"]
+    assert table.loc["warm_cold", "above_chance"] and not table.loc["formal_casual", "above_chance"]
     assert table.loc["warm_cold", "p_value"] == pytest.approx(0.5**6)
     warm = items[items["axis"] == "warm_cold"]
     two = cm.separability(pd.concat([warm, warm.assign(axis="patient_irritated")]))
-    assert two["separable"].sum() == 2  # a count, not a logical OR of object-typed numpy booleans
+    assert two["above_chance"].sum() == 2  # a count, not a logical OR of object-typed numpy booleans
 
 
 def test_empty_answers_leave_their_item_undecided():
@@ -90,13 +90,25 @@ def test_mcnemar_counts_discordant_pairs_and_matches_statsmodels():
         cm.mcnemar([1, 0], [1])
 
 
-def test_std_ratio_of_a_rescaled_copy_is_exact():
+def test_scale_ratio_of_a_rescaled_copy_is_exact():
     rng = np.random.default_rng(1)
     base = rng.normal(size=20)
-    ratio, lo, hi = cm.std_ratio(0.5 * base + 3, base)
+    ratio, lo, hi = cm.scale_ratio(0.5 * base + 3, base)
     assert ratio == pytest.approx(0.5) and lo == pytest.approx(0.5) and hi == pytest.approx(0.5)
     with pytest.raises(ValueError, match="at least 3"):
-        cm.std_ratio([1.0, np.nan, 2.0], [1.0, 2.0, np.nan])
+        cm.scale_ratio([1.0, 2.0], [1.0, 2.0])
+
+
+def test_the_scale_ratio_covers_under_heavy_tails_where_the_std_ratio_did_not():
+    """t3 questions shared by both models (correlation 0.5), true ratio 0.5, 30 questions: the paired
+    mean-absolute-deviation interval covers; Pitman-Morgan's for standard deviations covered about 0.83."""
+    rng = np.random.default_rng(7)
+    n_sims, n = 1500, 30
+    shared, own = rng.standard_t(3, (2, n_sims, n)), rng.standard_t(3, (2, n_sims, n))
+    base, instruct = (np.sqrt(0.5) * (shared[0] + o) for o in own)
+    _, low, high = cm.scale_ratio(0.5 * instruct, base)
+    covered = np.mean((low <= 0.5) & (high >= 0.5))
+    assert covered >= 0.93, covered
 
 
 def test_variability_table_flags_axes_that_lose_variability():
@@ -111,11 +123,19 @@ def test_variability_table_flags_axes_that_lose_variability():
     assert 1 <= dims["participation_ratio"] <= 2 and dims["n_questions"] == 30
 
 
-def test_separation_change_labels():
-    base = pd.DataFrame({"separable": [False, True, False, True]}, index=list("abcd"))
-    instruct = pd.DataFrame({"separable": [True, True, False, False]}, index=list("abcd"))
-    labels = cm.separation_change(base, instruct)
-    assert labels.tolist() == ["only after tuning", "both", "neither", "only base"]
+def test_separable_means_validated_not_a_binomial_test_of_the_items():
+    """An axis the items' binomial test calls separable in the instruct model but whose accuracy interval
+    reaches below 0.6 is not "separable only after tuning"."""
+    evaluation = {
+        "base": pd.DataFrame({"accuracy_ci_low": [0.3, 0.7, 0.3, 0.7]}, index=list("abcd")),
+        "instruct": pd.DataFrame({"accuracy_ci_low": [0.58, 0.7, 0.3, 0.2]}, index=list("abcd")),
+    }
+    labels = cm.separation_change(evaluation["base"], evaluation["instruct"])
+    assert labels.tolist() == ["neither", "both", "neither", "only base"]
+
+
+def test_the_variability_docstring_names_the_interval_it_computes():
+    assert "bootstrap" not in cm.variability_table.__doc__ and "Bonett" in cm.variability_table.__doc__
 
 
 def test_a_model_without_chat_template_is_a_base_model_with_the_plain_format(tiny):

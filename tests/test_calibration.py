@@ -138,6 +138,7 @@ def test_the_fingerprint_result_is_the_one_notebook_02_and_the_command_line_save
         "ci_low",
         "ci_high",
         "std",
+        "unit",
         "neutral",
         "obey_positive",
         "obey_negative",

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from styleprobe.analyses.compare import compare_fingerprints, flags, load_fingerprint
+from styleprobe.analyses.compare import compare_fingerprints, flags, load_fingerprint, seed_flags
 from styleprobe.apps.cli import main
 from styleprobe.engine.extraction import Aggregation
 from styleprobe.engine.pipeline import StageResult
@@ -78,6 +78,7 @@ def test_fingerprints_load_from_the_baseline_section_of_a_results_file(tmp_path)
         "model_id": "org/m",
         "axes_id": "x1",
         "validation": {},
+        "per_seed": None,
     }
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(AxesError, match=r"bad\.json: not a fingerprint .*no 'baseline' section"):
@@ -194,6 +195,56 @@ def test_flags_under_the_null_fire_at_most_at_the_family_wise_rate():
     ]
     rate = np.mean(fired)
     assert rate <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / draws), rate
+
+
+def _runs(rng, n_runs: int, shift: float = 0.0, n: int = 15, seeds: int = 5, offset: float = 0.3):
+    """Pairs of fingerprints, 2 x `n_runs` x seeds x questions x 7 axes: the same questions on both sides
+    (their effects drawn once per pair), an offset per seed that moves a whole run, and answer noise; B
+    moved by `shift` on the first axis."""
+    questions = rng.normal(0, 1, (1, n_runs, 1, n, 7))
+    noise = rng.normal(0, offset, (2, n_runs, seeds, 1, 7)) + rng.normal(0, 0.95, (2, n_runs, seeds, n, 7))
+    values = questions + noise
+    values[1, ..., 0] += shift
+    return values
+
+
+def test_with_seed_offsets_question_level_flags_fire_and_seed_level_flags_hold_their_rate():
+    rng = np.random.default_rng(11)
+    draws, level = 1000, 0.05
+    a, b = _runs(rng, draws)
+    found = seed_flags(a.mean(-2), b.mean(-2), threshold=0)
+    rate = found["flagged"].any(-1).mean()
+    assert rate <= level + 2 * np.sqrt(level * (1 - level) / draws), rate
+    one_seed = np.mean(
+        [flags(x[0], y[0], threshold=0)["flagged"].any() for x, y in zip(a[:300], b[:300], strict=True)]
+    )
+    assert one_seed > 0.15  # a run's offset reads as a change when seeds are not a random effect
+    with pytest.raises(ValueError, match="at least 3 seeds"):
+        seed_flags(a[0, :1].mean(-2, keepdims=True), b[0, :1].mean(-2, keepdims=True))
+
+
+def test_compare_treats_seeds_as_random_when_both_files_record_them():
+    rng = np.random.default_rng(12)
+    runs = _runs(rng, 1, n=10, seeds=3)[:, 0, ..., :3]
+    frames = []
+    for run in runs:
+        long = pd.DataFrame(
+            [
+                {"seed": s, "q_index": q, **dict(zip(AXES, run[s, q], strict=True))}
+                for s in range(3)
+                for q in range(10)
+            ]
+        )
+        frame = long.groupby("q_index")[AXES].mean()
+        frame.attrs["per_seed"] = long
+        frames.append(frame)
+    table = compare_fingerprints(*frames)
+    assert table.attrs["seeds"] == (3, 3)
+    expected = seed_flags(runs[0].mean(-2), runs[1].mean(-2))
+    np.testing.assert_allclose(table["ci_low"], expected["ci_low"])
+    frames[0].attrs["per_seed"] = None
+    bare = compare_fingerprints(*frames)
+    assert bare.attrs["seeds"] is None and any("not a random effect" in n for n in bare.attrs["notes"])
 
 
 def test_compare_fingerprints_flags_over_the_comparable_axes():

@@ -74,3 +74,59 @@ def test_the_readme_shows_the_python_api_the_package_documents():
     snippet = [line.strip() for line in styleprobe.__doc__.splitlines() if line.startswith("    ")]
     block = README.split("```python\n", 1)[1].split("```", 1)[0]
     assert [line.strip() for line in block.strip().splitlines()] == snippet
+
+
+def test_the_committed_statistics_check_was_run_at_todays_sizes_and_families():
+    """The committed notebook 12 table is today's: its drift row at the quick drift sizes (it once said 10
+    conversations after quick became 8 + 4), and every row with the condition it was drawn under."""
+    from styleprobe.analyses.statistics_check import StatisticsCheckResult
+    from styleprobe.protocol.profiles import DRIFT_PROFILES
+    from styleprobe.report.paper import CROSS_MODEL
+    from styleprobe.report.results import load_results
+
+    section = load_results(CROSS_MODEL, REPO_ROOT / "results")["statistics_check"]
+    table = StatisticsCheckResult.from_dict(section).table
+    sizes = DRIFT_PROFILES["quick"]
+    drift = table[(table["check"] == "drift mean slope CI") & (table["profile"] == "quick")]
+    assert (
+        len(drift) and (drift["n"] == f"{sizes.n_scenarios} conversations x {sizes.n_conflict} turns").all()
+    )
+    assert "condition" in table and table["condition"].notna().all()
+
+
+# Issue 29 §5: sentences the numbers did not support, as they stood in the paper and the docs.
+WRONG_SENTENCES = {
+    "paper/sections/calibration.tex": [
+        # named an axis "best-separated" and counted axes reaching 0.65 when none validated
+        r"The best-separated axis is",
+        r"n_separable\} axes reach",
+    ],
+    "paper/sections/baseline.tex": [
+        # a share of answers "further than the instructed answers land", from failed axes in floor units
+        r"max_beyond_poles_percent",
+    ],
+    "paper/sections/base_vs_instruct.tex": [
+        # "separable" from a per-item binomial test, not the validation predicate
+        r"above one half by",
+    ],
+    "docs/method.md": [r"the CI excludes 0", r"held-out within-pole spreads"],
+    "lib/styleprobe/analyses/base_vs_instruct.py": [r"bootstrap CI"],
+}
+
+
+def test_no_sentence_the_numbers_do_not_support_is_back():
+    """Each wrong sentence issue 29 lists, as it was worded, is gone from its file; the generated sentences
+    that replace them have their own tests (test_positions, test_base_instruct, test_drift)."""
+    for name, patterns in WRONG_SENTENCES.items():
+        text = (REPO_ROOT / name).read_text()
+        for pattern in patterns:
+            assert not re.search(pattern, text), f"{name}: {pattern!r} is back"
+
+
+def test_the_generated_prose_uses_the_validation_predicate_and_no_floor_unit():
+    """The README and the paper call a position "half the held-out pole separation" only on a validated,
+    unfloored axis, and nothing in the generated prose counts an axis separable by a binomial test."""
+    generated = "\n".join(p.read_text() for p in (REPO_ROOT / "paper" / "generated").rglob("*.tex"))
+    for text in (README, generated):
+        assert "binomial" not in text.lower()
+    assert "held-out within-pole" not in README

@@ -473,3 +473,29 @@ def test_the_papers_sentences_say_what_the_table_says(tested, significant, sente
     assert numbers["not_interpreted"] == (", ".join(untested) or "none")
     assert numbers["n_significant"] == len(significant)
     assert (numbers["max_new_tokens"], numbers["n_cut"], numbers["cut_percent"]) == (32, 128, 85)
+
+
+def test_the_method_states_the_drift_rule_the_code_applies():
+    """docs/method.md's drift bullet names the Holm-adjusted p that `drift_tests` decides on, not a CI."""
+    text = (paths.REPO_ROOT / "docs" / "method.md").read_text()
+    rule = text[text.index("## Conflict drift") :].split("\n- Per axis:", 1)[1].split("\n- ", 1)[0]
+    assert "Holm" in rule and "CI excludes 0" not in rule
+    assert f"{drift.FACTOR:g} ×" in rule and f"{drift.ALPHA:g}" in rule
+
+
+def test_holm_is_pingouins_and_the_decision_is_drift_tests_vectorised():
+    import pingouin
+
+    rng = np.random.default_rng(8)
+    p = rng.uniform(0, 0.2, (50, 7))
+    family = rng.uniform(size=(50, 7)) < 0.8
+    adjusted = drift.holm(p, family)
+    for row, keep, adj in zip(p, family, adjusted, strict=True):
+        np.testing.assert_allclose(adj[keep], pingouin.multicomp(row[keep], method="holm")[1])
+        assert np.isnan(adj[~keep]).all()
+    conflict, control = rng.normal(0.05, 0.1, (20, 12, 3)), rng.normal(0, 0.1, (20, 6, 3))
+    batch = drift.drift_decision(conflict, control)
+    for i in range(20):
+        one = drift.drift_tests(conflict[i], control[i])
+        np.testing.assert_allclose(batch["p_holm"][i], one["p_holm"])
+        assert batch["significant"][i].tolist() == one["significant"].tolist()

@@ -314,10 +314,10 @@ def test_icc_with_ci_is_pingouins_f_based_interval(shape, monkeypatch):
         pingouin.intraclass_corr(long, targets="s", raters="r", ratings="y").set_index("Type").loc["ICC(A,1)"]
     )
     interval = row.filter(like="CI95").iloc[0]
-    point, lo, hi = stats.icc_with_ci(ratings)
+    point, lo, hi = stats.icc_with_ci(ratings, kurtosis=False)
     assert point == pytest.approx(row["ICC"], abs=1e-12) == stats.icc(ratings)
     np.testing.assert_allclose([lo, hi], interval, atol=1e-12)
-    narrow = stats.icc_with_ci(ratings, ci=0.5)
+    narrow = stats.icc_with_ci(ratings, ci=0.5, kurtosis=False)
     assert narrow[0] == point and lo < narrow[1] < point < narrow[2] < hi
 
 
@@ -333,5 +333,33 @@ def test_icc_with_ci_covers_at_small_n():
     assert np.mean(hits) >= 0.92
 
 
+def test_the_icc_interval_holds_for_skewed_subjects_where_the_f_interval_does_not():
+    """gamma(4) subjects (skew 1), 30 x 5, ICC(2,1) 0.8: McGraw & Wong's interval covers about 0.90; with the
+    subjects' degrees of freedom adjusted for their kurtosis it covers at least 0.93. Vectorised over data
+    sets, each the same as alone."""
+    rng = np.random.default_rng(5)
+    subjects = (rng.gamma(4.0, 1.0, (2000, 30, 1)) - 4.0) / 2.0 * 2.0
+    ratings = subjects + rng.normal(0, 0.3, (2000, 1, 5)) + rng.normal(0, 0.95, (2000, 30, 5))
+    truth = 4.0 / (4.0 + 0.3**2 + 0.95**2)
+    _, lo, hi = stats.icc_with_ci(ratings)
+    assert np.mean((lo <= truth) & (truth <= hi)) >= 0.93
+    _, lo_f, hi_f = stats.icc_with_ci(ratings, kurtosis=False)
+    assert np.mean((lo_f <= truth) & (truth <= hi_f)) < 0.92
+    assert stats.icc_with_ci(ratings[3]) == pytest.approx([v[3] for v in stats.icc_with_ci(ratings[:5])])
+
+
 def test_icc_with_ci_of_a_constant_matrix_is_nan():
     assert all(math.isnan(v) for v in stats.icc_with_ci(np.ones((5, 3))))
+
+
+def test_the_skewness_corrected_mean_interval_covers_skewed_shifts_where_t_does_not():
+    """chi²(1) shifts (skew 2.8) at 15 questions: the t interval covers about 0.88, Hall's corrected one at
+    least 0.93; vectorised, each row as alone."""
+    rng = np.random.default_rng(9)
+    x = (rng.chisquare(1, (3000, 15)) - 1) / np.sqrt(2)
+    low, high = stats.skewed_mean_ci(x)
+    assert np.mean((low <= 0) & (high >= 0)) >= 0.93
+    t_low, t_high = stats.mean_ci(x)
+    assert np.mean((t_low <= 0) & (t_high >= 0)) < 0.9
+    assert stats.skewed_mean_ci(x[4]) == pytest.approx((low[4], high[4]))
+    assert all(math.isnan(v) for v in stats.skewed_mean_ci(np.ones(5)))

@@ -97,7 +97,7 @@ def test_paired_shift_pairs_questions_and_drops_missing_ones():
     shift = th.paired_shift(on.drop(index=6), off)
     diff_a = (on["a"] - off["a"]).drop(index=[6, 7])
     assert shift.loc["a", "shift"] == pytest.approx(diff_a.mean()) and shift.loc["a", "n"] == 6
-    expected = stats.mean_ci(diff_a.to_numpy())
+    expected = stats.skewed_mean_ci(diff_a.to_numpy())
     assert (shift.loc["a", "ci_low"], shift.loc["a", "ci_high"]) == pytest.approx(expected)
     assert shift.loc["b", "ci_low"] < -0.1 < shift.loc["b", "ci_high"] and shift.loc["b", "n"] == 7
     constant = th.paired_shift(off + 0.5, off)  # no spread: no interval, and no exception

@@ -15,7 +15,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -126,13 +126,16 @@ class Result:
     @classmethod
     def from_dict(cls, data: Mapping) -> typing.Self:
         hints = typing.get_type_hints(cls)
-        missing = [f.name for f in dataclasses.fields(cls) if f.name not in data and f.init]
+        fields = [f for f in dataclasses.fields(cls) if f.init]
+        required = [f for f in fields if f.default is MISSING and f.default_factory is MISSING]
+        missing = [f.name for f in required if f.name not in data]
         if missing:
             raise ResultsError(
                 f"the {cls.name} result lacks {', '.join(missing)}: it was written by an older version; "
                 f"rerun notebook {cls.notebook}"
             )
-        values = {f.name: _decode(hints.get(f.name), data[f.name]) for f in dataclasses.fields(cls) if f.init}
+        # a field added later with a default takes it in results written before it
+        values = {f.name: _decode(hints.get(f.name), data[f.name]) for f in fields if f.name in data}
         return cls(**values)
 
     def save(self, ws: Sections) -> Any:

@@ -3,13 +3,17 @@
 Per-item correctness: an evaluation question of an axis counts as correct for a model when its answer
 under the positive-pole instruction projects above its answer under the negative-pole instruction (both
 on that model's own axis). Both models answer the same evaluation questions, so their correctness is
-paired item by item and compared with McNemar's exact test. Baseline variability is the standard deviation
-across baseline questions of the seed-averaged, unclipped projection, in two units of each model's own
-axes: the normalised unit (half the held-out pole separation under the crossfit normalisation), which
-shrinks a model's variability as its instructions move answers further apart, and the held-out within-pole
-spread (`AxisSet.in_spreads`), which does not depend on how far the instructions move answers. Two models
-with the same spread of default answers but different pole separations have a spread-unit ratio near 1 and
-a pole-unit ratio far from it; the variability conclusions rest on the spread unit.
+paired item by item and compared with McNemar's exact test. An axis is separable in a model when it passes
+that model's held-out validation (`validity.valid_axes`, the predicate of every table); the per-axis
+binomial test of the items (`separability`) is shown beside it and decides nothing. Baseline variability is
+the scale across baseline questions of the seed-averaged, unclipped projection (the mean absolute deviation
+from the median, whose ratio has an interval that holds for skewed and heavy-tailed questions:
+`scale_ratio`), in two units of each model's own axes: the normalised unit (half the held-out pole
+separation under the crossfit normalisation), which shrinks a model's variability as its instructions move
+answers further apart, and the within-pole spread (`AxisSet.in_spreads`), which does not depend on
+how far the instructions move answers. Two models with the same spread of default answers but different
+pole separations have a spread-unit ratio near 1 and a pole-unit ratio far from it; the variability
+conclusions rest on the spread unit.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import pandas as pd
 import scipy.stats
+from numpy.typing import ArrayLike
 
 from styleprobe import stats
 from styleprobe.engine.models import ModelHandle
@@ -77,7 +82,8 @@ def mcnemar(first: pd.Series | np.ndarray, second: pd.Series | np.ndarray) -> di
 
 def separability(items: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     """Per axis: share of evaluation questions ordered correctly, and whether that share is above 1/2
-    (one-sided exact binomial test at `alpha`)."""
+    (`above_chance`: one-sided exact binomial test at `alpha`). Shown beside validation; it decides
+    nothing (separable means validated, `separation_change`)."""
     rows = {}
     for name, group in items.groupby("axis", sort=False):
         correct = group["correct"].dropna().astype(bool)
@@ -88,10 +94,10 @@ def separability(items: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
             "n": n,
             "share": k / n if n else np.nan,
             "p_value": p,
-            "separable": p < alpha,
+            "above_chance": p < alpha,
         }
     frame = pd.DataFrame(rows).T
-    return frame.astype({"correct": int, "n": int, "share": float, "p_value": float, "separable": bool})
+    return frame.astype({"correct": int, "n": int, "share": float, "p_value": float, "above_chance": bool})
 
 
 UNITS = ("poles", "spreads")
@@ -120,51 +126,57 @@ def question_means(
     return pd.concat(frames).groupby("q_index")[axes.names].mean()
 
 
-def _std_ratio(numerator: np.ndarray, denominator: np.ndarray) -> float:
-    low = np.std(denominator, ddof=1)
-    return float(np.std(numerator, ddof=1) / low) if low > 0 else np.nan
+def scale_ratio(numerator: ArrayLike, denominator: ArrayLike, ci: float = 0.95) -> tuple[float, float, float]:
+    """The ratio of two scales over paired questions, mad(numerator) / mad(denominator) with mad the mean
+    absolute deviation from the median, and Bonett and Seier's (2003) `ci` interval for it: log ratio ± t se,
+    t at n - 1 degrees of freedom and se² = var(log mad_1) + var(log mad_2) - 2 cov(log mad_1, log mad_2) by
+    the delta method from the paired absolute deviations d = |x - median| (the median's own error does not
+    enter to first order): var(log mad) = var(d) / (n mad²), cov = cov(d_1, d_2) / (n mad_1 mad_2).
+    Vectorised over leading axes of [..., n] arrays (NaN pairs must be dropped first, see
+    `variability_table`). For a rescaled copy (y = a x + b) the ratio and both ends are |a|.
 
-
-def std_ratio(numerator: np.ndarray, denominator: np.ndarray, ci: float = 0.95) -> tuple[float, float, float]:
-    """std(numerator) / std(denominator) over paired questions, with the Pitman-Morgan 95 % interval for
-    the ratio of two correlated standard deviations: with F the variance ratio, r the correlation of the
-    pairs and t the t quantile at n - 2 degrees of freedom, K = 1 + 2 (1 - r²) t² / (n - 2) and the
-    ratio² lies in F (K ± √(K² - 1)). Notebook 12 measures its coverage (a BCa bootstrap covered 0.92 at
-    15 questions)."""
-    num, den = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
-    keep = np.isfinite(num) & np.isfinite(den)
-    num, den = num[keep], den[keep]
-    n = len(num)
+    Why not a ratio of standard deviations: for paired questions (correlation 0.5) with normal, gamma(4), t3
+    and chi²(1) margins at 15 and 30 questions, Pitman and Morgan's interval for the standard deviations
+    covers 0.79-0.96 and a BCa bootstrap of the log ratio 0.87-0.93, this one 0.94-0.96 (notebook 12): the
+    mean absolute deviation has a finite variance wherever the data have a variance. With uncorrelated
+    questions and chi²(1) margins it covers 0.90 at 15 questions and 0.93 at 30."""
+    x, y = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
+    n = x.shape[-1]
     if n < 3:
-        raise ValueError(f"a std ratio needs at least 3 paired questions, got {n}")
-    ratio = _std_ratio(num, den)
-    if not np.isfinite(ratio) or ratio == 0:
-        return ratio, np.nan, np.nan
-    r = np.corrcoef(num, den)[0, 1] if np.ptp(num) > 0 and np.ptp(den) > 0 else 0.0
-    t = scipy.stats.t.ppf((1 + ci) / 2, n - 2)
-    k = 1 + 2 * (1 - r**2) * t**2 / (n - 2)
-    spread = np.sqrt(max(k**2 - 1, 0.0))
-    return ratio, float(ratio * np.sqrt(k - spread)), float(ratio * np.sqrt(k + spread))
+        raise ValueError(f"a scale ratio needs at least 3 paired questions, got {n}")
+    dev = [np.abs(v - np.median(v, -1, keepdims=True)) for v in (x, y)]
+    mad = [d.mean(-1) for d in dev]
+    ratio = mad[0] / mad[1]
+    centred = [(d - m[..., None]) / m[..., None] for d, m in zip(dev, mad, strict=True)]
+    var = [(c * c).sum(-1) / ((n - 1) * n) for c in centred]
+    cov = (centred[0] * centred[1]).sum(-1) / ((n - 1) * n)
+    half = scipy.stats.t.ppf((1 + ci) / 2, n - 1) * np.sqrt(np.clip(var[0] + var[1] - 2 * cov, 0, None))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        low, high = ratio * np.exp(-half), ratio * np.exp(half)
+    ok = np.isfinite(ratio) & (mad[0] > 0)
+    return tuple(np.where(ok, v, np.nan)[()] for v in (ratio, low, high))
 
 
 def variability_table(base: pd.DataFrame, instruct: pd.DataFrame) -> pd.DataFrame:
-    """Per axis: std across questions of each model (both in one unit, see `question_means`), the ratio
-    instruct/base with its bootstrap CI, and whether instruction tuning lowers (CI below 1) or raises (CI
-    above 1) the variability."""
+    """Per axis: the scale across questions of each model (both in one unit, see `question_means`): the mean
+    absolute deviation from the median, and the ratio instruct/base with Bonett and Seier's interval
+    (`scale_ratio`, over the questions with a value in both), and whether instruction tuning lowers (CI below
+    1) or raises (CI above 1) the variability."""
     rows = {}
     for name in instruct.columns:
-        ratio, lo, hi = std_ratio(instruct[name], base[name])
+        both = pd.DataFrame({"b": base[name], "i": instruct[name]}).dropna()
+        ratio, lo, hi = scale_ratio(both["i"].to_numpy(), both["b"].to_numpy())
         change = "lower" if hi < 1 else "higher" if lo > 1 else "no clear change"
         rows[name] = {
-            "std_base": float(base[name].std()),
-            "std_instruct": float(instruct[name].std()),
+            "scale_base": float(np.mean(np.abs(both["b"] - both["b"].median()))),
+            "scale_instruct": float(np.mean(np.abs(both["i"] - both["i"].median()))),
             "ratio": ratio,
             "ci_low": lo,
             "ci_high": hi,
             "after_tuning": change,
         }
     return pd.DataFrame(rows).T.astype(
-        {k: float for k in ("std_base", "std_instruct", "ratio", "ci_low", "ci_high")}
+        {k: float for k in ("scale_base", "scale_instruct", "ratio", "ci_low", "ci_high")}
     )
 
 
@@ -181,18 +193,19 @@ def effective_dimensionality(per_question: pd.DataFrame) -> dict:
 
 
 def separation_change(base: pd.DataFrame, instruct: pd.DataFrame) -> pd.Series:
-    """Per axis, from two `separability` tables: separable only after tuning, in both, in neither, or
-    only in the base model."""
+    """Per axis, from each model's held-out evaluation table (`calibration.heldout_scores`): separable, i.e.
+    validated (`validity.valid_axes`, the predicate of every table), only after tuning, in both, in neither,
+    or only in the base model."""
     labels = {
         (False, True): "only after tuning",
         (True, True): "both",
         (False, False): "neither",
         (True, False): "only base",
     }
-    pairs = zip(
-        base["separable"].astype(bool), instruct.loc[base.index, "separable"].astype(bool), strict=True
+    valid = [set(valid_axes(table)) for table in (base, instruct)]
+    return pd.Series(
+        [labels[(n in valid[0], n in valid[1])] for n in base.index], index=base.index, name="separable"
     )
-    return pd.Series([labels[p] for p in pairs], index=base.index, name="separable")
 
 
 def family(handle: ModelHandle) -> str:
@@ -224,7 +237,9 @@ class BaseVsInstructResult(Result):
     variability_poles: pd.DataFrame  # the same in the axes' normalised unit (confounded with separation)
     validated: list[str]  # axes that pass held-out validation in both models (`validity.valid_axes`)
     dimensionality: pd.DataFrame  # by role: `effective_dimensionality`
-    summary: pd.DataFrame  # per axis: separable, variability (spread unit), std ratio in both units
+    summary: (
+        pd.DataFrame
+    )  # per axis: separable (validated), variability (spread unit), scale ratio, both units
     lower_variability_after_tuning: list[str]
     higher_variability_after_tuning: list[str]
     separable_only_after_tuning: list[str]
@@ -235,6 +250,7 @@ class BaseVsInstructResult(Result):
                 role: f if isinstance(f, pd.DataFrame) else pd.DataFrame.from_dict(f, orient="index")
                 for role, f in getattr(self, name).items()
             }
+            frames = {role: f.fillna(np.nan) for role, f in frames.items()}  # JSON null -> NaN
             setattr(self, name, frames)
 
     def pair_caveat(self) -> str:
@@ -257,6 +273,7 @@ class BaseVsInstructResult(Result):
             return axis_list(names)
 
         pooled = self.mcnemar_pooled
+        change = separation_change(self.evaluation["base"], self.evaluation["instruct"])  # today's rule
         return {
             "base_model": self.base_slug,
             "same_family": self.same_family,
@@ -266,7 +283,7 @@ class BaseVsInstructResult(Result):
             "profile": self.profile,
             "alpha": self.alpha,
             "mean_accuracy": {role: ev["pairwise_accuracy"].mean() for role, ev in self.evaluation.items()},
-            "n_separable": {role: int(f["separable"].sum()) for role, f in self.per_item_correctness.items()},
+            "n_separable": {role: len(valid_axes(ev)) for role, ev in self.evaluation.items()},
             "n_items": int(pooled["n_pairs"]),
             "only_base": int(pooled["only_first"]),
             "only_instruct": int(pooled["only_second"]),
@@ -275,8 +292,8 @@ class BaseVsInstructResult(Result):
             "not_interpreted": listed(n for n in self.summary.index if n not in self.validated),
             "lower_variability": listed(self.lower_variability_after_tuning),
             "higher_variability": listed(self.higher_variability_after_tuning),
-            "separable_only_after": listed(self.separable_only_after_tuning),
-            "separable_only_before": listed(self.summary.index[self.summary["separable"] == "only base"]),
+            "separable_only_after": listed(change.index[change == "only after tuning"]),
+            "separable_only_before": listed(change.index[change == "only base"]),
             "participation_ratio": self.dimensionality["participation_ratio"].to_dict(),
         }
 
@@ -287,7 +304,7 @@ class BaseVsInstructResult(Result):
             accuracy.add_prefix("acc. ").join(ratios).join(self.variability_poles["ratio"].rename("poles"))
         )
         frame = frame.rename(index={n: mark(n, n in self.validated) for n in frame.index})
-        columns = {"spread ratio": "std ratio", "spread ci_low": "low", "spread ci_high": "high"}
+        columns = {"spread ratio": "scale ratio", "spread ci_low": "low", "spread ci_high": "high"}
         columns["poles"] = "ratio, pole unit"
         return {"base_vs_instruct_table": PaperTable(frame, columns=columns, index_name="axis")}
 
@@ -303,9 +320,9 @@ def run(
 ) -> BaseVsInstructResult:
     """Calibrate both models (calibration sampling `seed`), answer the baseline under `seeds`, and compare
     each model on its own axes: held-out separation, per-item correctness paired by McNemar's test,
-    baseline variability (std ratio instruct/base with a Pitman-Morgan CI, in within-pole spreads and in the
-    pole unit) and effective dimensionality. Variability conclusions are drawn only on axes validated in
-    both models."""
+    baseline variability (scale ratio instruct/base with Bonett and Seier's CI, in within-pole spreads and
+    in the pole unit) and effective dimensionality. Variability conclusions are drawn only on axes
+    validated in both models."""
     models = dict(zip(ROLES, (base, instruct), strict=True))
     cals = {role: calibrate(ws, seed=seed, batch_size=batch_size) for role, ws in models.items()}
     answers = {role: baseline(ws, seeds=tuple(seeds), batch_size=batch_size) for role, ws in models.items()}
@@ -332,10 +349,10 @@ def run(
     )
     summary = pd.DataFrame(
         {
-            "separable": separation_change(separable["base"], separable["instruct"]),
+            "separable": separation_change(cals["base"].evaluation, cals["instruct"].evaluation),
             "variability": variability["after_tuning"],
-            "std_ratio": variability["ratio"],
-            "std_ratio_poles": variability_poles["ratio"],
+            "scale_ratio": variability["ratio"],
+            "scale_ratio_poles": variability_poles["ratio"],
         }
     )
     both_valid = set.intersection(*(set(valid_axes(cal.evaluation)) for cal in cals.values()))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.stats
 from numpy.typing import ArrayLike
 
 from styleprobe import stats
@@ -88,6 +89,13 @@ def flags(
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
     level = 1 - alpha / len(a_cols)
+    lengths = {len(c) for c in a_cols + b_cols}
+    if paired and len(lengths) == 1 and lengths.pop() >= 2:  # one matrix: every axis at once
+        out = pd.DataFrame(
+            paired_flags(np.column_stack(a_cols), np.column_stack(b_cols), threshold, alpha=alpha)
+        )
+        out.attrs["ci"] = level
+        return out
     rows = []
     for x, y in zip(a_cols, b_cols, strict=True):
         if min(len(x), len(y)) < 2 or (paired and len(x) != len(y)):
@@ -102,13 +110,68 @@ def flags(
     return out
 
 
+def paired_flags(
+    a: np.ndarray, b: np.ndarray, threshold: float = DEFAULT_THRESHOLD, *, alpha: float = ALPHA
+) -> dict[str, np.ndarray]:
+    """`flags` for paired [..., n, m] questions x axes values without NaN, vectorised over leading axes:
+    per axis the mean of b - a with its t interval (`stats.mean_ci`) at 1 - alpha / m; a difference
+    without spread is known exactly. Returns difference, ci_low, ci_high, flagged ([..., m] each)."""
+    diff = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+    level = 1 - alpha / diff.shape[-1]
+    moved = np.moveaxis(diff, -2, -1)
+    mean = moved.mean(-1)
+    low, high = stats.mean_ci(moved, level)
+    exact = np.ptp(moved, axis=-1) <= 1e-12 * np.max(np.abs(moved), axis=-1)
+    low, high = np.where(exact, mean, low), np.where(exact, mean, high)
+    return {
+        "difference": mean,
+        "ci_low": low,
+        "ci_high": high,
+        "flagged": ((low > 0) | (high < 0)) & (np.abs(mean) > threshold),
+    }
+
+
+def seed_flags(
+    a_seeds: np.ndarray,
+    b_seeds: np.ndarray,
+    threshold: float = DEFAULT_THRESHOLD,
+    *,
+    alpha: float = ALPHA,
+) -> dict[str, np.ndarray]:
+    """The flag rule with seeds as a random effect: per-seed means [..., k_a, m] and [..., k_b, m] (each
+    seed's mean over the same questions on both sides, for m axes), compared per axis by a pooled-variance
+    two-sample t interval of mean(b) - mean(a) over seeds at confidence 1 - alpha / m (Bonferroni), on
+    k_a + k_b - 2 degrees of freedom. The questions' own effects are the same in every seed mean and cancel;
+    what varies between seed means is a run's offset and its answers' noise, so a seed that shifts a whole
+    run is a source of error here, not a change. Flagged: the interval excludes 0 and |difference| >
+    threshold. Needs k_a + k_b >= 3. Vectorised over leading axes; returns difference, ci_low, ci_high,
+    flagged ([..., m] each)."""
+    a, b = np.asarray(a_seeds, dtype=float), np.asarray(b_seeds, dtype=float)
+    k_a, k_b, m = a.shape[-2], b.shape[-2], a.shape[-1]
+    dof = k_a + k_b - 2
+    if dof < 1:
+        raise ValueError(f"seeds as a random effect need at least 3 seeds in all, got {k_a} + {k_b}")
+    diff = b.mean(-2) - a.mean(-2)
+    ss = ((a - a.mean(-2, keepdims=True)) ** 2).sum(-2) + ((b - b.mean(-2, keepdims=True)) ** 2).sum(-2)
+    half = scipy.stats.t.ppf(1 - alpha / (2 * m), dof) * np.sqrt(ss / dof * (1 / k_a + 1 / k_b))
+    low, high = diff - half, diff + half
+    return {
+        "difference": diff,
+        "ci_low": low,
+        "ci_high": high,
+        "flagged": ((low > 0) | (high < 0)) & (np.abs(diff) > threshold),
+    }
+
+
 def load_fingerprint(path: Path) -> pd.DataFrame:
     """Per-question projections (rows: question index, columns: axes, seed-averaged) of the baseline
     section (a `BaselineResult`) of a results file: `results/<model>.json` written by notebook 02 or
     `styleprobe fingerprint`, or the file of `styleprobe fingerprint --out`.
 
-    `attrs` holds `source` (the path), the result's `model_id` and `axes_id`, and `validation` (per axis,
-    its held-out status, `protocol.validity.heldout_status`; empty for files written without it)."""
+    `attrs` holds `source` (the path), the result's `model_id` and `axes_id`, `validation` (per axis, its
+    held-out status, `protocol.validity.heldout_status`; empty for files written without it) and
+    `per_seed` (every answer's projection with its seed and question, `BaselineResult.per_seed`; None for
+    files written without it)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -126,6 +189,7 @@ def load_fingerprint(path: Path) -> pd.DataFrame:
         model_id=result.model_id or None,
         axes_id=result.axes_id or None,
         validation={} if validation is None else {str(k): str(v) for k, v in validation.items()},
+        per_seed=result.per_seed if len(result.per_seed) else None,
     )
     return frame
 
@@ -263,7 +327,11 @@ def compare_fingerprints(
         rows.append(row)
     out = pd.DataFrame(rows).set_index("axis")
     level = 1 - ALPHA
-    if values:
+    seeds = _seed_means(a, b, list(values)) if paired and values else None
+    if seeds is not None:
+        found = pd.DataFrame(seed_flags(*seeds, threshold), index=list(values))
+        level = 1 - ALPHA / len(values)
+    elif values:
         found = flags(
             [x for x, _ in values.values()],
             [y for _, y in values.values()],
@@ -271,9 +339,14 @@ def compare_fingerprints(
             paired=paired,
         )
         found.index = list(values)
+        level = found.attrs["ci"]
+        notes.append(
+            "seeds are not a random effect here (fewer than 3 seeds in all, or no per-seed record): a seed "
+            "that shifts a whole run would read as a change (see docs/method.md, compare)"
+        )
+    if values:
         out.loc[found.index, found.columns] = found
         out["flagged"] = out["flagged"].astype(bool)
-        level = found.attrs["ci"]
     out.attrs.update(
         paired=paired,
         n_questions=len(shared) if paired else (len(qa), len(qb)),
@@ -282,6 +355,30 @@ def compare_fingerprints(
         ci=level,
         not_comparable={ax: s for ax, s in out["status"].items() if s != "ok"},
         notes=notes,
+        seeds=None if seeds is None else (seeds[0].shape[0], seeds[1].shape[0]),
         **identity,
     )
     return out
+
+
+def _seed_means(a: pd.DataFrame, b: pd.DataFrame, axes: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per side, each seed's mean over the questions of `a` and `b` (already the paired questions) with a
+    value on both sides, per axis: [seeds, axes] arrays for `seed_flags`; None without a per-seed record on
+    both sides or with fewer than 3 seeds in all."""
+    records = [frame.attrs.get("per_seed") for frame in (a, b)]
+    if any(r is None or not len(r) for r in records):
+        return None
+    means = []
+    for record in records:
+        columns = []
+        for axis in axes:
+            shared = a.index[a[axis].notna() & b[axis].notna()]
+            columns.append(record[record["q_index"].isin(shared)].groupby("seed")[axis].mean())
+        means.append(pd.concat(columns, axis=1).dropna().to_numpy())
+    return tuple(means) if seeds_random(*(len(m) for m in means)) else None
+
+
+def seeds_random(k_a: int, k_b: int) -> bool:
+    """Whether `compare` treats seeds as a random effect (`seed_flags`) for fingerprints of k_a and k_b seeds:
+    with a seed on each side and at least 3 in all; otherwise it compares questions (`flags`)."""
+    return min(k_a, k_b) >= 1 and k_a + k_b >= 3

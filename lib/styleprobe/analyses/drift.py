@@ -25,6 +25,7 @@ delta) from its per-turn values (`imported_summaries`).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,7 +33,6 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
-import pingouin
 import scipy.stats
 
 from styleprobe.analyses.deadzones import DeadZonesResult
@@ -400,17 +400,59 @@ def drift_tests(
     columns = ["mean_slope", "ci_low", "ci_high", "p"]
     table = pd.DataFrame([t_summary(col) for col in conflict.T], columns=columns)
     table.insert(0, "n", np.isfinite(conflict).sum(axis=0))
-    family = tested & table["p"].notna().to_numpy()
-    table["p_holm"] = np.nan
-    if family.any():
-        table.loc[family, "p_holm"] = pingouin.multicomp(table.loc[family, "p"].to_numpy(), method="holm")[1]
-    finite = np.isfinite(control)
-    n_control = finite.sum(axis=0)
-    total = np.where(finite, control, 0.0).sum(axis=0)
-    table["control_mean_slope"] = np.where(n_control > 0, total / np.maximum(n_control, 1), np.nan)
-    stronger = np.abs(table["mean_slope"]) > factor * np.abs(table["control_mean_slope"])  # NaN: False
-    table["significant"] = family & (table["p_holm"] < alpha).to_numpy() & stronger.to_numpy()
+    decision = drift_decision(conflict, control, tested, alpha=alpha, factor=factor)
+    table["p_holm"], table["control_mean_slope"] = decision["p_holm"], decision["control_mean_slope"]
+    table["significant"] = decision["significant"]
     return table
+
+
+def drift_decision(
+    conflict: np.ndarray,
+    control: np.ndarray,
+    tested: np.ndarray | None = None,
+    *,
+    alpha: float = ALPHA,
+    factor: float = FACTOR,
+) -> dict[str, np.ndarray]:
+    """`drift_tests`' decision, vectorised over leading axes of [..., n, m] conflict and control slopes (NaN
+    left out): per axis the two-sided p of a one-sample t-test of the conflict slopes against 0 (as
+    `t_summary`), Holm's adjustment over the tested axes with a p (`holm`), the controls' mean slope, and
+    significant = tested, p_holm < alpha and |mean slope| > factor |control mean slope|."""
+    conflict, control = np.asarray(conflict, dtype=float), np.asarray(control, dtype=float)
+    n = np.isfinite(conflict).sum(-2)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # columns with fewer than 2 slopes: NaN
+        mean = np.nanmean(conflict, axis=-2)
+        sd = np.nanstd(conflict, axis=-2, ddof=1)
+        t = mean / (sd / np.sqrt(n))
+        p = np.where(sd > 0, 2 * scipy.stats.t.sf(np.abs(t), n - 1), (mean == 0).astype(float))
+        p = np.where(n >= 2, p, np.nan)
+        control_mean = np.nanmean(control, axis=-2)
+    family = np.broadcast_to(True if tested is None else np.asarray(tested, bool), p.shape) & np.isfinite(p)
+    p_holm = holm(p, family)
+    stronger = np.abs(mean) > factor * np.abs(control_mean)  # NaN: False
+    return {
+        "p": p,
+        "p_holm": p_holm,
+        "control_mean_slope": control_mean,
+        "significant": family & (p_holm < alpha) & stronger,
+    }
+
+
+def holm(p: np.ndarray, family: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values over the entries of `family` along the last axis (NaN elsewhere),
+    vectorised over leading axes: the i-th smallest of m p-values times m - i + 1, made monotone, at
+    most 1 (pingouin.multicomp's "holm" for one family; tested equal)."""
+    p = np.where(family, p, np.inf)
+    order = np.argsort(p, axis=-1)
+    ranked = np.take_along_axis(p, order, -1)
+    m = family.sum(-1, keepdims=True)
+    factor = m - np.arange(p.shape[-1])
+    with np.errstate(invalid="ignore"):
+        adjusted = np.minimum(np.maximum.accumulate(np.where(factor > 0, factor * ranked, np.inf), -1), 1.0)
+    out = np.empty_like(adjusted)
+    np.put_along_axis(out, order, adjusted, -1)
+    return np.where(family, out, np.nan)
 
 
 def drift_table(

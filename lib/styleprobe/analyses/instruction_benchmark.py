@@ -201,8 +201,9 @@ def holm_passes(p_values: ArrayLike, alpha: float = ALPHA) -> tuple[np.ndarray, 
 
 
 def _mean_ci(values: np.ndarray) -> tuple[float, float, float]:
-    """Mean and its 95 % t interval (`stats.mean_ci`; NaN interval with fewer than 2 values)."""
-    return (float(np.mean(values)) if len(values) else np.nan), *stats.mean_ci(values)
+    """Mean and its skewness-corrected 95 % interval (`stats.skewed_mean_ci`; NaN with fewer than 2 values):
+    a few questions can move far more than the rest, and the t interval then covers too little."""
+    return (float(np.mean(values)) if len(values) else np.nan), *stats.skewed_mean_ci(values)
 
 
 def scenario_table(shifts: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
@@ -265,8 +266,8 @@ def pass_rates(table: pd.DataFrame, validation: pd.Series) -> pd.DataFrame:
 
 def retest_icc(shifts: pd.DataFrame, ci: float = 0.95) -> pd.DataFrame:
     """Per axis, ICC(2,1) across seeds of the scenario answers' projections (subjects: scenario x question,
-    raters: seeds) with its F-based `ci` interval (`stats.icc_with_ci`); NaN with fewer than 2 seeds or 3
-    subjects."""
+    raters: seeds) with its kurtosis-adjusted F-based `ci` interval (`stats.icc_with_ci`); NaN with fewer
+    than 2 seeds or 3 subjects."""
     rows = []
     for axis, sub in shifts.groupby("axis", sort=False):
         matrix = sub.pivot_table(index=["scenario", "q_index"], columns="seed", values="value").dropna()

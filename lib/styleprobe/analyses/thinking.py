@@ -92,13 +92,13 @@ def read_with_thinking(
 
 def paired_shift(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
     """Per axis: mean over questions of `first - second` (two questions x axes tables, paired by index;
-    questions missing from either are left out) with its 95 % t interval (`stats.mean_ci`; NaN with fewer
-    than 2 questions or differences without spread)."""
+    questions missing from either are left out) with its skewness-corrected 95 % interval
+    (`stats.skewed_mean_ci`; NaN with fewer than 2 questions or differences without spread)."""
     common = first.index.intersection(second.index)
     rows = {}
     for name in first.columns:
         diff = (first.loc[common, name] - second.loc[common, name]).dropna().to_numpy()
-        lo, hi = stats.mean_ci(diff)
+        lo, hi = stats.skewed_mean_ci(diff)
         rows[name] = {
             "shift": float(diff.mean()) if len(diff) else np.nan,
             "ci_low": lo,

@@ -24,12 +24,7 @@ from styleprobe.engine.pipeline import Item, reread
 from styleprobe.engine.sampling import row_key
 from styleprobe.protocol.axes import AxesError, AxisSet
 from styleprobe.protocol.calibration import calibrate
-from styleprobe.protocol.fingerprint import (
-    baseline,
-    fingerprint_table,
-    project_results,
-    stored_baseline_seeds,
-)
+from styleprobe.protocol.fingerprint import baseline, project_results, stored_baseline_seeds
 from styleprobe.protocol.profiles import Profile, get_profile
 from styleprobe.protocol.reading import DEFAULT_CONTEXT, ReadingContext, default_thinking, keeps_instruction
 from styleprobe.protocol.spec import Protocol
@@ -160,7 +155,9 @@ class Explorer:
                 on_progress=on_progress,
             )
             projections = project_results(self.axes, results, self.handle.model_id)
-            self._baseline = fingerprint_table(projections, self.axes)["mean"]
+            # in the axes' normalised unit, the unit of every turn's scores (the fingerprint table's
+            # positions are in pole units only on validated axes whose scale is not the floor)
+            self._baseline = projections.groupby("q_index")[self.axes.names].mean().mean()
         return self._baseline
 
     def ask(

@@ -40,7 +40,7 @@ CROSSFIT_FOLDS = (
 )
 ORIGINAL_SCALE_FLOOR = 0.1  # the original study's floor on the IQR, in raw projection units
 SCALE_FLOOR_SPREADS = (
-    0.1  # crossfit's floor on the scale, in within-pole spreads (reached by failed axes only)
+    0.1  # crossfit's floor on the scale, in within-pole spreads (`AxisSet.floored` says where it binds)
 )
 
 
@@ -49,12 +49,13 @@ class AxesError(StyleprobeError, ValueError):
 
 
 def axis_direction(pos: np.ndarray, neg: np.ndarray, trim: float = 0.1) -> np.ndarray:
-    """unit(trimmed_mean(pos) - trimmed_mean(neg)); `trim` is cut from each end, per dimension."""
+    """unit(trimmed_mean(pos) - trimmed_mean(neg)); `trim` is cut from each end, per dimension. States are
+    [..., n, hidden]; leading dimensions are independent data sets (simulations fit many at once)."""
     from styleprobe.stats import trimmed_mean  # stats imports pandas: not at module level (GPU check)
 
-    diff = trimmed_mean(pos, trim, axis=0) - trimmed_mean(neg, trim, axis=0)
-    norm = np.linalg.norm(diff)
-    if not np.isfinite(norm) or norm == 0:
+    diff = trimmed_mean(pos, trim, axis=-2) - trimmed_mean(neg, trim, axis=-2)
+    norm = np.linalg.norm(diff, axis=-1, keepdims=True)
+    if not (np.isfinite(norm).all() and (norm > 0).all()):
         raise AxesError("the two poles have identical trimmed means; the axis is undefined")
     return (diff / norm).astype(np.float32)
 
@@ -77,42 +78,54 @@ def out_of_fold(
     trim: float = 0.1,
 ) -> list[np.ndarray]:
     """Raw projections of every answer on the axis fitted without its fold: [pos, neg, *others], each
-    others entry given as (states, folds). With one fold, every answer is projected in-sample."""
+    others entry given as (states, folds). With one fold, every answer is projected in-sample. States are
+    [..., n, hidden] (leading dimensions: independent data sets sharing the folds)."""
     groups = [(pos, pos_folds), (neg, neg_folds), *others]
-    out = [np.empty(len(s)) for s, _ in groups]
+    out = [np.empty(s.shape[:-1]) for s, _ in groups]
     for k in np.unique(np.concatenate([pos_folds, neg_folds])):
-        train_p, train_n = pos[pos_folds != k], neg[neg_folds != k]
-        if not len(train_p) or not len(train_n):  # one fold: nothing is held out
+        train_p, train_n = pos[..., pos_folds != k, :], neg[..., neg_folds != k, :]
+        if not train_p.shape[-2] or not train_n.shape[-2]:  # one fold: nothing is held out
             train_p, train_n = pos, neg
         direction = axis_direction(train_p, train_n, trim).astype(np.float64)
         for (states, f), values in zip(groups, out, strict=True):
-            values[f == k] = states[f == k] @ direction
+            values[..., f == k] = np.einsum("...nh,...h->...n", states[..., f == k, :], direction)
     return out
 
 
-def within_spread(pos_raw: np.ndarray, neg_raw: np.ndarray) -> float:
-    """The pooled within-pole standard deviation (ddof=1 in each pole) of raw projections."""
-    dof = len(pos_raw) + len(neg_raw) - 2
+def within_spread(pos_raw: np.ndarray, neg_raw: np.ndarray) -> float | np.ndarray:
+    """The pooled within-pole standard deviation (ddof=1 in each pole) of raw projections [..., n]."""
+    dof = pos_raw.shape[-1] + neg_raw.shape[-1] - 2
     if dof < 1:
-        return float("nan")
-    ss = ((pos_raw - pos_raw.mean()) ** 2).sum() + ((neg_raw - neg_raw.mean()) ** 2).sum()
-    return float(np.sqrt(ss / dof))
+        return np.full(pos_raw.shape[:-1], np.nan)[()]
+    ss = sum(((v - v.mean(-1, keepdims=True)) ** 2).sum(-1) for v in (pos_raw, neg_raw))
+    return np.sqrt(ss / dof)[()]
 
 
 def centre_and_scale(
-    pos_raw: np.ndarray, neg_raw: np.ndarray, normalisation: str = "crossfit"
-) -> tuple[float, float]:
-    """Centre and scale of one axis from its poles' raw projections.
+    pos_raw: np.ndarray,
+    neg_raw: np.ndarray,
+    normalisation: str = "crossfit",
+    held_out: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[float, float] | tuple[np.ndarray, np.ndarray]:
+    """Centre and scale of one axis from its poles' raw projections on the fitted direction.
 
-    crossfit (default; `pos_raw`, `neg_raw` are out-of-fold projections, see `out_of_fold`): centre = the
-    midpoint of the two held-out pole means, scale = half their distance, so -1 and +1 are where answers
-    under the negative and positive instruction land on average and 0 is halfway; the scale is floored at
-    SCALE_FLOOR_SPREADS within-pole spreads. median_iqr (in-sample): centre = median, scale = IQR of the
-    pooled projections. uncentred_iqr (the original study, in-sample): centre = 0, scale = max(IQR, 0.1)."""
+    crossfit (default; `held_out` = the poles' out-of-fold projections, see `out_of_fold`): centre = the
+    midpoint of the two pole means on the fitted direction, the one every later answer is read on (the sum
+    of the pole means is independent of their difference, which fitted the direction, so this midpoint is
+    not inflated); scale = half the distance of the held-out pole means (in sample the direction separates
+    its own answers far more than new ones), floored at SCALE_FLOOR_SPREADS within-pole spreads. So -1 and
+    +1 are where answers under the negative and positive instruction land on average and 0 is halfway.
+    median_iqr (in-sample): centre = median, scale = IQR of the pooled projections. uncentred_iqr (the
+    original study, in-sample): centre = 0, scale = max(IQR, 0.1). Crossfit is vectorised over leading
+    dimensions of [..., n] projections."""
     if normalisation == "crossfit":
-        half = (pos_raw.mean() - neg_raw.mean()) / 2
+        if held_out is None:
+            raise ValueError("the crossfit scale needs the poles' held-out projections")
+        half = (held_out[0].mean(-1) - held_out[1].mean(-1)) / 2
         floor = SCALE_FLOOR_SPREADS * within_spread(pos_raw, neg_raw)
-        return float((pos_raw.mean() + neg_raw.mean()) / 2), float(max(half, floor, 1e-12))
+        centre = (pos_raw.mean(-1) + neg_raw.mean(-1)) / 2
+        scale = np.fmax(np.fmax(half, floor), 1e-12)  # fmax: a NaN floor (one answer) is no floor
+        return (float(centre), float(scale)) if np.ndim(centre) == 0 else (centre, scale)
     from styleprobe.stats import iqr
 
     spread = iqr(np.concatenate([pos_raw, neg_raw]))
@@ -121,6 +134,42 @@ def centre_and_scale(
     if normalisation == "uncentred_iqr":
         return 0.0, max(spread, ORIGINAL_SCALE_FLOOR)
     raise ValueError(f"unknown normalisation {normalisation!r}; choose from {', '.join(NORMALISATIONS)}")
+
+
+def at_floor(scale: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """Whether a crossfit scale is its floor, SCALE_FLOOR_SPREADS within-pole spreads (vectorised)."""
+    return np.asarray(scale) <= SCALE_FLOOR_SPREADS * np.asarray(spread) * (1 + 1e-9)
+
+
+def centre_scale_errors(
+    pos_raw: np.ndarray,
+    neg_raw: np.ndarray,
+    pos_questions: np.ndarray,
+    neg_questions: np.ndarray,
+    held_out: tuple[np.ndarray, np.ndarray],
+) -> np.ndarray:
+    """The sampling (co)variance of the crossfit centre and scale (`centre_and_scale`) over calibration
+    questions: [var(centre), var(half separation), cov(centre, half separation), n], from each question's
+    midpoint (p + n) / 2 on the fitted direction and its held-out half difference (p - n) / 2 over the n
+    questions answered under both poles (one answer per question and pole; `held_out` in the same order as
+    `pos_raw`, `neg_raw`). Vectorised over leading dimensions of the [..., n] projections; fewer than 2 paired
+    questions give NaN (co)variances."""
+    shared, at_pos, at_neg = np.intersect1d(pos_questions, neg_questions, return_indices=True)
+    n = len(shared)
+    mid = (pos_raw[..., at_pos] + neg_raw[..., at_neg]) / 2
+    half = (held_out[0][..., at_pos] - held_out[1][..., at_neg]) / 2
+    if n < 2:
+        nan = np.full(mid.shape[:-1], np.nan)
+        return np.stack([nan, nan, nan, np.full_like(nan, n)], axis=-1)
+    mid_c, half_c = mid - mid.mean(-1, keepdims=True), half - half.mean(-1, keepdims=True)
+    moments = [
+        (a * b).sum(-1) / ((n - 1) * n) for a, b in ((mid_c, mid_c), (half_c, half_c), (mid_c, half_c))
+    ]
+    return np.stack([*moments, np.full_like(moments[0], n)], axis=-1)
+
+
+ERROR_COLUMNS = ("var_centre", "var_scale", "cov_centre_scale", "n_questions")
+"""The columns of `AxisSet.errors` (`centre_scale_errors` per axis)."""
 
 
 @dataclass
@@ -137,7 +186,10 @@ class AxisSet:
     layers: list[int]
     aggregation: dict
     normalisation: str = "crossfit"
-    spreads: np.ndarray | None = None  # per axis: held-out within-pole spread, raw units (None: not measured)
+    spreads: np.ndarray | None = (
+        None  # per axis: within-pole spread on the axis, raw units (None: not measured)
+    )
+    errors: np.ndarray | None = None  # per axis: `centre_scale_errors` (ERROR_COLUMNS); None: not measured
     calibration: dict = field(default_factory=dict)  # per-axis statistics from calibration
     meta: dict = field(default_factory=dict)  # profile, prompt-set hash, instruction set, context, ...
     version: str = __version__
@@ -148,6 +200,8 @@ class AxisSet:
         self.scales = np.asarray(self.scales, dtype=np.float64)
         if self.spreads is not None:
             self.spreads = np.asarray(self.spreads, dtype=np.float64)
+        if self.errors is not None:
+            self.errors = np.asarray(self.errors, dtype=np.float64).reshape(-1, len(ERROR_COLUMNS))
         n = len(self.names)
         if (
             self.vectors.shape != (n, self.hidden_size)
@@ -161,6 +215,8 @@ class AxisSet:
             raise AxesError(f"scales must be finite and > 0, got {self.scales.tolist()}")
         if self.spreads is not None and self.spreads.shape != (n,):
             raise AxesError(f"spreads must hold one value per axis, got shape {self.spreads.shape}")
+        if self.errors is not None and len(self.errors) != n:
+            raise AxesError(f"errors must hold one row per axis, got shape {self.errors.shape}")
         if self.normalisation not in NORMALISATIONS:
             raise AxesError(
                 f"unknown normalisation {self.normalisation!r}; expected {', '.join(NORMALISATIONS)}"
@@ -213,12 +269,21 @@ class AxisSet:
         them and clipping would bias every mean; it is not clipped."""
         return self.normalisation in CLIPPED
 
+    @property
+    def floored(self) -> np.ndarray:
+        """Per axis: whether its crossfit scale is the floor (SCALE_FLOOR_SPREADS within-pole spreads), i.e.
+        the held-out pole means lie closer than that: such a scale is not half the pole separation, and a
+        position in its unit means nothing. False where no spread was measured or under the IQR units."""
+        if self.normalisation != "crossfit" or self.spreads is None:
+            return np.zeros(len(self.names), dtype=bool)
+        return at_floor(self.scales, self.spreads)
+
     def normalise(self, raw: np.ndarray, clip: bool | None = None) -> np.ndarray:
         z = (raw - self.centres) / self.scales
         return np.clip(z, -1.0, 1.0) if (self.clips if clip is None else clip) else z
 
     def in_spreads(self, raw: np.ndarray) -> np.ndarray:
-        """Raw projections in units of each axis's held-out within-pole spread (a unit that does not depend
+        """Raw projections in units of each axis's within-pole spread (a unit that does not depend
         on how far the instructions move answers), centred like `normalise`."""
         if self.spreads is None:
             raise AxesError("these axes hold no within-pole spreads (calibrated before they were measured)")
@@ -245,6 +310,7 @@ class AxisSet:
                 "centres": self.centres[idx],
                 "scales": self.scales[idx],
                 "spreads": None if self.spreads is None else self.spreads[idx],
+                "errors": None if self.errors is None else self.errors[idx],
             }
         )
 
@@ -266,6 +332,7 @@ class AxisSet:
             centres=self.centres.tolist(),
             scales=self.scales.tolist(),
             spreads=None if self.spreads is None else self.spreads.tolist(),
+            errors=None if self.errors is None else self.errors.tolist(),
             poles=[list(p) for p in self.poles],
             tensors_sha256=sha256_bytes(blob),
         )
@@ -367,22 +434,24 @@ def fit_axes(
     The direction comes from all of them. `questions` gives each answer's question index (axis -> (pos,
     neg); default: the i-th positive and the i-th negative answer answer question i); the answers are split
     into folds by question (`folds`) and each is projected on the axis fitted without its fold
-    (`out_of_fold`), which the crossfit normalisation and the within-pole spread use."""
+    (`out_of_fold`), which the crossfit scale uses; the centre and the within-pole spread are measured on the
+    fitted direction itself, the one later answers are read on (`centre_and_scale`)."""
     if normalisation not in NORMALISATIONS:
         raise ValueError(f"unknown normalisation {normalisation!r}; choose from {', '.join(NORMALISATIONS)}")
     if questions is None:
         questions = {n: (np.arange(len(p)), np.arange(len(q))) for n, (p, q) in states.items()}
     names = list(states)
     vectors = np.stack([axis_direction(*states[n], trim=trim) for n in names])
-    centres, scales, spreads = [], [], []
+    centres, scales, spreads, errors = [], [], [], []
     for i, n in enumerate(names):
         pos, neg = states[n]
         in_sample = [pos @ vectors[i].astype(np.float64), neg @ vectors[i].astype(np.float64)]
         held_out = out_of_fold(pos, neg, *folds(*questions[n]), trim=trim)
-        c, s = centre_and_scale(*(held_out if normalisation == "crossfit" else in_sample), normalisation)
+        c, s = centre_and_scale(*in_sample, normalisation, held_out)
         centres.append(c)
         scales.append(s)
-        spreads.append(within_spread(*held_out))
+        spreads.append(within_spread(*in_sample))
+        errors.append(centre_scale_errors(*in_sample, *questions[n], held_out))
     return AxisSet(
         names=names,
         poles=[poles[n] for n in names],
@@ -390,6 +459,7 @@ def fit_axes(
         centres=np.array(centres),
         scales=np.array(scales),
         spreads=np.array(spreads) if np.isfinite(spreads).all() and (np.array(spreads) > 0).all() else None,
+        errors=np.array(errors) if normalisation == "crossfit" else None,
         hidden_size=vectors.shape[1],
         normalisation=normalisation,
         **provenance,

@@ -18,7 +18,7 @@ from styleprobe.protocol.profiles import PROFILES, Profile, check_question_count
 from styleprobe.protocol.reading import DEFAULT_CONTEXT, ReadingContext, default_thinking, keeps_instruction
 from styleprobe.protocol.runs import Session
 from styleprobe.protocol.spec import Protocol
-from styleprobe.protocol.validity import SEPARABLE_ACCURACY, heldout_status, mark, valid_axes
+from styleprobe.protocol.validity import MIN_ACCURACY, SEPARABLE_ACCURACY, heldout_status, mark, valid_axes
 from styleprobe.result import PaperTable, Result, axis_label, axis_list
 
 POLES = {+1: "positive", -1: "negative"}
@@ -197,23 +197,37 @@ def neutral_control(axes: AxisSet, result: StageResult, neutral: StageResult) ->
 
     neutral: mean position of the uninstructed answers (0 = midway between the held-out pole means);
     obey_positive = mean over questions of (positive - neutral), obey_negative = mean of (neutral -
-    negative), each with a 95 % t interval over questions (paired by question). With the crossfit
+    negative), each with a 95 % interval over questions: Fieller's interval of the ratio of the raw mean
+    move to the half pole separation on the same questions (`stats.paired_ratio_ci`), so the error of the
+    scale it is divided by is in it (unbounded, NaN, where the separation may be 0). With the crossfit
     normalisation obey_positive + obey_negative = 2 on average, and the position of the default between
     the poles is (obey_negative - obey_positive) / 2: a default that sits at +0.6 is one the positive
-    instruction hardly moves."""
+    instruction hardly moves. An axis whose scale is the floor has no pole unit (`AxisSet.floored`): NaN."""
     rows = {}
     for i, name in enumerate(axes.names):
         (pos, qp), (neg, qn) = _pole_data(result, name, +1), _pole_data(result, name, -1)
         neu, q0 = _pole_data(neutral, name, 0, "neutral")
         fp, fn, f0 = folds(qp, qn, q0)
         raw = out_of_fold(pos, neg, fp, fn, others=((neu, f0),))
-        p, n, z = ((r - axes.centres[i]) / axes.scales[i] for r in raw)
+        midpoint = (raw[0].mean() + raw[1].mean()) / 2 if len(raw[0]) and len(raw[1]) else axes.centres[i]
+        p, n, z = ((r - midpoint) / axes.scales[i] for r in raw)  # the held-out poles' midpoint: 0
         row = {"neutral": float(z.mean()) if len(z) else np.nan, "n_neutral": len(z)}
-        moves = {"obey_positive": _paired(p, qp, z, q0), "obey_negative": _paired(z, q0, n, qn)}
-        for column, toward in moves.items():
+        both = pd.DataFrame(
+            {"p": pd.Series(raw[0], qp), "n": pd.Series(raw[1], qn), "u": pd.Series(raw[2], q0)}
+        )
+        both = both.dropna()
+        half = (both["p"] - both["n"]).to_numpy() / 2
+        moves = {
+            "obey_positive": (_paired(p, qp, z, q0), (both["p"] - both["u"]).to_numpy()),
+            "obey_negative": (_paired(z, q0, n, qn), (both["u"] - both["n"]).to_numpy()),
+        }
+        for column, (toward, raw_toward) in moves.items():
             row[column] = float(toward.mean()) if len(toward) else np.nan
-            low, high = stats.mean_ci(toward)
-            row[f"{column}_low"], row[f"{column}_high"] = low, high
+            low, high = stats.paired_ratio_ci(raw_toward, half)
+            finite = bool(np.isfinite(low) and np.isfinite(high))  # unbounded: no interval
+            row[f"{column}_low"], row[f"{column}_high"] = (low, high) if finite else (np.nan, np.nan)
+        if axes.floored[i]:
+            row = {k: (v if k == "n_neutral" else np.nan) for k, v in row.items()}
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")
 
@@ -393,6 +407,23 @@ def _cut_percents(cut: np.ndarray) -> dict:
     return {"cut_percent": round(100 * np.nanmean(cut)), "max_cut_percent": round(100 * np.nanmax(cut))}
 
 
+def separation_sentence(evaluation: pd.DataFrame, validated: list[str]) -> str:
+    """The paper's sentence on which axes separate best: among the validated axes only; with none, the
+    highest point accuracy, marked, with the lower end of its interval, and no axis called separated."""
+    acc = evaluation["pairwise_accuracy"]
+    if not validated:
+        top = acc.idxmax()
+        return (
+            f"No axis passes validation, so none is called separated: the highest point accuracy, "
+            f"{mark(axis_label(top), False)} ({acc[top]:.2f}), has a 95 % interval reaching down to "
+            f"{evaluation.loc[top, 'accuracy_ci_low']:.2f}."
+        )
+    best, worst = acc[validated].idxmax(), acc[validated].idxmin()
+    text = f"Among the {len(validated)} validated axes the best-separated is {axis_label(best)}"
+    text += f" ({acc[best]:.2f})"
+    return text + (f", the least {axis_label(worst)} ({acc[worst]:.2f})." if worst != best else ".")
+
+
 def cut_shares(records: pd.DataFrame) -> pd.DataFrame:
     """Per axis and pole: the share of answers that ran into the token budget instead of ending."""
     return 1 - records.groupby(["axis", "pole"])["finished"].mean().unstack()
@@ -444,11 +475,9 @@ class CalibrationResult(Result):
             "n_empty": self.n_empty,
             "mean_accuracy": acc.mean(),
             "mean_dprime": ev["dprime"].mean(),
-            "best_axis": axis_label(acc.idxmax()),
-            "best_accuracy": acc.max(),
-            "worst_axis": axis_label(acc.idxmin()),
-            "worst_accuracy": acc.min(),
+            "separation": separation_sentence(ev, self.validated()),
             "hard_threshold": SEPARABLE_ACCURACY,
+            "min_accuracy": MIN_ACCURACY,
             "n_separable": int((acc >= SEPARABLE_ACCURACY).sum()),
             "n_validated": len(self.validated()),
             "validated": axis_list(self.validated()),

@@ -5,7 +5,7 @@ save it as a `BaselineResult`: its default style, test-retest reliability and di
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -19,7 +19,7 @@ from styleprobe.protocol.axes import AxisSet, axes_id
 from styleprobe.protocol.profiles import Profile
 from styleprobe.protocol.reading import default_thinking
 from styleprobe.protocol.runs import Session
-from styleprobe.protocol.validity import mark
+from styleprobe.protocol.validity import heldout_status, mark
 from styleprobe.result import PaperTable, Result, axis_label, axis_list
 
 
@@ -103,32 +103,126 @@ def project_results(
 
 
 NEUTRAL_COLUMNS = ("neutral", "obey_positive", "obey_negative")
+POLES, SPREADS = "poles", "spreads"
+"""The units of a position: half the held-out pole separation (the crossfit scale), or the held-out
+within-pole spread (`AxisSet.in_spreads`)."""
+
+
+def mean_variance(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The variance of the grand mean of a [..., questions, seeds] matrix and its degrees of freedom, with
+    questions and seeds both random, so a seed that shifts a whole run counts: (MS_R + MS_C) / (n k) from the
+    two-way ANOVA on Satterthwaite's degrees of freedom. MS_C is not reduced by MS_E (which would be
+    unbiased): the seeds' part rests on k - 1 degrees of freedom, and with 3 seeds the unbiased form covered
+    0.92-0.93 under seed offsets of sd 0.3 (notebook 12's fitted axes), this one 0.94-0.95. With one seed,
+    var(rows) / n and n - 1: a run's own offset cannot be told from the style then (notebook 12 measures
+    what that costs)."""
+    n, k = matrix.shape[-2:]
+    ms_r = k * matrix.mean(-1).var(-1, ddof=1)
+    if k == 1:
+        return ms_r / n, np.full(ms_r.shape, n - 1.0)[()]
+    ms_c = n * matrix.mean(-2).var(-1, ddof=1)
+    df = (ms_r + ms_c) ** 2 / (ms_r**2 / (n - 1) + ms_c**2 / (k - 1))
+    return (ms_r + ms_c) / (n * k), df
+
+
+def position_ci(
+    mean: np.ndarray,
+    var_mean: np.ndarray,
+    df_mean: np.ndarray,
+    scale: np.ndarray,
+    spread: np.ndarray,
+    errors: np.ndarray,
+    in_poles: np.ndarray,
+    ci: float = 0.95,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A position with its `ci` interval, in pole units where `in_poles`, else in within-pole spreads; the
+    interval carries the error of the fitted centre and scale. `mean` is the mean normalised projection
+    (pole units) with variance `var_mean` on `df_mean` degrees of freedom (`mean_variance`); `scale`,
+    `spread` and `errors` (`AxisSet.errors`: var centre, var scale, their covariance, n questions) are the
+    axis's. In raw units the position is (m - c) / d with d the scale or the spread: Fieller's interval
+    (`stats.ratio_ci`) of that ratio, with var(m - c) = var(m) + var(c), var(d) = var(scale) (poles) or
+    spread² / (2 (2n - 2)) (spreads, the pooled standard deviation of 2n answers), cov(m - c, d) = -cov(c,
+    scale) (poles) or 0, on Satterthwaite's degrees of freedom. Vectorised over arrays (broadcast)."""
+    var_c, var_s, cov_cs, n_cal = np.moveaxis(np.asarray(errors, dtype=float), -1, 0)
+    offset, var_offset = scale * mean, scale**2 * var_mean
+    den = np.where(in_poles, scale, spread)
+    var_den = np.where(in_poles, var_s, spread**2 / (2 * np.maximum(2 * n_cal - 2, 1)))
+    cov = np.where(in_poles, -cov_cs, 0.0)
+    point = offset / den
+    calibration = np.clip(var_c + point**2 * var_den - 2 * point * cov, 0, None)
+    df = (var_offset + calibration) ** 2 / (
+        var_offset**2 / df_mean + calibration**2 / np.maximum(n_cal - 1, 1)
+    )
+    low, high = stats.ratio_ci(offset, den, var_offset + var_c, var_den, cov, df, ci)
+    return point, low, high
+
+
+def _validation(axes: AxisSet) -> dict[str, str]:
+    """Per axis, its held-out status from the accuracy its calibration recorded (today's rule), or the status
+    recorded with it, or "unknown"."""
+    table = pd.DataFrame.from_dict(axes.calibration, orient="index")
+    if "accuracy_ci_low" in table:
+        return heldout_status(table).to_dict()
+    return {n: axes.calibration.get(n, {}).get("validation", "unknown") for n in axes.names}
+
+
+def position_units(axes: AxisSet, validation: dict[str, str]) -> list[str]:
+    """Per axis, the unit its position is given in: POLES on a validated axis whose scale is not the floor,
+    else SPREADS (the floor, or the pole separation of an axis that fails, is no unit); axes without a
+    measured spread keep their normalisation's unit (its name, or POLES under crossfit)."""
+    units = []
+    for i, name in enumerate(axes.names):
+        if axes.spreads is None:
+            units.append(POLES if axes.normalisation == "crossfit" else axes.normalisation)
+        else:
+            units.append(POLES if validation.get(name) == "valid" and not axes.floored[i] else SPREADS)
+    return units
 
 
 def fingerprint_table(projections: pd.DataFrame, axes: AxisSet) -> pd.DataFrame:
-    """Per axis: the position (mean over questions of the seed-averaged projection) with its 95 % t
-    interval over questions (`stats.mean_ci`; BCa covers too little at 15-30 questions, see notebook 12),
-    the std over questions, the share of answers at or beyond ±1, and, beside the position, what the
-    calibration measured for the axis: the neutral control's position and each pole's obedience
-    (`calibration.neutral_control`; NaN for axes calibrated without it) and the held-out validation
-    status (`validity.heldout_status`)."""
+    """Per axis: the position (mean over questions of the seed-averaged projection) in its unit
+    (`position_units`: POLES on a validated axis whose scale is not the floor, else SPREADS) with its 95 %
+    interval (`position_ci`: it carries the seeds' offsets when there are several, and the error of the
+    fitted centre and scale when the axes recorded it, `AxisSet.errors`), the std over questions in that
+    unit, the share of answers at or beyond ±1 (POLES only), and, beside the position, what the calibration
+    measured for the axis: the neutral control's position and each pole's obedience
+    (`calibration.neutral_control`; POLES only, NaN for axes calibrated without it) and the held-out
+    validation status (`validity.heldout_status`)."""
     per_question = projections.groupby("q_index")[axes.names].mean()
+    validation = _validation(axes)
+    units = position_units(axes, validation)
+    errors = (
+        axes.errors if axes.errors is not None else np.tile([0.0, 0.0, 0.0, np.inf], (len(axes.names), 1))
+    )
     rows = []
-    for name in axes.names:
+    for i, name in enumerate(axes.names):
         v = per_question[name].dropna().to_numpy()
-        lo, hi = stats.mean_ci(v)
+        matrix = projections.pivot_table(index="q_index", columns="seed", values=name, dropna=False).dropna()
+        if len(matrix) < 2:  # a few seeds' answers empty on most questions: the questions' means alone
+            matrix = per_question[[name]].dropna()
+        var, df = mean_variance(matrix.to_numpy()) if len(matrix) > 1 else (np.nan, np.nan)
+        spread = axes.spreads[i] if axes.spreads is not None else np.nan
+        to_unit = 1.0 if units[i] != SPREADS else axes.scales[i] / spread
+        mean, lo, hi = position_ci(
+            np.mean(v) if len(v) else np.nan, var, df, axes.scales[i], spread, errors[i], units[i] != SPREADS
+        )
+        lo, hi = (lo, hi) if np.isfinite([lo, hi]).all() else (np.nan, np.nan)  # unbounded: no interval
         measured = axes.calibration.get(name, {})
+        in_poles = units[i] == POLES
         rows.append(
             {
                 "axis": name,
-                "mean": float(np.mean(v)) if len(v) else np.nan,
-                "ci_low": lo,
-                "ci_high": hi,
-                "std": float(np.std(v, ddof=1)) if len(v) > 1 else np.nan,
-                "beyond_poles": float(np.mean(np.abs(projections[name].dropna()) >= 1)),
+                "mean": float(mean),
+                "ci_low": float(lo),
+                "ci_high": float(hi),
+                "std": float(np.std(v, ddof=1) * to_unit) if len(v) > 1 else np.nan,
+                "unit": units[i],
+                "beyond_poles": float(np.mean(np.abs(projections[name].dropna()) >= 1))
+                if in_poles
+                else np.nan,
                 "n": len(v),
-                **{c: float(measured.get(c, np.nan)) for c in NEUTRAL_COLUMNS},
-                "validation": measured.get("validation", "unknown"),
+                **{c: float(measured.get(c, np.nan)) if in_poles else np.nan for c in NEUTRAL_COLUMNS},
+                "validation": validation.get(name, "unknown"),
             }
         )
     return pd.DataFrame(rows).set_index("axis")
@@ -136,8 +230,8 @@ def fingerprint_table(projections: pd.DataFrame, axes: AxisSet) -> pd.DataFrame:
 
 def retest_icc(projections: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
     """The baseline's test-retest reliability: per axis, ICC(2,1) of the questions x seeds matrix with its
-    F-based 95 % interval (`stats.icc_with_ci`; columns icc, ci_low, ci_high; no rows with one seed, where
-    it is undefined). Questions with an empty answer under any seed are left out.
+    kurtosis-adjusted F-based 95 % interval (`stats.icc_with_ci`; columns icc, ci_low, ci_high; no rows
+    with one seed, where it is undefined). Questions with an empty answer under any seed are left out.
 
     `projections` must be UNCLIPPED (`project_results(..., clip=False)`): clipping to [-1, 1] squeezes the
     questions that sit beyond a pole onto it, which shrinks the between-question variance the ICC compares
@@ -183,6 +277,7 @@ def summarise(
         baseline_tokens=profile.baseline_tokens,
         poles={name: list(pair) for name, pair in zip(axes.names, axes.poles, strict=True)},
         axis_cosines=pd.DataFrame(axes.cosine_matrix(), index=axes.names, columns=axes.names),
+        per_seed=projections[["seed", "q_index", *axes.names]],
     )
 
 
@@ -208,6 +303,20 @@ def run(
         progress=progress,
     )
     return summarise(axes, results, ws.model.model_id, profile=ws.profile)
+
+
+def beyond_poles_sentence(beyond: pd.Series) -> str:
+    """The paper's sentence on how far out the default answers lie, from `beyond_poles` of the validated axes
+    whose position is in pole units (on any other axis ±1 is not where the instructed answers land)."""
+    if beyond.empty:
+        return (
+            "No validated axis has a pole unit, so how far the default answers lie relative to the"
+            " instructed ones is not stated."
+        )
+    return (
+        f"At most {round(100 * beyond.max())} % of the answers on any validated axis lie at or beyond"
+        " +1 or -1, further than the instructed answers land on average."
+    )
 
 
 @dataclass
@@ -237,6 +346,9 @@ class BaselineResult(Result):
     axis_cosines: pd.DataFrame  # cosines between the axis vectors
     normalisation: str = "crossfit"  # of the axes: what 0 and ±1 mean (`protocol.axes.centre_and_scale`)
     n_cut: int = 0  # answers that ran into the token budget (`baseline_tokens`) instead of ending
+    # per answer: seed, q_index and its normalised projection per axis (NaN: empty), for `compare` to treat
+    # seeds as a random effect; empty in results written before it was recorded
+    per_seed: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def validated(self) -> list[str]:
         """The axes that passed held-out validation (`validity.heldout_status`): the only ones conclusions
@@ -265,7 +377,10 @@ class BaselineResult(Result):
         def named(axis: str) -> str:  # the paper's label, marked when the axis failed validation
             return mark(axis_label(axis), axis in validated)
 
-        strongest = table.loc[validated, "mean"].abs().idxmax() if validated else None
+        in_poles = [
+            n for n in validated if table.loc[n].get("unit", POLES) == POLES
+        ]  # one unit to compare in
+        strongest = table.loc[in_poles, "mean"].abs().idxmax() if in_poles else None
         numbers = {
             "profile": self.profile,
             "n_baseline": len(self.per_question),
@@ -284,7 +399,7 @@ class BaselineResult(Result):
             "leans": ", ".join(leans) or "none",
             "strongest_axis": axis_label(strongest) if strongest else "none",
             "strongest_mean": table["mean"].loc[strongest] if strongest else np.nan,
-            "max_beyond_poles_percent": round(100 * table["beyond_poles"].max()),
+            "beyond_poles": beyond_poles_sentence(table.loc[in_poles, "beyond_poles"]),
             "pc1_percent": round(100 * self.pc1_share) if np.isfinite(self.pc1_share) else np.nan,
             "participation_ratio": self.participation_ratio,
             "n_usable_axes": len(usable),
@@ -305,7 +420,8 @@ class BaselineResult(Result):
 
     def paper_tables(self) -> dict[str, PaperTable]:
         table = self.fingerprint
-        shown = table[["mean", "ci_low", "ci_high", "std", *NEUTRAL_COLUMNS]]
+        units = ["unit"] if "unit" in table else []  # absent from results saved before it was recorded
+        shown = table[["mean", "ci_low", "ci_high", "std", *units, *NEUTRAL_COLUMNS]]
         if len(self.icc):
             shown = shown.join(self.icc.add_prefix("ICC "))
         valid = set(self.validated())

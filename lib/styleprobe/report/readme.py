@@ -19,8 +19,8 @@ from styleprobe.engine.store import atomic_write_text
 from styleprobe.errors import UsageError
 from styleprobe.paths import REPO_ROOT, folders
 from styleprobe.protocol.calibration import CalibrationResult
-from styleprobe.protocol.fingerprint import BaselineResult
-from styleprobe.protocol.validity import MARK, mark
+from styleprobe.protocol.fingerprint import POLES, SPREADS, BaselineResult
+from styleprobe.protocol.validity import MARK, heldout_status, mark, valid_axes
 from styleprobe.report.paper import CROSS_MODEL, MAIN_MODEL
 from styleprobe.report.results import load_results
 from styleprobe.result import axis_label, axis_list
@@ -37,18 +37,36 @@ def _count(n: int, total: int) -> str:
     return f"{n} of {total} axes"
 
 
+UNIT_WORDS = {
+    POLES: "half the held-out pole separation",
+    SPREADS: "within-pole standard deviations",
+    None: "the axes' normalised unit, recorded before units were chosen per axis",
+}
+"""How the Results block names each unit a position can be in (`fingerprint.position_units`)."""
+
+
+def _units(baseline: BaselineResult) -> dict[str, str | None]:
+    """Per axis, the unit of its position (None for results written before the unit was recorded)."""
+    table = baseline.fingerprint
+    return {n: (table.loc[n, "unit"] if "unit" in table else None) for n in table.index}
+
+
 def axes_table(calibration: CalibrationResult, baseline: BaselineResult | None) -> str:
-    """Per axis: held-out accuracy with its interval, validation status and the default position."""
+    """Per axis: held-out accuracy with its interval, validation status and the default position in its
+    unit (`fingerprint.position_units`)."""
     valid = set(calibration.validated())
-    rows = ["| axis | held-out accuracy [95 % CI] | d′ | validation | default position [95 % CI] |"]
+    units = _units(baseline) if baseline is not None else {}
+    statuses = heldout_status(calibration.evaluation)  # today's rule, also for results saved before it
+    rows = ["| axis | held-out accuracy [95 % CI] | d′ | validation | default position [95 % CI] (unit) |"]
     rows.append("| --- | --- | --- | --- | --- |")
     for name, ev in calibration.evaluation.iterrows():
         accuracy = _ci(ev["pairwise_accuracy"], ev["accuracy_ci_low"], ev["accuracy_ci_high"])
         position = "not run"
         if baseline is not None and name in baseline.fingerprint.index:
             fp = baseline.fingerprint.loc[name]
-            position = _ci(fp["mean"], fp["ci_low"], fp["ci_high"], digits=1)
-        status = ev.get("validation", "")
+            unit = units[name] or "normalised"
+            position = f"{_ci(fp['mean'], fp['ci_low'], fp['ci_high'], digits=1)} ({unit})"
+        status = statuses[name]
         cells = [mark(axis_label(name), name in valid), accuracy, f"{ev['dprime']:.2f}", status, position]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
@@ -65,11 +83,11 @@ def headline(calibration: CalibrationResult, baseline: BaselineResult | None) ->
         f"**{_count(len(valid), n)} pass held-out validation**"
     )
     if not valid:
-        return (
-            text + ". This model shows no reliable style axis, so nothing is concluded from its fingerprint;"
-            " its positions (in units of half the held-out pole separation, an unreliable unit on an axis"
-            " that fails) are shown for completeness."
-        )
+        text += ". This model shows no reliable style axis, so nothing is concluded from its fingerprint"
+        if baseline is None:
+            return text + "."
+        units = sorted({UNIT_WORDS[u] for u in _units(baseline).values()})
+        return text + f"; its positions are shown for completeness, in {' and '.join(units)}."
     text += f" ({axis_list(valid)})."
     if baseline is not None:
         leans = baseline.leaning()
@@ -82,7 +100,7 @@ def headline(calibration: CalibrationResult, baseline: BaselineResult | None) ->
 
 
 def base_sentence(pair: BaseVsInstructResult) -> str:
-    valid = [n for n, s in pair.evaluation["base"]["validation"].items() if s == "valid"]
+    valid = valid_axes(pair.evaluation["base"])
     n = len(pair.evaluation["base"])
     text = f"The base model `{pair.base_slug}` (notebook 03) passes validation on {_count(len(valid), n)}"
     text += f" ({axis_list(valid)})." if valid else "."
@@ -104,7 +122,17 @@ def statistics_sentence(check: StatisticsCheckResult) -> str:
     )
     if failing.empty:
         return text + "every bound holds."
-    return text + f"{len(failing)} fail: " + ", ".join(sorted(set(failing["check"]))) + "."
+    unstated = check.unstated
+    command = failing["n"].str.extract(r"\(([^)]*)\)$", expand=False).fillna("")  # e.g. "CLI fingerprint"
+    places = (
+        failing["condition"] + " (" + failing["profile"] + command.where(command == "", ", " + command) + ")"
+    )
+    grouped = places.groupby(failing["check"], sort=False).apply(lambda c: "; ".join(dict.fromkeys(c)))
+    where = ". ".join(f"{name}: {conditions}" for name, conditions in grouped.items())
+    text += f"{len(failing)} miss their bound, under conditions where no method tried holds. {where}."
+    if len(unstated):
+        text += f" {len(unstated)} of them without a stated reason."
+    return text + " Why, per case: docs/method.md (Statistics) and the paper's method section."
 
 
 def render(results_dir: Path, main_model: str = MAIN_MODEL) -> str:
@@ -115,7 +143,11 @@ def render(results_dir: Path, main_model: str = MAIN_MODEL) -> str:
     calibration = CalibrationResult.from_dict(data["calibration"])
     baseline = BaselineResult.from_dict(data["baseline"]) if "baseline" in data else None
     parts = [headline(calibration, baseline), axes_table(calibration, baseline)]
-    parts.append(f"{MARK} failed held-out validation: shown, not interpreted.")
+    parts.append(
+        f"{MARK} failed held-out validation: shown, not interpreted. A position is in pole units (±1: where"
+        " answers under each instruction land) only on a validated axis whose scale is not the floor;"
+        " elsewhere it is in within-pole standard deviations."
+    )
     if "base_vs_instruct" in data:
         parts.append(base_sentence(BaseVsInstructResult.from_dict(data["base_vs_instruct"])))
     cross = load_results(CROSS_MODEL, results_dir)
