@@ -1,6 +1,8 @@
 import re
 import shutil
+from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -30,7 +32,7 @@ def test_profiles_and_overrides():
 
 def test_paper_profile_is_the_full_protocol():
     paper = PROFILES["paper"]
-    assert (paper.n_calibration, paper.n_evaluation, paper.n_baseline, len(paper.seeds)) == (30, 10, 30, 5)
+    assert (paper.n_calibration, paper.n_evaluation, paper.n_baseline, len(paper.seeds)) == (30, 30, 30, 5)
     assert (paper.calibration_tokens, paper.baseline_tokens) == (200, 384)
 
 
@@ -114,3 +116,20 @@ def test_the_short_axis_is_named_and_nothing_runs(tmp_path):
         formulation_items(protocol, six)
     with pytest.raises(DataError, match=expected):
         Workspace.open("no-such-model", profile="smoke", sizes={"n_evaluation": 6}, data=data, root=tmp_path)
+
+
+def test_each_profile_can_validate_an_axis_and_the_docs_say_how_far():
+    """A perfectly separated axis must be able to pass the validation rule at every profile's evaluation
+    size, and docs/method.md's lower ends of a perfect separation are what the interval gives."""
+    from styleprobe import stats
+    from styleprobe.protocol.validity import MIN_ACCURACY
+
+    def perfect_low(n: int) -> float:
+        return stats.pairwise_accuracy_ci(np.arange(n) + n, np.arange(n))[0]
+
+    for name in ("quick", "paper"):
+        assert perfect_low(get_profile(name).n_evaluation) > MIN_ACCURACY, name
+    method = " ".join((Path(__file__).parents[1] / "docs" / "method.md").read_text().split())
+    five, ten, thirty = (f"{perfect_low(n):.2f}" for n in (5, 10, 30))
+    assert (five, ten, thirty) == ("0.64", "0.80", "0.93")
+    assert f"lower end of only {five} at n = 5, {ten} at 10 and {thirty} at 30" in method

@@ -51,8 +51,8 @@ class DriftProfile:
 
 
 PROFILES = {
-    "paper": Profile("paper", 30, 10, 30, (0, 1, 2, 3, 4), 200, 384, 10),
-    "quick": Profile("quick", 15, 5, 15, (0,), 96, 128, 5),
+    "paper": Profile("paper", 30, 30, 30, (0, 1, 2, 3, 4), 200, 384, 10),
+    "quick": Profile("quick", 15, 10, 15, (0,), 96, 128, 5),
     "smoke": Profile("smoke", 4, 3, 6, (0,), 12, 12, 2),  # notebooks on tiny random models in CI
 }
 DRIFT_PROFILES = {
