@@ -47,6 +47,13 @@ class RunStore:
         subset = "" if axes is None else "-" + "+".join(axes)
         return self.root / f"neutral-{profile}{subset}{'-thinking' if thinking else ''}"
 
+    def dose(
+        self, context: ReadingContext, profile: str, n_questions: int, thinking: bool | None = None
+    ) -> Path:
+        """The dose-response control: the first `n_questions` calibration questions of set A under each
+        graded instruction, read in `context`."""
+        return self.root / f"dose-{context}-{profile}-{n_questions}q{'-thinking' if thinking else ''}"
+
     def baseline_root(self, profile: str, thinking: bool | None = None, system: str | None = None) -> Path:
         """The folder of every baseline run of this profile (one subfolder per set of seeds)."""
         tag = "" if thinking is None else f"-thinking-{'on' if thinking else 'off'}"
