@@ -56,7 +56,7 @@ def _status(row: dict) -> str:
 
 def test_an_axis_carried_only_by_wording_is_classed_lexical():
     data = _answers(np.random.default_rng(0), marker=0.8)
-    row = controls.axis_controls(data, n_directions=200, n_boot=500)
+    row = controls.axis_controls(data, n_directions=200)
     assert row["accuracy"] > 0.75  # the axis separates the poles held out ...
     assert max(row["text_accuracy"], row["embedding_accuracy"]) > row["accuracy"] - 0.05  # ... as words do
     assert row["gain_ci_low"] <= 0
@@ -65,7 +65,7 @@ def test_an_axis_carried_only_by_wording_is_classed_lexical():
 
 def test_an_axis_with_a_hidden_state_signal_beyond_the_text_is_not_lexical():
     data = _answers(np.random.default_rng(1), marker=0.5, signal=0.3)
-    row = controls.axis_controls(data, n_directions=200, n_boot=500)
+    row = controls.axis_controls(data, n_directions=200)
     assert row["accuracy"] > 0.9
     assert max(row["text_accuracy"], row["embedding_accuracy"], row["length_accuracy"]) < 0.7
     assert row["gain_ci_low"] > 0
@@ -110,7 +110,7 @@ def test_partialling_length_removes_a_pure_length_signal():
     direction = rng.normal(0, 1, HIDDEN)
     noise = rng.normal(0, 0.3, data.states.shape)
     by_length = AxisAnswers(**{**data.__dict__, "states": np.outer(np.log(data.n_tokens), direction) + noise})
-    row = controls.axis_controls(by_length, n_directions=100, n_boot=200)
+    row = controls.axis_controls(by_length, n_directions=100)
     assert row["accuracy"] > 0.95 and row["length_accuracy"] > 0.95
     assert abs(row["partialled_accuracy"] - 0.5) < 0.15
     assert _status(row) == validity.LEXICAL  # the token count does as well as the axis
@@ -195,7 +195,7 @@ def test_the_controls_run_end_to_end_on_a_tiny_model(tmp_path, cache, monkeypatc
     cal.axes.save(ws.axes_file)
     ws.save(calibration.summarise(ws, cal))
     ws.save(fingerprint.run(ws, seeds=[0, 1], progress=False))
-    result = controls.run(ws, n_directions=50, n_boot=100, progress=False)
+    result = controls.run(ws, n_directions=50, progress=False)
     table = result.table
     assert list(table.index) == cal.axes.names and result.dose_questions == ws.profile.n_calibration
     assert set(table["control_status"]) <= {validity.BEYOND, validity.LEXICAL}

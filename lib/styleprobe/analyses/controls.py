@@ -16,7 +16,8 @@ same axis (set A, answers with visible text), like the axis itself, and its held
   on the calibration answers;
 - `split_half_cosine`: cosine of the axes fitted on two halves of the calibration questions;
 - `accuracy_gain`: held-out accuracy of the axis minus that of its best lexical control (text, embedding
-  output, token count), with a BCa interval from resampling evaluation questions (both poles together);
+  output, token count), with DeLong's interval paired by evaluation question
+  (`stats.paired_accuracy_difference`);
   `validity.lexical_status` classes the axis from it, the one rule every table and sentence uses;
 - `convergent`: Spearman's rho between the un-instructed (baseline) answers' projections and the axis's
   text metric, seed-averaged per question, with the Bonett-Wright interval;
@@ -59,12 +60,16 @@ Estimator = Callable[..., np.ndarray]
 answers' question indices."""
 N_DIRECTIONS = 1000  # random unit directions of the random-direction control
 RANDOM_QUANTILE = 0.95
+DOSE_QUESTIONS = {"quick": 5}
+"""Calibration questions per axis answered under each graded instruction, by profile, where not all of them
+(the `quick` profile's CPU run: 5 x 4 grades x 7 axes = 140 answers instead of 420)."""
 SPLITS = 20  # random halvings of the calibration questions averaged by the split-half cosine
-N_BOOT = 2000  # bootstrap resamples of the accuracy gain's interval
 TOKEN_PATTERN = r"(?u)\b\w+\b|[^\w\s]"  # the bag of words: words and single punctuation marks
 TEXT_NGRAMS = (1, 2)  # single tokens and pairs of adjacent tokens
 TEXT_C = 1.0  # inverse L2 penalty of the text classifier's logistic regression (fixed, nothing is chosen)
 LEXICAL_CONTROLS = ("text", "embedding", "length")  # what the axis must beat to go beyond its words
+CONTROL_NAMES = {"text": "words", "embedding": "embedding output", "length": "token count"}
+"""How tables and sentences name the lexical controls."""
 
 
 def study(pos: np.ndarray, neg: np.ndarray, pos_groups=None, neg_groups=None) -> np.ndarray:
@@ -269,39 +274,30 @@ def _pairs(data: AxisAnswers, scores: np.ndarray) -> pd.DataFrame:
 
 
 def accuracy_gain(
-    data: AxisAnswers,
-    axis: np.ndarray,
-    controls: Mapping[str, np.ndarray | None],
-    n_boot: int = N_BOOT,
-    seed: int = 0,
+    data: AxisAnswers, axis: np.ndarray, controls: Mapping[str, np.ndarray | None]
 ) -> dict[str, Any]:
-    """Held-out accuracy of the axis's evaluation scores `axis` minus the largest accuracy among `controls`
-    (name -> evaluation scores; None or non-finite ones are left out), over the evaluation questions whose
-    two poles were both answered, with its 95 % BCa interval from resampling those questions
-    (`stats.bootstrap_ci`, both poles of a question together; the best control is chosen again in every
-    resample). Returns gain, gain_ci_low, gain_ci_high, best_control, n_pairs."""
+    """Held-out accuracy of the axis's evaluation scores `axis` minus that of the best of `controls` (name
+    -> evaluation scores; None or non-finite ones are left out), both over the evaluation questions whose
+    two poles were answered, with its 95 % interval paired by question
+    (`stats.paired_accuracy_difference`). The best control is the one with the highest accuracy on those
+    questions: the difference to it is the smallest. Returns gain, gain_ci_low, gain_ci_high,
+    best_control, n_pairs (NaN and "" when no control or no question is usable)."""
     usable = {k: v for k, v in controls.items() if v is not None and np.isfinite(v).all()}
     out: dict[str, Any] = {"gain": np.nan, "gain_ci_low": np.nan, "gain_ci_high": np.nan}
     out |= {"best_control": "", "n_pairs": 0}
-    if not usable:
+    table = _pairs(data, axis)
+    if not usable or 1 not in table or -1 not in table:
         return out
-    tables = [_pairs(data, axis), *(_pairs(data, v) for v in usable.values())]
-    both = tables[0].dropna().index
-    if 1 not in tables[0] or -1 not in tables[0] or len(both) == 0:
+    both = table.dropna().index
+    if len(both) == 0:
         return out
-    arrays = [t.loc[both, pole].to_numpy(float) for t in tables for pole in (1, -1)]
-
-    def gain(*arrays: np.ndarray, axis: int = -1) -> np.ndarray:  # arrays resampled along the last axis
-        aucs = [_auc(arrays[i], arrays[i + 1]) for i in range(0, len(arrays), 2)]
-        return aucs[0] - np.max(aucs[1:], axis=0)
-
-    control_aucs = [float(_auc(arrays[i], arrays[i + 1])) for i in range(2, len(arrays), 2)]
-    low, high = stats.bootstrap_ci(gain, *arrays, n_boot=n_boot, seed=seed)
-    best = list(usable)[int(np.argmax(control_aucs))]
-    return out | {
-        "gain": float(gain(*arrays)),
-        "gain_ci_low": low,
-        "gain_ci_high": high,
+    pairs = {k: _pairs(data, v).loc[both] for k, v in usable.items()}
+    accuracy = {k: stats.pairwise_accuracy(p[1], p[-1]) for k, p in pairs.items()}
+    best = max(accuracy, key=accuracy.__getitem__)
+    found = stats.paired_accuracy_difference(
+        table.loc[both, 1], table.loc[both, -1], pairs[best][1], pairs[best][-1]
+    )
+    return dict(zip(("gain", "gain_ci_low", "gain_ci_high"), found, strict=True)) | {
         "best_control": best,
         "n_pairs": len(both),
     }
@@ -312,7 +308,6 @@ def axis_controls(
     estimator: Estimator = study,
     *,
     n_directions: int = N_DIRECTIONS,
-    n_boot: int = N_BOOT,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Every held-out control of one axis (see the module's docstring) as one table row: accuracy and
@@ -332,7 +327,7 @@ def axis_controls(
     row["random_p95"] = random_quantile(data, n_directions, seed=seed)
     row["split_half_cosine"] = split_half_cosine(data, estimator, seed=seed)
     lexical = {k: scores[k] for k in LEXICAL_CONTROLS}
-    return row | accuracy_gain(data, axis, lexical, n_boot=n_boot, seed=seed)
+    return row | accuracy_gain(data, axis, lexical)
 
 
 # -- un-instructed answers: convergent validity --------------------------------------------------------------
@@ -470,14 +465,13 @@ def run(
     *,
     dose_questions: int | None = None,
     n_directions: int = N_DIRECTIONS,
-    n_boot: int = N_BOOT,
     seed: int = 0,
     batch_size: int | None = None,
     progress: bool = True,
 ) -> ControlsResult:
     """Every control of every axis of the workspace's axes, from notebook 01's answers (read from the run
     store), notebook 02's baseline answers and the graded answers of the first `dose_questions` calibration
-    questions (None: all the profile's)."""
+    questions (None: `DOSE_QUESTIONS` of the profile, else all the profile's)."""
     axes, calibration = ws.axes(), CalibrationResult.load(ws)
     cal = calibrate(
         ws,
@@ -487,7 +481,8 @@ def run(
         batch_size=batch_size,
         progress=progress,
     )
-    n_dose = min(dose_questions or ws.profile.n_calibration, ws.profile.n_calibration)
+    n_cal = ws.profile.n_calibration
+    n_dose = min(dose_questions or DOSE_QUESTIONS.get(ws.profile.name.split("+")[0], n_cal), n_cal)
     dose = dose_answers(ws, axes, n_dose, batch_size=batch_size, progress=progress)
     embedding = embedding_states(ws.model, cal.result, axes.reading().decay)
     baseline_seeds = BaselineResult.load(ws).seeds
@@ -500,14 +495,14 @@ def run(
     for i, name in enumerate(axes.names):
         estimator = axis_estimator(axes, i)
         data = AxisAnswers.of(cal.result, name, axis_states(cal.result, axes, i), embedding)
-        row = axis_controls(data, estimator, n_directions=n_directions, n_boot=n_boot, seed=seed)
+        row = axis_controls(data, estimator, n_directions=n_directions, seed=seed)
         metric = metric_of.get(name)
         row["metric"] = metric or ""
         if metric:
             found = convergent(
                 projections[name].to_numpy(), metrics[metric].to_numpy(), projections["q_index"]
             )
-            row |= {f"text_{k}": found[k] for k in ("n", "rho", "ci_low", "ci_high")}
+            row |= {f"metric_{k}": found[k] for k in ("n", "rho", "ci_low", "ci_high")}
         trend = _dose_table(dose, cal.neutral, cal, i, data)
         level_means[name] = trend.pop("level_means")
         rows[name] = row | trend
@@ -522,7 +517,6 @@ def run(
         n_calibration=ws.profile.n_calibration,
         n_evaluation=ws.profile.n_evaluation,
         n_directions=n_directions,
-        n_boot=n_boot,
         dose_questions=n_dose,
         table=table,
         dose_levels=pd.DataFrame(level_means).T.rename(columns=str),
@@ -545,9 +539,9 @@ TABLE_COLUMNS = {
 """The paper's controls table: held-out accuracies, the gain over the best lexical control and the class."""
 VALIDITY_COLUMNS = {
     "split_half_cosine": "split-half cos.",
-    "text_rho": "text rho",
-    "text_ci_low": "rho low",
-    "text_ci_high": "rho high",
+    "metric_rho": "text-metric rho",
+    "metric_ci_low": "rho low",
+    "metric_ci_high": "rho high",
     "dose_slope": "dose slope",
     "dose_slope_low": "slope low",
     "dose_slope_high": "slope high",
@@ -571,7 +565,6 @@ class ControlsResult(Result):
     n_calibration: int  # calibration questions per axis, each answered under both poles
     n_evaluation: int  # evaluation questions per axis, each answered under both poles
     n_directions: int
-    n_boot: int
     dose_questions: int  # calibration questions per axis answered under each graded instruction
     table: pd.DataFrame  # per axis: `axis_controls`, convergent validity, `dose_trend`, status, validation
     dose_levels: pd.DataFrame  # per axis: mean projection at each grade level (-2 .. 2)
@@ -591,6 +584,7 @@ class ControlsResult(Result):
 
     def paper(self) -> dict[str, Any]:
         table, validated = self.table, self.validated()
+        lexical = [n for n in self.lexical() if n in validated]  # failed axes are not interpreted
         ordered = [
             n for n in validated if table.loc[n, "dose_ordered"] and table.loc[n, "dose_slope_low"] > 0
         ]
@@ -600,16 +594,22 @@ class ControlsResult(Result):
             "n_calibration": self.n_calibration,
             "n_evaluation": self.n_evaluation,
             "n_directions": self.n_directions,
+            "n_splits": SPLITS,
+            "text_c": TEXT_C,
             "dose_questions": self.dose_questions,
             "n_validated": len(validated),
             "validated": axis_list(validated),
             "n_beyond": len(self.beyond()),
             "beyond": axis_list(self.beyond()),
-            "n_lexical": len(self.lexical()),
-            "lexical": axis_list(self.lexical()),
+            "n_lexical": len(lexical),
+            "lexical": axis_list(lexical),
             "n_dose_ordered": len(ordered),
             "dose_ordered": axis_list(ordered),
-            **{f"mean_{c}": table[c].mean() for c in TABLE_COLUMNS if c.endswith("accuracy")},
+            "mean_accuracy": table["accuracy"].mean(),
+            "mean_text_accuracy": table["text_accuracy"].mean(),
+            "mean_embedding_accuracy": table["embedding_accuracy"].mean(),
+            "mean_length_accuracy": table["length_accuracy"].mean(),
+            "mean_partialled_accuracy": table["partialled_accuracy"].mean(),
             "mean_random_p95": table["random_p95"].mean(),
             "mean_split_half_cosine": table["split_half_cosine"].mean(),
         }
