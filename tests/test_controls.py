@@ -207,3 +207,51 @@ def test_the_controls_run_end_to_end_on_a_tiny_model(tmp_path, cache, monkeypatc
     again = controls.ControlsResult.load(ws)
     assert again.beyond() == result.beyond() and again.paper() == pytest.approx(result.paper(), nan_ok=True)
     assert set(again.paper_tables()) == {"controls_table", "controls_validity_table"}
+
+
+def _result(gain_low: dict[str, float], accuracy: dict[str, float]) -> controls.ControlsResult:
+    """A ControlsResult of axes with these lower ends of the gain's interval and held-out accuracies (the
+    interval's low end 0.2 below)."""
+    names = list(gain_low)
+    table = pd.DataFrame({"gain_ci_low": gain_low, "gain": 0.1, "gain_ci_high": 0.4, "best_control": "text"})
+    table["control_status"] = validity.lexical_status(table)
+    filler = [c for c in (*controls.TABLE_COLUMNS, "split_half_cosine", "dose_slope_low") if c not in table]
+    table[filler] = 0.5
+    table["dose_ordered"] = True
+    evaluation = pd.DataFrame(
+        {"pairwise_accuracy": accuracy, "accuracy_ci_low": {n: accuracy[n] - 0.2 for n in names}}
+    )
+    evaluation["validation"] = validity.heldout_status(evaluation)
+    return controls.ControlsResult(
+        profile="smoke",
+        estimator="study",
+        reading={},
+        embedding="",
+        n_calibration=N_CAL,
+        n_evaluation=N_EVAL,
+        n_directions=10,
+        dose_questions=2,
+        table=table,
+        dose_levels=pd.DataFrame(),
+        evaluation=evaluation,
+    )
+
+
+def test_the_readme_counts_and_names_axes_by_the_tables_predicates():
+    from styleprobe.report import readme
+
+    result = _result(
+        {"warm_cold": 0.05, "formal_casual": -0.1, "verbose_concise": 0.2, "patient_irritated": -0.3},
+        # verbose/concise and patient/irritated fail validation
+        {"warm_cold": 0.95, "formal_casual": 0.95, "verbose_concise": 0.55, "patient_irritated": 0.55},
+    )
+    assert result.validated() == ["warm_cold", "formal_casual"] and result.beyond() == ["warm_cold"]
+    text = readme.controls_sentence(result)
+    assert text.startswith("**1 of 4 axes go beyond their lexical control**")
+    assert ": warm/cold; the validated formal/casual do no better than their words" in text
+    # failed validation: beyond its words (verbose) or not (patient), an axis is not interpreted
+    assert "verbose" not in text and "patient" not in text
+    paper = result.paper()
+    assert (paper["n_beyond"], paper["n_lexical"], paper["lexical"]) == (1, 1, "formal/casual")
+    failed = _result({"warm_cold": 0.3}, {"warm_cold": 0.55})
+    assert failed.beyond() == [] and "no axis passes validation" in readme.controls_sentence(failed)
