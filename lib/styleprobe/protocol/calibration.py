@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -10,9 +12,11 @@ import numpy as np
 import pandas as pd
 
 from styleprobe import stats
-from styleprobe.engine.extraction import Aggregation
+from styleprobe.engine.extraction import EMBEDDING, POOLINGS, Aggregation, Readings
 from styleprobe.engine.generation import SamplingConfig
-from styleprobe.engine.pipeline import Item, StageResult, run_stage, without_system
+from styleprobe.engine.pipeline import Item, StageResult, reread_result, run_stage, without_system
+from styleprobe.protocol import estimators as est
+from styleprobe.protocol import selection
 from styleprobe.protocol.axes import CROSSFIT_FOLDS, AxesError, AxisSet, fit_axes, folds, out_of_fold
 from styleprobe.protocol.profiles import PROFILES, Profile
 from styleprobe.protocol.reading import DEFAULT_CONTEXT, ReadingContext, default_thinking, keeps_instruction
@@ -33,14 +37,25 @@ PAPER_COLUMNS = (
     "obey_negative",
 )  # the held-out and neutral-control columns the paper shows
 PCA_COMPONENTS = 10  # principal components of the calibration states whose variance share is saved
+READINGS = ("study", "nested")
+"""How `calibrate` reads the answers: `study` (the study's reading, `selection.STUDY`: last 4 blocks,
+weights 0.1-0.4, decay 0.9, for every axis) or `nested` (each axis's block and pooling chosen by nested
+cross-validation on the calibration questions, `styleprobe.protocol.selection`); an Aggregation is one
+fixed reading."""
+DEFAULT_READING = "study"
+DEFAULT_ESTIMATOR = "study"
+GRID_DECAYS = tuple(sorted(POOLINGS.values()))  # the poolings every block is read with (last, 0.9, mean)
 
 
 @dataclass
 class Calibration:
     axes: AxisSet
-    result: StageResult  # calibration and evaluation answers with their states
+    result: StageResult  # calibration and evaluation answers with their states, read the axes' way
     evaluation: pd.DataFrame  # per-axis held-out statistics (and the neutral control's, when it ran)
     neutral: StageResult | None = None  # the calibration questions answered with no instruction
+    # the same answers read at the embedding and every block with every pooling (`GRID_DECAYS`), when
+    # the reading was chosen from them (reading "nested")
+    grid: StageResult | None = None
 
 
 def calibration_items(
@@ -105,15 +120,36 @@ def _answered(result: StageResult) -> np.ndarray:
     return ~result.records["empty"].to_numpy(bool) & (result.records["n_measured"] > 0).to_numpy()
 
 
-def _pole_data(result: StageResult, name: str, pole: int, split: str = "calibration"):
+def _rows(result: StageResult, name: str, pole: int, split: str = "calibration") -> np.ndarray:
     rec = result.records
-    sel = (
+    return (
         (rec["axis"] == name).to_numpy()
         & (rec["split"] == split).to_numpy()
         & (rec["pole"] == pole).to_numpy()
         & _answered(result)
     )
-    return result.states[sel], rec["q_index"].to_numpy()[sel]
+
+
+def _pole_data(
+    result: StageResult, name: str, pole: int, split: str = "calibration", states: np.ndarray | None = None
+):
+    """(states, question indices) of one axis's answers under one pole in one split; `states` [n, hidden]
+    (default: the result's own, which must be one aggregation's)."""
+    sel = _rows(result, name, pole, split)
+    return (result.states if states is None else states)[sel], result.records["q_index"].to_numpy()[sel]
+
+
+def _axis_states(result: StageResult, name: str, reading: Aggregation | None) -> np.ndarray:
+    """[n, hidden] states of `result` for axis `name`: `reading` taken from its grid, or its own states
+    (the named axis's slice when it holds several named readings)."""
+    agg = result.aggregation
+    if reading is not None:
+        return result.read(reading)
+    if isinstance(agg, Readings):
+        if agg.names is None or name not in agg.names:
+            raise AxesError(f"no reading for axis {name!r} in these states: choose one (`readings`)")
+        return result.read(agg.aggregations[agg.names.index(name)])
+    return result.states
 
 
 def fit_from_result(
@@ -122,30 +158,112 @@ def fit_from_result(
     normalisation: str = "crossfit",
     poles: Mapping[str, tuple[str, str]] | None = None,
     neutral: StageResult | None = None,
+    *,
+    estimator: str | Sequence[str] | Mapping[str, str] = "study",
+    readings: Mapping[str, Aggregation] | Sequence[Aggregation] | None = None,
+    nested: bool = True,
+    repeats: int = 1,
     **meta,
 ) -> tuple[AxisSet, pd.DataFrame]:
     """Fit axes on the calibration split (answers with visible text only) and score them on the evaluation
     split; with `neutral` (the neutral control's answers), measure each pole's obedience beside them.
     `poles` labels each axis's poles (default: its name split at the first "_", `warm_cold` -> warm, cold;
-    labels only, they change no number)."""
+    labels only, they change no number).
+
+    How each axis is read: `readings` None takes the result's own reading (one aggregation, or one per
+    axis when the result was read with an axis set's named Readings); a mapping axis -> Aggregation takes
+    each from the result's grid (absolute layers); a sequence of candidate aggregations lets each axis
+    choose among them. `estimator` is a name of `estimators.ESTIMATORS`, one per axis (a mapping), or a
+    sequence to choose among. Whenever there is a choice (several candidates or estimators), it is made per
+    axis by cross-validation over the calibration questions only (`selection.select`; evaluation answers
+    never choose anything), and with `nested` its nested cross-validated accuracy is estimated too
+    (`repeats` outer splits); the evaluation table records each axis's estimator and reading, and those
+    estimates."""
     names = list(dict.fromkeys(result.records["axis"]))
     poles = dict(poles or {})
-    data = {n: (_pole_data(result, n, +1), _pole_data(result, n, -1)) for n in names}
+    candidates = list(readings) if readings is not None and not isinstance(readings, Mapping) else None
+    choices = isinstance(estimator, Sequence) and not isinstance(estimator, str)
+    chosen_readings: dict[str, Aggregation | None] = (
+        dict(readings) if isinstance(readings, Mapping) else dict.fromkeys(names)
+    )
+    chosen_estimators = {
+        n: estimator
+        if isinstance(estimator, str)
+        else (estimator[n] if isinstance(estimator, Mapping) else None)
+        for n in names
+    }
+    picked: dict[str, selection.Selection] = {}
+    if candidates is not None or choices:
+        pool = est.check_names(estimator if choices else [chosen_estimators[names[0]]])
+        for n in names:
+            options = candidates if candidates is not None else [chosen_readings[n] or _own(result, n)]
+            picked[n] = _select(result, n, options, pool, nested, repeats)
+            chosen_readings[n] = picked[n].choice.reading if candidates is not None else chosen_readings[n]
+            chosen_estimators[n] = picked[n].choice.estimator
+    per_axis = {n: _axis_states(result, n, chosen_readings[n]) for n in names}
+    data = {
+        n: (_pole_data(result, n, +1, states=per_axis[n]), _pole_data(result, n, -1, states=per_axis[n]))
+        for n in names
+    }
+    fixed = all(r is None for r in chosen_readings.values()) and not isinstance(result.aggregation, Readings)
+    layers = meta.pop("layers", None)
+    provenance = (
+        {"layers": list(layers), "aggregation": result.aggregation.to_dict()}
+        if fixed
+        else {"readings": {n: chosen_readings[n] or _own(result, n) for n in names}}
+    )
     axes = fit_axes(
         {n: (p[0], q[0]) for n, (p, q) in data.items()},
         {n: poles.get(n) or _pole_labels(n) for n in names},
         questions={n: (p[1], q[1]) for n, (p, q) in data.items()},
         normalisation=normalisation,
+        estimator=chosen_estimators,
         model_id=handle_model_id,
-        layers=list(meta.pop("layers")),
-        aggregation=result.aggregation.to_dict(),
         meta=meta,
+        **provenance,
     )
     evaluation = heldout_scores(axes, result)
+    if picked:
+        evaluation = evaluation.join(pd.DataFrame({n: picked[n].row() for n in names}).T)
     if neutral is not None:
         evaluation = evaluation.join(neutral_control(axes, result, neutral))
     axes.calibration = evaluation.to_dict(orient="index")
     return axes, evaluation
+
+
+def _own(result: StageResult, name: str) -> Aggregation:
+    """The aggregation axis `name` is read with in `result` (its named reading, or its only one)."""
+    agg = result.aggregation
+    if isinstance(agg, Readings):
+        if agg.names is None or name not in agg.names:
+            raise AxesError(f"no reading for axis {name!r} in these states: choose one (`readings`)")
+        return agg.aggregations[agg.names.index(name)]
+    if any(isinstance(i, int) and i < 0 for i in agg.layers):
+        raise AxesError("a reading counted from the last block cannot be chosen among: give absolute layers")
+    return agg
+
+
+def _select(
+    result: StageResult,
+    name: str,
+    candidates: Sequence[Aggregation],
+    names: Sequence[str],
+    nested: bool,
+    repeats: int,
+) -> selection.Selection:
+    """Choose axis `name`'s reading and estimator on its calibration answers only."""
+    pos, neg = _rows(result, name, +1), _rows(result, name, -1)
+    keep = pos | neg
+    if isinstance(result.aggregation, Readings):
+        states = np.stack([result.read(c)[keep] for c in candidates])
+    else:
+        states = result.states[keep][None]
+    data = selection.AxisData(
+        states.astype(np.float64),
+        np.where(pos[keep], 1, -1),
+        result.records["q_index"].to_numpy()[keep],
+    )
+    return selection.select(data, list(candidates), names, estimate=nested, repeats=repeats)
 
 
 def _pole_labels(name: str) -> tuple[str, str]:
@@ -160,7 +278,7 @@ def heldout_scores(axes: AxisSet, result: StageResult) -> pd.DataFrame:
     projections beyond ±1 and the number of empty answers."""
     rec = result.records
     usable = _answered(result)
-    values_all = axes.project(result.states, clip=False)
+    values_all = axes.project(axes.states(result), clip=False)
     rows = []
     for i, name in enumerate(axes.names):
         sel = (rec["axis"] == name).to_numpy() & usable
@@ -201,11 +319,18 @@ def neutral_control(axes: AxisSet, result: StageResult, neutral: StageResult) ->
     the poles is (obey_negative - obey_positive) / 2: a default that sits at +0.6 is one the positive
     instruction hardly moves."""
     rows = {}
+    states, neutral_states = axes.states(result), axes.states(neutral)
     for i, name in enumerate(axes.names):
-        (pos, qp), (neg, qn) = _pole_data(result, name, +1), _pole_data(result, name, -1)
-        neu, q0 = _pole_data(neutral, name, 0, "neutral")
+        own, own_neutral = (s[:, i] if s.ndim == 3 else s for s in (states, neutral_states))
+        (pos, qp), (neg, qn) = (
+            _pole_data(result, name, +1, states=own),
+            _pole_data(result, name, -1, states=own),
+        )
+        neu, q0 = _pole_data(neutral, name, 0, "neutral", states=own_neutral)
         fp, fn, f0 = folds(qp, qn, q0)
-        raw = out_of_fold(pos, neg, fp, fn, others=((neu, f0),))
+        raw = out_of_fold(
+            pos, neg, fp, fn, others=((neu, f0),), estimator=axes.estimator(i), questions=(qp, qn)
+        )
         p, n, z = ((r - axes.centres[i]) / axes.scales[i] for r in raw)
         row = {"neutral": float(z.mean()) if len(z) else np.nan, "n_neutral": len(z)}
         moves = {"obey_positive": _paired(p, qp, z, q0), "obey_negative": _paired(z, q0, n, qn)}
@@ -229,7 +354,8 @@ def calibrate(
     *,
     axes: list[str] | None = None,
     instruction_set: str = "A",
-    aggregation: Aggregation = Aggregation(),
+    reading: str | Aggregation | Mapping[str, Aggregation] = DEFAULT_READING,
+    estimator: str | Sequence[str] = DEFAULT_ESTIMATOR,
     normalisation: str = "crossfit",
     sampling: SamplingConfig | None = None,
     seed: int = 0,
@@ -238,6 +364,7 @@ def calibrate(
     thinking: bool | None = None,
     profile: Profile | None = None,
     neutral: bool | None = None,
+    repeats: int = 1,
     progress: bool = True,
 ) -> Calibration:
     """Answer calibration and evaluation questions under both poles' instructions, then fit the axes.
@@ -246,28 +373,114 @@ def calibrate(
     (default) re-reads them as question + answer only, so an axis reads the style of the text, not the
     instruction, and its centre sits in the context the baseline answers are read in; "instructed" keeps
     the states read while generating (the original study's way; online capture, no second pass).
+
+    `reading`: "study" (the study's reading for every axis), "nested" (the answers are re-read once at the
+    embedding and every block with every pooling, stored in the run store, and each axis's block and
+    pooling are chosen by nested cross-validation over the calibration questions,
+    `selection.candidate_readings`), an Aggregation (one fixed reading) or axis -> Aggregation (absolute
+    layers). `estimator`: a name of `estimators.ESTIMATORS`, or several for each axis to choose among the
+    same way. `repeats`: outer splits of the nested estimate.
+
     `profile` replaces the workspace's (e.g. a larger token budget for thinking runs). `neutral` (default:
     for instruction set A) also answers the calibration questions with no instruction, the neutral control
     (`neutral_control`)."""
     handle, profile = ws.model, profile or ws.profile
     sampling = sampling or SamplingConfig(profile.calibration_tokens)
+    est.check_names(estimator)
+    if isinstance(reading, str) and reading not in READINGS:
+        raise AxesError(
+            f"unknown reading {reading!r}; choose from {', '.join(READINGS)} or give an Aggregation"
+        )
     items = calibration_items(profile, ws.protocol, axes, instruction_set)
     thinking = default_thinking(handle, thinking)
-    result = run_stage(
+    answers = run_stage(
         handle,
         ws.runs.calibration(instruction_set, "instructed", profile.name, axes, thinking),
         items,
         sampling,
-        aggregation,
+        Aggregation(),
         seed=seed,
         batch_size=batch_size,
         thinking=thinking,
         desc=f"calibration {instruction_set}",
         progress=progress,
     )
-    if not keeps_instruction(context):  # the same answers, re-read without the instruction
-        stage = ws.runs.calibration(instruction_set, context, profile.name, axes, thinking)
-        result = without_system(handle, items, result, stage, thinking=thinking, progress=progress)
+    context_stage = ws.runs.calibration(instruction_set, context, profile.name, axes, thinking)
+    fixed = selection.STUDY if reading == "study" else reading
+    grid = None
+    if fixed == selection.STUDY:
+        result = answers
+        if not keeps_instruction(context):  # the same answers, re-read without the instruction
+            result = without_system(
+                handle, items, answers, context_stage, thinking=thinking, progress=progress
+            )
+    elif isinstance(fixed, Aggregation):  # another fixed reading: the same answers, re-read that way
+        digest = hashlib.sha256(json.dumps(fixed.absolute(handle.n_layers).to_dict()).encode()).hexdigest()
+        result = reread_result(
+            handle,
+            items,
+            answers,
+            fixed,
+            context_stage / f"read-{digest[:16]}",
+            keep_system=keeps_instruction(context),
+            thinking=thinking,
+            progress=progress,
+        )
+    if isinstance(fixed, Aggregation):
+        absolute = fixed.absolute(handle.n_layers)
+        names = list(dict.fromkeys(result.records["axis"]))
+        # the study's reading with one estimator writes the axes files of earlier versions; any other
+        # fixed reading is recorded per axis (so the neutral control and every reader read it)
+        readings = (
+            None
+            if fixed == selection.STUDY and isinstance(estimator, str)
+            else dict.fromkeys(names, absolute)
+        )
+        if readings is not None:
+            result = StageResult(result.records, result.per_layer, absolute)
+    else:
+        grid = reread_result(
+            handle,
+            items,
+            answers,
+            Readings.grid([EMBEDDING, *range(handle.n_layers)], GRID_DECAYS),
+            ws.runs.blocks(context_stage),
+            keep_system=keeps_instruction(context),
+            thinking=thinking,
+            compact=True,
+            desc="re-reading every block",
+            progress=progress,
+        )
+        result = grid
+        readings = selection.candidate_readings(handle.n_layers) if reading == "nested" else dict(reading)
+    provenance = {
+        "layers": Aggregation().absolute_layers(handle.n_layers),
+        "profile": profile.to_dict(),
+        "instruction_set": instruction_set,
+        "context": context,
+        "sampling": sampling.__dict__,
+        "seed": seed,
+        "prompt_set_hash": ws.protocol.hash,
+        "model_slug": handle.slug,
+        "selection": {
+            "reading": reading if isinstance(reading, str) else "fixed",
+            "estimators": list(est.check_names(estimator)),
+            "folds": selection.INNER_FOLDS,
+            "outer_folds": selection.OUTER_FOLDS,
+            "repeats": repeats,
+        },
+    }
+    axis_set, evaluation = fit_from_result(
+        result,
+        handle.model_id,
+        normalisation,
+        poles=ws.protocol.poles(),
+        estimator=estimator,
+        readings=readings,
+        repeats=repeats,
+        **provenance,
+    )
+    scored = grid.with_reading(axis_set.reading()) if grid is not None else result
     control = None
     if neutral if neutral is not None else instruction_set == "A":
         control = run_stage(
@@ -275,29 +488,16 @@ def calibrate(
             ws.runs.neutral(profile.name, axes, thinking),
             neutral_items(profile, ws.protocol, axes),
             sampling,
-            aggregation,
+            axis_set.as_readings() if axis_set.readings is not None else Aggregation(),
             seed=seed,
             batch_size=batch_size,
             thinking=thinking,
             desc="neutral control",
             progress=progress,
         )
-    axis_set, evaluation = fit_from_result(
-        result,
-        handle.model_id,
-        normalisation,
-        poles=ws.protocol.poles(),
-        neutral=control,
-        layers=aggregation.absolute_layers(handle.n_layers),
-        profile=profile.to_dict(),
-        instruction_set=instruction_set,
-        context=context,
-        sampling=sampling.__dict__,
-        seed=seed,
-        prompt_set_hash=ws.protocol.hash,
-        model_slug=handle.slug,
-    )
-    return Calibration(axis_set, result, evaluation, control)
+        evaluation = evaluation.join(neutral_control(axis_set, scored, control))
+        axis_set.calibration = evaluation.to_dict(orient="index")
+    return Calibration(axis_set, scored, evaluation, control, grid)
 
 
 def calibration_pca(cal: Calibration) -> tuple[pd.DataFrame, np.ndarray]:
