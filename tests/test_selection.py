@@ -41,7 +41,7 @@ def grid_result(rng, n_calibration=12, n_evaluation=6, dim=24) -> StageResult:
 
 
 def choose(result: StageResult):
-    return fit_from_result(result, "m", estimator=ESTIMATORS, readings=selection.candidate_readings(4))
+    return fit_from_result(result, "m", estimator=ESTIMATORS, reading=selection.candidate_readings(4))
 
 
 def test_each_axis_chooses_the_reading_that_carries_its_style():
@@ -110,7 +110,9 @@ def test_per_axis_axes_round_trip_through_their_files(tmp_path):
     if axes.steering is not None:
         np.testing.assert_array_equal(back.steering, axes.steering)
     sub = back.subset(["formal_casual"])
-    assert sub.layers == [1] and sub.reading() == Aggregation((1,), (1.0,), 0.0)
+    # one axis left still reads its own way: its aggregation, and Readings (named) for readers of the set
+    assert sub.layers == [1] and sub.reading("formal_casual") == Aggregation((1,), (1.0,), 0.0)
+    assert sub.reading() == Readings((Aggregation((1,), (1.0,), 0.0),), ("formal_casual",))
 
 
 def test_axes_files_of_earlier_versions_load_project_and_save_unchanged(tmp_path):

@@ -122,8 +122,9 @@ def run_stage(
     batch with a teacher-forced pass; "auto" uses online capture whenever the reading context is the
     generation context (chat template, system prompt kept, no thinking block) and the re-forward otherwise.
 
-    `steer=(blocks, offsets)` answers item k with `offsets[k]` ([n_items, hidden]) added to the output of each
-    of those decoder blocks while generating (`generate`). Only the generation is steered: states captured
+    `steer=(blocks, offsets)` answers item k with `offsets[k]` ([n_items, hidden]; [n_items, n_blocks, hidden]
+    for a vector per block, zeros where an item leaves a block alone) added to the output of each of
+    those decoder blocks while generating (`generate`). Only the generation is steered: states captured
     online are read steered, a re-forward reads them unsteered (`reread` them to choose).
 
     With `Readings` (several aggregations, e.g. an axis set whose axes read different blocks), the answers
@@ -196,10 +197,19 @@ def run_stage(
     }
     if steer is not None:
         blocks, offsets = list(steer[0]), np.asarray(steer[1], dtype=np.float32)
-        if offsets.shape != (len(items), handle.hidden_size):
-            shape = f"[{len(items)}, {handle.hidden_size}]"
+        if offsets.shape not in (
+            (len(items), handle.hidden_size),
+            (len(items), len(blocks), handle.hidden_size),
+        ):
+            shape = (
+                f"[{len(items)}, {handle.hidden_size}] or [{len(items)}, {len(blocks)}, {handle.hidden_size}]"
+            )
             raise ValueError(f"steering offsets must be {shape}, got {list(offsets.shape)}")
-        settings["steer"] = {"blocks": blocks, "offsets": hashlib.sha256(offsets.tobytes()).hexdigest()[:16]}
+        digest = hashlib.sha256(offsets.tobytes()).hexdigest()[:16]
+        settings["steer"] = {
+            "blocks": blocks,
+            "offsets": digest if offsets.ndim == 2 else f"{digest}-per-block",
+        }
     manifest = Path(stage_dir) / "manifest.json"
     if batch_size is None and (found := read_manifest(manifest)) is not None:
         batch_size = found["settings"].get("batch_size")  # resume with the batches the run started with
@@ -354,12 +364,12 @@ def _warn_past_context(handle: ModelHandle, ids: list[str], lengths: list[int]) 
         )
 
 
-def reread_result(
+def read_answers(
     handle: ModelHandle,
     items: list[Item],
-    result: StageResult,
+    response_ids: Sequence[Sequence[int]],
     reading: Reading,
-    stage_dir: Path | None,
+    stage_dir: Path | None = None,
     *,
     keep_system: bool = True,
     thinking: bool | None = None,
@@ -367,17 +377,17 @@ def reread_result(
     compact: bool = False,
     desc: str = "re-reading",
     progress: bool = True,
-) -> StageResult:
-    """The answers of `result` read under `reading` (nothing is generated): one teacher-forced pass over
-    every needed block and decay, stored in `stage_dir` (None: not stored) and resumed from it (`compact`:
-    in float16, see `reread`)."""
-    decays = reading.decays if isinstance(reading, Readings) else (reading.decay,)
+) -> np.ndarray:
+    """Teacher-forced per-layer aggregates of given answers under `reading` (`reread` at its blocks and
+    decays): [n, n_layers, hidden] for an Aggregation, the grid [n, n_decays, n_layers, hidden] for
+    Readings, so that `reading.combine` of it gives the states."""
+    several = isinstance(reading, Readings)
     grid = reread(
         handle,
         items,
-        list(result.records["response_ids"]),
+        response_ids,
         reading.absolute_layers(handle.n_layers),
-        decays,
+        reading.decays if several else (reading.decay,),
         keep_system=keep_system,
         thinking=thinking,
         stage_dir=stage_dir,
@@ -386,7 +396,24 @@ def reread_result(
         desc=desc,
         progress=progress,
     )
-    return StageResult(result.records, grid if isinstance(reading, Readings) else grid[:, 0], reading)
+    return grid if several else grid[:, 0]
+
+
+def reread_result(
+    handle: ModelHandle,
+    items: list[Item],
+    result: StageResult,
+    reading: Reading,
+    stage_dir: Path | None,
+    **options,
+) -> StageResult:
+    """The answers of `result` read under `reading` (nothing is generated): one teacher-forced pass over
+    every needed block and decay, stored in `stage_dir` (None: not stored) and resumed from it; `options`
+    as `read_answers` takes them."""
+    ids = list(result.records["response_ids"])
+    return StageResult(
+        result.records, read_answers(handle, items, ids, reading, stage_dir, **options), reading
+    )
 
 
 def without_system(
@@ -395,16 +422,22 @@ def without_system(
     result: StageResult,
     stage_dir: Path,
     *,
+    reading: Reading | None = None,
     thinking: bool | None = None,
     progress: bool = True,
 ) -> StageResult:
     """`result` with its answers' states re-read as conversation + answer, the system prompt dropped
-    (nothing is generated; the re-read is stored in `stage_dir` and resumes)."""
+    (nothing is generated; the re-read is stored in `stage_dir` and resumes). `reading` (default: the
+    result's own) reads other blocks or poolings; it is stored in `stage_dir/read-<digest>`, so the re-read
+    of the result's own reading keeps its folder."""
+    reading = result.aggregation if reading is None else reading
+    if reading != result.aggregation:
+        stage_dir = Path(stage_dir) / f"read-{_digest(reading.to_dict())}"
     return reread_result(
         handle,
         items,
         result,
-        result.aggregation,
+        reading,
         stage_dir,
         keep_system=False,
         thinking=thinking,
@@ -426,15 +459,12 @@ def read_responses(
     hand-written answers; nothing is generated): [n, n_layers, hidden] for an Aggregation, the grid
     [n, n_decays, n_layers, hidden] for Readings; `aggregation.combine` of it gives the states."""
     response_ids = handle.tokenizer(responses, add_special_tokens=False)["input_ids"]
-    several = isinstance(aggregation, Readings)
-    grid = reread(
+    return read_answers(
         handle,
         conversations,
         response_ids,
-        aggregation.absolute_layers(handle.n_layers),
-        aggregation.decays if several else (aggregation.decay,),
+        aggregation,
         batch_size=batch_size,
         desc="reading",
         progress=progress,
     )
-    return grid if several else grid[:, 0]

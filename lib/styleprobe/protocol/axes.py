@@ -239,14 +239,16 @@ class AxisSet:
 
     def reading(self, axis: int | str | None = None) -> Aggregation | Readings:
         """How answers are read onto these axes, as calibrated: with `axis` (a name or index), that axis's
-        aggregation; without, the one aggregation of every axis, or `Readings` (one per axis, in axis
-        order, named) when the axes read different blocks or poolings (`per_axis`)."""
+        aggregation; without, the one aggregation of axes read the study's way (files without `readings`),
+        else `Readings` (one per axis, in axis order, named: `as_readings`), which readers hand to
+        `run_stage` and `reread_result` so that the answers come from the default stage and are re-read
+        at the needed blocks."""
         if axis is not None:
             i = self.index(axis) if isinstance(axis, str) else int(axis)
             return Aggregation(**(self.readings[i] if self.readings is not None else self.aggregation))
-        if not self.per_axis:
-            return Aggregation(**self.aggregation) if self.readings is None else self.reading(0)
-        return Readings(tuple(self.reading(i) for i in range(len(self.names))), tuple(self.names))
+        if self.readings is None:
+            return Aggregation(**self.aggregation)
+        return self.as_readings()
 
     def as_readings(self) -> Readings:
         """Readings (absolute layers, named by axis) that read every axis's states in one pass: what
@@ -455,6 +457,18 @@ class AxisSet:
             if isinstance(err, AxesError):
                 raise err if str(js) in str(err) else AxesError(f"{js}: {err}") from None
             raise AxesError(f"corrupt or truncated axes file {base}: {first_line(err)}") from None
+
+
+def readings_for(*axis_sets: AxisSet) -> Aggregation | Readings:
+    """One reading that serves every one of `axis_sets`, so their answers are read in one pass: the study's
+    aggregation when every set reads that way (files without `readings`), else Readings of every
+    aggregation any axis needs, from which each set's `states` takes its own."""
+    if all(a.readings is None for a in axis_sets):
+        first = axis_sets[0]
+        if all(a.aggregation == first.aggregation and a.layers == first.layers for a in axis_sets):
+            return first.reading()
+    needed = [a.absolute_reading(i) for a in axis_sets for i in range(len(a.names))]
+    return Readings(tuple(dict.fromkeys(needed)))
 
 
 def axes_pair(path: Path) -> tuple[Path, Path, Path]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -15,6 +17,7 @@ from styleprobe import stats
 from styleprobe.engine.extraction import EMBEDDING, POOLINGS, Aggregation, Readings
 from styleprobe.engine.generation import SamplingConfig
 from styleprobe.engine.pipeline import Item, StageResult, reread_result, run_stage, without_system
+from styleprobe.engine.store import atomic_write_text
 from styleprobe.protocol import estimators as est
 from styleprobe.protocol import selection
 from styleprobe.protocol.axes import CROSSFIT_FOLDS, AxesError, AxisSet, fit_axes, folds, out_of_fold
@@ -160,9 +163,10 @@ def fit_from_result(
     neutral: StageResult | None = None,
     *,
     estimator: str | Sequence[str] | Mapping[str, str] = "study",
-    readings: Mapping[str, Aggregation] | Sequence[Aggregation] | None = None,
+    reading: Mapping[str, Aggregation] | Sequence[Aggregation] | None = None,
     nested: bool = True,
     repeats: int = 1,
+    cache: Path | None = None,
     **meta,
 ) -> tuple[AxisSet, pd.DataFrame]:
     """Fit axes on the calibration split (answers with visible text only) and score them on the evaluation
@@ -170,17 +174,19 @@ def fit_from_result(
     `poles` labels each axis's poles (default: its name split at the first "_", `warm_cold` -> warm, cold;
     labels only, they change no number).
 
-    How each axis is read: `readings` None takes the result's own reading (one aggregation, or one per
-    axis when the result was read with an axis set's named Readings); a mapping axis -> Aggregation takes
-    each from the result's grid (absolute layers); a sequence of candidate aggregations lets each axis
-    choose among them. `estimator` is a name of `estimators.ESTIMATORS`, one per axis (a mapping), or a
-    sequence to choose among. Whenever there is a choice (several candidates or estimators), it is made per
-    axis by cross-validation over the calibration questions only (`selection.select`; evaluation answers
-    never choose anything), and with `nested` its nested cross-validated accuracy is estimated too
-    (`repeats` outer splits); the evaluation table records each axis's estimator and reading, and those
-    estimates."""
+    How each axis is read: `reading` None takes the result's own reading (one aggregation, or one per axis
+    when the result was read with an axis set's named Readings); a mapping axis -> Aggregation takes each
+    from the result's grid (absolute layers); a sequence of candidate aggregations lets each axis choose
+    among them. `estimator` is a name of `estimators.ESTIMATORS`, one per axis (a mapping), or a sequence
+    to choose among (`fitted_like` gives both arguments that refit the way given axes were fitted).
+    Whenever there is a choice (several candidates or estimators), it is made per axis by cross-validation
+    over the calibration questions only (`selection.select`; evaluation answers never choose anything),
+    and with `nested` its nested cross-validated accuracy is estimated too (`repeats` outer splits); the
+    evaluation table records each axis's estimator and reading, and those estimates. `cache`: a folder
+    where the choices are kept (`select_per_axis`)."""
     names = list(dict.fromkeys(result.records["axis"]))
     poles = dict(poles or {})
+    readings = reading
     candidates = list(readings) if readings is not None and not isinstance(readings, Mapping) else None
     choices = isinstance(estimator, Sequence) and not isinstance(estimator, str)
     chosen_readings: dict[str, Aggregation | None] = (
@@ -195,9 +201,12 @@ def fit_from_result(
     picked: dict[str, selection.Selection] = {}
     if candidates is not None or choices:
         pool = est.check_names(estimator if choices else [chosen_estimators[names[0]]])
+        options = {
+            n: candidates if candidates is not None else [chosen_readings[n] or _own(result, n)]
+            for n in names
+        }
+        picked = select_per_axis(result, options, pool, nested=nested, repeats=repeats, cache=cache)
         for n in names:
-            options = candidates if candidates is not None else [chosen_readings[n] or _own(result, n)]
-            picked[n] = _select(result, n, options, pool, nested, repeats)
             chosen_readings[n] = picked[n].choice.reading if candidates is not None else chosen_readings[n]
             chosen_estimators[n] = picked[n].choice.estimator
     per_axis = {n: _axis_states(result, n, chosen_readings[n]) for n in names}
@@ -231,6 +240,21 @@ def fit_from_result(
     return axes, evaluation
 
 
+def fitted_like(axes: AxisSet) -> dict:
+    """The `reading` and `estimator` arguments of `calibrate` and `fit_from_result` that fit other answers
+    (another instruction set, a subset of questions) the way `axes` were fitted: each axis's reading and
+    estimator fixed, nothing chosen, so that the two sets' directions live in the same spaces and their
+    cosines mean something. `reading` only for axes with readings of their own (others read the study's
+    way, the default and a result's own reading), `estimator` only for axes that record theirs: empty
+    for axes of earlier files."""
+    out: dict = {}
+    if axes.readings is not None:
+        out["reading"] = {n: axes.absolute_reading(n) for n in axes.names}
+    if axes.estimators is not None:
+        out["estimator"] = {n: axes.estimator(n) for n in axes.names}
+    return out
+
+
 def _own(result: StageResult, name: str) -> Aggregation:
     """The aggregation axis `name` is read with in `result` (its named reading, or its only one)."""
     agg = result.aggregation
@@ -241,6 +265,48 @@ def _own(result: StageResult, name: str) -> Aggregation:
     if any(isinstance(i, int) and i < 0 for i in agg.layers):
         raise AxesError("a reading counted from the last block cannot be chosen among: give absolute layers")
     return agg
+
+
+def select_per_axis(
+    result: StageResult,
+    candidates: Mapping[str, Sequence[Aggregation]],
+    estimators: Sequence[str],
+    *,
+    nested: bool = True,
+    repeats: int = 1,
+    cache: Path | None = None,
+) -> dict[str, selection.Selection]:
+    """Per axis of `candidates` (axis -> the readings it chooses among), the reading and estimator chosen
+    on its calibration answers only (`selection.select`, with the nested estimate when `nested`). With
+    `cache` (a folder), the choices are stored there under a digest of everything they depend on (the
+    calibration answers' states included), and read back instead of chosen again."""
+    key = None
+    if cache is not None:
+        calib = (result.records["split"] == "calibration").to_numpy()
+        digest = hashlib.sha256(np.ascontiguousarray(result.per_layer[calib]).tobytes())
+        settings = {
+            "candidates": {n: [c.to_dict() for c in options] for n, options in candidates.items()},
+            "estimators": list(estimators),
+            "nested": nested,
+            "repeats": repeats,
+            "folds": [selection.INNER_FOLDS, selection.OUTER_FOLDS],
+            "records": result.records.loc[
+                calib, ["axis", "pole", "q_index", "empty", "n_measured"]
+            ].to_json(),
+        }
+        digest.update(json.dumps(settings, sort_keys=True).encode())
+        key = Path(cache) / f"selection-{digest.hexdigest()[:16]}.json"
+        if key.exists():
+            stored = json.loads(key.read_text())
+            return {n: selection.Selection.from_dict(stored[n]) for n in candidates}
+    picked = {
+        n: _select(result, n, options, estimators, nested, repeats) for n, options in candidates.items()
+    }
+    if key is not None:
+        with contextlib.suppress(OSError):  # a read-only run store: chosen again next time
+            text = json.dumps({n: p.to_dict() for n, p in picked.items()}, indent=1, default=float)
+            atomic_write_text(key, text)
+    return picked
 
 
 def _select(
@@ -355,7 +421,7 @@ def calibrate(
     axes: list[str] | None = None,
     instruction_set: str = "A",
     reading: str | Aggregation | Mapping[str, Aggregation] = DEFAULT_READING,
-    estimator: str | Sequence[str] = DEFAULT_ESTIMATOR,
+    estimator: str | Sequence[str] | Mapping[str, str] = DEFAULT_ESTIMATOR,
     normalisation: str = "crossfit",
     sampling: SamplingConfig | None = None,
     seed: int = 0,
@@ -378,15 +444,15 @@ def calibrate(
     embedding and every block with every pooling, stored in the run store, and each axis's block and
     pooling are chosen by nested cross-validation over the calibration questions,
     `selection.candidate_readings`), an Aggregation (one fixed reading) or axis -> Aggregation (absolute
-    layers). `estimator`: a name of `estimators.ESTIMATORS`, or several for each axis to choose among the
-    same way. `repeats`: outer splits of the nested estimate.
+    layers). `estimator`: a name of `estimators.ESTIMATORS`, several for each axis to choose among the same
+    way, or axis -> name (`fitted_like`). `repeats`: outer splits of the nested estimate.
 
     `profile` replaces the workspace's (e.g. a larger token budget for thinking runs). `neutral` (default:
     for instruction set A) also answers the calibration questions with no instruction, the neutral control
     (`neutral_control`)."""
     handle, profile = ws.model, profile or ws.profile
     sampling = sampling or SamplingConfig(profile.calibration_tokens)
-    est.check_names(estimator)
+    pool = est.check_names(list(estimator.values()) if isinstance(estimator, Mapping) else estimator)
     if isinstance(reading, str) and reading not in READINGS:
         raise AxesError(
             f"unknown reading {reading!r}; choose from {', '.join(READINGS)} or give an Aggregation"
@@ -439,12 +505,13 @@ def calibrate(
         if readings is not None:
             result = StageResult(result.records, result.per_layer, absolute)
     else:
+        grid_stage = ws.runs.blocks(context_stage)
         grid = reread_result(
             handle,
             items,
             answers,
             Readings.grid([EMBEDDING, *range(handle.n_layers)], GRID_DECAYS),
-            ws.runs.blocks(context_stage),
+            grid_stage,
             keep_system=keeps_instruction(context),
             thinking=thinking,
             compact=True,
@@ -464,7 +531,7 @@ def calibrate(
         "model_slug": handle.slug,
         "selection": {
             "reading": reading if isinstance(reading, str) else "fixed",
-            "estimators": list(est.check_names(estimator)),
+            "estimators": list(dict.fromkeys(pool)),
             "folds": selection.INNER_FOLDS,
             "outer_folds": selection.OUTER_FOLDS,
             "repeats": repeats,
@@ -476,8 +543,9 @@ def calibrate(
         normalisation,
         poles=ws.protocol.poles(),
         estimator=estimator,
-        readings=readings,
+        reading=readings,
         repeats=repeats,
+        cache=(grid_stage if grid is not None else context_stage),
         **provenance,
     )
     scored = grid.with_reading(axis_set.reading()) if grid is not None else result
@@ -500,10 +568,24 @@ def calibrate(
     return Calibration(axis_set, scored, evaluation, control, grid)
 
 
+def pca_states(cal: Calibration) -> np.ndarray:
+    """[n, hidden] states of every answer of `cal` in one space: the axes' own reading when every axis
+    reads alike, else the study's reading taken from the grid of every block."""
+    if not cal.axes.per_axis:
+        states = cal.axes.states(cal.result)
+        return states[:, 0] if states.ndim == 3 else states
+    if cal.grid is not None:
+        n_blocks = sum(1 for i in cal.grid.aggregation.layers if i != EMBEDDING)
+        study = selection.STUDY.absolute(n_blocks)
+        return cal.grid.read(study)
+    raise AxesError("per-axis readings without the grid they were chosen from: no common space for a PCA")
+
+
 def calibration_pca(cal: Calibration) -> tuple[pd.DataFrame, np.ndarray]:
     """The calibration answers (not the held-out ones) on the first two principal components of their
-    states (the records with columns pc1, pc2 added) and every component's share of the variance."""
-    records, states = cal.result.records, cal.result.states
+    states (`pca_states`: the axes' reading, or the study's when the axes read different blocks; the
+    records with columns pc1, pc2 added) and every component's share of the variance."""
+    records, states = cal.result.records, pca_states(cal)
     calib = (records["split"] == "calibration").to_numpy()
     x = states[calib] - states[calib].mean(0)
     _, sv, vt = np.linalg.svd(x, full_matrices=False)
@@ -514,7 +596,7 @@ def calibration_pca(cal: Calibration) -> tuple[pd.DataFrame, np.ndarray]:
 def pole_projections(cal: Calibration) -> pd.DataFrame:
     """Every answer's unclipped normalised projection on its own axis: columns axis, pole, split, value."""
     records = cal.result.records
-    values = cal.axes.project(cal.result.states, clip=False)
+    values = cal.axes.project(cal.axes.states(cal.result), clip=False)
     return pd.concat(
         [
             records[["axis", "pole", "split"]].assign(value=values[:, i])[records["axis"] == name]
@@ -527,7 +609,9 @@ def summarise(ws: Session, cal: Calibration) -> CalibrationResult:
     """Notebook 01's result of a calibration: held-out scores, the axes' cosines, answer counts, and what
     the paper states of the run (its settings, its states' PCA, its answers' lengths)."""
     records, axes = cal.result.records, cal.axes
-    names, aggregation, sizes = axes.names, cal.result.aggregation, axes.meta["profile"]
+    names, sizes = axes.names, axes.meta["profile"]
+    readings = [axes.reading(i) for i in range(len(names))]
+    common = lambda values: values[0] if all(v == values[0] for v in values) else "per axis"  # noqa: E731
     cosines = pd.DataFrame(axes.cosine_matrix(), index=names, columns=names)
     off_diagonal = np.abs(cosines.to_numpy()[~np.eye(len(names), dtype=bool)])
     calib = records[records["split"] == "calibration"]
@@ -545,9 +629,11 @@ def summarise(ws: Session, cal: Calibration) -> CalibrationResult:
         settings={
             **{k: sizes[k] for k in ("n_calibration", "n_evaluation", "calibration_tokens")},
             **{k: axes.meta["sampling"][k] for k in ("temperature", "top_p")},
-            "decay": aggregation.decay,
-            "layer_weights": list(aggregation.layer_weights),
+            "decay": common([r.decay for r in readings]),
+            "layer_weights": common([list(r.layer_weights) for r in readings]),
             "layers": list(axes.layers),
+            "readings": {n: r.label() for n, r in zip(names, readings, strict=True)},
+            "estimators": {n: axes.estimator(n) for n in names},
             "n_blocks": ws.model.n_layers,
             "hidden_size": axes.hidden_size,
             "model_name": ws.model.name,
@@ -634,7 +720,11 @@ class CalibrationResult(Result):
             "normalisation": self.normalisation,
             "n_axes": len(ev),
             **{k: settings[k] for k in ("n_calibration", "n_evaluation", "calibration_tokens", "decay")},
-            "layer_weights": ", ".join(f"{w:g}" for w in settings["layer_weights"]),
+            "layer_weights": (
+                ", ".join(f"{w:g}" for w in settings["layer_weights"])
+                if isinstance(settings["layer_weights"], list)
+                else settings["layer_weights"]
+            ),
             **{k: settings[k] for k in ("temperature", "top_p", "n_blocks", "hidden_size")},
             "first_layer": min(settings["layers"]) + 1,
             "last_layer": max(settings["layers"]) + 1,

@@ -19,7 +19,7 @@ changes an evaluation answer and checks that no choice moves)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -222,6 +222,23 @@ class Selection:
     choice: Candidate
     inner_accuracy: float
     nested: Nested | None
+
+    def to_dict(self) -> dict:
+        return {
+            "reading": self.choice.reading.to_dict(),
+            "estimator": self.choice.estimator,
+            "inner_accuracy": self.inner_accuracy,
+            "nested": None if self.nested is None else asdict(self.nested),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Selection:
+        found = data["nested"]
+        return cls(
+            Candidate(Aggregation(**data["reading"]), data["estimator"]),
+            float(data["inner_accuracy"]),
+            None if found is None else Nested(**found),
+        )
 
     def row(self) -> dict:
         """The columns the calibration's evaluation table records per axis."""
