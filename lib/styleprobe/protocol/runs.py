@@ -85,6 +85,11 @@ class RunStore:
         """A re-read of the calibration answers that keeps every layer (the configuration ablation)."""
         return self.root / f"reread-all-layers-{instruction_set}-{context}-{profile}"
 
+    def blocks(self, calibration: Path) -> Path:
+        """The answers of a `calibration` stage re-read at the embedding and every block with every pooling
+        (`calibration.GRID_DECAYS`): what nested selection chooses from (`blocks-<the stage's settings>`)."""
+        return calibration.with_name(calibration.name.replace("calibration-", "blocks-", 1))
+
     def steering(self, profile: str, max_new_tokens: int, layers: list[int]) -> Path:
         return self.root / f"steering-{profile}-{max_new_tokens}tok-blocks{'+'.join(map(str, layers))}"
 
