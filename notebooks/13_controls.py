@@ -80,11 +80,14 @@ print(
 
 # %% [markdown]
 # ## Held-out accuracy of the axis and of its controls
-# † the axis failed held-out validation (notebook 01). *gain*: the axis's accuracy minus its best lexical
-# control's, with its 95 % interval; *status*: `beyond` when that interval lies above 0, else `lexical`.
+# *estimator*, *reading*: what fitted the axis and where it reads (the axes file); the embedding control uses
+# the same estimator and the same pooling. † the axis failed held-out validation (notebook 01). *gain*: the
+# axis's accuracy minus its best lexical control's, with its 95 % interval; *status*: `beyond` when that
+# interval lies above 0, else `lexical`.
 
 # %%
-shown = ["accuracy", "text_accuracy", "embedding_accuracy", "length_accuracy", "partialled_accuracy"]
+shown = ["estimator", "reading", "accuracy", "text_accuracy", "embedding_accuracy", "length_accuracy"]
+shown += ["partialled_accuracy"]
 shown += ["random_p95", "best_control", "gain", "gain_ci_low", "gain_ci_high", "control_status", "validation"]
 assert set(table["control_status"]) <= {"beyond", "lexical"}
 assert set(result.beyond()) <= set(validated)

@@ -10,7 +10,9 @@ import pytest
 
 from styleprobe.analyses import controls
 from styleprobe.analyses.controls import AxisAnswers
-from styleprobe.protocol import validity
+from styleprobe.engine.extraction import Aggregation
+from styleprobe.engine.hooks import EMBEDDING
+from styleprobe.protocol import estimators, validity
 
 N_CAL, N_EVAL, HIDDEN = 30, 30, 32
 FILLER = [f"w{i}" for i in range(150)]
@@ -185,14 +187,27 @@ def test_the_embedding_output_is_the_input_of_block_0_pooled_like_the_reading(ti
         assert np.allclose(pooled[row], weights @ first / weights.sum(), atol=1e-5)
 
 
-def test_the_controls_run_end_to_end_on_a_tiny_model(tmp_path, cache, monkeypatch):
+@pytest.mark.parametrize(
+    ("reading", "estimator"),
+    [("study", "study"), ("nested", ("zscore", "lda"))],
+    ids=["study", "nested"],
+)
+def test_the_controls_run_end_to_end_on_a_tiny_model(tmp_path, cache, monkeypatch, reading, estimator):
+    """With the study's reading, and with each axis's reading and estimator chosen by nested selection: the
+    controls refit each axis as its axes file says (the same held-out accuracy as notebook 01), and the
+    embedding control uses that axis's estimator and pooling."""
     from styleprobe.protocol import calibration, fingerprint
     from styleprobe.workspace import Workspace
 
     monkeypatch.setenv("STYLEPROBE_CACHE", str(cache / "ws"))
     ws = Workspace.open("random:llama", profile="smoke", root=tmp_path)
-    cal = calibration.calibrate(ws, progress=False)
+    cal = calibration.calibrate(ws, reading=reading, estimator=estimator, progress=False)
     cal.axes.save(ws.axes_file)
+    used = []
+    fit = controls.embedding_scores
+    monkeypatch.setattr(
+        controls, "embedding_scores", lambda data, est=controls.study: used.append(est) or fit(data, est)
+    )
     ws.save(calibration.summarise(ws, cal))
     ws.save(fingerprint.run(ws, seeds=[0, 1], progress=False))
     result = controls.run(ws, n_directions=50, progress=False)
@@ -200,7 +215,18 @@ def test_the_controls_run_end_to_end_on_a_tiny_model(tmp_path, cache, monkeypatc
     assert list(table.index) == cal.axes.names and result.dose_questions == ws.profile.n_calibration
     assert set(table["control_status"]) <= {validity.BEYOND, validity.LEXICAL}
     assert np.allclose(table["accuracy"], cal.evaluation["pairwise_accuracy"])  # the axis, refitted alike
-    assert table[["text_accuracy", "embedding_accuracy", "length_accuracy", "random_p95"]].notna().all().all()
+    axes = cal.axes
+    assert list(table["estimator"]) == [axes.estimator(i) for i in range(len(axes.names))]
+    if reading == "nested":  # the grid's embedding output at the axis's pooling: the input embeddings
+        decay = axes.reading(0).decay
+        assert cal.grid.aggregation.covers(Aggregation((EMBEDDING,), (1.0,), decay))
+        from_grid = controls.axis_embedding(ws.model, cal.result, axes, 0, {}, cal.grid)
+        assert np.allclose(from_grid, controls.embedding_states(ws.model, cal.result, decay), atol=1e-4)
+    assert len(used) == len(axes.names)
+    pos, neg, groups = np.eye(4)[:2] + 0.1, np.eye(4)[2:] - 0.1, np.arange(2)
+    for i, est in enumerate(used):  # the embedding control: the axis's own estimator, whitened or not
+        own = estimators.get(axes.estimator(i))
+        assert np.allclose(est(pos, neg, groups, groups), own(pos, neg, groups, groups))
     assert (table["dose_questions"] > 0).all()
     assert list(result.dose_levels.columns) == ["-2", "-1", "0", "1", "2"]
     ws.save(result)

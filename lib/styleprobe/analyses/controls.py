@@ -25,12 +25,13 @@ same axis (set A, answers with visible text), like the axis itself, and its held
   the trend of projection on grade level (`dose_trend`).
 
 The controls take an estimator `(pos, neg, pos_groups, neg_groups) -> unit direction` and states as arrays,
-so they measure whichever estimator and reading fitted the axis (`axis_estimator`, `axis_states`).
+so they measure whichever estimator and reading fitted the axis, as its axes file records them
+(`axis_estimator`, `axis_states`, and `axis_embedding` for the embedding output at the axis's pooling).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -40,11 +41,14 @@ import pandas as pd
 from styleprobe import stats
 from styleprobe.analyses.judge import stats as judge_stats
 from styleprobe.analyses.textmetrics import axis_metrics, metrics_frame, protocol_lexicon
-from styleprobe.engine.extraction import measure_mask
+from styleprobe.engine.extraction import Aggregation, Readings, measure_mask
 from styleprobe.engine.generation import SamplingConfig
+from styleprobe.engine.hooks import EMBEDDING
 from styleprobe.engine.pipeline import Item, StageResult, run_stage, without_system
-from styleprobe.protocol.axes import AxisSet, axis_direction, folds
-from styleprobe.protocol.calibration import Calibration, CalibrationResult, _answered, calibrate
+from styleprobe.protocol import estimators
+from styleprobe.protocol.axes import AxisSet, folds
+from styleprobe.protocol.calibration import Calibration, CalibrationResult, _answered, calibrate, fitted_like
+from styleprobe.protocol.estimators import Estimator, EstimatorError
 from styleprobe.protocol.fingerprint import BaselineResult, baseline, project_results
 from styleprobe.protocol.reading import default_thinking, keeps_instruction
 from styleprobe.protocol.spec import GRADE_LEVELS, GRADES
@@ -55,9 +59,6 @@ if TYPE_CHECKING:
     from styleprobe.engine.models import ModelHandle
     from styleprobe.workspace import Workspace
 
-Estimator = Callable[..., np.ndarray]
-"""(pos [n+, d], neg [n-, d], pos_groups [n+], neg_groups [n-]) -> unit direction [d]; groups are the
-answers' question indices."""
 N_DIRECTIONS = 1000  # random unit directions of the random-direction control
 RANDOM_QUANTILE = 0.95
 DOSE_QUESTIONS = {"quick": 5}
@@ -72,24 +73,52 @@ CONTROL_NAMES = {"text": "words", "embedding": "embedding output", "length": "to
 """How tables and sentences name the lexical controls."""
 
 
-def study(pos: np.ndarray, neg: np.ndarray, pos_groups=None, neg_groups=None) -> np.ndarray:
-    """The study's estimator (`axis_direction`: unit difference of 10 %-trimmed means) as an Estimator."""
-    return axis_direction(pos, neg).astype(np.float64)
+study = estimators.study()
+"""The study's estimator (unit difference of 10 %-trimmed means), the default where no axis set says."""
 
 
 # -- seams: which estimator and states the axis was fitted with ----------------------------------------------
 
 
 def axis_estimator(axes: AxisSet, index: int) -> Estimator:
-    """The estimator that fitted axis `index` of `axes`: the study's for every axis today (once axes record
-    their estimator, the recorded one)."""
-    return study
+    """The estimator that fitted axis `index` of `axes`, as its axes file records it (`AxisSet.estimator`;
+    the study's for files that record none)."""
+    name = axes.estimator(index)
+    return study if name == "study" else estimators.get(name)
 
 
 def axis_states(result: StageResult, axes: AxisSet, index: int) -> np.ndarray:
-    """[n, hidden] states of `result` as axis `index` reads them: today every axis reads the result's one
-    aggregation (once axes read per-axis blocks and poolings, that axis's reading)."""
-    return result.states
+    """[n, hidden] states of `result` as axis `index` reads them (`AxisSet.states`: its own block and
+    pooling where the axes read per axis)."""
+    states = axes.states(result)
+    return states[:, index] if states.ndim == 3 else states
+
+
+def axis_embedding(
+    handle: ModelHandle,
+    result: StageResult,
+    axes: AxisSet,
+    index: int,
+    cache: dict,
+    grid: StageResult | None = None,
+) -> np.ndarray:
+    """[n, hidden] embedding output of `result`'s answers pooled like axis `index`'s reading (its decay):
+    read from `grid` (the same answers re-read at the embedding and every block, `Calibration.grid` of
+    `calibrate(reading="nested")`) where it holds that pooling, the engine's own reading; else
+    `embedding_states`. `cache`: by decay, shared by the axes."""
+    decay = float(axes.reading(index).decay)
+    if decay not in cache:
+        reading = Aggregation((EMBEDDING,), (1.0,), decay)
+        readings = grid.aggregation if grid is not None else None
+        if (
+            isinstance(readings, Readings)
+            and readings.covers(reading)
+            and len(grid.records) == len(result.records)
+        ):
+            cache[decay] = readings.read(grid.per_layer, reading)
+        else:
+            cache[decay] = embedding_states(handle, result, decay)
+    return cache[decay]
 
 
 def embedding_states(handle: ModelHandle, result: StageResult, decay: float) -> np.ndarray:
@@ -99,8 +128,9 @@ def embedding_states(handle: ModelHandle, result: StageResult, decay: float) -> 
     The embedding output of a token depends on its id only (the supported architectures add no position
     before block 0), so this is the weighted mean of the answer tokens' input embeddings, computed without
     a forward pass, and the same in every reading context. Gemma 2 multiplies by sqrt(hidden) after the
-    embedding module: a constant factor, which changes no direction, accuracy or cosine. (When the engine
-    reads the embedding output as a block of its own, that reading replaces this one.)"""
+    embedding module: a constant factor, which changes no direction, accuracy or cosine. Where the engine
+    read the embedding output as a block of its own (a nested calibration's grid), `axis_embedding` takes
+    that reading instead."""
     import torch
 
     table = handle.model.get_input_embeddings()
@@ -249,7 +279,7 @@ def split_half_cosine(
 ) -> float:
     """Mean over `splits` random halvings of the calibration questions (both poles of a question on one
     side) of the cosine between the axes fitted on each half; NaN when no halving leaves both poles on both
-    sides."""
+    sides with as many answers as the estimator needs."""
     rng = np.random.default_rng(seed)
     questions = np.unique(data.question[data.calibration])
     cosines = []
@@ -259,9 +289,13 @@ def split_half_cosine(
         parts = [(h & (data.pole == 1), h & (data.pole == -1)) for h in halves]
         if any(not p.any() or not n.any() for p, n in parts):
             continue
-        a, b = (
-            estimator(data.states[p], data.states[n], data.question[p], data.question[n]) for p, n in parts
-        )
+        try:
+            a, b = (
+                estimator(data.states[p], data.states[n], data.question[p], data.question[n])
+                for p, n in parts
+            )
+        except EstimatorError:  # a half too small for the estimator (a whitened one needs 2 per pole)
+            continue
         cosines.append(float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b))))
     return float(np.mean(cosines)) if cosines else np.nan
 
@@ -480,11 +514,12 @@ def run(
         context=axes.meta["context"],
         batch_size=batch_size,
         progress=progress,
+        **fitted_like(axes),  # each axis's reading and estimator as the axes file records them
     )
     n_cal = ws.profile.n_calibration
     n_dose = min(dose_questions or DOSE_QUESTIONS.get(ws.profile.name.split("+")[0], n_cal), n_cal)
     dose = dose_answers(ws, axes, n_dose, batch_size=batch_size, progress=progress)
-    embedding = embedding_states(ws.model, cal.result, axes.reading().decay)
+    embedded: dict[float, np.ndarray] = {}
     baseline_seeds = BaselineResult.load(ws).seeds
     answers = baseline(ws, seeds=tuple(baseline_seeds), aggregation=axes.reading(), batch_size=batch_size)
     projections = project_results(axes, answers, ws.model.model_id, clip=False)
@@ -494,8 +529,10 @@ def run(
     rows, level_means = {}, {}
     for i, name in enumerate(axes.names):
         estimator = axis_estimator(axes, i)
+        embedding = axis_embedding(ws.model, cal.result, axes, i, embedded, cal.grid)
         data = AxisAnswers.of(cal.result, name, axis_states(cal.result, axes, i), embedding)
-        row = axis_controls(data, estimator, n_directions=n_directions, seed=seed)
+        row = {"estimator": axes.estimator(i), "reading": axes.absolute_reading(i).label()}
+        row |= axis_controls(data, estimator, n_directions=n_directions, seed=seed)
         metric = metric_of.get(name)
         row["metric"] = metric or ""
         if metric:
@@ -511,9 +548,9 @@ def run(
     table["validation"] = calibration.evaluation["validation"].reindex(table.index)
     return ControlsResult(
         profile=ws.profile.name,
-        estimator="study",
-        reading=axes.aggregation,
-        embedding="input embeddings of the answer tokens, pooled like the axis's reading",
+        estimator=", ".join(dict.fromkeys(axes.estimator(i) for i in range(len(axes.names)))),
+        reading={n: axes.absolute_reading(i).to_dict() for i, n in enumerate(axes.names)},
+        embedding="the embedding output of the answer tokens, pooled like each axis's reading",
         n_calibration=ws.profile.n_calibration,
         n_evaluation=ws.profile.n_evaluation,
         n_directions=n_directions,
@@ -559,8 +596,8 @@ class ControlsResult(Result):
     needs: ClassVar[tuple[str, ...]] = ("calibration", "baseline")
 
     profile: str
-    estimator: str  # the estimator the axes and their controls were fitted with
-    reading: dict  # the axes' reading (aggregation)
+    estimator: str  # the estimators the axes and their controls were fitted with (per axis: the table's)
+    reading: dict  # per axis: its reading (absolute aggregation)
     embedding: str  # how the embedding output was read
     n_calibration: int  # calibration questions per axis, each answered under both poles
     n_evaluation: int  # evaluation questions per axis, each answered under both poles
