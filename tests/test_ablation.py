@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from validation_fixtures import synthetic_result
+from validation_fixtures import AXES, synthetic_result
 
 from styleprobe.analyses import ablation
 from styleprobe.engine.extraction import Aggregation
@@ -33,6 +33,38 @@ def test_the_layer_that_carries_the_signal_ranks_first():
     assert ranking["rank"].tolist() == list(range(1, len(configs) + 1))
     with pytest.raises(ValueError, match="do not match"):
         ablation.score_configurations(result.records, states[:, :2], [0, 1, 2], configs, "synthetic")
+
+
+def _planted(signal: float = 4.0, seed: int = 1):
+    """Records and ablation states [n, tokens, 3 blocks, hidden] of 20 calibration and 10 evaluation
+    questions per axis: only the last block read with mean pooling carries the style."""
+    result = synthetic_result(n_cal=20, n_eval=10, n_layers=3, signal=signal)
+    rng = np.random.default_rng(seed)
+    states = rng.normal(size=(len(result.records), 4, 3, 16)).astype(np.float32)
+    states[:, list(ablation.TOKEN_AGGREGATIONS).index("mean")] = result.per_layer
+    return result.records, states
+
+
+def test_the_nested_choice_is_made_on_calibration_folds_and_scored_on_the_evaluation_answers():
+    """Each axis's configuration is chosen on calibration folds: it reads the planted block with mean
+    pooling, and its held-out accuracy lies in its interval. Evaluation answers choose nothing: replaced by
+    noise, they leave every choice and nested estimate as it was and only the held-out accuracy falls."""
+    records, states = _planted()
+    configs = ablation.configurations(3)
+    table = ablation.nested_choice(records, states, [0, 1, 2], configs, "synthetic")
+    assert list(table.index) == list(AXES)
+    assert all(c.startswith(("layer2/", "last2/")) and c.endswith("/mean") for c in table["configuration"])
+    assert (table["pairwise_accuracy"] > 0.9).all() and (table["nested_accuracy"] > 0.8).all()
+    assert (table["accuracy_ci_low"] <= table["pairwise_accuracy"]).all()
+    assert (table["pairwise_accuracy"] <= table["accuracy_ci_high"]).all()
+    assert table["default_accuracy"].isna().all()  # the default reads 4 blocks: 3 blocks have none
+    evaluation = (records["split"] == "evaluation").to_numpy()
+    noise = states.copy()
+    noise[evaluation] = np.random.default_rng(9).normal(size=noise[evaluation].shape)
+    again = ablation.nested_choice(records, noise, [0, 1, 2], configs, "synthetic")
+    assert list(again["configuration"]) == list(table["configuration"])
+    np.testing.assert_array_equal(again["nested_accuracy"], table["nested_accuracy"])
+    assert (again["pairwise_accuracy"] < 0.8).all()
 
 
 def _ranking(order: list[str]) -> pd.DataFrame:

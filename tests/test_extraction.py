@@ -4,8 +4,10 @@ import torch
 
 from styleprobe.engine.chat import build_prompt
 from styleprobe.engine.extraction import (
+    EMBEDDING,
     Aggregation,
     NonFiniteStatesError,
+    Readings,
     TokenSequence,
     extract,
     measure_mask,
@@ -139,3 +141,44 @@ def test_aggregation_combines_and_validates():
         Aggregation(layers=(-1,), layer_weights=(0.5, 0.5))
     with pytest.raises(ValueError):
         Aggregation().absolute_layers(3)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma2"])
+def test_embedding_reading_is_the_input_of_block_0(tiny, arch):
+    """EMBEDDING reads the residual stream before any block: transformers' hidden_states[0] (after gemma's
+    embedding scaling), alone or beside blocks in one pass."""
+    handle = tiny(arch)
+    seq = _sequences(handle)[1]
+    ids = torch.tensor([seq.ids])
+    with torch.inference_mode():
+        hidden = handle.model(input_ids=ids, output_hidden_states=True).hidden_states
+    measured = torch.tensor(seq.measure)
+    mean0 = hidden[0][0, measured].float().mean(0).numpy()
+    last0 = hidden[0][0, measured][-1].float().numpy()
+    both = extract(handle, [seq], [EMBEDDING, 2], (1.0, 0.0))
+    np.testing.assert_allclose(both[0, 0, 0], mean0, atol=1e-5)
+    np.testing.assert_allclose(both[0, 1, 0], last0, atol=1e-5)
+    np.testing.assert_allclose(both[0, 0, 1], hidden[3][0, measured].float().mean(0).numpy(), atol=1e-4)
+    alone = extract(handle, [seq], [EMBEDDING], (1.0,))
+    np.testing.assert_allclose(alone[0, 0, 0], mean0, atol=1e-5)
+    assert not np.allclose(mean0, both[0, 0, 1])  # the embedding is not block 2's output
+
+
+def test_readings_grid_reads_any_single_block_reading():
+    rng = np.random.default_rng(0)
+    grid_readings = Readings.grid([EMBEDDING, 0, 1, 2], (0.0, 1.0))
+    assert grid_readings.layers == [EMBEDDING, 0, 1, 2] and grid_readings.decays == (0.0, 1.0)
+    grid = rng.normal(size=(5, 2, 4, 3))
+    one = Aggregation((1,), (1.0,), 1.0)
+    np.testing.assert_allclose(grid_readings.read(grid, one), grid[:, 1, 2])
+    two = Aggregation((0, 2), (1.0, 3.0), 0.0)
+    np.testing.assert_allclose(grid_readings.read(grid, two), 0.25 * grid[:, 0, 1] + 0.75 * grid[:, 0, 3])
+    per_axis = Readings((one, two))
+    sub = grid_readings.subgrid(grid, per_axis)
+    assert sub.shape == (5, 2, 3, 3)  # decays 0 and 1, blocks 0, 1, 2
+    np.testing.assert_allclose(per_axis.combine(sub)[:, 0], grid[:, 1, 2])
+    np.testing.assert_allclose(per_axis.combine(sub)[:, 1], grid_readings.read(grid, two))
+    with pytest.raises(ValueError, match="not covered"):
+        grid_readings.read(grid, Aggregation((1,), (1.0,), 0.9))
+    with pytest.raises(ValueError, match="absolute"):
+        Readings((Aggregation(),))  # negative (from the end) layers

@@ -1,5 +1,11 @@
 """Which extraction settings give the best axes? Layer choice x layer weighting x token aggregation, all
-scored from one re-read of the calibration answers that keeps every layer and every token aggregation."""
+scored from one re-read of the calibration answers that keeps every layer and every token aggregation.
+
+Two tables, kept apart: `rank_configurations` ranks every configuration by its held-out scores, which is
+descriptive only (the best of 160 configurations on the same evaluation answers that score it overstates
+what choosing it would give: selection bias); `nested_choice` is the honest answer to "which setting,
+and how good is it": each axis's configuration chosen on calibration folds only (`selection.select`),
+scored on the evaluation answers, which chose nothing."""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import pandas as pd
 
-from styleprobe.engine.extraction import Aggregation
+from styleprobe.engine.extraction import Aggregation, Readings
 from styleprobe.engine.pipeline import StageResult, reread
 from styleprobe.protocol.calibration import calibrate, calibration_items, fit_from_result
 from styleprobe.protocol.reading import DEFAULT_CONTEXT, ReadingContext, keeps_instruction
@@ -95,8 +101,66 @@ def score_configurations(
     return pd.DataFrame(rows)
 
 
+def as_grid(records: pd.DataFrame, states: np.ndarray, read_layers: Sequence[int]) -> StageResult:
+    """The re-read `states` ([n, n_tokens, n_read, hidden], TOKEN_AGGREGATIONS in its order, blocks
+    `read_layers`) as a grid of Readings, from which every configuration's states are read."""
+    decays = np.array(list(TOKEN_AGGREGATIONS.values()))
+    order = np.argsort(decays)
+    return StageResult(records, states[:, order], Readings.grid(list(read_layers), decays[order].tolist()))
+
+
+def nested_choice(
+    records: pd.DataFrame,
+    states: np.ndarray,
+    read_layers: Sequence[int],
+    configs: Sequence[Configuration],
+    model_id: str,
+    *,
+    default: str = DEFAULT_NAME,
+) -> pd.DataFrame:
+    """Per axis, the configuration chosen among `configs` on the calibration questions only (inner
+    cross-validation over question folds, `selection.select`, the study's estimator), its held-out pairwise
+    accuracy with its 95 % interval on the evaluation answers (which chose nothing), the nested
+    cross-validated estimate of the whole choice, and the `default` configuration's held-out accuracy
+    beside it (NaN when `configs` lack it). `states` as `score_configurations` takes them."""
+    result = as_grid(records, states, read_layers)
+    named = {cfg.aggregation: cfg.name for cfg in configs}
+    fixed = next((cfg.aggregation for cfg in configs if cfg.name == default), None)
+    _, chosen = fit_from_result(result, model_id, estimator=["study"], reading=list(named))
+    axes = list(chosen.index)
+    standard = (
+        fit_from_result(result, model_id, reading=dict.fromkeys(axes, fixed))[1]["pairwise_accuracy"]
+        if fixed is not None
+        else np.nan  # a model with fewer blocks than the default reads
+    )
+    by_label = {agg.label(): name for agg, name in named.items()}
+    table = pd.DataFrame(
+        {
+            "configuration": chosen["reading"].map(by_label),
+            "pairwise_accuracy": chosen["pairwise_accuracy"],
+            "accuracy_ci_low": chosen["accuracy_ci_low"],
+            "accuracy_ci_high": chosen["accuracy_ci_high"],
+            "nested_accuracy": chosen["nested_accuracy"],
+            "default_accuracy": standard,
+        }
+    )
+    table.index.name = "axis"
+    return table
+
+
+def nested_numbers(nested: pd.DataFrame) -> dict:
+    """The paper's means over axes of a `nested_choice` table."""
+    return {
+        "nested_accuracy": nested["pairwise_accuracy"].mean(),
+        "nested_cv_accuracy": nested["nested_accuracy"].mean(),
+        "nested_default_accuracy": nested["default_accuracy"].mean(),
+    }
+
+
 def rank_configurations(scores: pd.DataFrame) -> pd.DataFrame:
-    """Mean held-out d' and accuracy over axes per configuration, ranked by d' (1 = best), best first."""
+    """Mean held-out d' and accuracy over axes per configuration, ranked by d' (1 = best), best first. In
+    sample as a choice: the evaluation answers that score the configurations also rank them, so the best
+    one's scores are biased upwards (descriptive only; `nested_choice` chooses honestly)."""
     table = scores.groupby(["configuration", "layers", "weighting", "token"], as_index=False).agg(
         dprime=("dprime", "mean"), pairwise_accuracy=("pairwise_accuracy", "mean")
     )
@@ -139,7 +203,8 @@ def run(
         desc="re-reading (all blocks)",
     )
     configs = configurations(handle.n_layers)
-    scores = score_configurations(cal.result.records, states, layers, configs, handle.model_id)
+    records = cal.result.records
+    scores = score_configurations(records, states, layers, configs, handle.model_id)
     ranking = rank_configurations(scores)
     return ConfigAblationResult(
         n_configurations=len(configs),
@@ -147,6 +212,7 @@ def run(
         default_rank=int(ranking.set_index("configuration").loc[DEFAULT_NAME, "rank"]),
         default_mean_rank_across_models=float(across_models(ws, ranking).loc[DEFAULT_NAME, "mean_rank"]),
         ranking=ranking,
+        nested=nested_choice(records, states, layers, configs, handle.model_id),
     )
 
 
@@ -162,6 +228,9 @@ class ConfigAblationResult(Result):
     default_rank: int
     default_mean_rank_across_models: float  # over every model with an ablation under the same root
     ranking: pd.DataFrame  # per configuration: rank, layers, weighting, token, dprime, pairwise_accuracy
+    # per axis: the configuration chosen on calibration folds, its held-out accuracy and interval, the
+    # nested estimate, the default's held-out accuracy (`nested_choice`); None in results saved before it
+    nested: pd.DataFrame | None = None
 
     @property
     def default_row(self) -> pd.Series:
@@ -175,10 +244,24 @@ class ConfigAblationResult(Result):
             "default_dprime": self.default_row["dprime"],
             "best_configuration": best["configuration"],
             "best_dprime": best["dprime"],
+            **(nested_numbers(self.nested) if self.nested is not None else {}),
         }
 
     def paper_tables(self) -> dict[str, PaperTable]:
         top = self.ranking.head(8).set_index("configuration")[["rank", "dprime", "pairwise_accuracy"]]
-        return {
+        tables = {
             "ablation_table": PaperTable(top, columns={"dprime": "mean d'", "pairwise_accuracy": "mean acc."})
         }
+        if self.nested is not None:
+            tables["ablation_nested"] = PaperTable(
+                self.nested,
+                index_name="axis",
+                columns={
+                    "pairwise_accuracy": "held-out acc.",
+                    "accuracy_ci_low": "low",
+                    "accuracy_ci_high": "high",
+                    "nested_accuracy": "nested CV acc.",
+                    "default_accuracy": "default acc.",
+                },
+            )
+        return tables

@@ -46,7 +46,7 @@ def evaluation_items(cal: Calibration) -> pd.DataFrame:
     """One row per (axis, evaluation question): the positive and the negative answer's unclipped
     projection and whether the pair is ordered correctly (NaN when either answer is empty)."""
     rec = cal.result.records
-    values = cal.axes.project(cal.result.states, clip=False)
+    values = cal.axes.project(cal.axes.states(cal.result), clip=False)
     values[_silent(cal.result)] = np.nan
     column = rec["axis"].map({name: i for i, name in enumerate(cal.axes.names)}).to_numpy()
     frame = rec[["axis", "q_index", "pole"]].assign(value=values[np.arange(len(rec)), column])
@@ -118,7 +118,7 @@ def question_means(
         raise ValueError(f"unknown unit {unit!r}; choose from {', '.join(UNITS)}")
     frames = []
     for seed, res in results.items():
-        raw = axes.project_raw(res.states, model_id)
+        raw = axes.project_raw(axes.states(res), model_id)
         values = axes.normalise(raw, clip=False) if unit == "poles" else axes.in_spreads(raw)
         values[_silent(res)] = np.nan
         frame = pd.DataFrame(values, columns=axes.names).assign(seed=seed)
@@ -325,7 +325,10 @@ def run(
     validated in both models."""
     models = dict(zip(ROLES, (base, instruct), strict=True))
     cals = {role: calibrate(ws, seed=seed, batch_size=batch_size) for role, ws in models.items()}
-    answers = {role: baseline(ws, seeds=tuple(seeds), batch_size=batch_size) for role, ws in models.items()}
+    answers = {
+        role: baseline(ws, seeds=tuple(seeds), batch_size=batch_size, aggregation=cals[role].axes.reading())
+        for role, ws in models.items()
+    }
     per_question = {
         unit: {
             role: question_means(cals[role].axes, answers[role], ws.model.model_id, unit)

@@ -12,23 +12,26 @@ import numpy as np
 import pandas as pd
 
 from styleprobe import stats
-from styleprobe.analyses.stability import set_cosines
+from styleprobe.analyses.stability import calibrate_sets, set_cosines
 from styleprobe.analyses.textmetrics import axis_metrics, metrics_frame, protocol_lexicon
-from styleprobe.protocol.axes import AxisSet
-from styleprobe.protocol.calibration import calibrate, heldout_scores
+from styleprobe.engine.pipeline import StageResult
+from styleprobe.protocol.axes import AxisSet, readings_for
+from styleprobe.protocol.calibration import heldout_scores
 from styleprobe.protocol.fingerprint import baseline, stored_baseline_seeds
 from styleprobe.protocol.reading import DEFAULT_CONTEXT, ReadingContext, other_context
-from styleprobe.protocol.spec import INSTRUCTION_SETS
 from styleprobe.result import PaperTable, Result
 
 if TYPE_CHECKING:
     from styleprobe.workspace import Workspace
 
 
-def text_agreement(axes: AxisSet, states: np.ndarray, metrics: pd.DataFrame, axis_metric: dict) -> pd.Series:
-    """Per axis, Spearman rho between its unclipped projections of `states` and its text metric
-    (`axis_metric`: axis -> a column of `metrics`, one row per answer); NaN for an axis without a metric or
-    with a constant side."""
+def text_agreement(
+    axes: AxisSet, answers: StageResult | np.ndarray, metrics: pd.DataFrame, axis_metric: dict
+) -> pd.Series:
+    """Per axis, Spearman rho between its unclipped projections of `answers` (a StageResult, or states) and
+    its text metric (`axis_metric`: axis -> a column of `metrics`, one row per answer); NaN for an axis
+    without a metric or with a constant side."""
+    states = axes.states(answers) if isinstance(answers, StageResult) else answers
     values = axes.project(states, clip=False)
     out = {}
     for i, name in enumerate(axes.names):
@@ -51,15 +54,18 @@ def run(
     accuracy and d', the instructed axes on the uninstructed reading, A/B/C stability, the cosine between
     the two readings' axes, and Spearman rho with the text metrics on the baseline answers of the first of
     `seeds` (None: the stored baseline's). Saves the standard axes of the context other than `context` in
-    the run store, for the judge (notebook 05)."""
-    both = {
-        c: {s: calibrate(ws, instruction_set=s, context=c, batch_size=batch_size) for s in INSTRUCTION_SETS}
-        for c in ("instructed", "uninstructed")
-    }
+    the run store, for the judge (notebook 05). The `context` axes are calibrated as `calibrate` does by
+    default; every other set, in either context, is fitted the way they were (`calibration.fitted_like`),
+    so that all directions compared lie in the same spaces."""
     other = other_context(context)
+    both = {context: calibrate_sets(ws, context=context, batch_size=batch_size)}
+    both[other] = calibrate_sets(ws, context=other, batch_size=batch_size, like=both[context]["A"].axes)
     both[other]["A"].axes.save(ws.runs.axes(other))
     seeds = tuple(seeds) if seeds is not None else stored_baseline_seeds(ws)
-    answers = next(iter(baseline(ws, seeds=seeds, batch_size=batch_size).values()))
+    every = [c.axes for sets in both.values() for c in sets.values()]
+    answers = next(
+        iter(baseline(ws, seeds=seeds, batch_size=batch_size, aggregation=readings_for(*every)).values())
+    )
     metrics = metrics_frame(list(answers.records["response"]), protocol_lexicon(ws.protocol))
     axis_metric = axis_metrics(ws.protocol)
     instructed, uninstructed = ({s: c.axes for s, c in both[ctx].items()} for ctx in both)
@@ -68,15 +74,15 @@ def run(
             "acc_instructed": both["instructed"]["A"].evaluation["pairwise_accuracy"],
             "acc_uninstructed": both["uninstructed"]["A"].evaluation["pairwise_accuracy"],
             "acc_instructed_axes_on_plain_text": heldout_scores(
-                instructed["A"], both["uninstructed"]["A"].result
+                instructed["A"], both["uninstructed"]["A"].grid or both["uninstructed"]["A"].result
             )["pairwise_accuracy"],
             "dprime_instructed": both["instructed"]["A"].evaluation["dprime"],
             "dprime_uninstructed": both["uninstructed"]["A"].evaluation["dprime"],
             "stability_instructed": set_cosines(instructed)["mean"],
             "stability_uninstructed": set_cosines(uninstructed)["mean"],
             "cosine_between_readings": np.sum(instructed["A"].vectors * uninstructed["A"].vectors, axis=1),
-            "text_rho_instructed": text_agreement(instructed["A"], answers.states, metrics, axis_metric),
-            "text_rho_uninstructed": text_agreement(uninstructed["A"], answers.states, metrics, axis_metric),
+            "text_rho_instructed": text_agreement(instructed["A"], answers, metrics, axis_metric),
+            "text_rho_uninstructed": text_agreement(uninstructed["A"], answers, metrics, axis_metric),
         }
     )
     return ContextAblationResult(per_axis, per_axis.mean(numeric_only=True))

@@ -36,7 +36,7 @@ import pandas as pd
 import scipy.stats
 
 from styleprobe.analyses.deadzones import DeadZonesResult
-from styleprobe.engine.extraction import Aggregation
+from styleprobe.engine.extraction import Aggregation, Reading
 from styleprobe.engine.generation import SamplingConfig
 from styleprobe.engine.pipeline import Item, StageResult, run_stage
 from styleprobe.formats.mood_axis import load_drift
@@ -175,7 +175,7 @@ def converse(
     ws: Session,
     profile: DriftProfile | None = None,
     *,
-    aggregation: Aggregation = Aggregation(),
+    aggregation: Reading = Aggregation(),
     sampling: SamplingConfig | None = None,
     seed: int = 0,
     batch_size: int | None = None,
@@ -188,7 +188,8 @@ def converse(
     so profiles that differ only in their number of turns share the conflict turns they have in common.
 
     An answer's sampling key depends on the seed, the conversation and the turn only, so a conversation
-    gets the same answers whichever others run beside it."""
+    gets the same answers whichever others run beside it. `aggregation`: how the answers are read (the
+    axes' `reading()`, which `run` projects them on)."""
     profile = profile or drift_profile(ws.profile)
     conversations = select_conversations(load_conversations(ws.protocol.file("drift.yaml")), profile)
     sampling = sampling or SamplingConfig(profile.max_new_tokens)

@@ -35,6 +35,7 @@ import scipy.stats
 from numpy.typing import ArrayLike
 
 from styleprobe import stats
+from styleprobe.engine.extraction import Aggregation, Reading
 from styleprobe.engine.generation import SamplingConfig
 from styleprobe.engine.pipeline import Item, StageResult, run_stage, without_system
 from styleprobe.protocol.axes import AxisSet
@@ -134,7 +135,7 @@ def paired_shifts(axes: AxisSet, results: Sequence[StageResult]) -> pd.DataFrame
     frames = []
     for res in results:
         rec = res.records
-        values = axes.project(res.states, clip=False)
+        values = axes.project(axes.states(res), clip=False)
         values[(rec["n_measured"] == 0).to_numpy()] = np.nan
         is_control = (rec["scenario"] == "control").to_numpy()
         controls = {
@@ -284,31 +285,36 @@ def answers(
     seeds: Sequence[int] = (0, 1, 2),
     context: ReadingContext = DEFAULT_CONTEXT,
     batch_size: int | None = None,
+    reading: Reading = Aggregation(),
 ) -> list[StageResult]:
     """Both turns of the benchmark for every axis of the protocol, from the run store (generated the first
     time): turn 1 with the system-prompt scenarios read in `context` ("uninstructed": question + answer,
-    like the axes), and turn 2, which has no system prompt."""
+    like the axes), and turn 2, which has no system prompt; both read with `reading` (an axis set's)."""
     handle, profile, specs = ws.model, ws.profile, ws.protocol.axes
     bank, n = ws.protocol.questions.baseline, profile.n_benchmark
     sampling = SamplingConfig(profile.baseline_tokens)
     first = first_turn_items(specs, bank[:n], seeds)
     stage = ws.runs.benchmark
+    instructed = keeps_instruction(context)
     turn1 = run_stage(
         handle,
         stage(profile.name, seeds, "turn-1"),
         first,
         sampling,
+        reading if instructed else Aggregation(),
         batch_size=batch_size,
         desc="benchmark turn 1",
     )
-    if not keeps_instruction(context):
-        turn1 = without_system(handle, first, turn1, stage(profile.name, seeds, f"turn-1-{context}"))
+    if not instructed:
+        again = stage(profile.name, seeds, f"turn-1-{context}")
+        turn1 = without_system(handle, first, turn1, again, reading=reading)
     second = second_turn_items(specs, turn1, bank[n : 2 * n], seeds)
     turn2 = run_stage(
         handle,
         stage(profile.name, seeds, "turn-2"),
         second,
         sampling,
+        reading,
         batch_size=batch_size,
         desc="benchmark turn 2",
     )
@@ -324,7 +330,8 @@ def shifts(
     batch_size: int | None = None,
 ) -> pd.DataFrame:
     """`paired_shifts` of the benchmark's answers (see `answers`) on `axes`."""
-    return paired_shifts(axes, answers(ws, seeds=seeds, context=context, batch_size=batch_size))
+    found = answers(ws, seeds=seeds, context=context, batch_size=batch_size, reading=axes.reading())
+    return paired_shifts(axes, found)
 
 
 def run(

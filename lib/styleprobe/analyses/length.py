@@ -61,7 +61,7 @@ def run(ws: Workspace, *, seeds: Sequence[int] | None = None, batch_size: int | 
     seeds = BaselineResult.load(ws).seeds if seeds is None else seeds
     axes = ws.axes()
     validated = valid_axes(CalibrationResult.load(ws).evaluation, DeadZonesResult.load(ws).dead_axes())
-    results = baseline(ws, seeds=tuple(seeds), batch_size=batch_size)
+    results = baseline(ws, seeds=tuple(seeds), batch_size=batch_size, aggregation=axes.reading())
     projections = project_results(axes, results, ws.model.model_id)
     projections["finished"] = np.concatenate([r.records["finished"].to_numpy(bool) for r in results.values()])
     return measure(projections, axes.names, ws.profile.baseline_tokens, validated)

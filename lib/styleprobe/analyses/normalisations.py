@@ -11,7 +11,7 @@ import pandas as pd
 
 from styleprobe.engine.pipeline import StageResult
 from styleprobe.protocol.axes import NORMALISATIONS, AxisSet
-from styleprobe.protocol.calibration import Calibration, fit_from_result
+from styleprobe.protocol.calibration import Calibration, fit_from_result, fitted_like
 from styleprobe.protocol.fingerprint import project_results
 from styleprobe.result import PaperTable, Result
 
@@ -20,13 +20,19 @@ def renormalised(cal: Calibration, normalisation: str) -> AxisSet:
     """`cal`'s axes with another normalisation: the same directions, centre and scale set anew."""
     poles = dict(zip(cal.axes.names, cal.axes.poles, strict=True))
     return fit_from_result(
-        cal.result, cal.axes.model_id, normalisation, poles=poles, layers=cal.axes.layers, **cal.axes.meta
+        cal.result,
+        cal.axes.model_id,
+        normalisation,
+        poles=poles,
+        layers=cal.axes.layers,
+        **fitted_like(cal.axes),
+        **cal.axes.meta,
     )[0]
 
 
 def _pole_means(axes: AxisSet, result: StageResult, split: str) -> pd.DataFrame:
     rec = result.records
-    values = axes.project(result.states, clip=False)
+    values = axes.project(axes.states(result), clip=False)
     keep = (rec["split"] == split).to_numpy() & ~rec["empty"].to_numpy(bool)
     rows = {}
     for i, name in enumerate(axes.names):

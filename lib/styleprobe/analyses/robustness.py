@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import pandas as pd
 
+from styleprobe.engine.extraction import Aggregation
 from styleprobe.engine.generation import SamplingConfig
 from styleprobe.engine.pipeline import Item, StageResult, run_stage, without_system
 from styleprobe.protocol.axes import AxisSet
@@ -69,11 +70,12 @@ def formulation_scores(axes: AxisSet, standard: StageResult, formulations: Stage
     rows = []
     for form, part in parts.items():
         scores = heldout_scores(axes, part)
-        rec, states = part.records, part.states
+        rec, states = part.records, axes.states(part)
         for i, name in enumerate(axes.names):
+            own = states[:, i] if states.ndim == 3 else states  # the states of this axis's reading
             sel = (rec["axis"] == name).to_numpy() & (rec["n_measured"] > 0).to_numpy()
             pole = rec["pole"].to_numpy()
-            direction = states[sel & (pole == 1)].mean(0) - states[sel & (pole == -1)].mean(0)
+            direction = own[sel & (pole == 1)].mean(0) - own[sel & (pole == -1)].mean(0)
             norm = np.linalg.norm(direction)
             rows.append(
                 {
@@ -96,16 +98,19 @@ def run(
     handle, profile = ws.model, ws.profile
     cal = calibrate(ws, instruction_set="A", context=context, batch_size=batch_size)
     items = formulation_items(ws.protocol, profile, cal.axes.names)
+    instructed = keeps_instruction(context)
     forms = run_stage(
         handle,
         ws.runs.formulations(profile.name),
         items,
         SamplingConfig(profile.calibration_tokens),
+        cal.axes.reading() if instructed else Aggregation(),
         batch_size=batch_size,
         desc="formulations",
     )
-    if not keeps_instruction(context):
-        forms = without_system(handle, items, forms, ws.runs.formulations(profile.name, context))
+    if not instructed:
+        stage = ws.runs.formulations(profile.name, context)
+        forms = without_system(handle, items, forms, stage, reading=cal.axes.reading())
     return RobustnessResult(formulation_scores(cal.axes, cal.result, forms), heldout_status(cal.evaluation))
 
 

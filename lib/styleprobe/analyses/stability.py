@@ -17,8 +17,14 @@ from styleprobe import stats
 from styleprobe.analyses import instruction_benchmark as benchmark
 from styleprobe.engine.pipeline import StageResult
 from styleprobe.errors import UsageError
-from styleprobe.protocol.axes import AxisSet
-from styleprobe.protocol.calibration import calibrate, fit_from_result, heldout_scores
+from styleprobe.protocol.axes import AxisSet, readings_for
+from styleprobe.protocol.calibration import (
+    Calibration,
+    calibrate,
+    fit_from_result,
+    fitted_like,
+    heldout_scores,
+)
 from styleprobe.protocol.fingerprint import BaselineResult, baseline
 from styleprobe.protocol.reading import DEFAULT_CONTEXT, ReadingContext
 from styleprobe.protocol.spec import INSTRUCTION_SETS
@@ -90,7 +96,9 @@ def convergence(
         for repeat in range(1 if n == len(available) else n_repeats):
             chosen = rng.choice(available, size=n, replace=False)
             keep = ~cal | np.isin(rec["q_index"].to_numpy(), chosen)
-            axes, scores = fit_from_result(result.select(keep), full.model_id or "", layers=full.layers)
+            axes, scores = fit_from_result(
+                result.select(keep), full.model_id or "", layers=full.layers, **_refit_like(full)
+            )
             cos = np.sum(axes.vectors * full.subset(axes.names).vectors, axis=1)
             for i, name in enumerate(axes.names):
                 rows.append(
@@ -104,6 +112,31 @@ def convergence(
                     }
                 )
     return pd.DataFrame(rows)
+
+
+def _refit_like(axes: AxisSet) -> dict:
+    """`fit_from_result` arguments that refit answers read the way of `axes` with their estimators."""
+    return {k: v for k, v in fitted_like(axes).items() if k == "estimator"}
+
+
+def calibrate_sets(
+    ws: Workspace,
+    *,
+    context: ReadingContext = DEFAULT_CONTEXT,
+    batch_size: int | None = None,
+    like: AxisSet | None = None,
+) -> dict[str, Calibration]:
+    """The axes of instruction sets A, B and C read in `context`: the first set calibrated as `calibrate`
+    does by default (or fitted like the axes `like`), the others fitted the way the first set's axes were
+    (`calibration.fitted_like`: the same reading and estimator per axis), so that the sets' directions lie
+    in the same spaces and their cosines compare them."""
+    first, *others = INSTRUCTION_SETS
+    options = fitted_like(like) if like is not None else {}
+    out = {first: calibrate(ws, instruction_set=first, context=context, batch_size=batch_size, **options)}
+    same = fitted_like(out[first].axes)
+    for s in others:
+        out[s] = calibrate(ws, instruction_set=s, context=context, batch_size=batch_size, **same)
+    return out
 
 
 def baseline_snr(values: ArrayLike) -> float:
@@ -159,26 +192,33 @@ def run(
         raise UsageError(
             f"notebook 02 measured the baseline ICC over seeds {stored.seeds}, not {seeds}: give its seeds"
         )
-    cal = {
-        s: calibrate(ws, instruction_set=s, context=context, batch_size=batch_size) for s in INSTRUCTION_SETS
-    }
+    cal = calibrate_sets(ws, context=context, batch_size=batch_size)
     standard = cal["A"].axes
     names = standard.names
-    runs = baseline(ws, seeds=tuple(seeds), batch_size=batch_size)
-    first = runs[seeds[0]].states
+    runs = baseline(
+        ws,
+        seeds=tuple(seeds),
+        batch_size=batch_size,
+        aggregation=readings_for(*(c.axes for c in cal.values())),
+    )
+    first = runs[seeds[0]]
     subsets = convergence(cal["A"].result, standard, convergence_sizes, n_repeats=n_repeats)
     shifts = benchmark.shifts(ws, standard, seeds=benchmark_seeds, context=context, batch_size=batch_size)
     retest = baseline_retest(
-        stored.icc, {s: standard.project(r.states, clip=False) for s, r in runs.items()}, names
+        stored.icc, {s: standard.project(standard.states(r), clip=False) for s, r in runs.items()}, names
     ).join(benchmark.retest_icc(shifts).add_prefix("benchmark_"))
+    held_out = cal["A"].grid or cal["A"].result  # set A's evaluation answers, read every way the sets need
     return StabilityResult(
         profile=ws.profile.name,
         set_accuracy=pd.concat(
-            {s: heldout_scores(c.axes, cal["A"].result)["pairwise_accuracy"] for s, c in cal.items()}, axis=1
+            {s: heldout_scores(c.axes, held_out)["pairwise_accuracy"] for s, c in cal.items()}, axis=1
         ),
         set_cosines=set_cosines({s: c.axes for s, c in cal.items()}),
         baseline_projection_r=projection_agreement(
-            {s: pd.DataFrame(c.axes.project(first, clip=False), columns=names) for s, c in cal.items()}
+            {
+                s: pd.DataFrame(c.axes.project(c.axes.states(first), clip=False), columns=names)
+                for s, c in cal.items()
+            }
         ),
         convergence=subsets.groupby(["n", "axis"], as_index=False)[["cosine", "pairwise_accuracy"]].mean(),
         retest=retest,

@@ -33,6 +33,7 @@ from styleprobe.analyses.coverage import (
 from styleprobe.analyses.instruction_benchmark import SCENARIOS
 from styleprobe.analyses.judge import stats as judge_stats
 from styleprobe.analyses.judge.core import load_prompts
+from styleprobe.analyses.statistics_controls import control_checks
 from styleprobe.protocol import fingerprint, validity
 from styleprobe.protocol.profiles import DriftProfile, Profile
 from styleprobe.protocol.spec import Protocol
@@ -712,4 +713,5 @@ def checks(profile: Profile, drift_sizes: DriftProfile, design: Design) -> list[
         *drift_checks(drift_sizes, design),
         *thinking_checks(profile),
         *judge_and_class_checks(profile, design),
+        *control_checks(profile),
     ]

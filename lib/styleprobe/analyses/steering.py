@@ -24,7 +24,7 @@ from styleprobe.engine.chat import build_prompt
 from styleprobe.engine.generation import SamplingConfig, tokenize_prompts
 from styleprobe.engine.hooks import block_hooks, pad_batch
 from styleprobe.engine.models import ModelHandle
-from styleprobe.engine.pipeline import Item, reread, run_stage
+from styleprobe.engine.pipeline import Item, StageResult, read_answers, run_stage
 from styleprobe.protocol.axes import AxisSet
 from styleprobe.protocol.calibration import CalibrationResult
 from styleprobe.protocol.validity import mark, valid_axes
@@ -50,10 +50,12 @@ def steer(handle: ModelHandle, vector: np.ndarray, layers: Sequence[int], alpha:
 
 
 def axis_vector(axes: AxisSet, axis: str) -> np.ndarray:
-    """The steering direction of one axis in raw units: unit axis times its normalisation scale, so alpha = 1
-    moves a block's output by one unit of the normalised projection."""
-    i = axes.index(axis)
-    return axes.vectors[i] * np.float32(axes.scales[i])
+    """The steering vector of one axis in raw units (`AxisSet.steering_vector`): a unit direction times its
+    normalisation scale, so alpha = 1 moves a block's output by one unit of the normalised projection. The
+    direction is the axis itself for a difference of means, and the plain difference of means of the same
+    states for a whitened axis (`estimators.WHITENED`), whose direction need not move the residual stream
+    towards a pole."""
+    return axes.steering_vector(axis)
 
 
 _WORD = re.compile(r"\w+")
@@ -125,14 +127,15 @@ def steerability(frame: pd.DataFrame) -> pd.DataFrame:
 def sweep(
     ws: Workspace,
     alphas: Sequence[float],
-    layers: Sequence[int],
+    layers: Sequence[int] | None,
     max_new_tokens: int,
     *,
     batch_size: int | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Answer the profile's first `n_benchmark` baseline questions steered along each axis by every alpha
-    (0, unsteered, must be among them) at the blocks `layers`, and measure each answer: `value` (its
+    (0, unsteered, must be among them) at the blocks `layers` (None: each axis at its own,
+    `AxisSet.steering_blocks`), and measure each answer: `value` (its
     projection on the steered axis, read back without steering), `shift` (minus the unsteered answer's),
     the axis's text metric and its `text_shift`, `perplexity` under the unsteered model, `repetition`,
     `degraded` and `finished` (False: cut off at `max_new_tokens`). One row per (axis, alpha, question)."""
@@ -143,30 +146,33 @@ def sweep(
     # One stage for every (axis, alpha): each answer carries its own steering vector, so all share batches.
     # A question draws the same random numbers under every alpha, so shifts are not sampling noise alone.
     runs = [(None, 0.0)] + [(name, a) for name in axes.names for a in alphas if a != 0]
+    own = {name: list(layers) if layers is not None else axes.steering_blocks(name) for name in axes.names}
+    blocks = sorted({b for chosen in own.values() for b in chosen})
+    shared = all(chosen == blocks for chosen in own.values())  # one vector for every block, as before
     items, offsets = [], []
     for name, alpha in runs:
         vector = np.zeros(handle.hidden_size, np.float32) if name is None else axis_vector(axes, name)
+        at = np.stack([vector if name is None or b in own[name] else 0 * vector for b in blocks])
         for i, question in enumerate(questions):
             tag = "unsteered" if name is None else f"{name}/alpha{alpha:+g}"
             meta = {"steered": name, "alpha": alpha, "q_index": i}
             items.append(Item(f"{tag}/{i:02d}", question, meta=meta, stream=f"steer/{i:02d}"))
-            offsets.append(np.float32(alpha) * vector)
-    stage = ws.runs.steering(ws.profile.name, max_new_tokens, list(layers))
+            offsets.append(np.float32(alpha) * (vector if shared else at))
+    stage = ws.runs.steering(ws.profile.name, max_new_tokens, blocks)
     res = run_stage(
         handle,
         stage,
         items,
         SamplingConfig(max_new_tokens),
         batch_size=batch_size,
-        steer=(list(layers), np.stack(offsets)),
+        steer=(blocks, np.stack(offsets)),
         desc="steering",
         progress=progress,
     )
     ids = list(res.records["response_ids"])
-    per_layer = reread(
-        handle, items, ids, axes.layers, (res.aggregation.decay,), stage_dir=stage / "read", progress=progress
-    )
-    values = axes.project(res.aggregation.combine(per_layer[:, 0]), clip=False)
+    reading = axes.reading()
+    per_layer = read_answers(handle, items, ids, reading, stage / "read", progress=progress)
+    values = axes.project(axes.states(StageResult(res.records, per_layer, reading)), clip=False)
     answered = res.records[["steered", "alpha", "q_index", "response", "n_tokens", "finished"]].assign(
         perplexity=perplexity(handle, items, ids)
     )
@@ -270,13 +276,15 @@ def run(
     batch_size: int | None = None,
     progress: bool = True,
 ) -> SteeringResult:
-    """`sweep` the alphas at `layers` (None: the blocks the axes read) with `max_new_tokens` per answer
-    (None: the profile's baseline budget), summarise per (axis, alpha), fit each axis's steerability, and
-    correlate dead-zone severity with steerability over every model-axis pair (`severity_pairs`, Spearman)."""
-    layers = list(layers or ws.axes().layers)
+    """`sweep` the alphas at `layers` (None: each axis at the blocks it reads) with `max_new_tokens` per
+    answer (None: the profile's baseline budget), summarise per (axis, alpha), fit each axis's
+    steerability, and correlate dead-zone severity with steerability over every model-axis pair
+    (`severity_pairs`, Spearman)."""
+    axes = ws.axes()
+    steered = list(layers) if layers else sorted({b for n in axes.names for b in axes.steering_blocks(n)})
     max_new_tokens = max_new_tokens or ws.profile.baseline_tokens
     validated = valid_axes(CalibrationResult.load(ws).evaluation, DeadZonesResult.load(ws).dead_axes())
-    answers = sweep(ws, alphas, layers, max_new_tokens, batch_size=batch_size, progress=progress)
+    answers = sweep(ws, alphas, layers or None, max_new_tokens, batch_size=batch_size, progress=progress)
     answers["cut"] = ~answers["finished"].astype(bool)
     columns = ["shift", "text_shift", "perplexity", "repetition", "degraded", "cut"]
     summary = answers.groupby(["axis", "alpha"], sort=False)[columns].mean()
@@ -287,10 +295,10 @@ def run(
     return SteeringResult(
         profile=ws.profile.name,
         alphas=list(alphas),
-        layers=layers,
+        layers=steered,
         max_new_tokens=max_new_tokens,
         n_questions=int(answers["q_index"].nunique()),
-        validated=[n for n in ws.axes().names if n in validated],
+        validated=[n for n in axes.names if n in validated],
         summary=summary.reset_index(),
         steerability=table,
         severity_vs_steerability={"rho": rho, "p": p, "n_pairs": len(pooled)},

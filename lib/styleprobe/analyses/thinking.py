@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from styleprobe import stats
 from styleprobe.engine.chat import build_prompt
-from styleprobe.engine.extraction import TokenSequence, extract
+from styleprobe.engine.extraction import Aggregation, Reading, Readings, TokenSequence, extract
 from styleprobe.engine.generation import tokenize_prompts
 from styleprobe.engine.models import ModelHandle
 from styleprobe.engine.pipeline import REFORWARD_CHUNK, StageResult
@@ -78,16 +78,17 @@ def read_with_thinking(
         TokenSequence(p + list(r), [False] * len(p) + [True] * len(r))
         for p, r in zip(prompt_ids, rec["response_ids"], strict=True)
     ]
-    layers = result.aggregation.absolute_layers(handle.n_layers)
-    per_layer = np.zeros((len(seqs), len(layers), handle.hidden_size), dtype=np.float32)
+    reading = result.aggregation
+    several = isinstance(reading, Readings)
+    layers = reading.absolute_layers(handle.n_layers)
+    decays = reading.decays if several else (reading.decay,)
+    grid = np.zeros((len(seqs), len(decays), len(layers), handle.hidden_size), dtype=np.float32)
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i].ids))
     for start in tqdm(range(0, len(order), batch_size), desc="reading with thinking", disable=not progress):
         idx = order[start : start + batch_size]
-        per_layer[idx] = extract(
-            handle, [seqs[i] for i in idx], layers, (result.aggregation.decay,), chunk_size=REFORWARD_CHUNK
-        )[:, 0]
+        grid[idx] = extract(handle, [seqs[i] for i in idx], layers, decays, chunk_size=REFORWARD_CHUNK)
     records = rec.assign(n_measured=rec["n_tokens"])
-    return StageResult(records, per_layer, result.aggregation)
+    return StageResult(records, grid if several else grid[:, 0], reading)
 
 
 def paired_shift(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
@@ -128,18 +129,23 @@ def answer_both_ways(
     seeds: tuple[int, ...] | None = None,
     thinking_tokens: int = DEFAULT_THINKING_TOKENS,
     batch_size: int | None = None,
+    aggregation: Reading = Aggregation(),
     progress: bool = True,
 ) -> ThinkingAnswers:
-    """The model's baseline answers with thinking off (the profile's budget) and on (`thinking_tokens`);
-    `seeds` None: the profile's. ValueError for a model without a thinking switch."""
+    """The model's baseline answers with thinking off (the profile's budget) and on (`thinking_tokens`),
+    read with `aggregation` (the axes' `reading()`); `seeds` None: the profile's. ValueError for a model
+    without a thinking switch."""
     handle = ws.model
     if not handle.thinking or handle.think_ids[1] is None:
         raise ValueError(f"{handle.model_id} has no thinking switch (enable_thinking in its chat template)")
     seeds = tuple(seeds if seeds is not None else ws.profile.seeds)
-    off = baseline(ws, seeds=seeds, thinking=False, batch_size=batch_size, progress=progress)
+    off = baseline(
+        ws, seeds=seeds, thinking=False, batch_size=batch_size, aggregation=aggregation, progress=progress
+    )
     on = baseline(
         ws,
         seeds=seeds,
+        aggregation=aggregation,
         thinking=True,
         profile=thinking_profile(ws.profile, thinking_tokens),
         batch_size=batch_size,

@@ -17,10 +17,10 @@ import pandas as pd
 
 from styleprobe import paths
 from styleprobe.engine.chat import build_prompt
-from styleprobe.engine.extraction import Aggregation, measure_mask
+from styleprobe.engine.extraction import Reading, measure_mask
 from styleprobe.engine.generation import SamplingConfig, generate, tokenize_prompts
 from styleprobe.engine.models import ModelHandle
-from styleprobe.engine.pipeline import Item, reread
+from styleprobe.engine.pipeline import Item, read_answers
 from styleprobe.engine.sampling import row_key
 from styleprobe.protocol.axes import AxesError, AxisSet
 from styleprobe.protocol.calibration import calibrate
@@ -125,7 +125,7 @@ class Explorer:
         return self.axes.meta.get("context", DEFAULT_CONTEXT)
 
     @property
-    def aggregation(self) -> Aggregation:
+    def aggregation(self) -> Reading:
         return self.axes.reading()
 
     @property
@@ -185,18 +185,17 @@ class Explorer:
         scores = pd.Series(np.nan, index=self.axes.names)
         # nothing to measure (empty, or a think block never closed): NaN, like unmeasured baseline answers
         if any(measure_mask(self.handle, 0, gen.response_ids)) and not gen.empty:
-            agg = self.aggregation
-            per_layer = reread(
+            reading = self.aggregation
+            per_layer = read_answers(
                 self.handle,
                 [item],
                 [gen.response_ids],
-                agg.absolute_layers(self.handle.n_layers),
-                (agg.decay,),
+                reading,
                 keep_system=keeps_instruction(self.context),
                 thinking=thinking,
                 progress=False,
-            )[:, 0]
-            scores[:] = self.axes.project(agg.combine(per_layer), self.handle.model_id)[0]
+            )
+            scores[:] = self.axes.project(reading.combine(per_layer), self.handle.model_id)[0]
         turn = Turn(self.name, message, system, gen.text, tuple(gen.response_ids), gen.finished, scores)
         self.history.append(turn)
         return turn

@@ -61,11 +61,16 @@ def _cut(handle: ModelHandle, ids: list[int]) -> tuple[list[int], bool]:
 
 class _Steering:
     """Per-row vectors added to the outputs of some decoder blocks while decoding: row r of the batch gets
-    `offsets[r]` at every position. `select` follows the rows as finished ones are dropped."""
+    `offsets[r]` ([rows, hidden]: at every block; [rows, n_blocks, hidden]: `offsets[r, j]` at the j-th
+    block) at every position. `select` follows the rows as finished ones are dropped."""
 
     def __init__(self, handle: ModelHandle, blocks: list[int], offsets: np.ndarray | torch.Tensor):
-        self.add = torch.as_tensor(offsets, device=handle.device).to(handle.model.dtype)[:, None, :]
-        self.fns = [(i, lambda hidden: hidden + self.add) for i in blocks]
+        add = torch.as_tensor(offsets, device=handle.device).to(handle.model.dtype)
+        self.add = add[:, None, None, :] if add.ndim == 2 else add[:, :, None, :]  # [rows, 1|blocks, 1, h]
+        self.fns = [(i, self._adder(min(j, self.add.shape[1] - 1))) for j, i in enumerate(blocks)]
+
+    def _adder(self, j: int):
+        return lambda hidden: hidden + self.add[:, j]
 
     def select(self, keep: torch.Tensor) -> None:
         self.add = self.add[keep]
@@ -120,10 +125,11 @@ def generate(
     `keys` seed each row's sampling (see `styleprobe.engine.sampling`). With `capture=(layers, decay)` the
     residual stream after those blocks is aggregated on the fly and returned as [rows, layers, hidden]
     (float32), equal to a teacher-forced re-read of the same response with the same context. With
-    `steer=(blocks, offsets)` row r decodes with `offsets[r]` ([rows, hidden]) added to the output of each of
-    those blocks (absolute indices), so differently steered answers share one batch; captured states are
-    read after the steering. `on_step` is called after each decoding step with the number of steps done
-    (progress: a batch takes at most `cfg.max_new_tokens` steps, fewer when every row ends early)."""
+    `steer=(blocks, offsets)` row r decodes with `offsets[r]` ([rows, hidden], or [rows, n_blocks, hidden]
+    for a vector per block) added to the output of each of those blocks (absolute indices), so differently
+    steered answers share one batch; captured states are read after the steering. `on_step` is called after
+    each decoding step with the number of steps done (progress: a batch takes at most `cfg.max_new_tokens`
+    steps, fewer when every row ends early)."""
     model, dev = handle.model, handle.device
     rows = len(prompt_ids)
     ids, mask = pad_batch(prompt_ids, handle.tokenizer.pad_token_id, "left", dev)

@@ -14,7 +14,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from styleprobe.engine.chat import build_prompt
-from styleprobe.engine.extraction import Aggregation, TokenSequence, extract, measure_mask
+from styleprobe.engine.extraction import Aggregation, Reading, Readings, TokenSequence, extract, measure_mask
 from styleprobe.engine.generation import (
     SamplingConfig,
     auto_batch_size,
@@ -50,17 +50,43 @@ class Item:
 @dataclass
 class StageResult:
     records: pd.DataFrame  # one row per item, in the order of the items given
-    per_layer: np.ndarray  # [n_items, n_layers, hidden] decay-weighted means at each read layer
-    aggregation: Aggregation
+    # Aggregation: [n_items, n_layers, hidden] decay-weighted means at each read layer;
+    # Readings: [n_items, n_decays, n_layers, hidden], its grid of layers x decays
+    per_layer: np.ndarray
+    aggregation: Reading
 
     @property
     def states(self) -> np.ndarray:
-        """[n_items, hidden] layer-weighted states: what the axes project."""
+        """What the axes project: [n_items, hidden] layer-weighted states of an Aggregation, or
+        [n_items, n_aggregations, hidden] of Readings (one vector per aggregation, i.e. per axis)."""
         return self.aggregation.combine(self.per_layer)
 
     def select(self, mask) -> StageResult:
         mask = np.asarray(mask)
         return StageResult(self.records[mask].reset_index(drop=True), self.per_layer[mask], self.aggregation)
+
+    def read(self, aggregation: Aggregation) -> np.ndarray:
+        """[n_items, hidden] states of one aggregation (absolute layers) taken from this result's grid."""
+        if isinstance(self.aggregation, Readings):
+            return self.aggregation.read(self.per_layer, aggregation)
+        if aggregation != self.aggregation:
+            raise ValueError(f"{aggregation} was not read (this result holds {self.aggregation} only)")
+        return self.states
+
+    def with_reading(self, reading: Reading) -> StageResult:
+        """The same answers under another reading taken from this result's grid (nothing is read again):
+        an Aggregation or Readings with absolute layers, covered by this result's Readings."""
+        if not isinstance(self.aggregation, Readings):
+            if reading == self.aggregation:
+                return self
+            raise ValueError(f"{reading} was not read (this result holds {self.aggregation} only)")
+        if isinstance(reading, Aggregation):
+            if not self.aggregation.covers(reading):
+                raise ValueError(f"{reading} was not read")
+            layers, decays = self.aggregation.layers, self.aggregation.decays
+            grid = self.per_layer[:, decays.index(float(reading.decay))]
+            return StageResult(self.records, grid[:, [layers.index(i) for i in reading.layers]], reading)
+        return StageResult(self.records, self.aggregation.subgrid(self.per_layer, reading), reading)
 
 
 def check_batch_size(batch_size: int | None) -> None:
@@ -78,7 +104,7 @@ def run_stage(
     stage_dir: Path,
     items: list[Item],
     sampling: SamplingConfig,
-    aggregation: Aggregation = Aggregation(),
+    aggregation: Reading = Aggregation(),
     *,
     seed: int = 0,
     batch_size: int | None = None,
@@ -100,15 +126,45 @@ def run_stage(
     batch with a teacher-forced pass; "auto" uses online capture whenever the reading context is the
     generation context (chat template, system prompt kept, no thinking block) and the re-forward otherwise.
 
-    `steer=(blocks, offsets)` answers item k with `offsets[k]` ([n_items, hidden]) added to the output of each
-    of those decoder blocks while generating (`generate`). Only the generation is steered: states captured
+    `steer=(blocks, offsets)` answers item k with `offsets[k]` ([n_items, hidden]; [n_items, n_blocks, hidden]
+    for a vector per block, zeros where an item leaves a block alone) added to the output of each of
+    those decoder blocks while generating (`generate`). Only the generation is steered: states captured
     online are read steered, a re-forward reads them unsteered (`reread` them to choose).
+
+    With `Readings` (several aggregations, e.g. an axis set whose axes read different blocks), the answers
+    are those of the default stage (`Aggregation()`, so every reader shares them) and are re-read once at
+    the union of the needed blocks and decays (`reread_result`, stored in `stage_dir/read-<digest>`).
 
     `on_progress` is called with the share of the items answered so far (a batch counts by its decoding
     steps as they run), for a progress display beside `progress`'s bar."""
     if not items:
         raise ValueError("no items to run")
     check_batch_size(batch_size)
+    if isinstance(aggregation, Readings):  # answers of the default stage, re-read at every needed block
+        answered = run_stage(
+            handle,
+            stage_dir,
+            items,
+            sampling,
+            seed=seed,
+            batch_size=batch_size,
+            thinking=thinking,
+            read_with_system=read_with_system,
+            extraction=extraction,
+            steer=steer,
+            desc=desc,
+            progress=progress,
+        )
+        return reread_result(
+            handle,
+            items,
+            answered,
+            aggregation,
+            Path(stage_dir) / f"read-{_digest(aggregation.to_dict())}",
+            keep_system=read_with_system,
+            thinking=thinking,
+            progress=progress,
+        )
     prompts = [build_prompt(handle, it.question, it.system, it.history, thinking=thinking) for it in items]
     prompt_ids = tokenize_prompts(handle, prompts)
     if read_with_system:
@@ -148,10 +204,19 @@ def run_stage(
     }
     if steer is not None:
         blocks, offsets = list(steer[0]), np.asarray(steer[1], dtype=np.float32)
-        if offsets.shape != (len(items), handle.hidden_size):
-            shape = f"[{len(items)}, {handle.hidden_size}]"
+        if offsets.shape not in (
+            (len(items), handle.hidden_size),
+            (len(items), len(blocks), handle.hidden_size),
+        ):
+            shape = (
+                f"[{len(items)}, {handle.hidden_size}] or [{len(items)}, {len(blocks)}, {handle.hidden_size}]"
+            )
             raise ValueError(f"steering offsets must be {shape}, got {list(offsets.shape)}")
-        settings["steer"] = {"blocks": blocks, "offsets": hashlib.sha256(offsets.tobytes()).hexdigest()[:16]}
+        digest = hashlib.sha256(offsets.tobytes()).hexdigest()[:16]
+        settings["steer"] = {
+            "blocks": blocks,
+            "offsets": digest if offsets.ndim == 2 else f"{digest}-per-block",
+        }
     manifest = Path(stage_dir) / "manifest.json"
     if batch_size is None and (found := read_manifest(manifest)) is not None:
         batch_size = found["settings"].get("batch_size")  # resume with the batches the run started with
@@ -240,21 +305,25 @@ def reread(
     handle: ModelHandle,
     items: list[Item],
     response_ids: Sequence[Sequence[int]],
-    layers: Sequence[int],
+    layers: Sequence[int | str],
     decays: Sequence[float] = (0.9,),
     *,
     keep_system: bool = True,
     thinking: bool | None = None,
     stage_dir: Path | None = None,
     batch_size: int = 16,
+    compact: bool = False,
     desc: str = "re-reading",
     progress: bool = True,
 ) -> np.ndarray:
     """Teacher-forced aggregates [n, n_decays, n_layers, hidden] of given answers in their conversation:
-    nothing is generated, and every requested layer (absolute indices) and token decay comes from one pass.
+    nothing is generated, and every requested layer (absolute indices, or EMBEDDING) and token decay comes
+    from one pass.
 
     `keep_system=False` drops the system prompt from the context (question + answer only). With
-    `stage_dir`, finished batches are stored there and reused, so a long re-read resumes."""
+    `stage_dir`, finished batches are stored there and reused, so a long re-read resumes; `compact` stores
+    them in float16 (half the size; a batch float16 cannot hold stays float32), for re-reads of every
+    block."""
     if len(items) != len(response_ids) or not items:
         raise ValueError(f"need one response per item, got {len(items)} items, {len(response_ids)} responses")
     check_batch_size(batch_size)
@@ -281,6 +350,7 @@ def reread(
             "thinking": thinking,
             "batch_size": batch_size,
             "items": _digest([s.ids for s in seqs]),
+            **({"compact": True} if compact else {}),
         }
         stage = Stage(Path(stage_dir), settings)
     out = np.zeros((len(seqs), len(decays), len(layers), handle.hidden_size), dtype=np.float32)
@@ -289,6 +359,9 @@ def reread(
             out[idx] = stage.read(b)[1]["states"]
             continue
         states = extract(handle, [seqs[i] for i in idx], layers, decays, chunk_size=REFORWARD_CHUNK)
+        if compact:
+            small = states.astype(np.float16)
+            states = small if np.isfinite(small).all() else states
         if stage is not None:
             stage.write(b, [{"id": items[i].id} for i in idx], {"states": states})
         out[idx] = states
@@ -317,31 +390,86 @@ def _warn_past_context(handle: ModelHandle, ids: list[str], lengths: list[int]) 
         )
 
 
+def read_answers(
+    handle: ModelHandle,
+    items: list[Item],
+    response_ids: Sequence[Sequence[int]],
+    reading: Reading,
+    stage_dir: Path | None = None,
+    *,
+    keep_system: bool = True,
+    thinking: bool | None = None,
+    batch_size: int = 16,
+    compact: bool = False,
+    desc: str = "re-reading",
+    progress: bool = True,
+) -> np.ndarray:
+    """Teacher-forced per-layer aggregates of given answers under `reading` (`reread` at its blocks and
+    decays): [n, n_layers, hidden] for an Aggregation, the grid [n, n_decays, n_layers, hidden] for
+    Readings, so that `reading.combine` of it gives the states."""
+    several = isinstance(reading, Readings)
+    grid = reread(
+        handle,
+        items,
+        response_ids,
+        reading.absolute_layers(handle.n_layers),
+        reading.decays if several else (reading.decay,),
+        keep_system=keep_system,
+        thinking=thinking,
+        stage_dir=stage_dir,
+        batch_size=batch_size,
+        compact=compact,
+        desc=desc,
+        progress=progress,
+    )
+    return grid if several else grid[:, 0]
+
+
+def reread_result(
+    handle: ModelHandle,
+    items: list[Item],
+    result: StageResult,
+    reading: Reading,
+    stage_dir: Path | None,
+    **options,
+) -> StageResult:
+    """The answers of `result` read under `reading` (nothing is generated): one teacher-forced pass over
+    every needed block and decay, stored in `stage_dir` (None: not stored) and resumed from it; `options`
+    as `read_answers` takes them."""
+    ids = list(result.records["response_ids"])
+    return StageResult(
+        result.records, read_answers(handle, items, ids, reading, stage_dir, **options), reading
+    )
+
+
 def without_system(
     handle: ModelHandle,
     items: list[Item],
     result: StageResult,
     stage_dir: Path,
     *,
+    reading: Reading | None = None,
     thinking: bool | None = None,
     progress: bool = True,
 ) -> StageResult:
     """`result` with its answers' states re-read as conversation + answer, the system prompt dropped
-    (nothing is generated; the re-read is stored in `stage_dir` and resumes)."""
-    agg = result.aggregation
-    per_layer = reread(
+    (nothing is generated; the re-read is stored in `stage_dir` and resumes). `reading` (default: the
+    result's own) reads other blocks or poolings; it is stored in `stage_dir/read-<digest>`, so the re-read
+    of the result's own reading keeps its folder."""
+    reading = result.aggregation if reading is None else reading
+    if reading != result.aggregation:
+        stage_dir = Path(stage_dir) / f"read-{_digest(reading.to_dict())}"
+    return reread_result(
         handle,
         items,
-        list(result.records["response_ids"]),
-        agg.absolute_layers(handle.n_layers),
-        (agg.decay,),
+        result,
+        reading,
+        stage_dir,
         keep_system=False,
         thinking=thinking,
-        stage_dir=stage_dir,
         desc="re-reading without the system prompt",
         progress=progress,
     )
-    return StageResult(result.records, per_layer[:, 0], agg)
 
 
 def _response_ids(handle: ModelHandle, responses: list[str]) -> list[list[int]]:
@@ -360,25 +488,23 @@ def read_responses(
     handle: ModelHandle,
     conversations: list[Item],
     responses: list[str],
-    aggregation: Aggregation = Aggregation(),
+    aggregation: Reading = Aggregation(),
     *,
     batch_size: int = 16,
     progress: bool = True,
 ) -> np.ndarray:
-    """Teacher-forced states [n, n_layers, hidden] of given responses in their conversation context
-    (imported or hand-written answers; nothing is generated). A conversation longer than the model's
-    context is read past its trained positions, with a ContextWarning (`conversation_lengths` finds them
-    beforehand)."""
+    """Teacher-forced per-layer aggregates of given responses in their conversation context (imported or
+    hand-written answers; nothing is generated): [n, n_layers, hidden] for an Aggregation, the grid
+    [n, n_decays, n_layers, hidden] for Readings; `aggregation.combine` of it gives the states. A
+    conversation longer than the model's context is read past its trained positions, with a ContextWarning
+    (`conversation_lengths` finds them beforehand)."""
     response_ids = _response_ids(handle, responses)
-    layers = aggregation.absolute_layers(handle.n_layers)
-    states = reread(
+    return read_answers(
         handle,
         conversations,
         response_ids,
-        layers,
-        (aggregation.decay,),
+        aggregation,
         batch_size=batch_size,
         desc="reading",
         progress=progress,
     )
-    return states[:, 0]

@@ -42,11 +42,13 @@ class ControlVector:
 def export_control_vector(
     axes: AxisSet, axis: str, path: Path, *, layers: list[int] | None = None, strength: float | None = None
 ) -> Path:
-    """Write one axis as a control vector: at each block of `layers` (default: the blocks the axes were
-    read from) the unit axis vector times `strength` (default: the axis's normalisation scale, so that a
-    llama.cpp scale of 1 adds about one calibration IQR of projection per block). Written atomically."""
+    """Write one axis's steering vector as a control vector (`AxisSet.steering_vector`: the axis itself for a
+    difference of means, the plain difference of means at its block for a whitened axis): at each block of
+    `layers` (default: the blocks the axis reads, `AxisSet.steering_blocks`) its unit direction times
+    `strength` (default: its normalisation scale, so that a llama.cpp scale of 1 moves the axis's
+    projection by about one normalised unit per block). Written atomically."""
     i = axes.index(axis)
-    blocks = list(axes.layers if layers is None else layers)
+    blocks = list(axes.steering_blocks(i) if layers is None else layers)
     if not blocks or not all(is_integer(b) and b >= 0 for b in blocks):
         raise AxesError(f"layers must be decoder block indices >= 0 (counted from 0), got {blocks}")
     depth = axes.n_blocks
@@ -55,10 +57,11 @@ def export_control_vector(
             f"layers {blocks}: {axes.model_id} has {depth} decoder blocks (0 to {depth - 1}), so no block "
             f"{max(blocks)}"
         )
-    coefficient = float(axes.scales[i] if strength is None else strength)
+    steering = axes.steering_vector(i).astype(np.float64)
+    coefficient = float(np.linalg.norm(steering) if strength is None else strength)
     if not np.isfinite(coefficient):
         raise AxesError(f"strength must be a finite number, got {coefficient}")
-    vector = (axes.vectors[i].astype(np.float32) * coefficient).astype(np.float32)
+    vector = (steering / np.linalg.norm(steering) * coefficient).astype(np.float32)
     path = Path(path)
     with writing(path):  # a full disk or a read-only folder: one line naming the file
         path.parent.mkdir(parents=True, exist_ok=True)

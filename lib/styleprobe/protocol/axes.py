@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load, save
 
 from styleprobe import __version__
-from styleprobe.engine.extraction import Aggregation
+from styleprobe.engine.extraction import Aggregation, Readings
 from styleprobe.engine.store import (
     atomic_write_bytes,
     atomic_write_text,
@@ -27,6 +28,8 @@ from styleprobe.engine.store import (
     sha256_bytes,
 )
 from styleprobe.errors import StyleprobeError, first_line
+from styleprobe.protocol import estimators
+from styleprobe.protocol.estimators import Estimator, EstimatorError
 
 NORMALISATIONS = ("crossfit", "median_iqr", "uncentred_iqr")
 """crossfit (default): 0 and ±1 from held-out pole means; median_iqr: the pooled calibration median and IQR
@@ -42,6 +45,12 @@ ORIGINAL_SCALE_FLOOR = 0.1  # the original study's floor on the IQR, in raw proj
 SCALE_FLOOR_SPREADS = (
     0.1  # crossfit's floor on the scale, in within-pole spreads (`AxisSet.floored` says where it binds)
 )
+STEERING_PREFIX = "steering/"  # safetensors names of the steering vectors beside the axes ("/" is in no name)
+
+
+def _blocks(readings: list[dict]) -> list[int]:
+    """Every decoder block the per-axis `readings` read, in order."""
+    return sorted({int(i) for r in readings for i in r["layers"]})
 
 
 class AxesError(StyleprobeError, ValueError):
@@ -50,7 +59,8 @@ class AxesError(StyleprobeError, ValueError):
 
 def axis_direction(pos: np.ndarray, neg: np.ndarray, trim: float = 0.1) -> np.ndarray:
     """unit(trimmed_mean(pos) - trimmed_mean(neg)); `trim` is cut from each end, per dimension. States are
-    [..., n, hidden]; leading dimensions are independent data sets (simulations fit many at once)."""
+    [..., n, hidden]; leading dimensions are independent data sets (simulations fit many at once). The
+    `study` estimator of `styleprobe.protocol.estimators`, vectorised."""
     from styleprobe.stats import trimmed_mean  # stats imports pandas: not at module level (GPU check)
 
     diff = trimmed_mean(pos, trim, axis=-2) - trimmed_mean(neg, trim, axis=-2)
@@ -58,6 +68,32 @@ def axis_direction(pos: np.ndarray, neg: np.ndarray, trim: float = 0.1) -> np.nd
     if not (np.isfinite(norm).all() and (norm > 0).all()):
         raise AxesError("the two poles have identical trimmed means; the axis is undefined")
     return (diff / norm).astype(np.float32)
+
+
+def _estimator(estimator: str | Estimator, trim: float = estimators.TRIM) -> Estimator:
+    """An estimator given by name (`study` takes `trim`) or as a function."""
+    if callable(estimator):
+        return estimator
+    try:
+        return estimators.study(trim) if estimator == "study" else estimators.get(estimator)
+    except EstimatorError as err:
+        raise AxesError(str(err)) from None
+
+
+def fit_direction(
+    pos: np.ndarray,
+    neg: np.ndarray,
+    estimator: str | Estimator = "study",
+    groups: tuple[np.ndarray, np.ndarray] | None = None,
+    trim: float = estimators.TRIM,
+) -> np.ndarray:
+    """The unit direction [hidden] (float32) `estimator` fits to the poles; `groups`: each answer's question
+    (for estimators with an inner cross-validation)."""
+    pg, ng = groups if groups is not None else (None, None)
+    try:
+        return _estimator(estimator, trim)(pos, neg, pg, ng).astype(np.float32)
+    except EstimatorError as err:
+        raise AxesError(str(err)) from None
 
 
 def folds(*questions: np.ndarray) -> list[np.ndarray]:
@@ -76,17 +112,31 @@ def out_of_fold(
     neg_folds: np.ndarray,
     others: tuple[tuple[np.ndarray, np.ndarray], ...] = (),
     trim: float = 0.1,
+    estimator: str | Estimator = "study",
+    questions: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[np.ndarray]:
     """Raw projections of every answer on the axis fitted without its fold: [pos, neg, *others], each
-    others entry given as (states, folds). With one fold, every answer is projected in-sample. States are
-    [..., n, hidden] (leading dimensions: independent data sets sharing the folds)."""
+    others entry given as (states, folds). The axis of each fold is refitted with `estimator` (a name of
+    `estimators.ESTIMATORS` or a function; `questions`, each answer's question, feed its inner
+    cross-validation if it has one). With one fold, every answer is projected in-sample. With the study's
+    estimator, states may be [..., n, hidden] (leading dimensions: independent data sets sharing the
+    folds)."""
     groups = [(pos, pos_folds), (neg, neg_folds), *others]
     out = [np.empty(s.shape[:-1]) for s, _ in groups]
+    fit = None if estimator == "study" else _estimator(estimator, trim)
+    qp, qn = questions if questions is not None else (pos_folds, neg_folds)
     for k in np.unique(np.concatenate([pos_folds, neg_folds])):
-        train_p, train_n = pos[..., pos_folds != k, :], neg[..., neg_folds != k, :]
-        if not train_p.shape[-2] or not train_n.shape[-2]:  # one fold: nothing is held out
-            train_p, train_n = pos, neg
-        direction = axis_direction(train_p, train_n, trim).astype(np.float64)
+        keep_p, keep_n = pos_folds != k, neg_folds != k
+        if not keep_p.any() or not keep_n.any():  # one fold: nothing is held out
+            keep_p, keep_n = np.ones(pos.shape[-2], bool), np.ones(neg.shape[-2], bool)
+        if fit is None:  # the study's estimator, vectorised over leading dimensions
+            unit = axis_direction(pos[..., keep_p, :], neg[..., keep_n, :], trim)
+        else:
+            try:
+                unit = fit(pos[keep_p], neg[keep_n], qp[keep_p], qn[keep_n])
+            except EstimatorError as err:
+                raise AxesError(str(err)) from None
+        direction = unit.astype(np.float32).astype(np.float64)  # as the axis file stores it
         for (states, f), values in zip(groups, out, strict=True):
             values[..., f == k] = np.einsum("...nh,...h->...n", states[..., f == k, :], direction)
     return out
@@ -174,7 +224,13 @@ ERROR_COLUMNS = ("var_centre", "var_scale", "cov_centre_scale", "n_questions")
 
 @dataclass
 class AxisSet:
-    """Unit axis vectors [n_axes, hidden] with the normalisation and provenance needed to reuse them."""
+    """Unit axis vectors [n_axes, hidden] with the normalisation and provenance needed to reuse them.
+
+    Every axis is read with `aggregation` and fitted by the `study` estimator unless `readings` (one
+    aggregation dict per axis, absolute layers) and `estimators` (one estimator name per axis) say
+    otherwise; files written before they existed load as such. `steering` [n_axes, hidden] holds the
+    vector each axis steers with at alpha 1, added at the blocks `steering_layers` (one list per axis);
+    None: the unit axis times its scale at `layers` (`steering_vector`, `steering_blocks`)."""
 
     names: list[str]
     poles: list[tuple[str, str]]
@@ -183,7 +239,7 @@ class AxisSet:
     scales: np.ndarray
     model_id: str
     hidden_size: int
-    layers: list[int]
+    layers: list[int]  # every block read (absolute), over all axes
     aggregation: dict
     normalisation: str = "crossfit"
     spreads: np.ndarray | None = (
@@ -193,6 +249,10 @@ class AxisSet:
     calibration: dict = field(default_factory=dict)  # per-axis statistics from calibration
     meta: dict = field(default_factory=dict)  # profile, prompt-set hash, instruction set, context, ...
     version: str = __version__
+    readings: list[dict] | None = None  # per axis: its aggregation (absolute layers); None: `aggregation`
+    estimators: list[str] | None = None  # per axis: the estimator that fitted it; None: all "study"
+    steering: np.ndarray | None = None  # per axis: the steering vector at alpha 1 (raw units)
+    steering_layers: list[list[int]] | None = None  # per axis: the blocks it steers (None: `layers`)
 
     def __post_init__(self) -> None:
         self.vectors = np.asarray(self.vectors, dtype=np.float32)
@@ -221,21 +281,91 @@ class AxisSet:
             raise AxesError(
                 f"unknown normalisation {self.normalisation!r}; expected {', '.join(NORMALISATIONS)}"
             )
+        for field_name in ("readings", "estimators", "steering_layers"):
+            value = getattr(self, field_name)
+            if value is not None and len(value) != n:
+                raise AxesError(f"{field_name} must hold one entry per axis, got {len(value)} for {n} axes")
+        if self.estimators is not None:
+            self.estimators = list(self.estimators)
+            unknown = [e for e in self.estimators if e not in estimators.ESTIMATORS]
+            if unknown:
+                known = ", ".join(estimators.ESTIMATORS)
+                raise AxesError(f"unknown estimator {unknown[0]!r}; expected {known}")
+        if self.steering is not None:
+            self.steering = np.asarray(self.steering, dtype=np.float32)
+            if self.steering.shape != (n, self.hidden_size) or not np.isfinite(self.steering).all():
+                raise AxesError(f"steering vectors must be finite, [{n}, {self.hidden_size}]")
         try:
             self.reading()
+            for i in range(n):
+                self.reading(i)
         except (TypeError, ValueError) as err:
             raise AxesError(f"invalid aggregation {self.aggregation}: {err}") from None
 
-    def reading(self) -> Aggregation:
-        """How answers are read onto these axes (layers, token decay, layer weights), as calibrated."""
-        return Aggregation(**self.aggregation)
+    def reading(self, axis: int | str | None = None) -> Aggregation | Readings:
+        """How answers are read onto these axes, as calibrated: with `axis` (a name or index), that axis's
+        aggregation; without, the one aggregation of axes read the study's way (files without `readings`),
+        else `Readings` (one per axis, in axis order, named: `as_readings`), which readers hand to
+        `run_stage` and `reread_result` so that the answers come from the default stage and are re-read
+        at the needed blocks."""
+        if axis is not None:
+            i = self.index(axis) if isinstance(axis, str) else int(axis)
+            return Aggregation(**(self.readings[i] if self.readings is not None else self.aggregation))
+        if self.readings is None:
+            return Aggregation(**self.aggregation)
+        return self.as_readings()
+
+    def as_readings(self) -> Readings:
+        """Readings (absolute layers, named by axis) that read every axis's states in one pass: what
+        `run_stage`, `reread_result` and `read_responses` take so that `states` can give each axis its own."""
+        n = len(self.names)
+        return Readings(tuple(self.absolute_reading(i) for i in range(n)), tuple(self.names))
+
+    @property
+    def per_axis(self) -> bool:
+        """Whether the axes read different blocks or poolings (their states are [n, n_axes, hidden])."""
+        return self.readings is not None and any(r != self.readings[0] for r in self.readings)
+
+    def absolute_reading(self, axis: int | str) -> Aggregation:
+        """The aggregation of `axis` with its layers counted from block 0 (what a grid is read with)."""
+        agg = self.reading(axis)
+        if self.readings is not None:
+            return agg
+        return Aggregation(tuple(self.layers), agg.layer_weights, agg.decay)
+
+    def estimator(self, axis: int | str) -> str:
+        """The name of the estimator that fitted `axis`."""
+        i = self.index(axis) if isinstance(axis, str) else int(axis)
+        return "study" if self.estimators is None else self.estimators[i]
+
+    def states(self, result) -> np.ndarray:
+        """The states of `result` (a `StageResult`) these axes project: [n, hidden], or [n, n_axes, hidden]
+        for `per_axis` sets. A result read with `Readings` (a grid, or another axis set's readings) gives
+        each axis its own aggregation, which it must cover; a result of one aggregation is taken as read
+        the axes' way."""
+        if isinstance(result.aggregation, Readings):
+            try:
+                grid, read = result.per_layer, result.aggregation.read
+                each = [read(grid, self.absolute_reading(i)) for i in range(len(self.names))]
+            except ValueError as err:
+                raise AxesError(f"these answers were not read the way the axes need: {err}") from None
+            return np.stack(each, axis=1) if self.per_axis else each[0]
+        if self.per_axis:
+            raise AxesError(
+                "these axes read each axis at its own block or pooling: read the answers with "
+                "`axes.reading()` (Readings), not one aggregation"
+            )
+        return result.states
 
     @property
     def n_blocks(self) -> int | None:
         """The decoder blocks of the model the axes were read from, as their layers imply: each block read
         is recorded both from the end (the aggregation's negative layers) and from 0 (`layers`). None when
-        no layer is counted from the end (axes from a control vector) or the two do not agree."""
-        read = self.reading().layers
+        no layer is counted from the end (axes from a control vector, or with readings of their own, whose
+        layers are all counted from 0) or the two do not agree."""
+        if self.readings is not None:
+            return None
+        read = Aggregation(**self.aggregation).layers
         if len(read) != len(self.layers):
             return None
         depths = {a - r for a, r in zip(self.layers, read, strict=True) if r < 0}
@@ -258,9 +388,20 @@ class AxisSet:
             raise AxesError("states contain NaN or inf")
 
     def project_raw(self, states: np.ndarray, model_id: str | None = None) -> np.ndarray:
-        """[n, hidden] -> [n, n_axes] dot products with the unit axes."""
+        """[n, hidden] (every axis read alike) or [n, n_axes, hidden] (each axis its own states, see
+        `states`) -> [n, n_axes] dot products with the unit axes."""
         self.check_states(states, model_id)
-        return states.astype(np.float64) @ self.vectors.T.astype(np.float64)
+        vectors = self.vectors.astype(np.float64)
+        if states.ndim == 3:
+            if states.shape[1] != len(self.names):
+                raise AxesError(f"per-axis states hold {states.shape[1]} axes, these axes {len(self.names)}")
+            return np.einsum("nkh,kh->nk", states.astype(np.float64), vectors)
+        if self.per_axis:
+            raise AxesError(
+                "these axes read each axis at its own block or pooling: project per-axis states "
+                "[n, n_axes, hidden] (`AxisSet.states`)"
+            )
+        return states.astype(np.float64) @ vectors.T
 
     @property
     def clips(self) -> bool:
@@ -297,10 +438,33 @@ class AxisSet:
         return self.normalise(self.project_raw(states, model_id), clip)
 
     def cosine_matrix(self) -> np.ndarray:
+        """Cosines between the axis vectors (between axes read at different blocks they compare
+        directions of different spaces: see `same_space`)."""
         return self.vectors.astype(np.float64) @ self.vectors.T.astype(np.float64)
+
+    def same_space(self) -> np.ndarray:
+        """[n_axes, n_axes] bool: whether two axes read the same blocks with the same pooling, so that their
+        cosine compares directions of one space."""
+        readings = [self.absolute_reading(i) for i in range(len(self.names))]
+        return np.array([[a == b for b in readings] for a in readings])
+
+    def steering_vector(self, axis: int | str) -> np.ndarray:
+        """The vector `axis` steers with at alpha 1 (raw units, added to each block of `steering_blocks`):
+        the stored plain difference of means for whitened axes (`steering`), else the unit axis times its
+        normalisation scale."""
+        i = self.index(axis) if isinstance(axis, str) else int(axis)
+        if self.steering is not None:
+            return self.steering[i]
+        return self.vectors[i] * np.float32(self.scales[i])
+
+    def steering_blocks(self, axis: int | str) -> list[int]:
+        """The decoder blocks `axis` steers (and exports for llama.cpp): the blocks its reading reads."""
+        i = self.index(axis) if isinstance(axis, str) else int(axis)
+        return list(self.steering_layers[i] if self.steering_layers is not None else self.layers)
 
     def subset(self, names: list[str]) -> AxisSet:
         idx = [self.index(n) for n in names]
+        pick = lambda values: None if values is None else [values[i] for i in idx]  # noqa: E731
         return AxisSet(
             **{
                 **self._fields(),
@@ -311,6 +475,11 @@ class AxisSet:
                 "scales": self.scales[idx],
                 "spreads": None if self.spreads is None else self.spreads[idx],
                 "errors": None if self.errors is None else self.errors[idx],
+                "readings": pick(self.readings),
+                "estimators": pick(self.estimators),
+                "steering": None if self.steering is None else self.steering[idx],
+                "steering_layers": pick(self.steering_layers),
+                "layers": self.layers if self.readings is None else _blocks(pick(self.readings)),
             }
         )
 
@@ -324,10 +493,17 @@ class AxisSet:
         `.json` or `.safetensors` or neither; nothing else is cut (`qwen2.5-7b` stays whole)."""
         js, st, base = axes_pair(path)
         tensors = {name: self.vectors[i] for i, name in enumerate(self.names)}
+        if self.steering is not None:  # beside the axes, under names no axis can take
+            tensors.update({f"{STEERING_PREFIX}{n}": self.steering[i] for i, n in enumerate(self.names)})
         blob = canonical_safetensors(
             save(tensors, metadata={"model_id": self.model_id, "format": "styleprobe-axes"})
         )
-        meta = {k: v for k, v in self._fields().items() if k != "vectors"}
+        optional = ("readings", "estimators", "steering_layers")
+        meta = {
+            k: v
+            for k, v in self._fields().items()
+            if k not in ("vectors", "steering") and not (k in optional and v is None)
+        }
         meta.update(
             centres=self.centres.tolist(),
             scales=self.scales.tolist(),
@@ -363,6 +539,8 @@ class AxisSet:
             tensors = load(blob)
             vectors = np.stack([tensors[n] for n in meta["names"]])
             meta["poles"] = [tuple(p) for p in meta["poles"]]
+            if f"{STEERING_PREFIX}{meta['names'][0]}" in tensors:
+                meta["steering"] = np.stack([tensors[f"{STEERING_PREFIX}{n}"] for n in meta["names"]])
             return cls(vectors=vectors, **meta)
         except (json.JSONDecodeError, SafetensorError, KeyError, TypeError, ValueError, OSError) as err:
             if isinstance(err, AxesError):
@@ -380,6 +558,18 @@ def _read_pair(js: Path, st: Path, base: Path) -> tuple[str, bytes]:
         with locked(base, optional=True):
             text, blob = js.read_text(), st.read_bytes()
     return text, blob
+
+
+def readings_for(*axis_sets: AxisSet) -> Aggregation | Readings:
+    """One reading that serves every one of `axis_sets`, so their answers are read in one pass: the study's
+    aggregation when every set reads that way (files without `readings`), else Readings of every
+    aggregation any axis needs, from which each set's `states` takes its own."""
+    if all(a.readings is None for a in axis_sets):
+        first = axis_sets[0]
+        if all(a.aggregation == first.aggregation and a.layers == first.layers for a in axis_sets):
+            return first.reading()
+    needed = [a.absolute_reading(i) for a in axis_sets for i in range(len(a.names))]
+    return Readings(tuple(dict.fromkeys(needed)))
 
 
 def axes_pair(path: Path) -> tuple[Path, Path, Path]:
@@ -404,6 +594,10 @@ def axes_id(axes: AxisSet) -> str:
         "aggregation": axes.aggregation,
         "normalisation": axes.normalisation,
     }
+    if axes.readings is not None:  # absent from earlier files, whose ids stay what they were
+        head["readings"] = axes.readings
+    if axes.estimators is not None:
+        head["estimators"] = axes.estimators
     digest = hashlib.sha256(json.dumps(head, sort_keys=True, default=str).encode())
     for array, dtype in ((axes.vectors, "<f4"), (axes.centres, "<f8"), (axes.scales, "<f8")):
         digest.update(np.ascontiguousarray(array, dtype=dtype).tobytes())
@@ -427,40 +621,77 @@ def fit_axes(
     questions: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
     normalisation: str = "crossfit",
     trim: float = 0.1,
+    estimator: str | Mapping[str, str] = "study",
+    readings: Mapping[str, Aggregation] | None = None,
     **provenance,
 ) -> AxisSet:
     """One axis per entry of `states`: axis -> (positive states, negative states), each [n, hidden].
 
-    The direction comes from all of them. `questions` gives each answer's question index (axis -> (pos,
-    neg); default: the i-th positive and the i-th negative answer answer question i); the answers are split
-    into folds by question (`folds`) and each is projected on the axis fitted without its fold
-    (`out_of_fold`), which the crossfit scale uses; the centre and the within-pole spread are measured on the
-    fitted direction itself, the one later answers are read on (`centre_and_scale`)."""
+    The direction comes from all of them, fitted by `estimator` (a name of `estimators.ESTIMATORS`, or one
+    per axis). `questions` gives each answer's question index (axis -> (pos, neg); default: the i-th
+    positive and the i-th negative answer answer question i); the answers are split into folds by
+    question (`folds`) and each is projected on the axis refitted without its fold (`out_of_fold`), which
+    the crossfit scale uses; the centre and the within-pole spread are measured on the fitted direction
+    itself, the one later answers are read on (`centre_and_scale`).
+
+    `readings` (axis -> its aggregation, absolute layers) records how each axis's states were read: the
+    axis set's `readings`, its `layers` (their union) and `steering_layers`. Axes of a whitened estimator
+    (`estimators.WHITENED`) steer with the plain difference of means of the same states, scaled like an
+    axis (`mean_diff`, same normalisation): a whitened direction points where the poles differ relative
+    to the states' spread, not where adding it moves the residual stream towards a pole."""
     if normalisation not in NORMALISATIONS:
         raise ValueError(f"unknown normalisation {normalisation!r}; choose from {', '.join(NORMALISATIONS)}")
     if questions is None:
         questions = {n: (np.arange(len(p)), np.arange(len(q))) for n, (p, q) in states.items()}
     names = list(states)
-    vectors = np.stack([axis_direction(*states[n], trim=trim) for n in names])
-    centres, scales, spreads, errors = [], [], [], []
-    for i, n in enumerate(names):
-        pos, neg = states[n]
-        in_sample = [pos @ vectors[i].astype(np.float64), neg @ vectors[i].astype(np.float64)]
-        held_out = out_of_fold(pos, neg, *folds(*questions[n]), trim=trim)
+    chosen = {n: estimator if isinstance(estimator, str) else estimator[n] for n in names}
+
+    def unit_and_scale(name: str, how: str) -> tuple[np.ndarray, float, float, float, np.ndarray]:
+        pos, neg = states[name]
+        vector = fit_direction(pos, neg, how, questions[name], trim)
+        v = vector.astype(np.float64)
+        in_sample = [pos @ v, neg @ v]
+        held_out = out_of_fold(
+            pos, neg, *folds(*questions[name]), trim=trim, estimator=how, questions=questions[name]
+        )
         c, s = centre_and_scale(*in_sample, normalisation, held_out)
-        centres.append(c)
-        scales.append(s)
-        spreads.append(within_spread(*in_sample))
-        errors.append(centre_scale_errors(*in_sample, *questions[n], held_out))
+        errors = centre_scale_errors(*in_sample, *questions[name], held_out)
+        return vector, c, s, within_spread(*in_sample), errors
+
+    fitted = {n: unit_and_scale(n, chosen[n]) for n in names}
+    vectors = np.stack([fitted[n][0] for n in names])
+    centres, scales, spreads, errors = (np.array([fitted[n][k] for n in names]) for k in (1, 2, 3, 4))
+    steering = None
+    if any(chosen[n] in estimators.WHITENED for n in names):
+        steering = np.stack(
+            [
+                (lambda v, _c, s, _w, _e: v * np.float32(s))(*unit_and_scale(n, "mean_diff"))
+                if chosen[n] in estimators.WHITENED
+                else vectors[i] * np.float32(scales[i])
+                for i, n in enumerate(names)
+            ]
+        )
+    extra: dict = {}
+    if readings is not None:
+        per_axis = [readings[n].to_dict() for n in names]
+        extra = {
+            "readings": per_axis,
+            "layers": _blocks(per_axis),
+            "aggregation": per_axis[0],
+            "steering_layers": [sorted(int(i) for i in r["layers"]) for r in per_axis],
+        }
+    if not isinstance(estimator, str) or estimator != "study":
+        extra["estimators"] = [chosen[n] for n in names]
     return AxisSet(
         names=names,
         poles=[poles[n] for n in names],
         vectors=vectors,
-        centres=np.array(centres),
-        scales=np.array(scales),
-        spreads=np.array(spreads) if np.isfinite(spreads).all() and (np.array(spreads) > 0).all() else None,
-        errors=np.array(errors) if normalisation == "crossfit" else None,
+        centres=centres,
+        scales=scales,
+        spreads=spreads if np.isfinite(spreads).all() and (spreads > 0).all() else None,
+        errors=errors if normalisation == "crossfit" else None,
         hidden_size=vectors.shape[1],
         normalisation=normalisation,
-        **provenance,
+        steering=steering,
+        **{**provenance, **extra},
     )

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from styleprobe import stats
-from styleprobe.engine.extraction import Aggregation
+from styleprobe.engine.extraction import Aggregation, Reading
 from styleprobe.engine.generation import SamplingConfig
 from styleprobe.engine.pipeline import Item, StageResult, run_stage
 from styleprobe.protocol.axes import AxisSet, axes_id
@@ -35,7 +35,7 @@ def baseline(
     ws: Session,
     *,
     seeds: tuple[int, ...] | None = None,
-    aggregation: Aggregation = Aggregation(),
+    aggregation: Reading = Aggregation(),
     sampling: SamplingConfig | None = None,
     batch_size: int | None = None,
     thinking: bool | None = None,
@@ -50,7 +50,9 @@ def baseline(
     and question, so seed 0 gives the same answers whichever other seeds run beside it. With `system`, the
     answers are written under that system prompt (e.g. to check that `styleprobe compare` sees a style
     shift) and read without it, like calibration answers. `profile` replaces the workspace's; `on_progress`
-    is called with the share answered (`run_stage`)."""
+    is called with the share answered (`run_stage`). With `aggregation` Readings (an axis set's `reading()`,
+    or several sets' together, `readings_for`), the answers are the default stage's, re-read at the blocks
+    they need."""
     handle, profile = ws.model, profile or ws.profile
     sampling = sampling or SamplingConfig(profile.baseline_tokens)
     seeds = tuple(seeds if seeds is not None else profile.seeds)
@@ -89,7 +91,7 @@ def project_results(
     identity = axes_id(axes)
     frames = []
     for seed, res in results.items():
-        values = axes.project(res.states, model_id, clip=clip)
+        values = axes.project(axes.states(res), model_id, clip=clip)
         silent = res.records["empty"].to_numpy(bool) | (res.records["n_measured"] == 0).to_numpy()
         values[silent] = np.nan
         frame = pd.DataFrame(values, columns=axes.names)

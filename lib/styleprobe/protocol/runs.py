@@ -47,6 +47,13 @@ class RunStore:
         subset = "" if axes is None else "-" + "+".join(axes)
         return self.root / f"neutral-{profile}{subset}{'-thinking' if thinking else ''}"
 
+    def dose(
+        self, context: ReadingContext, profile: str, n_questions: int, thinking: bool | None = None
+    ) -> Path:
+        """The dose-response control: the first `n_questions` calibration questions of set A under each
+        graded instruction, read in `context`."""
+        return self.root / f"dose-{context}-{profile}-{n_questions}q{'-thinking' if thinking else ''}"
+
     def baseline_root(self, profile: str, thinking: bool | None = None, system: str | None = None) -> Path:
         """The folder of every baseline run of this profile (one subfolder per set of seeds)."""
         tag = "" if thinking is None else f"-thinking-{'on' if thinking else 'off'}"
@@ -77,6 +84,11 @@ class RunStore:
     def all_layers(self, instruction_set: str, context: ReadingContext, profile: str) -> Path:
         """A re-read of the calibration answers that keeps every layer (the configuration ablation)."""
         return self.root / f"reread-all-layers-{instruction_set}-{context}-{profile}"
+
+    def blocks(self, calibration: Path) -> Path:
+        """The answers of a `calibration` stage re-read at the embedding and every block with every pooling
+        (`calibration.GRID_DECAYS`): what nested selection chooses from (`blocks-<the stage's settings>`)."""
+        return calibration.with_name(calibration.name.replace("calibration-", "blocks-", 1))
 
     def steering(self, profile: str, max_new_tokens: int, layers: list[int]) -> Path:
         return self.root / f"steering-{profile}-{max_new_tokens}tok-blocks{'+'.join(map(str, layers))}"

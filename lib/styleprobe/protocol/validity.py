@@ -42,3 +42,26 @@ def valid_axes(evaluation: pd.DataFrame, dead: Iterable[str] = ()) -> list[str]:
 def mark(label: str, valid: bool) -> str:
     """`label`, followed by MARK when the axis is not validated."""
     return label if valid else f"{label}{MARK}"
+
+
+# -- what an axis adds over its text (notebook 13, `styleprobe.analyses.controls`) -----------------------
+
+BEYOND, LEXICAL = "beyond", "lexical"
+
+
+def lexical_status(controls: pd.DataFrame) -> pd.Series:
+    """Per axis of a controls table (column gain_ci_low: the lower end of the 95 % interval of the axis's
+    held-out accuracy minus that of its best lexical control, paired over evaluation questions): BEYOND when
+    it lies above 0, else LEXICAL: the axis does no better than its words and length, it measures what the
+    text already shows. NaN (too few answers for an interval) counts as LEXICAL: nothing shown beyond."""
+    low = controls["gain_ci_low"].astype(float)
+    status = pd.Series(LEXICAL, index=controls.index, name="control_status")
+    status[low > 0] = BEYOND
+    return status
+
+
+def beyond_lexical(evaluation: pd.DataFrame, controls: pd.DataFrame, dead: Iterable[str] = ()) -> list[str]:
+    """The axes that pass held-out validation (`valid_axes`) and go beyond their lexical control
+    (`lexical_status`), in table order."""
+    status = lexical_status(controls)
+    return [n for n in valid_axes(evaluation, dead) if n in status.index and status[n] == BEYOND]

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from styleprobe.analyses.base_vs_instruct import BaseVsInstructResult
+from styleprobe.analyses.controls import CONTROL_NAMES, ControlsResult
 from styleprobe.analyses.statistics_check import StatisticsCheckResult
 from styleprobe.engine.models import model_slug
 from styleprobe.engine.store import atomic_write_text
@@ -22,7 +23,7 @@ from styleprobe.protocol.calibration import CalibrationResult
 from styleprobe.protocol.fingerprint import POLES, SPREADS, BaselineResult
 from styleprobe.protocol.validity import MARK, heldout_status, mark, valid_axes
 from styleprobe.report.paper import CROSS_MODEL, MAIN_MODEL
-from styleprobe.report.results import load_results
+from styleprobe.report.results import all_results, load_results
 from styleprobe.result import axis_label, axis_list
 
 BEGIN = "<!-- results: written by `python -m styleprobe.report.readme` from results/; do not edit -->"
@@ -51,14 +52,20 @@ def _units(baseline: BaselineResult) -> dict[str, str | None]:
     return {n: (table.loc[n, "unit"] if "unit" in table else None) for n in table.index}
 
 
-def axes_table(calibration: CalibrationResult, baseline: BaselineResult | None) -> str:
-    """Per axis: held-out accuracy with its interval, validation status and the default position in its
-    unit (`fingerprint.position_units`)."""
+def axes_table(
+    calibration: CalibrationResult, baseline: BaselineResult | None, controls: ControlsResult | None = None
+) -> str:
+    """Per axis: held-out accuracy with its interval, validation status, the default position in its unit
+    (`fingerprint.position_units`) and, when notebook 13 ran, the gain over the best lexical control with
+    its interval and the axis's class."""
     valid = set(calibration.validated())
     units = _units(baseline) if baseline is not None else {}
     statuses = heldout_status(calibration.evaluation)  # today's rule, also for results saved before it
-    rows = ["| axis | held-out accuracy [95 % CI] | d′ | validation | default position [95 % CI] (unit) |"]
-    rows.append("| --- | --- | --- | --- | --- |")
+    header = "| axis | held-out accuracy [95 % CI] | d′ | validation | default position [95 % CI] (unit) |"
+    rows = [
+        header + (" gain over words and length [95 % CI] | beyond words |" if controls is not None else "")
+    ]
+    rows.append("| --- " * (5 if controls is None else 7) + "|")
     for name, ev in calibration.evaluation.iterrows():
         accuracy = _ci(ev["pairwise_accuracy"], ev["accuracy_ci_low"], ev["accuracy_ci_high"])
         position = "not run"
@@ -68,8 +75,67 @@ def axes_table(calibration: CalibrationResult, baseline: BaselineResult | None) 
             position = f"{_ci(fp['mean'], fp['ci_low'], fp['ci_high'], digits=1)} ({unit})"
         status = statuses[name]
         cells = [mark(axis_label(name), name in valid), accuracy, f"{ev['dprime']:.2f}", status, position]
+        if controls is not None:
+            cells += _control_cells(controls, name)
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def _control_cells(controls: ControlsResult, name: str) -> list[str]:
+    """The gain over the best lexical control [interval] (which control) and whether the axis goes beyond
+    it (`ControlsResult.beyond`: validated, and the gain's interval above 0)."""
+    if name not in controls.table.index:
+        return ["not run", ""]
+    row = controls.table.loc[name]
+    gain = _ci(row["gain"], row["gain_ci_low"], row["gain_ci_high"])
+    best = CONTROL_NAMES.get(row["best_control"], row["best_control"])
+    return [f"{gain} ({best})", "yes" if name in controls.beyond() else "no"]
+
+
+def controls_sentence(controls: ControlsResult) -> str:
+    """How many axes go beyond their lexical control (the predicate of the table's last column); an axis
+    that failed validation is counted in neither."""
+    beyond, valid, n = controls.beyond(), controls.validated(), len(controls.table)
+    text = (
+        f"**{_count(len(beyond), n)} go beyond their lexical control** (notebook 13: validated, and held-out"
+        " accuracy above that of the best of a bag-of-words classifier of the answer text, the same estimator"
+        " on the embedding output and the token count, the 95 % interval of the difference above 0)"
+    )
+    if not valid:
+        return text + ": no axis passes validation, so none is compared with its words."
+    if beyond:
+        text += f": {axis_list(beyond)}"
+    lexical = [n for n in controls.lexical() if n in valid]
+    if lexical:
+        text += f"{';' if beyond else ':'} the validated {axis_list(lexical)} do no better than"
+        text += " their words and length"
+    return text + "."
+
+
+def models_table(results_dir: Path) -> str | None:
+    """Per model with held-out validation results: the answers per pole behind them, how many axes validate
+    (`CalibrationResult.validated`) and, where notebook 13 ran, how many go beyond the lexical control
+    (`ControlsResult.beyond`). None when no model has them."""
+    rows = []
+    for slug, data in all_results(results_dir).items():
+        if "calibration" not in data:
+            continue
+        calibration = CalibrationResult.from_dict(data["calibration"])
+        settings, n = calibration.settings, len(calibration.evaluation)
+        answers = f"{settings['n_calibration']} + {settings['n_evaluation']}"
+        beyond = "not run"
+        if "controls" in data:
+            beyond = _count(len(ControlsResult.from_dict(data["controls"]).beyond()), n)
+        valid = _count(len(calibration.validated()), n)
+        rows.append(f"| {slug} | `{calibration.profile}` | {answers} | {valid} | {beyond} |")
+    if not rows:
+        return None
+    header = (
+        "| model | profile | answers per pole (calibration + held-out) | validated | beyond words and length"
+    )
+    header += " |"
+
+    return "\n".join([header, "| --- | --- | --- | --- | --- |", *rows])
 
 
 def headline(calibration: CalibrationResult, baseline: BaselineResult | None) -> str:
@@ -142,12 +208,19 @@ def render(results_dir: Path, main_model: str = MAIN_MODEL) -> str:
         raise UsageError(f"no calibration results for {main_model} under {results_dir}: run notebook 01")
     calibration = CalibrationResult.from_dict(data["calibration"])
     baseline = BaselineResult.from_dict(data["baseline"]) if "baseline" in data else None
-    parts = [headline(calibration, baseline), axes_table(calibration, baseline)]
+    controls = ControlsResult.from_dict(data["controls"]) if "controls" in data else None
+    parts = [headline(calibration, baseline)]
+    if controls is not None:
+        parts.append(controls_sentence(controls))
+    parts.append(axes_table(calibration, baseline, controls))
     parts.append(
         f"{MARK} failed held-out validation: shown, not interpreted. A position is in pole units (±1: where"
         " answers under each instruction land) only on a validated axis whose scale is not the floor;"
         " elsewhere it is in within-pole standard deviations."
     )
+    models = models_table(results_dir)
+    if models is not None:
+        parts.append("Every model run:\n\n" + models)
     if "base_vs_instruct" in data:
         parts.append(base_sentence(BaseVsInstructResult.from_dict(data["base_vs_instruct"])))
     cross = load_results(CROSS_MODEL, results_dir)

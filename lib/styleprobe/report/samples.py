@@ -36,8 +36,9 @@ def _number(value: float) -> float | None:
 
 def sample_rows(result: StageResult, axes: AxisSet, model_id: str | None = None) -> list[dict]:
     """One row per answer of `result`, projected on `axes` (the answers of `model_id`, checked)."""
-    values = axes.project(result.states, model_id)
-    beyond = np.abs(axes.project(result.states, model_id, clip=False)) >= 1
+    states = axes.states(result)
+    values = axes.project(states, model_id)
+    beyond = np.abs(axes.project(states, model_id, clip=False)) >= 1
     records = result.records
     silent = records["empty"].to_numpy(bool) | (records["n_measured"] == 0).to_numpy()
     rows = []

@@ -21,8 +21,9 @@ from styleprobe.analyses.deadzones import DeadZonesResult
 from styleprobe.analyses.judge import stats as judge_stats
 from styleprobe.analyses.judge.backends import make_judge
 from styleprobe.analyses.judge.core import Judge, compare_pairs, evaluation_pairs, rate_responses
+from styleprobe.engine.extraction import Aggregation, Reading
 from styleprobe.engine.pipeline import StageResult
-from styleprobe.protocol.axes import AxisSet
+from styleprobe.protocol.axes import AxisSet, readings_for
 from styleprobe.protocol.calibration import calibrate
 from styleprobe.protocol.fingerprint import baseline, project_results
 from styleprobe.protocol.reading import other_context
@@ -51,11 +52,16 @@ def open_judge(
 
 
 def default_answers(
-    ws: Workspace, *, seeds: Sequence[int], n_responses: int, batch_size: int | None = None
+    ws: Workspace,
+    *,
+    seeds: Sequence[int],
+    n_responses: int,
+    batch_size: int | None = None,
+    aggregation: Reading = Aggregation(),
 ) -> StageResult:
     """The first `n_responses` non-empty default answers (no system prompt) of the first seed of notebook
-    02's baseline run (`seeds` as there, so its answers are reused)."""
-    first = baseline(ws, seeds=tuple(seeds), batch_size=batch_size)[seeds[0]]
+    02's baseline run (`seeds` as there, so its answers are reused), read with `aggregation` (the axes')."""
+    first = baseline(ws, seeds=tuple(seeds), batch_size=batch_size, aggregation=aggregation)[seeds[0]]
     usable = ~first.records["empty"].astype(bool).to_numpy()
     return first.select(usable & (np.cumsum(usable) <= n_responses))
 
@@ -87,7 +93,16 @@ def run(
     calibration pair (calibration `seed`, at most `n_pairs` per axis, each shown in both orders) is the
     positive pole's; pool the ratings of the valid axes with every other model's."""
     axes = ws.axes()
-    answers = default_answers(ws, seeds=seeds, n_responses=n_responses, batch_size=batch_size)
+    context = axes.meta["context"]
+    other_file = ws.runs.axes(other_context(context))
+    other = None
+    if other_file.exists():
+        other = AxisSet.load(other_file)
+        other = other.subset([n for n in axes.names if n in other.names])
+    reading = readings_for(axes, other) if other is not None else axes.reading()
+    answers = default_answers(
+        ws, seeds=seeds, n_responses=n_responses, batch_size=batch_size, aggregation=reading
+    )
     table = answers.records[["q_index", "question", "response", "n_tokens"]].reset_index(drop=True)
     rated = rate_responses(reader, table, progress=progress)
 
@@ -105,12 +120,8 @@ def run(
     validation = axis_validation(axes, dead)
     ratings_long = long(axes, validation)
 
-    context = axes.meta["context"]
-    other_file = ws.runs.axes(other_context(context))
     agreement_other = None
-    if other_file.exists():
-        other = AxisSet.load(other_file)
-        other = other.subset([n for n in axes.names if n in other.names])
+    if other is not None:
         agreement_other = judge_stats.agreement(long(other, axis_validation(other, dead)))
 
     calibration = calibrate(ws, seed=seed, batch_size=batch_size, context=context, progress=progress)
