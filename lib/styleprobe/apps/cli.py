@@ -854,7 +854,10 @@ def cmd_compare(args) -> int:
         f"(shift from A to B = mean_b - mean_a, t CI at {table.attrs['ci']:.2%} each: {1 - ALPHA:.0%} "
         f"together over the {family} axes compared (Bonferroni); paired: {table.attrs['paired']})"
     )
-    print("\n".join(table.attrs["notes"]) or "A and B: same model, same axes")
+    if models[0] and models[0] == models[1] and ids[0] and ids[0] == ids[1]:
+        print("A and B: same model, same axes")
+    if table.attrs["notes"]:
+        print("\n".join(table.attrs["notes"]))
     print(table.round(3).to_string())
     if args.figure:
         from styleprobe.report import style
