@@ -198,9 +198,12 @@ def test_samples_log_every_answer_with_its_projection(tmp_path, axes_file):
     assert len(rows) == 6 and all(SAMPLE_FIELDS | {"seed", "q_index"} == set(r) for r in rows)  # smoke: 6
     assert {r["seed"] for r in rows} == {3} and all(r["system"] is None for r in rows)
     assert sum(r["cut"] for r in rows) == saved["n_cut"]
-    for axis, stats in saved["fingerprint"].items():  # the table is the mean of the logged projections
+    axes = AxisSet.load(axes_file)
+    for axis, stats in saved["fingerprint"].items():  # the table is the mean of the logged projections,
         values = [r["projection"][axis] for r in rows if r["projection"][axis] is not None]
-        assert np.mean(values) == pytest.approx(stats["mean"])
+        i = axes.index(axis)  # in the axis's unit: the log's normalised one, or within-pole spreads
+        to_unit = axes.scales[i] / axes.spreads[i] if stats["unit"] == "spreads" else 1.0
+        assert np.mean(values) * to_unit == pytest.approx(stats["mean"])
         assert all(
             (axis in r["clipped"]) == (abs(r["projection"][axis]) >= 1) for r in rows if not r["empty"]
         )

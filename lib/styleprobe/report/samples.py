@@ -5,8 +5,9 @@ Each line: the answer's `id` and its own fields (`seed`, `q_index`; `axis`, `pol
 calibration answers), `question`, `system` (the system prompt it was answered under; null: none),
 `response`, `n_tokens`, `empty` (no visible text), `cut` (stopped by the token budget instead of ending),
 `clipped` (the axes whose projection lies at or beyond ±1: clipped to it by a clipping normalisation) and
-`projection` ({axis: value} as the fingerprint takes it, null for an empty answer). A log is written whole
-or not at all, beside the file it belongs to (`<stem>.samples.jsonl`)."""
+`projection` ({axis: value} as the fingerprint takes it, null for an empty answer: in the axes' normalised
+unit, which the fingerprint table converts to within-pole spreads on an axis not given in pole units). A
+log is written whole or not at all, beside the file it belongs to (`<stem>.samples.jsonl`)."""
 
 from __future__ import annotations
 
