@@ -43,13 +43,12 @@ batch_size = None
 root = None  # folder for runs/, axes/, figures/, results/ (None: the repository's)
 
 # %%
-import numpy as np
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
 from styleprobe.analyses import ablation, calibration_context, robustness, stability
 from styleprobe.analyses import instruction_benchmark as benchmark
-from styleprobe.report import style
+from styleprobe.report import plots, style
 from styleprobe.report.plots import axis_label
 from styleprobe.workspace import Workspace
 
@@ -82,8 +81,7 @@ stab = stability.run(
     context=context,
     batch_size=batch_size,
 )
-print("held-out pairwise accuracy per set")
-print(stab.set_accuracy.round(2).to_string())
+print(f"held-out pairwise accuracy per set\n{stab.set_accuracy.round(2).to_string()}")
 fig, (a, b) = style.figure("full", 3.0, ncols=2, sharey=True)
 heat = {"vmin": -1, "vmax": 1, "cmap": "RdBu_r", "annot": True, "fmt": ".2f", "cbar": False}
 sns.heatmap(stab.set_cosines.rename(index=axis_label), ax=a, **heat)
@@ -144,24 +142,9 @@ bench.pass_rates
 
 # %%
 names, scenarios = bench.names, bench.scenarios
-labels = [axis_label(n, n in bench.validated()) for n in names]
-fig, (a, b) = style.figure("full", 3.0, ncols=2, sharey=True)
-dots = {"fmt": "o", "ms": 3, "capsize": 1.5}
-for k, scenario in enumerate(benchmark.SCENARIOS):
-    sub = scenarios[scenarios["scenario"] == scenario].set_index("axis").reindex(names)
-    x = np.arange(len(names)) + (k - 1.5) * 0.2
-    shift_err = [sub["shift"] - sub["ci_low"], sub["ci_high"] - sub["shift"]]
-    contrast_err = [sub["contrast"] - sub["contrast_low"], sub["contrast_high"] - sub["contrast"]]
-    a.errorbar(x, sub["shift"], yerr=shift_err, label=style.label(scenario), **dots)
-    bars = b.errorbar(x, sub["contrast"], yerr=contrast_err, mfc="none", **dots)
-    passed = sub["passed"].fillna(False).to_numpy(bool)
-    b.plot(x[passed], sub["contrast"][passed], "o", ms=3, color=bars[0].get_color())
-a.set_title("shift towards the named pole vs no instruction")
-b.set_title("contrast with the opposite instruction\n(filled: passed)")
-for ax in (a, b):
-    ax.axhline(0, color="grey", lw=0.8)
-    ax.set_xticks(range(len(names)), labels, rotation=30, ha="right")
-a.set_ylabel("shift towards the named pole\n(normalised units, 95 % t CI)")
+fig = plots.benchmark_shifts(
+    scenarios, benchmark.SCENARIOS, [axis_label(n, n in bench.validated()) for n in names]
+)
 style.source_note(fig, ws.slug, ws.profile.name, legend=True)
 ws.save_figure(fig, "benchmark_shifts")
 assert scenarios["passed"].dtype == bool and len(scenarios) == len(names) * len(benchmark.SCENARIOS)
@@ -215,11 +198,10 @@ robust.persistence.to_frame()
 # (1..k; for k = 4 this is the default 0.1-0.4), and scored on the held-out questions. Nothing is
 # regenerated.
 #
-# The ranking below is **descriptive, in sample as a choice**: the same evaluation answers score and rank
-# the configurations, so the best of them overstates what choosing it would give (selection bias). The
-# honest question, which setting to use and how good it is, is answered after it: each axis's
-# configuration is chosen on calibration folds only, and its accuracy is measured on the evaluation
-# answers, which chose nothing.
+# The ranking below is **descriptive**: the same evaluation answers score and rank the configurations, so
+# its best overstates what choosing it gives (selection bias). After it, each axis's configuration is chosen
+# on calibration folds only and scored on the evaluation answers, which chose nothing (notebook 14 does the
+# same for estimators).
 
 # %%
 abl = ablation.run(ws, context=context, batch_size=batch_size)
@@ -245,59 +227,16 @@ style.source_note(fig, ws.slug, ws.profile.name, legend=True, ncol=2)
 ws.save_figure(fig, "config_ablation_layers")
 
 # %% [markdown]
-# **Chosen on calibration folds** (nested): per axis, the configuration that cross-validation over the
-# calibration questions prefers, its held-out pairwise accuracy with its 95 % interval, the nested
-# cross-validated estimate of the whole choice (calibration answers only), and the default's held-out
-# accuracy beside it.
+# **Chosen on calibration folds** (nested): per axis, the configuration cross-validation over calibration
+# questions prefers, its held-out accuracy (95 % interval), the nested CV estimate of the whole choice
+# (calibration answers only), and the default's held-out accuracy.
 
 # %%
 nested = abl.nested
-print(
-    f"mean held-out accuracy: chosen on calibration folds {nested['pairwise_accuracy'].mean():.3f} "
-    f"(nested CV {nested['nested_accuracy'].mean():.3f}), default {nested['default_accuracy'].mean():.3f}"
-)
+means = nested[["pairwise_accuracy", "nested_accuracy", "default_accuracy"]].mean().round(3).to_dict()
+print(f"mean held-out accuracy: chosen on calibration folds (nested CV), default: {means}")
 assert nested["pairwise_accuracy"].between(0, 1).all()
 nested.round(3)
-
-# %% [markdown]
-# ### Estimators and readings compared on held-out answers
-# The axis direction can be estimated in several ways from the same answers: the study's difference of
-# trimmed means, the plain mean difference, per-dimension z-scored (diagonal whitening), Ledoit-Wolf
-# shrinkage LDA (full whitening) and a grouped-CV logistic fit. Each is scored at the study's reading and
-# at a reading (block and pooling) chosen on calibration folds, then the nested choice of reading and
-# estimator; all on set A's evaluation answers, which chose nothing, with 95 % intervals. Whitening helps
-# when the style lies in a low-variance direction under a few high-variance dimensions; the comparison
-# shows whether it does for this model, and how much comes from the reading instead.
-
-# %%
-from styleprobe.analyses import estimator_comparison
-
-compared = estimator_comparison.run(ws, context=context, batch_size=batch_size)
-means = compared.means()
-numbers = compared.paper()
-print(
-    f"mean held-out accuracy: study {numbers['study_accuracy']:.3f}, "
-    f"nested choice of reading and estimator {numbers['nested_accuracy']:.3f}"
-)
-assert compared.table["pairwise_accuracy"].dropna().between(0, 1).all()
-print(f"results: {ws.save(compared)}")
-means.round(3)
-
-# %% [markdown]
-# Learning curve: held-out accuracy (set A's evaluation answers) against calibration answers per pole,
-# drawn from the calibration questions of sets A, B and C pooled (the study's reading and estimator
-# against the nested choice, refitted on every draw).
-
-# %%
-curve = compared.curve_means()
-fig, ax = style.figure("two_thirds", 2.4)
-for method in curve.columns:
-    ax.plot(curve.index, curve[method], marker="o", label=method)
-ax.set(xlabel="calibration answers per pole", ylabel="mean held-out accuracy")
-ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-style.source_note(fig, ws.slug, ws.profile.name, legend=True, ncol=2)
-ws.save_figure(fig, "estimator_learning_curve")
-curve.round(3)
 
 # %% [markdown]
 # Across every model with an ablation under this root (this one included): the mean over models of each

@@ -163,10 +163,11 @@ def run(
 
 @dataclass
 class EstimatorComparisonResult(Result):
-    """Notebook 07: held-out accuracy per axis, estimator and reading, and its learning curve."""
+    """Notebook 14: held-out accuracy per axis, estimator and reading, and its learning curve."""
 
     name: ClassVar[str] = "estimator_comparison"
-    notebook: ClassVar[str] = "07_stability"
+    notebook: ClassVar[str] = "14_estimators"
+    needs: ClassVar[tuple[str, ...]] = ("calibration", "stability")  # sets B and C: notebook 07's answers
 
     profile: str
     table: pd.DataFrame  # `compare`'s rows

@@ -512,6 +512,8 @@ class AxisSet:
             poles=[list(p) for p in self.poles],
             tensors_sha256=sha256_bytes(blob),
         )
+        if self.errors is None:  # absent from earlier files, which are written back unchanged
+            del meta["errors"]
         text = json.dumps(meta, indent=2, default=_json_default)
         with locked(base):
             atomic_write_bytes(st, blob)

@@ -158,6 +158,32 @@ def _legend_below(ax: plt.Axes, handles: list, title: str | None, pad: float) ->
             return
 
 
+def benchmark_shifts(
+    scenarios: pd.DataFrame, names: list[str], order: Collection[str], labels: list[str]
+) -> plt.Figure:
+    """Notebook 07's benchmark figure: per axis (`names`, shown as `labels`) and scenario (in `order`), the
+    shift towards the named pole with its interval (left) and the contrast with the opposite instruction,
+    filled where the scenario passed (right)."""
+    fig, (a, b) = style.figure("full", 3.0, ncols=2, sharey=True)
+    dots = {"fmt": "o", "ms": 3, "capsize": 1.5}
+    for k, scenario in enumerate(order):
+        sub = scenarios[scenarios["scenario"] == scenario].set_index("axis").reindex(names)
+        x = np.arange(len(names)) + (k - 1.5) * 0.2
+        shift_err = [sub["shift"] - sub["ci_low"], sub["ci_high"] - sub["shift"]]
+        contrast_err = [sub["contrast"] - sub["contrast_low"], sub["contrast_high"] - sub["contrast"]]
+        a.errorbar(x, sub["shift"], yerr=shift_err, label=style.label(scenario), **dots)
+        bars = b.errorbar(x, sub["contrast"], yerr=contrast_err, mfc="none", **dots)
+        passed = sub["passed"].fillna(False).to_numpy(bool)
+        b.plot(x[passed], sub["contrast"][passed], "o", ms=3, color=bars[0].get_color())
+    a.set_title("shift towards the named pole vs no instruction")
+    b.set_title("contrast with the opposite instruction\n(filled: passed)")
+    for ax in (a, b):
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xticks(range(len(names)), labels, rotation=30, ha="right")
+    a.set_ylabel("shift towards the named pole\n(normalised units, 95 % t CI)")
+    return fig
+
+
 def save_figure(fig: plt.Figure, stem: Path, formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
     """Check the figure for print (`style.check`: a print width, no text under 7 pt, nothing cut off),
     then save it at that size as `<stem>.png` and `<stem>.pdf` (parents created), each file written whole
