@@ -142,9 +142,8 @@ bench.pass_rates
 
 # %%
 names, scenarios = bench.names, bench.scenarios
-fig = plots.benchmark_shifts(
-    scenarios, benchmark.SCENARIOS, [axis_label(n, n in bench.validated()) for n in names]
-)
+labels = [axis_label(n, n in bench.validated()) for n in names]
+fig = plots.benchmark_shifts(scenarios, names, benchmark.SCENARIOS, labels)
 style.source_note(fig, ws.slug, ws.profile.name, legend=True)
 ws.save_figure(fig, "benchmark_shifts")
 assert scenarios["passed"].dtype == bool and len(scenarios) == len(names) * len(benchmark.SCENARIOS)
