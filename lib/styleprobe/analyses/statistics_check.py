@@ -113,7 +113,8 @@ LIMITS: tuple[Limit, ...] = (
         "text-metric rho CI",
         "t(3)",
         "at 15 questions, with a heavy-tailed and skewed metric, the Bonett-Wright interval of Spearman's "
-        "rho covers about 0.93 (0.929 in one run of 1000 simulations): at the bound, within the simulation error",
+        "rho covers about 0.93 (0.929 in one run of 1000 simulations): at the bound, within the simulation "
+        "error",
         size="15 questions",
     ),
     Limit("neutral obedience CI", "d′ 0.5", _SELECTED),
