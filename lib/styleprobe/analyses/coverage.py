@@ -85,6 +85,18 @@ def rejection_rate(rule: Callable[..., bool], sample: Sample, *, n_sims: int, se
     return share(np.array([bool(rule(*sample(rng))) for _ in range(n_sims)]))
 
 
+def covering(
+    interval: Callable[..., tuple[float, float]], sample: Sample, truth: float
+) -> Callable[[int, int], Estimate]:
+    """A check's measure: `coverage` of `interval` over data sets `sample(rng)`, one at a time."""
+    return lambda n_sims, seed: coverage(interval, sample, truth, n_sims=n_sims, seed=seed)
+
+
+def firing(rule: Callable[..., bool], sample: Sample) -> Callable[[int, int], Estimate]:
+    """A check's measure: `rejection_rate` of `rule` over data sets `sample(rng)`, one at a time."""
+    return lambda n_sims, seed: rejection_rate(rule, sample, n_sims=n_sims, seed=seed)
+
+
 def fpr_bound(nominal: float, n_sims: int) -> float:
     """The largest false-positive rate accepted of a rule at level `nominal`: nominal + MC_ERRORS times the
     simulation error of a rate equal to it."""

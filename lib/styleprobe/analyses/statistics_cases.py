@@ -7,7 +7,6 @@ contrasts; axes fitted from simulated states at d′ 0.5, 1 and 2 with the floor
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -25,9 +24,9 @@ from styleprobe.analyses.coverage import (
     POWER,
     Check,
     Estimate,
-    coverage,
     coverage_of,
-    rejection_rate,
+    covering,
+    firing,
     share,
 )
 from styleprobe.analyses.instruction_benchmark import SCENARIOS
@@ -627,12 +626,6 @@ def judge_and_class_checks(profile: Profile, design: Design) -> list[Check]:
     n_eval, n_bench, n_axes = profile.n_evaluation, profile.n_benchmark, design.n_axes
     answers, scale = design.judge_answers, design.judge_scale
 
-    def cover(interval, sample, truth) -> Callable[[int, int], Estimate]:
-        return lambda n_sims, seed: coverage(interval, sample, truth, n_sims=n_sims, seed=seed)
-
-    def fire(rule, sample) -> Callable[[int, int], Estimate]:
-        return lambda n_sims, seed: rejection_rate(rule, sample, n_sims=n_sims, seed=seed)
-
     classes = f"{n_eval} answers per pole, {n_bench} benchmark questions"
     healthy = lambda rng: (  # noqa: E731
         *_poles(rng, n_eval, deadzones.ACCURACY_GOOD),
@@ -646,7 +639,7 @@ def judge_and_class_checks(profile: Profile, design: Design) -> list[Check]:
             NOMINAL_COVERAGE,
             "normal (rank-based)",
             f"latent correlation {JUDGE_CORRELATION}, ratings rounded onto the judge's scale {scale}",
-            cover(_judge_ci, lambda rng: _judged(rng, answers, scale), judge_truth(scale)),
+            covering(_judge_ci, lambda rng: _judged(rng, answers, scale), judge_truth(scale)),
         ),
         Check(
             "judge agreement",
@@ -655,7 +648,7 @@ def judge_and_class_checks(profile: Profile, design: Design) -> list[Check]:
             judge_stats.ALPHA / 2,
             "normal (rank-based)",
             "ratings independent of the projections on every axis (family-wise; one-sided)",
-            fire(_judge_agrees, lambda rng: _judged(rng, answers, scale, 0.0, n_axes)),
+            firing(_judge_agrees, lambda rng: _judged(rng, answers, scale, 0.0, n_axes)),
         ),
         Check(
             "judge answers by position",
@@ -664,7 +657,7 @@ def judge_and_class_checks(profile: Profile, design: Design) -> list[Check]:
             judge_stats.ALPHA,
             "binary picks",
             f"no position preference: the positive answer picked in {JUDGE_RIGHT:.0%} of showings",
-            fire(judge_stats.answers_by_position, lambda rng: _showings(rng, n_eval * n_axes)),
+            firing(judge_stats.answers_by_position, lambda rng: _showings(rng, n_eval * n_axes)),
         ),
         Check(
             "dead-zone class: healthy axis classed dead",
@@ -674,7 +667,7 @@ def judge_and_class_checks(profile: Profile, design: Design) -> list[Check]:
             "normal",
             f"AUC {deadzones.ACCURACY_GOOD}, each pole instruction moves answers {HEALTHY_SHIFT} its way; "
             "classed hard or soft",
-            fire(lambda *data: _dead_zone_class(*data) in ("hard", "soft"), healthy),
+            firing(lambda *data: _dead_zone_class(*data) in ("hard", "soft"), healthy),
         ),
         Check(
             "dead-zone class: dead axis classed healthy",
@@ -683,7 +676,7 @@ def judge_and_class_checks(profile: Profile, design: Design) -> list[Check]:
             ONE_SIDED,
             "normal",
             "AUC 0.5, instructions move nothing; classed healthy or asymmetric (a validated axis only)",
-            fire(
+            firing(
                 lambda *data: _dead_zone_class(*data) in ("healthy", "asymmetric"),
                 lambda rng: (*_poles(rng, n_eval, validity.CHANCE), *_instructed(rng, n_bench, 0.0, 0.0)),
             ),
@@ -696,7 +689,7 @@ def judge_and_class_checks(profile: Profile, design: Design) -> list[Check]:
             "normal",
             f"AUC {deadzones.ACCURACY_GOOD}, each pole instruction moves answers {HEALTHY_SHIFT} its way; "
             "classed asymmetric",
-            fire(lambda *data: _dead_zone_class(*data) == "asymmetric", healthy),
+            firing(lambda *data: _dead_zone_class(*data) == "asymmetric", healthy),
         ),
     ]
 

@@ -4,7 +4,6 @@ control, the beyond-words class, the dose-response slope and trend, and the text
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import cache
 
 import numpy as np
@@ -17,10 +16,8 @@ from styleprobe.analyses.coverage import (
     FALSE_POSITIVE,
     NOMINAL_COVERAGE,
     Check,
-    Estimate,
-    Sample,
-    coverage,
-    rejection_rate,
+    covering,
+    firing,
 )
 from styleprobe.protocol import validity
 from styleprobe.protocol.profiles import Profile
@@ -145,12 +142,6 @@ def control_checks(profile: Profile) -> list[Check]:
     n_eval, n_cal, n_q = profile.n_evaluation, profile.n_calibration, profile.n_baseline
     one_sided = (1 - NOMINAL_COVERAGE) / 2
 
-    def cover(interval, sample: Sample, truth: float) -> Callable[[int, int], Estimate]:
-        return lambda n_sims, seed: coverage(interval, sample, truth, n_sims=n_sims, seed=seed)
-
-    def fire(rule, sample: Sample) -> Callable[[int, int], Estimate]:
-        return lambda n_sims, seed: rejection_rate(rule, sample, n_sims=n_sims, seed=seed)
-
     out = []
     for noise, df in NOISES.items():
         pairs = f"{n_eval} questions, both poles"
@@ -163,7 +154,7 @@ def control_checks(profile: Profile) -> list[Check]:
                 noise,
                 f"axis AUC {GAIN_AUCS[0]} vs control {GAIN_AUCS[1]}, {noise} noise correlated "
                 f"{SCORE_CORRELATION}, per-question effect",
-                cover(
+                covering(
                     _gain_ci,
                     lambda rng, df=df: _scored(rng, n_eval, GAIN_AUCS, df),
                     gain_truth(GAIN_AUCS, df),
@@ -176,7 +167,7 @@ def control_checks(profile: Profile) -> list[Check]:
                 one_sided,
                 noise,
                 f"axis and control both AUC {NULL_AUC}, {noise} noise correlated {SCORE_CORRELATION}",
-                fire(_beyond_words, lambda rng, df=df: _scored(rng, n_eval, (NULL_AUC, NULL_AUC), df)),
+                firing(_beyond_words, lambda rng, df=df: _scored(rng, n_eval, (NULL_AUC, NULL_AUC), df)),
             ),
             Check(
                 "dose-response slope CI",
@@ -185,7 +176,7 @@ def control_checks(profile: Profile) -> list[Check]:
                 NOMINAL_COVERAGE,
                 noise,
                 f"per-question lines, mean slope {DOSE_SLOPE}, {noise} noise",
-                cover(_dose_ci, lambda rng, df=df: _graded(rng, n_cal, DOSE_SLOPE, df), DOSE_SLOPE),
+                covering(_dose_ci, lambda rng, df=df: _graded(rng, n_cal, DOSE_SLOPE, df), DOSE_SLOPE),
             ),
             Check(
                 "dose-response trend",
@@ -194,7 +185,7 @@ def control_checks(profile: Profile) -> list[Check]:
                 one_sided,
                 noise,
                 f"per-question lines, mean slope 0, {noise} noise",
-                fire(_dose_trend, lambda rng, df=df: _graded(rng, n_cal, 0.0, df)),
+                firing(_dose_trend, lambda rng, df=df: _graded(rng, n_cal, 0.0, df)),
             ),
             Check(
                 "text-metric rho CI",
@@ -204,7 +195,7 @@ def control_checks(profile: Profile) -> list[Check]:
                 noise,
                 f"latent correlation {CONVERGENT_CORRELATION}"
                 + ("" if df is None else f", bivariate {noise}, the metric exponentiated"),
-                cover(
+                covering(
                     _convergent_ci, lambda rng, df=df: _convergent_pair(rng, n_q, df), convergent_truth(df)
                 ),
             ),
