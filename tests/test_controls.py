@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from styleprobe import stats
 from styleprobe.analyses import controls
 from styleprobe.analyses.controls import AxisAnswers
 from styleprobe.engine.extraction import Aggregation
@@ -85,6 +86,32 @@ def test_lexical_status_is_one_rule_and_an_axis_must_validate_to_go_beyond():
     assert validity.beyond_lexical(evaluation, table) == ["a"]
 
 
+def test_the_accuracy_gain_pairs_question_means_of_the_questions_answered_under_both_poles():
+    rng = np.random.default_rng(11)
+    # evaluation questions 3, 1 and 4 twice under each pole (two seeds); question 8 under one pole only
+    question = np.r_[np.tile([3, 1, 4], 4), [8]]
+    pole = np.r_[np.repeat([1, -1, 1, -1], 3), [1]]
+    axis, words = rng.normal(0, 1, (2, len(pole)))
+    data = AxisAnswers(
+        states=np.zeros((len(pole), 1)),
+        pole=pole,
+        question=question,
+        calibration=np.zeros(len(pole), dtype=bool),
+        text=np.full(len(pole), "", dtype=object),
+        n_tokens=np.ones(len(pole)),
+    )
+
+    def means(scores, sign):
+        return [scores[(question == q) & (pole == sign)].mean() for q in (1, 3, 4)]
+
+    found = controls.accuracy_gain(data, axis, {"text": words, "nothing": None})
+    expected = stats.paired_accuracy_difference(
+        means(axis, 1), means(axis, -1), means(words, 1), means(words, -1)
+    )
+    assert (found["gain"], found["gain_ci_low"], found["gain_ci_high"]) == pytest.approx(expected)
+    assert found["best_control"] == "text" and found["n_pairs"] == 3
+
+
 def test_the_random_direction_percentile_is_chance_level_on_null_data():
     rng = np.random.default_rng(2)
     data = _answers(rng)
@@ -155,6 +182,20 @@ def test_the_dose_trend_detects_a_monotone_effect_and_not_a_null(slope):
         assert trend["dose_slope_low"] > 0 and trend["dose_ordered"] and trend["dose_rho"] > 0.5
     else:
         assert trend["dose_slope_low"] <= 0 <= trend["dose_slope_high"]
+
+
+def test_dose_slopes_are_each_questions_least_squares_slope_over_three_or_more_levels():
+    rng = np.random.default_rng(10)
+    questions = np.r_[np.repeat([5, 2, 9], 5), [7, 7, 7, 7]]  # question 7: two distinct levels only
+    levels = np.r_[np.tile(np.arange(-2, 3), 3), [-1, -1, 1, 1]]
+    values = rng.normal(0, 1, len(levels))
+    values[3] = np.nan  # left out, question 5 keeps 4 levels
+    expected = []
+    for q in (2, 5, 9):
+        rows = (questions == q) & np.isfinite(values)
+        expected.append(np.polyfit(levels[rows], values[rows], 1)[0])
+    np.testing.assert_allclose(controls.dose_slopes(values, levels, questions), expected)
+    assert np.isnan(controls.dose_slope_ci(values[:5], levels[:5], questions[:5])).all()  # one question
 
 
 def test_convergent_validity_averages_seeds_per_question():

@@ -300,11 +300,22 @@ def split_half_cosine(
     return float(np.mean(cosines)) if cosines else np.nan
 
 
-def _pairs(data: AxisAnswers, scores: np.ndarray) -> pd.DataFrame:
-    """Evaluation scores by question (rows) and pole (columns 1, -1)."""
+def _pole_means(data: AxisAnswers, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean evaluation score per question under the positive and under the negative pole, over the evaluation
+    questions answered under both (in question order)."""
     ev = ~data.calibration
-    frame = pd.DataFrame({"q": data.question[ev], "pole": data.pole[ev], "score": scores})
-    return frame.pivot_table(index="q", columns="pole", values="score", aggfunc="mean")
+    _, q = np.unique(data.question[ev], return_inverse=True)
+    pos = data.pole[ev] == 1
+    scores = np.asarray(scores, dtype=np.float64)
+
+    def means(rows: np.ndarray) -> np.ndarray:
+        counts = np.bincount(q[rows], minlength=q.max(initial=-1) + 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.bincount(q[rows], scores[rows], minlength=counts.size) / counts
+
+    p, n = means(pos), means(~pos & (data.pole[ev] == -1))
+    both = np.isfinite(p) & np.isfinite(n)
+    return p[both], n[both]
 
 
 def accuracy_gain(
@@ -319,21 +330,16 @@ def accuracy_gain(
     usable = {k: v for k, v in controls.items() if v is not None and np.isfinite(v).all()}
     out: dict[str, Any] = {"gain": np.nan, "gain_ci_low": np.nan, "gain_ci_high": np.nan}
     out |= {"best_control": "", "n_pairs": 0}
-    table = _pairs(data, axis)
-    if not usable or 1 not in table or -1 not in table:
+    pos, neg = _pole_means(data, axis)
+    if not usable or not pos.size:
         return out
-    both = table.dropna().index
-    if len(both) == 0:
-        return out
-    pairs = {k: _pairs(data, v).loc[both] for k, v in usable.items()}
-    accuracy = {k: stats.pairwise_accuracy(p[1], p[-1]) for k, p in pairs.items()}
+    pairs = {k: _pole_means(data, v) for k, v in usable.items()}
+    accuracy = {k: stats.pairwise_accuracy(*p) for k, p in pairs.items()}
     best = max(accuracy, key=accuracy.__getitem__)
-    found = stats.paired_accuracy_difference(
-        table.loc[both, 1], table.loc[both, -1], pairs[best][1], pairs[best][-1]
-    )
+    found = stats.paired_accuracy_difference(pos, neg, *pairs[best])
     return dict(zip(("gain", "gain_ci_low", "gain_ci_high"), found, strict=True)) | {
         "best_control": best,
-        "n_pairs": len(both),
+        "n_pairs": int(pos.size),
     }
 
 
@@ -443,24 +449,45 @@ def crossfit_projections(
     return out
 
 
+def dose_slopes(value: np.ndarray, level: np.ndarray, question: np.ndarray) -> np.ndarray:
+    """Per question answered at 3 or more distinct levels, the least-squares slope of projection `value` on
+    grade `level` (NaN values left out), in question order."""
+    value, level = np.asarray(value, dtype=np.float64), np.asarray(level, dtype=np.float64)
+    keep = np.isfinite(value) & np.isfinite(level)
+    _, q = np.unique(np.asarray(question)[keep], return_inverse=True)
+    value, level = value[keep], level[keep]
+    count = np.bincount(q)
+    centred_l = level - (np.bincount(q, level) / count)[q]
+    centred_v = value - (np.bincount(q, value) / count)[q]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slopes = np.bincount(q, centred_l * centred_v) / np.bincount(q, centred_l**2)
+    distinct = np.bincount(np.unique(np.c_[q, level], axis=0)[:, 0].astype(int), minlength=count.size)
+    return slopes[distinct >= 3]
+
+
+def dose_slope_ci(value: np.ndarray, level: np.ndarray, question: np.ndarray) -> tuple[float, float]:
+    """The trend test, question-clustered: the 95 % t interval (`stats.mean_ci`) of the mean per-question
+    slope (`dose_slopes`); (NaN, NaN) with fewer than 2 such questions."""
+    slopes = dose_slopes(value, level, question)
+    return stats.mean_ci(slopes) if len(slopes) else (np.nan, np.nan)
+
+
 def dose_trend(value: np.ndarray, level: np.ndarray, question: np.ndarray) -> dict[str, Any]:
     """The trend of projection `value` on grade `level` over questions (each question answered at several
-    levels): per question the least-squares slope and Spearman's rho over its levels (questions with at
-    least 3 levels answered); slope = their mean with its 95 % t interval over questions (`stats.mean_ci`):
-    the trend test, question-clustered; rho = mean per-question rho; per level the mean projection, and
+    levels): slope = the mean per-question slope (`dose_slopes`) with its interval (`dose_slope_ci`);
+    rho = mean per-question Spearman rho over the same questions; per level the mean projection, and
     `ordered`: whether those means increase with every step of level."""
     frame = pd.DataFrame({"v": value, "l": level, "q": question}).dropna()
-    slopes, rhos = [], []
-    for _, part in frame.groupby("q"):
-        if part["l"].nunique() < 3:
-            continue
-        slopes.append(np.polyfit(part["l"], part["v"], 1)[0])
-        if part["v"].nunique() > 1:
-            rhos.append(stats.spearman(part["l"], part["v"])[0])
+    slopes = dose_slopes(frame["v"], frame["l"], frame["q"])
+    rhos = [
+        stats.spearman(part["l"], part["v"])[0]
+        for _, part in frame.groupby("q")
+        if part["l"].nunique() >= 3 and part["v"].nunique() > 1
+    ]
     means = frame.groupby("l")["v"].mean()
-    low, high = stats.mean_ci(slopes) if len(slopes) else (np.nan, np.nan)
+    low, high = dose_slope_ci(frame["v"], frame["l"], frame["q"])
     return {
-        "dose_slope": float(np.mean(slopes)) if slopes else np.nan,
+        "dose_slope": float(np.mean(slopes)) if len(slopes) else np.nan,
         "dose_slope_low": low,
         "dose_slope_high": high,
         "dose_rho": float(np.mean(rhos)) if rhos else np.nan,

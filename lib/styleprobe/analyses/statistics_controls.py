@@ -102,14 +102,9 @@ def _graded(rng: np.random.Generator, n: int, slope: float, df: int | None) -> t
     return lines + GRADE_NOISE_SD * _draw(rng, len(levels), df), levels, questions
 
 
-def _dose_ci(*data: np.ndarray) -> tuple[float, float]:
-    found = controls.dose_trend(*data)
-    return found["dose_slope_low"], found["dose_slope_high"]
-
-
 def _dose_trend(*data: np.ndarray) -> bool:
-    """The trend test's claim: the slope's interval lies above 0."""
-    return controls.dose_trend(*data)["dose_slope_low"] > 0
+    """The trend test's claim: the slope's interval (`controls.dose_slope_ci`) lies above 0."""
+    return controls.dose_slope_ci(*data)[0] > 0
 
 
 def _convergent_pair(rng: np.random.Generator, n: int, df: int | None) -> tuple:
@@ -176,7 +171,9 @@ def control_checks(profile: Profile) -> list[Check]:
                 NOMINAL_COVERAGE,
                 noise,
                 f"per-question lines, mean slope {DOSE_SLOPE}, {noise} noise",
-                covering(_dose_ci, lambda rng, df=df: _graded(rng, n_cal, DOSE_SLOPE, df), DOSE_SLOPE),
+                covering(
+                    controls.dose_slope_ci, lambda rng, df=df: _graded(rng, n_cal, DOSE_SLOPE, df), DOSE_SLOPE
+                ),
             ),
             Check(
                 "dose-response trend",
