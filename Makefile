@@ -87,10 +87,15 @@ lint: install
 	$(BIN)/ruff check lib tests notebooks benchmarks
 	$(BIN)/ruff format --check lib tests notebooks benchmarks
 
-test: lint test-unit test-oldest test-gpu-check test-notebooks
+# The four parts run side by side (two at a time, each part's output printed when it ends): much of the
+# test time is waiting on subprocesses, kernels and Ray, which the other part fills.
+TEST_WORKERS ?= 2
+test: lint
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-unit test-notebooks test-oldest test-gpu-check
 
+# pytest-xdist: TEST_WORKERS processes; the Ray tests stay in one (they share one cluster: xdist_group)
 test-unit: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 # Every notebook, parameterised by papermill for a tiny random-init model, executed by nbval in run order;
 # then every number, table and figure the paper reads must be among their outputs.

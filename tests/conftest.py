@@ -117,9 +117,21 @@ _DEPRECATIONS = _Deprecations()
 logging.getLogger("transformers").addHandler(_DEPRECATIONS)
 
 
+# The modules that take a minute or more, run first so that with pytest-xdist (make test) the short tests
+# fill the other worker meanwhile instead of leaving one long test alone at the end.
+LONG_FIRST = ("test_cluster", "test_realmodel", "test_compare", "test_make_reproduce", "test_concurrency")
+
+
+def _module(item: pytest.Item) -> str:
+    return item.module.__name__.rsplit(".", 1)[-1]
+
+
 def pytest_collection_modifyitems(items) -> None:
+    items.sort(
+        key=lambda item: LONG_FIRST.index(m) if (m := _module(item)) in LONG_FIRST else len(LONG_FIRST)
+    )
     for item in items:
-        if item.module.__name__.rsplit(".", 1)[-1] in ENGINE_TESTS:
+        if _module(item) in ENGINE_TESTS:
             item.add_marker(pytest.mark.filterwarnings("error::FutureWarning"))
             item.add_marker(pytest.mark.filterwarnings("error::DeprecationWarning:transformers.*"))
             item.add_marker(pytest.mark.filterwarnings("error::DeprecationWarning:torch.*"))

@@ -16,6 +16,7 @@ from styleprobe.apps.reproduce import notebook_parameters, reproduce, resolve_no
 from styleprobe.engine.models import load_presets
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.xdist_group("ray")  # one worker starts the session's one cluster
 
 MODELS = ["random:llama", "random:qwen2"]
 NOTEBOOKS = ["01", "02"]
