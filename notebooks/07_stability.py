@@ -354,7 +354,11 @@ from styleprobe.analyses import normalisations
 from styleprobe.protocol.calibration import calibrate
 from styleprobe.protocol.fingerprint import baseline
 
-answers = baseline(ws, seeds=tuple(seeds), batch_size=batch_size, progress=False)
-norms = normalisations.run(calibrate(ws, context=context, progress=False), answers, ws.model.model_id)
+standard = calibrate(ws, context=context, progress=False)
+# the baseline answers read the way the axes read (their own block per axis when they choose one)
+answers = baseline(
+    ws, seeds=tuple(seeds), batch_size=batch_size, aggregation=standard.axes.reading(), progress=False
+)
+norms = normalisations.run(standard, answers, ws.model.model_id)
 print(f"results: {ws.save(norms)}")
 norms.summary().join(norms.table.pivot(index="normalisation", columns="axis", values="position")).round(3)
