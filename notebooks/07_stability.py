@@ -46,7 +46,7 @@ root = None  # folder for runs/, axes/, figures/, results/ (None: the repository
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
-from styleprobe.analyses import ablation, calibration_context, robustness, stability
+from styleprobe.analyses import ablation, calibration_context, normalisations, robustness, stability
 from styleprobe.analyses import instruction_benchmark as benchmark
 from styleprobe.report import plots, style
 from styleprobe.report.plots import axis_label
@@ -288,11 +288,12 @@ ctx.per_axis.round(3)
 # calibration answers, so their unit depends on the sample size and hidden size. *position*: baseline.
 
 # %%
-from styleprobe.analyses import normalisations
-from styleprobe.protocol.calibration import calibrate
-from styleprobe.protocol.fingerprint import baseline
+from styleprobe.protocol import calibration, fingerprint
 
-answers = baseline(ws, seeds=tuple(seeds), batch_size=batch_size, progress=False)
-norms = normalisations.run(calibrate(ws, context=context, progress=False), answers, ws.model.model_id)
+standard = calibration.calibrate(ws, context=context, progress=False)
+answers = fingerprint.baseline(
+    ws, seeds=tuple(seeds), batch_size=batch_size, aggregation=standard.axes.reading(), progress=False
+)  # the baseline read as the axes read (each axis's own reading when they choose one)
+norms = normalisations.run(standard, answers, ws.model.model_id)
 print(f"results: {ws.save(norms)}")
 norms.summary().join(norms.table.pivot(index="normalisation", columns="axis", values="position")).round(3)

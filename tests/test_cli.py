@@ -139,6 +139,21 @@ def test_the_reading_context_is_chosen_by_name(dirs, tmp_path, capsys):
     assert "invalid choice: 'with-instruction'" in capsys.readouterr().err
 
 
+def test_calibrate_chooses_the_reading_and_the_estimator_by_name(dirs, tmp_path, capsys):
+    study = tmp_path / "study.json"
+    argv = ["calibrate", *MODEL, "--axes", "warm_cold", "--profile", "smoke", "--output-path"]
+    assert main([*argv, str(study), "--reading", "study", "--estimator", "study"]) == 0
+    assert AxisSet.load(study).readings is None  # the study's reading, one for all axes
+    assert AxisSet.load(study).estimators == ["study"]
+    chosen = tmp_path / "nested.json"
+    assert main([*argv, str(chosen), "--reading", "nested", "--estimator", "zscore"]) == 0
+    axes = AxisSet.load(chosen)
+    assert axes.estimators == ["zscore"] and axes.readings is not None and len(axes.readings) == 1
+    with pytest.raises(SystemExit):
+        main([*argv, str(chosen), "--estimator", "median"])
+    assert "invalid choice: 'median'" in capsys.readouterr().err
+
+
 def test_project_scores_chat_logs_as_the_plain_format_and_skips_bad_lines(dirs, tmp_path, capsys):
     assert main(["calibrate", *dirs, "--axes", "warm_cold", "--profile", "smoke"]) == 0
     history = [["Hi!", "Hello, how can I help?"]]

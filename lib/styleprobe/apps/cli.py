@@ -261,6 +261,28 @@ def _answer_options(p: argparse.ArgumentParser, seed_help: str) -> None:
     )
 
 
+def _axis_fit_options(p: argparse.ArgumentParser) -> None:
+    """--reading and --estimator: how calibration answers are read and each axis's direction fitted."""
+    from styleprobe.protocol.calibration import DEFAULT_ESTIMATOR, DEFAULT_READING, READINGS
+    from styleprobe.protocol.estimators import ESTIMATORS
+
+    p.add_argument(
+        "--reading",
+        choices=READINGS,
+        default=DEFAULT_READING,
+        help=f"study (the study's: last 4 blocks, weights 0.1-0.4, decay 0.9) or nested (each axis's "
+        f"block and token pooling chosen by cross-validation on the calibration questions); default "
+        f"{DEFAULT_READING}",
+    )
+    p.add_argument(
+        "--estimator",
+        choices=list(ESTIMATORS),
+        default=DEFAULT_ESTIMATOR,
+        help=f"how each axis's direction is fitted (default {DEFAULT_ESTIMATOR}; study: the study's "
+        "difference of trimmed means; --reading study --estimator study writes the study's axes)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="styleprobe",
@@ -281,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     _answer_options(cal, "sampling seed of the calibration answers (default 0)")
     cal.add_argument("--axes", nargs="+", metavar="AXIS", help="only these axes (default: all 7)")
     cal.add_argument("--set", default="A", choices=["A", "B", "C"], help="instruction and question set")
+    _axis_fit_options(cal)
     cal.add_argument(
         "--normalisation",
         default="crossfit",
@@ -617,13 +640,15 @@ def _calibrate(
 ) -> AxisSet:
     """Calibrate in `ws`, print the held-out table, save the axes to `path` (marked when --limit lowered
     the profile) and, with --log-samples, every answer beside them."""
-    from styleprobe.protocol.calibration import calibrate
+    from styleprobe.protocol.calibration import DEFAULT_ESTIMATOR, DEFAULT_READING, calibrate
 
     seed = args.seed or 0
     seed_everything(seed)
     cal = calibrate(
         ws,
         axes=axes,
+        reading=getattr(args, "reading", DEFAULT_READING),
+        estimator=getattr(args, "estimator", DEFAULT_ESTIMATOR),
         instruction_set=instruction_set,
         normalisation=normalisation,
         seed=seed,
