@@ -1,10 +1,10 @@
-import os
 from pathlib import Path
 
 import gguf
 import numpy as np
 import pytest
 import torch
+from waiting import CPU_THREADS
 
 from styleprobe import paths
 from styleprobe.engine.extraction import Aggregation
@@ -146,7 +146,7 @@ def test_the_study_reading_ranks_answers_like_ours_on_another_scale():
     projected on the shipped axes with one scale (an imported axis keeps the study's scale the same way).
     The readings rank the answers alike, but ours spread about twice as widely: values are not the study's."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(CPU_THREADS)
     try:
         handle = load_model("smollm2-135m-instruct")
         study_file = paths.data_dir() / "mood_axis" / "baselines" / "qwen_7b_baseline.json"

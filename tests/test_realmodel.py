@@ -2,12 +2,12 @@
 
 The first load dequantises the GGUF (about 35 s) into the user cache; later loads take seconds."""
 
-import os
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from waiting import CPU_THREADS
 
 from styleprobe import paths
 from styleprobe.engine.generation import SamplingConfig
@@ -34,7 +34,7 @@ SMALL = Profile(
 @pytest.fixture(scope="module")
 def smollm():
     threads = torch.get_num_threads()
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(CPU_THREADS)
     # float32 whatever the CPU: the thresholds below hold for this seed's answers, which bf16 would change
     yield load_model("smollm2-135m-instruct", dtype="float32")
     torch.set_num_threads(threads)
