@@ -468,7 +468,10 @@ def dose_slopes(value: np.ndarray, level: np.ndarray, question: np.ndarray) -> n
 def dose_slope_ci(value: np.ndarray, level: np.ndarray, question: np.ndarray) -> tuple[float, float]:
     """The trend test, question-clustered: the 95 % t interval (`stats.mean_ci`) of the mean per-question
     slope (`dose_slopes`); (NaN, NaN) with fewer than 2 such questions."""
-    slopes = dose_slopes(value, level, question)
+    return _mean_ci(dose_slopes(value, level, question))
+
+
+def _mean_ci(slopes: np.ndarray) -> tuple[float, float]:
     return stats.mean_ci(slopes) if len(slopes) else (np.nan, np.nan)
 
 
@@ -485,7 +488,7 @@ def dose_trend(value: np.ndarray, level: np.ndarray, question: np.ndarray) -> di
         if part["l"].nunique() >= 3 and part["v"].nunique() > 1
     ]
     means = frame.groupby("l")["v"].mean()
-    low, high = dose_slope_ci(frame["v"], frame["l"], frame["q"])
+    low, high = _mean_ci(slopes)  # dose_slope_ci of the slopes above
     return {
         "dose_slope": float(np.mean(slopes)) if len(slopes) else np.nan,
         "dose_slope_low": low,
